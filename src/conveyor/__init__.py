@@ -1,0 +1,76 @@
+"""conveyor: durable workflows and sagas for Python.
+
+Declare steps with :func:`task`, compose them with :class:`Flow`, run them with :func:`run_durable_workflow`
+on a backend (:class:`SqliteBackend` by default, :class:`InMemoryBackend` for tests). Every finished step is
+checkpointed, so a run that crashes resumes where it stopped; a step that keeps failing triggers the undo of
+every completed step, newest first.
+"""
+
+from conveyor.backends import Backend, InMemoryBackend, SqliteBackend
+from conveyor.core import Failure, RunState, StepState
+from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
+from conveyor.engine import (
+    FakeClock,
+    StepStatus,
+    WorkflowStatus,
+    current_context,
+    get_workflow_status,
+    run_durable_workflow,
+    run_durable_workflow_async,
+    run_workflow,
+)
+from conveyor.errors import (
+    BackendError,
+    ConveyorError,
+    DefinitionError,
+    EncodingError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NonRetryableError,
+    RunError,
+    RunNotFoundError,
+    StepError,
+    StepInputError,
+    StepTimeoutError,
+    WorkflowFailedError,
+    WorkflowMismatchError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ConveyorError",
+    "DefinitionError",
+    "EncodingError",
+    "Failure",
+    "FakeClock",
+    "Flow",
+    "InMemoryBackend",
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "NonRetryableError",
+    "RetryPolicy",
+    "RunError",
+    "RunNotFoundError",
+    "RunState",
+    "SqliteBackend",
+    "StepContext",
+    "StepError",
+    "StepInputError",
+    "StepState",
+    "StepStatus",
+    "StepTimeoutError",
+    "Task",
+    "Workflow",
+    "WorkflowFailedError",
+    "WorkflowMismatchError",
+    "WorkflowStatus",
+    "current_context",
+    "get_workflow_status",
+    "run_durable_workflow",
+    "run_durable_workflow_async",
+    "run_workflow",
+    "task",
+]

@@ -1,0 +1,104 @@
+"""Rows as the SQL backends store them, and the records they stand for. Shared by every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from conveyor.core.records import Failure, RunRecord, StepRecord
+from conveyor.core.states import RunState, StepState
+
+StepRow = tuple[Any, ...]
+"""(step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at,
+completion_order, compensation_attempts, compensation_error)"""
+
+RunRow = tuple[Any, ...]
+"""(workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, step_names,
+created_at, updated_at, wake_at, epoch, recoveries)"""
+
+STEP_COLUMNS = (
+    "step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at, "
+    "completion_order, compensation_attempts, compensation_error"
+)
+RUN_COLUMNS = (
+    "workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, "
+    "step_names, created_at, updated_at, wake_at, epoch, recoveries"
+)
+
+
+STEP_STATE_TEXT: dict[StepState, str] = {state: state.value for state in StepState}
+RUN_STATE_TEXT: dict[RunState, str] = {state: state.value for state in RunState}
+"""Plain strings for states: rows hold only atoms, which the garbage collector need not scan."""
+
+
+def failure_to_text(failure: Failure | None) -> str | None:
+    """Store a failure as JSON text."""
+    return None if failure is None else orjson.dumps(failure.to_dict()).decode()
+
+
+def failure_from_text(text: str | bytes | None) -> Failure | None:
+    """Read a failure stored by :func:`failure_to_text`."""
+    return None if text is None else Failure.from_dict(orjson.loads(text))
+
+
+def step_to_row(record: StepRecord) -> StepRow:
+    """The row that stores ``record``."""
+    return (
+        record.name,
+        STEP_STATE_TEXT[record.state],
+        record.attempts,
+        record.result,
+        failure_to_text(record.error),
+        record.next_attempt_at,
+        record.started_at,
+        record.finished_at,
+        record.completion_order,
+        record.compensation_attempts,
+        failure_to_text(record.compensation_error),
+    )
+
+
+def step_from_row(row: Sequence[Any]) -> StepRecord:
+    """The record a row stores."""
+    return StepRecord(
+        name=row[0],
+        state=StepState(row[1]),
+        attempts=row[2],
+        result=row[3],
+        error=failure_from_text(row[4]),
+        next_attempt_at=row[5],
+        started_at=row[6],
+        finished_at=row[7],
+        completion_order=row[8],
+        compensation_attempts=row[9],
+        compensation_error=failure_from_text(row[10]),
+    )
+
+
+def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
+    """Assemble a run's record from its row and its steps' rows; steps never recorded are pending."""
+    step_names = tuple(orjson.loads(row[8]))
+    recorded = {record.name: record for record in map(step_from_row, step_rows)}
+    steps = {name: recorded.pop(name) if name in recorded else StepRecord(name) for name in step_names}
+    steps.update(recorded)  # rows of steps the run's workflow no longer names: kept, to be reported
+    return RunRecord(
+        workflow_id=row[0],
+        workflow_name=row[1],
+        workflow_version=row[2],
+        state=RunState(row[3]),
+        input=row[4],
+        output=row[5],
+        error=failure_from_text(row[6]),
+        correlation_id=row[7],
+        step_names=step_names,
+        steps=steps,
+        created_at=row[9],
+        updated_at=row[10],
+        wake_at=row[11],
+        epoch=row[12],
+        recoveries=row[13],
+        completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
+        last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
+    )

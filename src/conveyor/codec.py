@@ -1,0 +1,107 @@
+"""The checkpoint codec: values cross a checkpoint as JSON text, and nothing else.
+
+Encoding takes dicts, lists, strings, numbers, booleans, ``None``, dataclasses, pydantic models, datetimes,
+dates, times, decimals, UUIDs, enums, sets and tuples. Decoding gives plain JSON values back, or, when the
+reader declares a type, that type (through a pydantic ``TypeAdapter`` built once, when the step is declared).
+Nothing is ever pickled: reading a checkpoint can never execute code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import typing
+import uuid
+from typing import Any
+
+import orjson
+import pydantic
+
+from conveyor.errors import EncodingError
+
+_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _encode_other(value: Any) -> Any:
+    if isinstance(value, pydantic.BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    if isinstance(value, tuple):  # namedtuples reach here
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-encodable")
+
+
+def encode(value: Any, *, what: str = "value") -> str:
+    """Return ``value`` as JSON text, or raise :class:`EncodingError` naming ``what`` could not be stored."""
+    try:
+        return orjson.dumps(value, default=_encode_other, option=_OPTIONS).decode()
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise EncodingError(
+            f"{what} cannot be stored as JSON: {exc}. Return dicts, lists, strings, numbers, "
+            "dataclasses, pydantic models, datetimes, decimals or UUIDs.",
+            what=what,
+        ) from exc
+
+
+def decode(text: str | bytes) -> Any:
+    """Return the plain JSON value stored as ``text``."""
+    return orjson.loads(text)
+
+
+_PASS_THROUGH: tuple[Any, ...] = (Any, object, dict, list, str, int, bool, type(None))
+
+
+def needs_adapter(annotation: Any) -> bool:
+    """Say whether values of ``annotation`` need converting after plain JSON decoding."""
+    if any(annotation is plain for plain in _PASS_THROUGH):
+        return False
+    if typing.get_origin(annotation) in (dict, list):
+        return any(needs_adapter(arg) for arg in typing.get_args(annotation))
+    return True
+
+
+class TypedCodec:
+    """Decodes JSON text into one declared type; built once per annotated parameter or return value."""
+
+    __slots__ = ("_adapter", "annotation")
+
+    def __init__(self, annotation: Any) -> None:
+        self.annotation = annotation
+        self._adapter: pydantic.TypeAdapter[Any] | None = (
+            pydantic.TypeAdapter(annotation) if needs_adapter(annotation) else None
+        )
+
+    def decode(self, text: str) -> Any:
+        """Decode ``text`` into the declared type; raises ``pydantic.ValidationError`` if it does not fit."""
+        if self._adapter is None:
+            return orjson.loads(text)
+        return self._adapter.validate_json(text)
+
+    def convert(self, value: Any) -> Any:
+        """Convert an already decoded JSON value into the declared type."""
+        if self._adapter is None:
+            return value
+        return self._adapter.validate_python(value)
+
+
+# Types the codec round-trips; listed so documentation and tests can name them.
+SUPPORTED_TYPES: tuple[type, ...] = (
+    dict,
+    list,
+    str,
+    int,
+    float,
+    bool,
+    dt.datetime,
+    dt.date,
+    dt.time,
+    decimal.Decimal,
+    uuid.UUID,
+    enum.Enum,
+    pydantic.BaseModel,
+)
+__all__ = ["SUPPORTED_TYPES", "TypedCodec", "decode", "encode", "needs_adapter"]

@@ -1,0 +1,163 @@
+"""What is recorded about a run and its steps, and the write-set of one checkpoint.
+
+These are plain values: backends read and write them, the engine keeps one :class:`RunRecord` per run it
+drives, and :mod:`conveyor.core.decide` reads and updates it without any I/O. Results are kept as the JSON
+text they are stored as, so what a run holds is cheap to keep and identical before and after a crash.
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
+
+MAX_TRACEBACK_CHARS = 8000
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why a step (or its undo) failed: which step, after how many attempts, and the error."""
+
+    step_name: str
+    error_type: str
+    message: str
+    attempts: int
+    retryable: bool = True
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(
+        cls, step_name: str, error: BaseException, attempts: int, *, retryable: bool
+    ) -> Failure:
+        """Describe ``error`` raised by attempt number ``attempts`` of ``step_name``."""
+        text = "".join(traceback_module.format_exception(error))
+        return cls(
+            step_name=step_name,
+            error_type=type(error).__name__,
+            message=str(error) or type(error).__name__,
+            attempts=attempts,
+            retryable=retryable,
+            traceback=text[-MAX_TRACEBACK_CHARS:],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The failure as a JSON-ready dict."""
+        return {
+            "step_name": self.step_name,
+            "error_type": self.error_type,
+            "message": self.message,
+            "attempts": self.attempts,
+            "retryable": self.retryable,
+            "traceback": self.traceback,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Failure:
+        """Rebuild a failure stored with :meth:`to_dict`."""
+        return cls(
+            step_name=data["step_name"],
+            error_type=data["error_type"],
+            message=data["message"],
+            attempts=data["attempts"],
+            retryable=data.get("retryable", True),
+            traceback=data.get("traceback", ""),
+        )
+
+    def __str__(self) -> str:
+        plural = "attempt" if self.attempts == 1 else "attempts"
+        return (
+            f"step {self.step_name!r} failed after {self.attempts} {plural}: "
+            f"{self.error_type}: {self.message}"
+        )
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """The recorded state of one step of one run."""
+
+    name: str
+    state: StepState = StepState.PENDING
+    attempts: int = 0
+    result: str | None = None
+    """The step's result as JSON text, once it completed."""
+    error: Failure | None = None
+    next_attempt_at: float | None = None
+    """When the next attempt (or the next attempt at its undo) is due, as epoch seconds."""
+    started_at: float | None = None
+    """When the last attempt started."""
+    finished_at: float | None = None
+    completion_order: int | None = None
+    """1 for the first step of the run to complete, 2 for the next…; undos run in reverse of it."""
+    compensation_attempts: int = 0
+    compensation_error: Failure | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the last attempt took."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run about to be recorded for the first time."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str
+    input: str
+    correlation_id: str
+    step_names: tuple[str, ...]
+    state: RunState = RunState.RUNNING
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run and its steps, as recorded (plus, while a process drives it, which steps are in flight)."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str
+    state: RunState
+    input: str
+    correlation_id: str
+    step_names: tuple[str, ...]
+    steps: dict[str, StepRecord]
+    created_at: float
+    updated_at: float
+    epoch: int = 0
+    """Bumped each time a process takes the run; a write carrying an older epoch is refused."""
+    recoveries: int = 0
+    """How many times the run was taken over after the process driving it stopped."""
+    output: str | None = None
+    error: Failure | None = None
+    wake_at: float | None = None
+    completed_count: int = 0
+    """How many steps are in the completed state."""
+    last_completion_order: int = 0
+    in_flight: set[str] = field(default_factory=set)
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run has ended."""
+        return self.state in FINAL_RUN_STATES
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Everything one step completion (or failure) changes, written by a backend in one transaction.
+
+    The write is fenced: it is refused unless the run's epoch is still ``epoch``.
+    """
+
+    workflow_id: str
+    epoch: int
+    steps: tuple[StepRecord, ...]
+    state: RunState
+    output: str | None
+    error: Failure | None
+    wake_at: float | None
+    at: float

@@ -1,0 +1,130 @@
+"""The Flow builder: ``Flow("orders").then(a).fork().branch(b).branch(c).join(d).build()``.
+
+Each step receives the previous step's result (the first receives the workflow input). ``fork()`` starts
+branches that run concurrently, each receiving the same value; ``join(d)`` gives ``d`` a dict keyed by each
+branch's name (a branch's name is the name given to ``branch(..., name=)``, else its last task's name).
+Every method returns a new builder, so a partly built flow can be shared and extended safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from conveyor.definition.binding import FromBranches, FromPrevious
+from conveyor.definition.retry import RetryPolicy
+from conveyor.definition.task import TaskSpec, make_task_spec
+from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
+from conveyor.errors import DefinitionError
+
+
+def _spec(fn: Callable[..., Any], name: str | None) -> TaskSpec:
+    spec = make_task_spec(fn)
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise DefinitionError(f"a step name must be a non-empty string, not {name!r}")
+        spec = replace(spec, name=name)
+    return spec
+
+
+class Flow:
+    """Builds a :class:`~conveyor.definition.workflow.Workflow` one step at a time."""
+
+    __slots__ = ("_options", "_steps", "_tail", "name")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str | int = "1",
+        description: str = "",
+        retries: RetryPolicy | None = None,
+        compensation_retries: RetryPolicy | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise DefinitionError(f"a flow's name must be a non-empty string, not {name!r}")
+        self.name = name
+        self._options: dict[str, Any] = {
+            "version": str(version),
+            "description": description,
+            "retries": retries,
+            "compensation_retries": compensation_retries,
+        }
+        self._steps: tuple[StepDefinition, ...] = ()
+        self._tail: str | None = None
+
+    def _extend(self, *steps: StepDefinition, tail: str | None) -> Flow:
+        extended = object.__new__(Flow)
+        extended.name = self.name
+        extended._options = self._options
+        extended._steps = self._steps + steps
+        extended._tail = tail
+        return extended
+
+    def then(self, fn: Callable[..., Any], *, name: str | None = None) -> Flow:
+        """Add a step that receives the previous step's result (or the workflow input, if it is first)."""
+        spec = _spec(fn, name)
+        return self._extend(StepDefinition(spec.name, spec, FromPrevious(self._tail)), tail=spec.name)
+
+    def fork(self) -> Fork:
+        """Start branches that run concurrently; close them with :meth:`Fork.join`."""
+        return Fork(self)
+
+    def build(self) -> Workflow:
+        """Check the flow and return the immutable workflow (a :class:`DefinitionError` if it is wrong)."""
+        if not self._steps:
+            raise DefinitionError(f"flow {self.name!r} has no steps; add some with .then(task)")
+        return build_workflow(self.name, self._steps, output_step=self._tail, **self._options)
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r} steps={[step.name for step in self._steps]}>"
+
+
+class Fork:
+    """Branches of a :class:`Flow` that run concurrently, until :meth:`join` brings them together."""
+
+    __slots__ = ("_branches", "_flow")
+
+    def __init__(self, flow: Flow, branches: tuple[tuple[str, tuple[TaskSpec, ...]], ...] = ()) -> None:
+        self._flow = flow
+        self._branches = branches
+
+    def branch(self, *fns: Callable[..., Any], name: str | None = None) -> Fork:
+        """Add a branch: one task, or a chain of tasks each receiving the previous one's result."""
+        if not fns:
+            raise DefinitionError(f"an empty branch in flow {self._flow.name!r}; give it at least one task")
+        specs = tuple(_spec(fn, None) for fn in fns)
+        key = name if name is not None else specs[-1].name
+        if not isinstance(key, str) or not key.strip():
+            raise DefinitionError(f"a branch name must be a non-empty string, not {key!r}")
+        if any(existing == key for existing, _ in self._branches):
+            raise DefinitionError(
+                f"two branches of a fork in flow {self._flow.name!r} are both called {key!r}; "
+                "the join receives one result per name, so name one of them (branch(..., name=...))"
+            )
+        return Fork(self._flow, (*self._branches, (key, specs)))
+
+    def join(self, fn: Callable[..., Any], *, name: str | None = None) -> Flow:
+        """Close the fork with a step that receives ``{branch name: that branch's result}``."""
+        if not self._branches:
+            raise DefinitionError(
+                f"a fork in flow {self._flow.name!r} has no branches; add them with .branch(task)"
+            )
+        start = self._flow._tail
+        steps: list[StepDefinition] = []
+        tails: list[tuple[str, str]] = []
+        for key, specs in self._branches:
+            previous = start
+            for spec in specs:
+                steps.append(StepDefinition(spec.name, spec, FromPrevious(previous)))
+                previous = spec.name
+            assert previous is not None
+            tails.append((key, previous))
+        joined = _spec(fn, name)
+        steps.append(StepDefinition(joined.name, joined, FromBranches(tuple(tails))))
+        return self._flow._extend(*steps, tail=joined.name)
+
+    def build(self) -> Workflow:
+        """Refuse to build: a fork must be closed with :meth:`join` first."""
+        raise DefinitionError(f"flow {self._flow.name!r} ends in a fork; close it with .join(task)")

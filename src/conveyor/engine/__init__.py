@@ -1,0 +1,24 @@
+"""Drives core decisions against a backend: runs step functions, timeouts, retries, compensation."""
+
+from conveyor.engine.api import (
+    get_workflow_status,
+    run_durable_workflow,
+    run_durable_workflow_async,
+    run_workflow,
+)
+from conveyor.engine.clock import Clock, FakeClock, SystemClock
+from conveyor.engine.context import current_context
+from conveyor.engine.status import StepStatus, WorkflowStatus
+
+__all__ = [
+    "Clock",
+    "FakeClock",
+    "StepStatus",
+    "SystemClock",
+    "WorkflowStatus",
+    "current_context",
+    "get_workflow_status",
+    "run_durable_workflow",
+    "run_durable_workflow_async",
+    "run_workflow",
+]

@@ -1,0 +1,350 @@
+"""Drives one run to its end: asks :func:`~conveyor.core.decide` what to do, does it, checkpoints it.
+
+The common case, a chain of sync steps without timeouts, runs on the calling thread with no event loop and
+no thread hand-off: the per-step cost is the call, the JSON encoding and one checkpoint. Anything else
+(async steps, fork branches running together, timeouts) switches the rest of the run to an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from conveyor.backends.base import Backend
+from conveyor.codec import encode
+from conveyor.core.decide import (
+    Action,
+    decide,
+    merge_checkpoints,
+    recover,
+    settle_compensation_failure,
+    settle_compensation_success,
+    settle_failure,
+    settle_success,
+)
+from conveyor.core.records import Checkpoint, RunRecord
+from conveyor.core.states import StepState
+from conveyor.definition.task import CallableShape, StepContext
+from conveyor.definition.workflow import StepSpec, Workflow
+from conveyor.engine.clock import Clock
+from conveyor.engine.context import current_step_context, reset_context, set_context
+from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
+
+
+class RunDriver:
+    """Runs the steps of one run the backend has handed this process, until the run ends."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        run: RunRecord,
+        backend: Backend,
+        clock: Clock,
+        *,
+        random_unit: Callable[[], float] = random.random,
+    ) -> None:
+        self.workflow = workflow
+        self.run = run
+        self.backend = backend
+        self.clock = clock
+        self.random_unit = random_unit
+        self.errors: dict[str, BaseException] = {}
+        """The last exception each failed step raised in this process (for chaining, not stored)."""
+        self.results: dict[str, str] = {
+            name: record.result
+            for name, record in run.steps.items()
+            if record.state is StepState.COMPLETED and record.result is not None
+        }
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def drive(self) -> RunRecord:
+        """Run until the run ends; returns its final record."""
+        checkpoint = recover(self.workflow, self.run, self.clock.now())
+        if checkpoint is not None:
+            self.backend.record_checkpoint(checkpoint)
+        workflow, run, clock = self.workflow, self.run, self.clock
+        record_checkpoint = self.backend.record_checkpoint
+        while True:
+            now = clock.now()
+            decision = decide(workflow, run, now)
+            action = decision.action
+            if action is Action.RUN_STEPS:
+                steps = decision.steps
+                if len(steps) == 1 and steps[0].runs_inline:
+                    record_checkpoint(self._attempt_inline(steps[0], now))
+                    continue
+            elif action is Action.RUN_COMPENSATION:
+                spec = decision.steps[0]
+                shape = spec.task.compensation
+                assert shape is not None
+                if not shape.is_async and spec.timeout_seconds is None:
+                    self.backend.record_checkpoint(self._compensate_inline(spec, shape))
+                    continue
+            elif action is Action.WAIT_UNTIL:
+                assert decision.at is not None
+                clock.sleep(decision.at - clock.now())
+                continue
+            elif action is Action.FINISHED:
+                return run
+            _run_coroutine(self._drive_async())
+            return run
+
+    async def _drive_async(self) -> None:
+        workflow, run, clock = self.workflow, self.run, self.clock
+        tasks: dict[asyncio.Task[Checkpoint], str] = {}
+        try:
+            while True:
+                decision = decide(workflow, run, clock.now())
+                action = decision.action
+                if action is Action.FINISHED:
+                    return
+                if action is Action.RUN_STEPS:
+                    for spec in decision.steps:
+                        run.in_flight.add(spec.name)
+                        tasks[asyncio.ensure_future(self._attempt_async(spec))] = spec.name
+                    continue
+                if action is Action.RUN_COMPENSATION:
+                    spec = decision.steps[0]
+                    run.in_flight.add(spec.name)
+                    tasks[asyncio.ensure_future(self._compensate_async(spec))] = spec.name
+                    continue
+                timeout: float | None = None
+                if action is Action.WAIT_UNTIL:
+                    assert decision.at is not None
+                    wait = decision.at - clock.now()
+                    if not tasks:
+                        await clock.sleep_async(wait)
+                        continue
+                    timeout = clock.real_seconds(wait)
+                done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if action is Action.WAIT_UNTIL and timeout == 0:
+                        assert decision.at is not None
+                        await clock.sleep_async(decision.at - clock.now())
+                    continue
+                checkpoints = []
+                for finished in done:
+                    del tasks[finished]
+                    checkpoints.append(finished.result())
+                self.backend.record_checkpoint(merge_checkpoints(checkpoints))
+        finally:
+            for pending in tasks:
+                pending.cancel()
+
+    # -- one attempt ------------------------------------------------------------------------------
+
+    def _context(self, spec: StepSpec, attempt: int, *, compensation: bool = False) -> StepContext:
+        run = self.run
+        return StepContext(
+            workflow_id=run.workflow_id,
+            workflow_name=run.workflow_name,
+            step_name=spec.name,
+            attempt=attempt,
+            correlation_id=run.correlation_id,
+            is_compensation=compensation,
+        )
+
+    def _succeeded(self, spec: StepSpec, value: Any, started: float) -> Checkpoint:
+        finished = self.clock.now()
+        timeout = spec.timeout_seconds
+        if timeout is not None and finished - started > timeout:
+            return self._failed(spec, _timeout_error(spec), started, finished)
+        try:
+            result = encode(value, what=f"the result of step {spec.name!r}")
+        except EncodingError as exc:
+            return self._failed(spec, exc, started, finished)
+        self.results[spec.name] = result
+        return settle_success(self.workflow, self.run, spec, result, started, finished)
+
+    def _failed(
+        self, spec: StepSpec, error: Exception, started: float, finished: float | None = None
+    ) -> Checkpoint:
+        self.errors[spec.name] = error
+        return settle_failure(
+            self.workflow,
+            self.run,
+            spec,
+            error,
+            retryable=not isinstance(error, NonRetryableError | EncodingError),
+            started=started,
+            finished=self.clock.now() if finished is None else finished,
+            random_unit=self.random_unit(),
+        )
+
+    def _attempt_inline(self, spec: StepSpec, started: float) -> Checkpoint:
+        shape = spec.task.shape
+        context = self._context(spec, self.run.steps[spec.name].attempts + 1)
+        token = current_step_context.set(context)
+        try:
+            args, kwargs = spec.build_arguments(self.run.input, self.results)
+            if shape.context_parameter is not None:
+                kwargs[shape.context_parameter] = context
+            value = shape.fn(*args, **kwargs)
+        except Exception as exc:
+            return self._failed(spec, exc, started)
+        finally:
+            current_step_context.reset(token)
+        return self._succeeded(spec, value, started)
+
+    async def _attempt_async(self, spec: StepSpec) -> Checkpoint:
+        shape = spec.task.shape
+        context = self._context(spec, self.run.steps[spec.name].attempts + 1)
+        started = self.clock.now()
+        try:
+            args, kwargs = spec.build_arguments(self.run.input, self.results)
+            value = await _call(shape, args, kwargs, context, spec.timeout_seconds)
+        except TimeoutError:
+            return self._failed(spec, _timeout_error(spec), started)
+        except Exception as exc:
+            return self._failed(spec, exc, started)
+        return self._succeeded(spec, value, started)
+
+    # -- one undo ---------------------------------------------------------------------------------
+
+    def _compensation_arguments(self, spec: StepSpec, shape: CallableShape) -> list[Any]:
+        record = self.run.steps[spec.name]
+        assert record.result is not None
+        arguments: list[Any] = [spec.task.shape.returns.decode(record.result)]
+        if len(shape.parameters) >= 2:
+            step_args, _ = spec.build_arguments(self.run.input, self.results)
+            arguments.append(step_args[0] if step_args else None)
+        return arguments
+
+    def _compensated(self, spec: StepSpec, error: Exception | None) -> Checkpoint:
+        if error is None:
+            return settle_compensation_success(self.workflow, self.run, spec, self.clock.now())
+        return settle_compensation_failure(
+            self.workflow,
+            self.run,
+            spec,
+            error,
+            retryable=not isinstance(error, NonRetryableError),
+            finished=self.clock.now(),
+            random_unit=self.random_unit(),
+        )
+
+    def _compensate_inline(self, spec: StepSpec, shape: CallableShape) -> Checkpoint:
+        record = self.run.steps[spec.name]
+        context = self._context(spec, record.compensation_attempts + 1, compensation=True)
+        token = set_context(context)
+        try:
+            kwargs: dict[str, Any] = {}
+            if shape.context_parameter is not None:
+                kwargs[shape.context_parameter] = context
+            shape.fn(*self._compensation_arguments(spec, shape), **kwargs)
+        except Exception as exc:
+            return self._compensated(spec, exc)
+        finally:
+            reset_context(token)
+        return self._compensated(spec, None)
+
+    async def _compensate_async(self, spec: StepSpec) -> Checkpoint:
+        shape = spec.task.compensation
+        assert shape is not None
+        record = self.run.steps[spec.name]
+        context = self._context(spec, record.compensation_attempts + 1, compensation=True)
+        try:
+            arguments = self._compensation_arguments(spec, shape)
+            await _call(shape, tuple(arguments), {}, context, spec.timeout_seconds)
+        except TimeoutError:
+            return self._compensated(spec, _timeout_error(spec))
+        except Exception as exc:
+            return self._compensated(spec, exc)
+        return self._compensated(spec, None)
+
+
+def _timeout_error(spec: StepSpec) -> StepTimeoutError:
+    return StepTimeoutError(
+        f"step {spec.name!r} ran past its timeout of {spec.timeout_seconds:g} s",
+        step_name=spec.name,
+    )
+
+
+async def _call(
+    shape: CallableShape,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    context: StepContext,
+    timeout_seconds: float | None,
+) -> Any:
+    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``."""
+    if shape.context_parameter is not None:
+        kwargs = {**kwargs, shape.context_parameter: context}
+    if shape.is_async:
+        token = set_context(context)
+        try:
+            coroutine = shape.fn(*args, **kwargs)
+        finally:
+            reset_context(token)
+
+        async def with_context() -> Any:
+            set_context(context)  # this task runs in its own copy of the context
+            return await coroutine
+
+        if timeout_seconds is None:
+            return await with_context()
+        return await asyncio.wait_for(with_context(), timeout_seconds)
+    future = _in_daemon_thread(shape.fn, args, kwargs, context)
+    if timeout_seconds is None:
+        return await future
+    return await asyncio.wait_for(future, timeout_seconds)
+
+
+def _in_daemon_thread(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], context: StepContext
+) -> asyncio.Future[Any]:
+    """Run a sync function in a daemon thread: one that overruns its timeout never blocks exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        set_context(context)
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:
+            _call_soon(loop, settle, None, exc)
+            return
+        _call_soon(loop, settle, value, None)
+
+    threading.Thread(target=target, name=f"conveyor-step-{fn.__name__}", daemon=True).start()
+    return future
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: the run gave up on this call (timed out)
+        loop.call_soon_threadsafe(callback, *args)
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` to its end, also when this thread is already running an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coroutine)
+        return
+    errors: list[BaseException] = []
+
+    def run_elsewhere() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_elsewhere, name="conveyor-driver")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,181 @@
+"""What a caller sees of a run: its state, its output or error, and the record of every step."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+from conveyor.codec import TypedCodec
+from conveyor.core.records import Failure, RunRecord, StepRecord
+from conveyor.core.states import RunState, StepState
+
+_RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.COMPENSATING})
+_FAILED = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
+
+
+def _time(epoch: float | None) -> dt.datetime | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """One step of a run: its state, attempts, timing, and its result or error."""
+
+    name: str
+    state: StepState
+    attempts: int
+    duration_seconds: float | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    next_attempt_at: dt.datetime | None
+    error: Failure | None
+    compensation_attempts: int
+    compensation_error: Failure | None
+    result_json: str | None
+
+    @classmethod
+    def from_record(cls, record: StepRecord) -> StepStatus:
+        """The status of a recorded step."""
+        return cls(
+            name=record.name,
+            state=record.state,
+            attempts=record.attempts,
+            duration_seconds=record.duration_seconds,
+            started_at=_time(record.started_at),
+            finished_at=_time(record.finished_at),
+            next_attempt_at=_time(record.next_attempt_at),
+            error=record.error,
+            compensation_attempts=record.compensation_attempts,
+            compensation_error=record.compensation_error,
+            result_json=record.result,
+        )
+
+    @property
+    def result(self) -> Any:
+        """The step's result as plain JSON values (``None`` until it completed)."""
+        return None if self.result_json is None else orjson.loads(self.result_json)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step's status as a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "duration_seconds": self.duration_seconds,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "next_attempt_at": self.next_attempt_at,
+            "result": self.result,
+            "error": None if self.error is None else self.error.to_dict(),
+            "compensation_attempts": self.compensation_attempts,
+            "compensation_error": (
+                None if self.compensation_error is None else self.compensation_error.to_dict()
+            ),
+        }
+
+
+class WorkflowStatus:
+    """A run as it stood when this status was read.
+
+    ``is_completed()``, ``is_failed()`` (failed, compensated or compensation_failed) and ``is_running()``
+    say where it is; ``output()`` gives the output of a completed run, ``error()`` says which step failed,
+    after how many attempts, and why; ``steps`` holds each step's record.
+    """
+
+    def __init__(self, record: RunRecord, output_codec: TypedCodec | None = None) -> None:
+        self._record = record
+        self._output_codec = output_codec
+        self.workflow_id = record.workflow_id
+        self.workflow_name = record.workflow_name
+        self.workflow_version = record.workflow_version
+        self.state = record.state
+        self.correlation_id = record.correlation_id
+        self.recoveries = record.recoveries
+
+    @property
+    def created_at(self) -> dt.datetime:
+        """When the run was first recorded."""
+        created = _time(self._record.created_at)
+        assert created is not None
+        return created
+
+    @property
+    def updated_at(self) -> dt.datetime:
+        """When the run last changed."""
+        updated = _time(self._record.updated_at)
+        assert updated is not None
+        return updated
+
+    @cached_property
+    def steps(self) -> tuple[StepStatus, ...]:
+        """Every step of the run, in the workflow's order; steps not yet run are ``pending``."""
+        return tuple(StepStatus.from_record(record) for record in self._record.steps.values())
+
+    def step(self, name: str) -> StepStatus:
+        """The status of the step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(f"run {self.workflow_id!r} has no step {name!r}")
+
+    @property
+    def completed_steps(self) -> tuple[str, ...]:
+        """The names of the steps that completed (and were not undone), in completion order."""
+        done = [r for r in self._record.steps.values() if r.state is StepState.COMPLETED]
+        return tuple(r.name for r in sorted(done, key=lambda r: r.completion_order or 0))
+
+    def is_completed(self) -> bool:
+        """Whether the run completed."""
+        return self.state is RunState.COMPLETED
+
+    def is_failed(self) -> bool:
+        """Whether the run ended because a step failed (whether or not its undos succeeded)."""
+        return self.state in _FAILED
+
+    def is_running(self) -> bool:
+        """Whether the run has not ended yet."""
+        return self.state in _RUNNING
+
+    def is_cancelled(self) -> bool:
+        """Whether the run was cancelled."""
+        return self.state is RunState.CANCELLED
+
+    def needs_attention(self) -> bool:
+        """Whether an undo kept failing, so a person must look at the run."""
+        return self.state is RunState.COMPENSATION_FAILED
+
+    def output(self) -> Any:
+        """The output of a completed run, as its last step's declared type; ``None`` otherwise."""
+        text = self._record.output
+        if text is None or self.state is not RunState.COMPLETED:
+            return None
+        if self._output_codec is None:
+            return orjson.loads(text)
+        return self._output_codec.decode(text)
+
+    def error(self) -> Failure | None:
+        """Why the run did not complete: the step that failed for good, its attempts and its error."""
+        return self._record.error
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole status as a JSON-ready dict."""
+        return {
+            "workflow_id": self.workflow_id,
+            "workflow_name": self.workflow_name,
+            "workflow_version": self.workflow_version,
+            "state": self.state.value,
+            "correlation_id": self.correlation_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "recoveries": self.recoveries,
+            "output": None if self._record.output is None else orjson.loads(self._record.output),
+            "error": None if self._record.error is None else self._record.error.to_dict(),
+            "steps": [step.to_dict() for step in self.steps],
+        }
+
+    def __repr__(self) -> str:
+        return f"<WorkflowStatus {self.workflow_id!r} {self.state.value}>"

@@ -1,0 +1,92 @@
+"""Every exception conveyor raises, in one shallow tree.
+
+Each exception's docstring is its default message. Each carries the context a person needs to act on it
+(``workflow_id``, ``step_name``, ``attempt``) and chains its cause::
+
+    ConveyorError
+    ├── DefinitionError          a workflow or task declared wrongly (found when it is built)
+    ├── InvalidArgumentError     a bad value handed to conveyor (workflow_id, input, URL)
+    │   └── EncodingError        a value that cannot cross a checkpoint as JSON
+    ├── RunError                 about one run
+    │   ├── RunNotFoundError
+    │   ├── WorkflowMismatchError
+    │   ├── InvalidTransitionError
+    │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
+    ├── StepError                raised inside a step, recorded as its failure
+    │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
+    │   │   └── StepInputError   the step's input did not match its annotation
+    │   └── StepTimeoutError     the attempt ran past the step's timeout
+    └── BackendError             the durable store refused or failed
+        └── LeaseLostError       another process took the run over; this one must stop
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Something went wrong in conveyor."""
+
+    def __init__(self, message: str | None = None, **context: Any) -> None:
+        self.message = message or (self.__doc__ or type(self).__name__).strip()
+        self.context = context
+        for key, value in context.items():
+            setattr(self, key, value)
+        super().__init__(self.message)
+
+
+class DefinitionError(ConveyorError):
+    """The workflow or task is declared wrongly."""
+
+
+class InvalidArgumentError(ConveyorError, ValueError):
+    """An argument handed to conveyor is not valid."""
+
+
+class EncodingError(InvalidArgumentError, TypeError):
+    """A value cannot be stored as JSON."""
+
+
+class RunError(ConveyorError):
+    """Something is wrong with a workflow run."""
+
+
+class RunNotFoundError(RunError, LookupError):
+    """No run with this workflow_id exists in the backend."""
+
+
+class WorkflowMismatchError(RunError):
+    """A run with this workflow_id exists but belongs to a different workflow."""
+
+
+class InvalidTransitionError(RunError):
+    """This state change is not allowed."""
+
+
+class WorkflowFailedError(RunError):
+    """The workflow run did not complete."""
+
+
+class StepError(ConveyorError):
+    """A step failed."""
+
+
+class NonRetryableError(StepError):
+    """The step failed and must not be retried."""
+
+
+class StepInputError(NonRetryableError):
+    """The step's input does not match the type its function declares."""
+
+
+class StepTimeoutError(StepError, TimeoutError):
+    """The step ran past its timeout."""
+
+
+class BackendError(ConveyorError):
+    """The backend failed to read or write durable state."""
+
+
+class LeaseLostError(BackendError):
+    """Another process took this run over; this process's write was refused."""
