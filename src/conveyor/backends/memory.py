@@ -7,7 +7,7 @@ collector does not have to scan: a process holding a million finished runs stays
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Self
 
 import orjson
 
@@ -154,6 +154,12 @@ class InMemoryBackend:
             self._changing.clear()
             self._steps.clear()
             self._recorded_steps.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<InMemoryBackend runs={len(self._fixed)}>"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 import orjson
 
@@ -205,6 +205,12 @@ class SqliteBackend:
         """Close the database connection."""
         with self._lock:
             self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}>"

@@ -1,0 +1,63 @@
+"""The public API is exactly what ``conveyor.__all__`` names, sorted, and every name is importable."""
+
+from __future__ import annotations
+
+import conveyor
+
+EXPECTED = [
+    "Backend",
+    "BackendError",
+    "ConveyorError",
+    "DefinitionError",
+    "EncodingError",
+    "Failure",
+    "FakeClock",
+    "Flow",
+    "InMemoryBackend",
+    "InvalidArgumentError",
+    "LeaseLostError",
+    "NonRetryableError",
+    "RetryPolicy",
+    "RunError",
+    "RunNotFoundError",
+    "RunState",
+    "SqliteBackend",
+    "StepContext",
+    "StepError",
+    "StepInputError",
+    "StepState",
+    "StepStatus",
+    "StepTimeoutError",
+    "Task",
+    "Workflow",
+    "WorkflowFailedError",
+    "WorkflowMismatchError",
+    "WorkflowStatus",
+    "current_context",
+    "get_workflow_status",
+    "run_durable_workflow",
+    "run_durable_workflow_async",
+    "run_workflow",
+    "task",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    """__all__ lists exactly the public names, in sorted order (a change here is an API change)."""
+    assert conveyor.__all__ == EXPECTED
+    assert sorted(conveyor.__all__) == conveyor.__all__
+
+
+def test_every_public_name_exists_and_has_a_docstring() -> None:
+    """Each exported name resolves and documents itself."""
+    for name in conveyor.__all__:
+        value = getattr(conveyor, name)
+        assert (getattr(value, "__doc__", None) or "").strip(), f"{name} has no docstring"
+
+
+def test_every_exception_descends_from_conveyor_error() -> None:
+    """All errors share one root, so `except ConveyorError` catches anything conveyor raises."""
+    for name in conveyor.__all__:
+        value = getattr(conveyor, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, conveyor.ConveyorError), name
