@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.quickstart
+	cd $(CURDIR) && $(BIN)/python -m examples.quickstart
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

@@ -1,0 +1,1 @@
+"""Runnable examples of conveyor (``python -m examples.quickstart``)."""
