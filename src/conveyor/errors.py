@@ -6,10 +6,12 @@ Each exception's docstring is its default message. Each carries the context a pe
     ConveyorError
     ├── DefinitionError          a workflow or task declared wrongly (found when it is built)
     ├── InvalidArgumentError     a bad value handed to conveyor (workflow_id, input, URL)
+    │   ├── InvalidInputError    a workflow input that breaks the workflow's input schema
     │   └── EncodingError        a value that cannot cross a checkpoint as JSON
     ├── RunError                 about one run
     │   ├── RunNotFoundError
     │   ├── WorkflowMismatchError
+    │   ├── RunNotRetryableError   retry asked of a run that did not fail
     │   ├── InvalidTransitionError
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
@@ -44,6 +46,10 @@ class InvalidArgumentError(ConveyorError, ValueError):
     """An argument handed to conveyor is not valid."""
 
 
+class InvalidInputError(InvalidArgumentError):
+    """The workflow input does not match the workflow's input schema."""
+
+
 class EncodingError(InvalidArgumentError, TypeError):
     """A value cannot be stored as JSON."""
 
@@ -58,6 +64,10 @@ class RunNotFoundError(RunError, LookupError):
 
 class WorkflowMismatchError(RunError):
     """A run with this workflow_id exists but belongs to a different workflow."""
+
+
+class RunNotRetryableError(RunError):
+    """Only a run that failed (failed, compensated or compensation_failed) can be retried."""
 
 
 class InvalidTransitionError(RunError):

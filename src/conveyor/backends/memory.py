@@ -21,9 +21,7 @@ from conveyor.backends.rows import (
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, StepRecord
 from conveyor.errors import LeaseLostError
 
-_EPOCH = (
-    5  # position in a run's changing part: (state, output, error, updated_at, wake_at, epoch, recoveries)
-)
+_EPOCH, _RECOVERIES = 5, 6  # positions in what changes about a run (see __init__)
 
 
 class InMemoryBackend:
@@ -32,7 +30,8 @@ class InMemoryBackend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         # What never changes about a run: (workflow_id, name, version, input, correlation_id, step_names
-        # as JSON, created_at); and what does: (state, output, error, updated_at, wake_at, epoch, recoveries).
+        # as JSON, created_at); and what does: (state, output, error, updated_at, wake_at, epoch, recoveries,
+        # generation).
         self._fixed: dict[str, tuple[object, ...]] = {}
         self._changing: dict[str, tuple[Any, ...]] = {}
         self._steps: dict[tuple[str, str], StepRow] = {}
@@ -62,6 +61,7 @@ class InMemoryBackend:
                     None,
                     1,
                     0,
+                    0,
                 )
                 self._recorded_steps[workflow_id] = ()
                 record = RunRecord(
@@ -81,7 +81,9 @@ class InMemoryBackend:
             record = self._load(workflow_id)
             if record.is_final:
                 return record, False
-            state, output, error, _updated, wake_at, epoch, recoveries = self._changing[workflow_id]
+            state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
+                workflow_id
+            ]
             self._changing[workflow_id] = (
                 state,
                 output,
@@ -90,6 +92,7 @@ class InMemoryBackend:
                 wake_at,
                 epoch + 1,
                 recoveries + 1,
+                generation,
             )
             record.epoch += 1
             record.recoveries += 1
@@ -114,7 +117,8 @@ class InMemoryBackend:
                 checkpoint.at,
                 checkpoint.wake_at,
                 checkpoint.epoch,
-                changing[6],
+                changing[_RECOVERIES],
+                checkpoint.generation,
             )
             for record in checkpoint.steps:
                 key = (workflow_id, record.name)
@@ -129,7 +133,7 @@ class InMemoryBackend:
 
     def _load(self, workflow_id: str) -> RunRecord:
         fixed = self._fixed[workflow_id]
-        state, output, error, updated_at, wake_at, epoch, recoveries = self._changing[workflow_id]
+        state, output, error, updated_at, wake_at, epoch, recoveries, generation = self._changing[workflow_id]
         row = (
             *fixed[:3],
             state,
@@ -143,6 +147,7 @@ class InMemoryBackend:
             wake_at,
             epoch,
             recoveries,
+            generation,
         )
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
         return run_from_rows(row, steps)

@@ -16,7 +16,7 @@ completion_order, compensation_attempts, compensation_error)"""
 
 RunRow = tuple[Any, ...]
 """(workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, step_names,
-created_at, updated_at, wake_at, epoch, recoveries)"""
+created_at, updated_at, wake_at, epoch, recoveries, generation)"""
 
 STEP_COLUMNS = (
     "step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at, "
@@ -24,7 +24,7 @@ STEP_COLUMNS = (
 )
 RUN_COLUMNS = (
     "workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, "
-    "step_names, created_at, updated_at, wake_at, epoch, recoveries"
+    "step_names, created_at, updated_at, wake_at, epoch, recoveries, generation"
 )
 
 
@@ -99,6 +99,7 @@ def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> Run
         wake_at=row[11],
         epoch=row[12],
         recoveries=row[13],
+        generation=row[14],
         completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
         last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
     )

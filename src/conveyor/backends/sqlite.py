@@ -41,7 +41,7 @@ _TAKE_OVER = (
     "WHERE workflow_id = ?"
 )
 _FENCED_UPDATE = (
-    "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ? "
+    "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ? "
     "WHERE workflow_id = ? AND epoch = ?"
 )
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
@@ -147,7 +147,7 @@ class SqliteBackend:
                 )
                 created = (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
-                    *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0),
+                    *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
                 )
                 return run_from_rows(created, ()), True
             record = run_from_rows(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
@@ -169,6 +169,7 @@ class SqliteBackend:
                     failure_to_text(checkpoint.error),
                     checkpoint.wake_at,
                     checkpoint.at,
+                    checkpoint.generation,
                     checkpoint.workflow_id,
                     checkpoint.epoch,
                 ),

@@ -181,6 +181,7 @@ def _checkpoint(run: RunRecord, records: tuple[StepRecord, ...], now: float) -> 
         error=run.error,
         wake_at=run.wake_at,
         at=now,
+        generation=run.generation,
     )
 
 
@@ -320,4 +321,40 @@ def merge_checkpoints(checkpoints: list[Checkpoint]) -> Checkpoint:
         error=last.error,
         wake_at=last.wake_at,
         at=last.at,
+        generation=last.generation,
     )
+
+
+RETRYABLE_RUN_STATES = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
+_RERUN_STEP_STATES = frozenset(
+    {StepState.FAILED, StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
+)
+
+
+def reopen_for_retry(workflow: Workflow, run: RunRecord, now: float) -> Checkpoint:
+    """Reopen a failed run so it runs again: completed steps are kept; failed and undone steps start over.
+
+    The run's ``generation`` goes up by one, so steps that run again get fresh idempotency keys (a payment
+    gateway would otherwise answer a retried charge with the stored decline).
+    """
+    check_run_transition(run.state, RunState.RUNNING, workflow_id=run.workflow_id)
+    reset = []
+    for record in run.steps.values():
+        if record.state in _RERUN_STEP_STATES or record.state is StepState.RETRYING:
+            if record.state is _COMPLETED:
+                run.completed_count -= 1
+            record.state = StepState.PENDING
+            record.attempts = 0
+            record.result = None
+            record.error = None
+            record.next_attempt_at = None
+            record.completion_order = None
+            record.compensation_attempts = 0
+            record.compensation_error = None
+            reset.append(record)
+    run.state = RunState.RUNNING
+    run.error = None
+    run.output = None
+    run.wake_at = None
+    run.generation += 1
+    return _checkpoint(run, tuple(reset), now)

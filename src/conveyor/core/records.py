@@ -132,6 +132,8 @@ class RunRecord:
     """Bumped each time a process takes the run; a write carrying an older epoch is refused."""
     recoveries: int = 0
     """How many times the run was taken over after the process driving it stopped."""
+    generation: int = 0
+    """How many times the run was retried by hand; steps run again after a retry get new idempotency keys."""
     output: str | None = None
     error: Failure | None = None
     wake_at: float | None = None
@@ -161,3 +163,4 @@ class Checkpoint:
     error: Failure | None
     wake_at: float | None
     at: float
+    generation: int = 0

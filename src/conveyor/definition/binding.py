@@ -15,7 +15,7 @@ import orjson
 import pydantic
 
 from conveyor.definition.task import CallableShape, Parameter
-from conveyor.errors import DefinitionError, StepInputError
+from conveyor.errors import DefinitionError, InvalidInputError, StepInputError
 
 ArgumentBuilder = Callable[[str, Mapping[str, str]], tuple[tuple[Any, ...], dict[str, Any]]]
 """``(workflow_input_json, results_json_by_step) -> (args, kwargs)`` for one step."""
@@ -119,3 +119,21 @@ class FromBranches:
             return (decode_argument(parameter, text, step_name),), {}
 
         return build
+
+
+def pydantic_input_validator(annotation: Any) -> Callable[[Any], Any]:
+    """An input validator checking the workflow input against ``annotation`` (a pydantic model, say)."""
+    adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(annotation)
+    name = getattr(annotation, "__name__", repr(annotation))
+
+    def validate(value: Any) -> Any:
+        try:
+            return adapter.validate_python(value)
+        except pydantic.ValidationError as exc:
+            fields = [".".join(str(part) for part in item.get("loc", ())) for item in exc.errors()]
+            raise InvalidInputError(
+                f"the workflow input does not fit {name}: {describe_validation_error(exc)}",
+                fields=fields,
+            ) from exc
+
+    return validate

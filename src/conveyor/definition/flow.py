@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from conveyor.definition.binding import FromBranches, FromPrevious
+from conveyor.definition.binding import FromBranches, FromPrevious, pydantic_input_validator
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import TaskSpec, make_task_spec
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -29,7 +29,11 @@ def _spec(fn: Callable[..., Any], name: str | None) -> TaskSpec:
 
 
 class Flow:
-    """Builds a :class:`~conveyor.definition.workflow.Workflow` one step at a time."""
+    """Builds a :class:`~conveyor.definition.workflow.Workflow` one step at a time.
+
+    ``retries`` is the policy of every step that declares none; ``input_schema`` (a pydantic model or any
+    type pydantic validates) is checked against the workflow input before a run is recorded.
+    """
 
     __slots__ = ("_options", "_steps", "_tail", "name")
 
@@ -41,6 +45,7 @@ class Flow:
         description: str = "",
         retries: RetryPolicy | None = None,
         compensation_retries: RetryPolicy | None = None,
+        input_schema: Any = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError(f"a flow's name must be a non-empty string, not {name!r}")
@@ -50,6 +55,7 @@ class Flow:
             "description": description,
             "retries": retries,
             "compensation_retries": compensation_retries,
+            "input_validator": None if input_schema is None else pydantic_input_validator(input_schema),
         }
         self._steps: tuple[StepDefinition, ...] = ()
         self._tail: str | None = None

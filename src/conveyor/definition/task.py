@@ -33,6 +33,7 @@ class StepContext:
     __slots__ = (
         "attempt",
         "correlation_id",
+        "generation",
         "is_compensation",
         "step_name",
         "workflow_id",
@@ -48,6 +49,7 @@ class StepContext:
         attempt: int,
         correlation_id: str,
         is_compensation: bool = False,
+        generation: int = 0,
     ) -> None:
         self.workflow_id = workflow_id
         self.workflow_name = workflow_name
@@ -55,12 +57,17 @@ class StepContext:
         self.attempt = attempt
         self.correlation_id = correlation_id
         self.is_compensation = is_compensation
+        self.generation = generation
 
     @property
     def idempotency_key(self) -> str:
-        """A key stable across every attempt of this step (or of its undo) in this run."""
-        suffix = ":undo" if self.is_compensation else ""
-        return f"{self.workflow_id}:{self.step_name}{suffix}"
+        """A key stable across every attempt of this step (or of its undo) in this run.
+
+        A run retried by hand (see ``retry_workflow``) gives the steps that run again a new key.
+        """
+        retry = f":retry{self.generation}" if self.generation else ""
+        undo = ":undo" if self.is_compensation else ""
+        return f"{self.workflow_id}:{self.step_name}{retry}{undo}"
 
     def __repr__(self) -> str:
         return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -12,6 +12,9 @@ from conveyor.definition.binding import ArgumentBuilder, Binding
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
 from conveyor.errors import DefinitionError
+
+InputValidator = Callable[[Any], Any]
+"""Takes the workflow input, returns it (possibly converted), or raises InvalidInputError naming the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ class Workflow:
     """The names of the steps, dependencies first."""
     is_chain: bool = False
     """Whether each step depends on exactly the one before it (the engine takes a shortcut then)."""
+    input_validator: InputValidator | None = field(default=None, repr=False)
+    """Checks (and may convert) the workflow input before a run is recorded; raises InvalidInputError."""
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -126,6 +131,7 @@ def build_workflow(
     retries: RetryPolicy | None = None,
     compensation_retries: RetryPolicy | None = None,
     description: str = "",
+    input_validator: InputValidator | None = None,
 ) -> Workflow:
     """Check ``steps`` form a valid graph and return the immutable :class:`Workflow`.
 
@@ -184,6 +190,7 @@ def build_workflow(
         description=description,
         by_name=MappingProxyType({step.name: step for step in built}),
         step_names=tuple(step.name for step in built),
+        input_validator=input_validator,
         is_chain=all(
             step.depends_on == ((built[index - 1].name,) if index else ()) for index, step in enumerate(built)
         ),

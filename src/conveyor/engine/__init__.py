@@ -2,6 +2,7 @@
 
 from conveyor.engine.api import (
     get_workflow_status,
+    retry_workflow,
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
@@ -18,6 +19,7 @@ __all__ = [
     "WorkflowStatus",
     "current_context",
     "get_workflow_status",
+    "retry_workflow",
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",

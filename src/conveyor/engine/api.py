@@ -14,7 +14,8 @@ from conveyor.backends.base import Backend
 from conveyor.backends.memory import InMemoryBackend
 from conveyor.backends.sqlite import SqliteBackend
 from conveyor.codec import encode
-from conveyor.core.records import NewRun
+from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
+from conveyor.core.records import NewRun, RunRecord
 from conveyor.definition.flow import Flow
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.clock import Clock, SystemClock
@@ -23,6 +24,7 @@ from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import (
     InvalidArgumentError,
     RunNotFoundError,
+    RunNotRetryableError,
     WorkflowFailedError,
     WorkflowMismatchError,
 )
@@ -80,6 +82,37 @@ def _check_backend(backend: object) -> Backend:
     return backend
 
 
+def _new_run(workflow: Workflow, workflow_id: str, initial_input: Any, correlation_id: str | None) -> NewRun:
+    """Check the input against the workflow's schema and encode it, before anything is stored."""
+    if workflow.input_validator is not None:
+        initial_input = workflow.input_validator(initial_input)
+    return NewRun(
+        workflow_id=workflow_id,
+        workflow_name=workflow.name,
+        workflow_version=workflow.version,
+        input=encode(initial_input, what="initial_input"),
+        correlation_id=correlation_id or secrets.token_hex(16),
+        step_names=workflow.step_names,
+    )
+
+
+def _check_same_workflow(record: RunRecord, workflow: Workflow) -> None:
+    workflow_id = record.workflow_id
+    if record.workflow_name != workflow.name or record.workflow_version != workflow.version:
+        raise WorkflowMismatchError(
+            f"run {workflow_id!r} belongs to workflow {record.workflow_name!r} "
+            f"v{record.workflow_version}, not {workflow.name!r} v{workflow.version}",
+            workflow_id=workflow_id,
+        )
+    unknown = set(record.steps) - set(workflow.step_names)
+    if unknown:
+        raise WorkflowMismatchError(
+            f"run {workflow_id!r} has steps {sorted(unknown)} that workflow {workflow.name!r} "
+            f"v{workflow.version} does not declare; was the workflow changed without a new version?",
+            workflow_id=workflow_id,
+        )
+
+
 def run_durable_workflow(
     workflow: Workflow,
     workflow_id: str,
@@ -113,31 +146,12 @@ def run_durable_workflow(
             default.close()
     backend = _check_backend(backend)
     clock = clock or _SYSTEM_CLOCK
-    new_run = NewRun(
-        workflow_id=workflow_id,
-        workflow_name=workflow.name,
-        workflow_version=workflow.version,
-        input=encode(initial_input, what="initial_input"),
-        correlation_id=correlation_id or secrets.token_hex(16),
-        step_names=workflow.step_names,
-    )
+    new_run = _new_run(workflow, workflow_id, initial_input, correlation_id)
     # The start need not reach the disk on its own: the first checkpoint flushes it too, and until then a
     # power cut loses nothing the caller was told about.
     record, created = backend.start_run(new_run, owner=OWNER, now=clock.now(), durable=False)
     if not created:
-        if record.workflow_name != workflow.name or record.workflow_version != workflow.version:
-            raise WorkflowMismatchError(
-                f"run {workflow_id!r} belongs to workflow {record.workflow_name!r} "
-                f"v{record.workflow_version}, not {workflow.name!r} v{workflow.version}",
-                workflow_id=workflow_id,
-            )
-        unknown = set(record.steps) - set(workflow.step_names)
-        if unknown:
-            raise WorkflowMismatchError(
-                f"run {workflow_id!r} has steps {sorted(unknown)} that workflow {workflow.name!r} "
-                f"v{workflow.version} does not declare; was the workflow changed without a new version?",
-                workflow_id=workflow_id,
-            )
+        _check_same_workflow(record, workflow)
     if not record.is_final:
         RunDriver(workflow, record, backend, clock).drive()
     return WorkflowStatus(record, workflow.output_codec)
@@ -173,14 +187,7 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     workflow = _check_workflow(workflow)
     backend = InMemoryBackend()
     workflow_id = f"{workflow.name}-{uuid.uuid4().hex}"
-    new_run = NewRun(
-        workflow_id=workflow_id,
-        workflow_name=workflow.name,
-        workflow_version=workflow.version,
-        input=encode(initial_input, what="initial_input"),
-        correlation_id=uuid.uuid4().hex,
-        step_names=workflow.step_names,
-    )
+    new_run = _new_run(workflow, workflow_id, initial_input, None)
     clock = clock or _SYSTEM_CLOCK
     record, _ = backend.start_run(new_run, owner=OWNER, now=clock.now())
     driver = RunDriver(workflow, record, backend, clock)
@@ -212,3 +219,30 @@ def get_workflow_status(
     if record is None:
         raise RunNotFoundError(f"no run {workflow_id!r} in {backend!r}", workflow_id=workflow_id)
     return WorkflowStatus(record, workflow.output_codec if workflow is not None else None)
+
+
+def retry_workflow(
+    workflow: Workflow, workflow_id: str, backend: Backend, *, clock: Clock | None = None
+) -> WorkflowStatus:
+    """Run a failed run again, once its fault is fixed, and wait for its end.
+
+    Completed steps are kept and never run again; the step that failed, any steps that were undone, and
+    everything after them run again, with fresh idempotency keys. Only a run that ended failed,
+    compensated or compensation_failed can be retried (else :class:`RunNotRetryableError`).
+    """
+    workflow = _check_workflow(workflow)
+    workflow_id = check_workflow_id(workflow_id)
+    backend = _check_backend(backend)
+    clock = clock or _SYSTEM_CLOCK
+    record = backend.load_run(workflow_id)
+    if record is None:
+        raise RunNotFoundError(f"no run {workflow_id!r} in {backend!r}", workflow_id=workflow_id)
+    _check_same_workflow(record, workflow)
+    if record.state not in RETRYABLE_RUN_STATES:
+        raise RunNotRetryableError(
+            f"run {workflow_id!r} is {record.state.value}; only a failed, compensated or "
+            "compensation_failed run can be retried",
+            workflow_id=workflow_id,
+        )
+    backend.record_checkpoint(reopen_for_retry(workflow, record, clock.now()))
+    return run_durable_workflow(workflow, workflow_id, None, backend, clock=clock)

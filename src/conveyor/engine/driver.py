@@ -147,6 +147,7 @@ class RunDriver:
             attempt=attempt,
             correlation_id=run.correlation_id,
             is_compensation=compensation,
+            generation=run.generation,
         )
 
     def _succeeded(self, spec: StepSpec, value: Any, started: float) -> Checkpoint:
@@ -211,8 +212,8 @@ class RunDriver:
         assert record.result is not None
         arguments: list[Any] = [spec.task.shape.returns.decode(record.result)]
         if len(shape.parameters) >= 2:
-            step_args, _ = spec.build_arguments(self.run.input, self.results)
-            arguments.append(step_args[0] if step_args else None)
+            step_args, step_kwargs = spec.build_arguments(self.run.input, self.results)
+            arguments.append(step_args[0] if step_args else step_kwargs)
         return arguments
 
     def _compensated(self, spec: StepSpec, error: Exception | None) -> Checkpoint:

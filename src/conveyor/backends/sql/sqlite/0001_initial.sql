@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS conveyor_runs (
     wake_at          REAL,
     epoch            INTEGER NOT NULL DEFAULT 1,
     recoveries       INTEGER NOT NULL DEFAULT 0,
+    generation       INTEGER NOT NULL DEFAULT 0,
     owner            TEXT
 );
 
