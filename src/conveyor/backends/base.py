@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Protocol, runtime_checkable
 
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
@@ -23,9 +24,10 @@ class Backend(Protocol):
 
         Returns the run's record and whether it was created. A new run gets epoch 1. An existing run that
         has not ended is taken over: its epoch and ``recoveries`` go up by one and ``owner`` is recorded.
-        An existing run that has ended is returned unchanged. ``durable=False`` lets the backend skip
-        flushing this one write to disk (it becomes durable with the next durable write); callers use it
-        only where losing the write in a power cut loses nothing a caller was told about.
+        An existing run that has ended, or that a worker holds under a live lease, is returned unchanged
+        (its ``leased_until`` then says until when the worker holds it). ``durable=False`` lets the
+        backend skip flushing this one write to disk (it becomes durable with the next durable write);
+        callers use it only where losing the write in a power cut loses nothing a caller was told about.
         """
         ...
 
@@ -39,4 +41,56 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files. The backend cannot be used afterwards."""
+        ...
+
+    # -- work for worker processes ------------------------------------------------------------------
+
+    def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
+        """Record ``run`` as pending, for a worker to claim; durable before it returns; wakes idle workers.
+
+        If a run with its ``workflow_id`` exists, return that run unchanged (``created`` is False).
+        """
+        ...
+
+    def claim_runs(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_recoveries: int,
+        workflow_names: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` runs that are ready, each for this caller alone, and return their records.
+
+        Ready means: pending, or running/compensating with no owner or an expired lease, and with
+        ``wake_at`` unset or due. Time is the backend's own clock. Each claimed run gets ``owner``, a lease
+        ending ``lease_seconds`` from now and its epoch bumped by one; a pending run becomes running. A run
+        whose lease expired (its worker died) counts one more recovery; one whose recoveries would pass
+        ``max_recoveries`` is moved to ``dead_lettered`` instead of being returned. With
+        ``workflow_names``, only runs of those workflows are claimed (a worker claims what it can run).
+        """
+        ...
+
+    def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
+        """Renew the leases ``owner`` holds (workflow_id to epoch); return the ids whose lease was lost."""
+        ...
+
+    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
+        """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over."""
+        ...
+
+    def next_wake_at(self) -> float | None:
+        """When the earliest run waiting on a timer becomes due (backend clock), or None if none waits."""
+        ...
+
+    def wait_for_work(self, timeout_seconds: float) -> bool:
+        """Block until a run may have become ready (submitted or released) or the timeout passes.
+
+        Returns True when woken by new work. Backends without notifications return after the timeout.
+        """
+        ...
+
+    def now(self) -> float:
+        """The backend's clock, in epoch seconds (the one leases and timers are judged by)."""
         ...

@@ -7,32 +7,44 @@ collector does not have to scan: a process holding a million finished runs stays
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Self
 
 import orjson
 
 from conveyor.backends.rows import (
+    READY_RUN_STATES,
     RUN_STATE_TEXT,
     StepRow,
+    dead_letter_failure,
     failure_to_text,
     run_from_rows,
     step_to_row,
 )
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, StepRecord
+from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.errors import LeaseLostError
 
-_EPOCH, _RECOVERIES = 5, 6  # positions in what changes about a run (see __init__)
+_STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
+_FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
 
 
 class InMemoryBackend:
     """Keeps runs in memory; nothing survives the process. Safe to share between threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, time_source: Callable[[], float] = time.time) -> None:
+        self._time = time_source
         self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._work_signals = 0
+        # Runs a process holds: workflow_id -> (owner, lease end or None for an inline caller).
+        self._leases: dict[str, tuple[str, float | None]] = {}
+        self._active: dict[str, None] = {}  # runs not final, oldest first
         # What never changes about a run: (workflow_id, name, version, input, correlation_id, step_names
         # as JSON, created_at); and what does: (state, output, error, updated_at, wake_at, epoch, recoveries,
         # generation).
-        self._fixed: dict[str, tuple[object, ...]] = {}
+        self._fixed: dict[str, tuple[Any, ...]] = {}
         self._changing: dict[str, tuple[Any, ...]] = {}
         self._steps: dict[tuple[str, str], StepRow] = {}
         self._recorded_steps: dict[str, tuple[str, ...]] = {}
@@ -64,6 +76,8 @@ class InMemoryBackend:
                     0,
                 )
                 self._recorded_steps[workflow_id] = ()
+                self._leases[workflow_id] = (owner, None)
+                self._active[workflow_id] = None
                 record = RunRecord(
                     workflow_id=workflow_id,
                     workflow_name=run.workflow_name,
@@ -79,8 +93,9 @@ class InMemoryBackend:
                 )
                 return record, True
             record = self._load(workflow_id)
-            if record.is_final:
+            if record.is_final or record.leased_until is not None:
                 return record, False
+            self._leases[workflow_id] = (owner, None)
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
                 workflow_id
             ]
@@ -125,6 +140,11 @@ class InMemoryBackend:
                 if key not in self._steps:
                     self._recorded_steps[workflow_id] += (record.name,)
                 self._steps[key] = step_to_row(record)
+            if checkpoint.state in FINAL_RUN_STATES:
+                self._active.pop(workflow_id, None)
+                self._leases.pop(workflow_id, None)
+            else:
+                self._active[workflow_id] = None
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record, or ``None``."""
@@ -150,7 +170,149 @@ class InMemoryBackend:
             generation,
         )
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
-        return run_from_rows(row, steps)
+        record = run_from_rows(row, steps)
+        lease = self._leases.get(workflow_id)
+        if lease is not None and lease[1] is not None and lease[1] >= self._time():
+            record.leased_until = lease[1]
+        return record
+
+    # -- work for worker processes ------------------------------------------------------------------
+
+    def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
+        """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
+        workflow_id = run.workflow_id
+        with self._lock:
+            if workflow_id in self._fixed:
+                return self._load(workflow_id), False
+            self._fixed[workflow_id] = (
+                workflow_id,
+                run.workflow_name,
+                run.workflow_version,
+                run.input,
+                run.correlation_id,
+                orjson.dumps(run.step_names).decode(),
+                now,
+            )
+            self._changing[workflow_id] = (RUN_STATE_TEXT[RunState.PENDING], None, None, now, None, 0, 0, 0)
+            self._recorded_steps[workflow_id] = ()
+            self._active[workflow_id] = None
+            self._signal_work()
+            return self._load(workflow_id), True
+
+    def claim_runs(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_recoveries: int,
+        workflow_names: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
+        claimed: list[RunRecord] = []
+        with self._lock:
+            now = self._time()
+            for workflow_id in list(self._active):
+                if len(claimed) >= limit:
+                    break
+                changing = self._changing[workflow_id]
+                state, wake_at = changing[_STATE], changing[_WAKE_AT]
+                if state not in READY_RUN_STATES or (wake_at is not None and wake_at > now):
+                    continue
+                if workflow_names is not None and self._fixed[workflow_id][1] not in workflow_names:
+                    continue
+                lease = self._leases.get(workflow_id)
+                if lease is not None and (lease[1] is None or lease[1] >= now):
+                    continue
+                recoveries = changing[_RECOVERIES] + (1 if lease is not None else 0)
+                if recoveries > max_recoveries:
+                    self._dead_letter(workflow_id, recoveries, now)
+                    continue
+                new_state = RUN_STATE_TEXT[RunState.RUNNING] if state == "pending" else state
+                self._changing[workflow_id] = (
+                    new_state,
+                    *changing[1:3],
+                    now,
+                    changing[_WAKE_AT],
+                    changing[_EPOCH] + 1,
+                    recoveries,
+                    *changing[_RECOVERIES + 1 :],
+                )
+                self._leases[workflow_id] = (owner, now + lease_seconds)
+                claimed.append(self._load(workflow_id))
+        return claimed
+
+    def _dead_letter(self, workflow_id: str, recoveries: int, now: float) -> None:
+        completed = [
+            name
+            for name in self._recorded_steps[workflow_id]
+            if self._steps[(workflow_id, name)][1] == "completed"
+        ]
+        step_names = orjson.loads(self._fixed[workflow_id][5])
+        failure = dead_letter_failure(step_names, completed, recoveries)
+        changing = self._changing[workflow_id]
+        self._changing[workflow_id] = (
+            RUN_STATE_TEXT[RunState.DEAD_LETTERED],
+            changing[1],
+            failure_to_text(failure),
+            now,
+            None,
+            changing[_EPOCH] + 1,
+            recoveries,
+            *changing[_RECOVERIES + 1 :],
+        )
+        self._active.pop(workflow_id, None)
+        self._leases.pop(workflow_id, None)
+
+    def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
+        """Renew ``owner``'s leases; return the ids whose lease was lost."""
+        lost: set[str] = set()
+        with self._lock:
+            now = self._time()
+            for workflow_id, epoch in leases.items():
+                lease = self._leases.get(workflow_id)
+                changing = self._changing.get(workflow_id)
+                if lease is None or lease[0] != owner or changing is None or changing[_EPOCH] != epoch:
+                    lost.add(workflow_id)
+                    continue
+                self._leases[workflow_id] = (owner, now + lease_seconds)
+        return lost
+
+    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
+        """Hand a claimed run back, claimable again at ``wake_at``; False if it was taken over."""
+        with self._lock:
+            changing = self._changing.get(workflow_id)
+            if changing is None or changing[_EPOCH] != epoch:
+                return False
+            self._leases.pop(workflow_id, None)
+            self._changing[workflow_id] = (*changing[:_WAKE_AT], wake_at, *changing[_WAKE_AT + 1 :])
+            if wake_at is None or wake_at <= self._time():
+                self._signal_work()
+            return True
+
+    def next_wake_at(self) -> float | None:
+        """When the earliest run waiting on a timer becomes due, or None."""
+        with self._lock:
+            dues = [
+                self._changing[workflow_id][_WAKE_AT]
+                for workflow_id in self._active
+                if self._changing[workflow_id][_WAKE_AT] is not None and workflow_id not in self._leases
+            ]
+        return min(dues) if dues else None
+
+    def wait_for_work(self, timeout_seconds: float) -> bool:
+        """Block until a run is submitted or released in this process, or the timeout passes."""
+        with self._lock:
+            seen = self._work_signals
+            return self._work.wait_for(lambda: self._work_signals != seen, timeout=timeout_seconds)
+
+    def _signal_work(self) -> None:
+        self._work_signals += 1
+        self._work.notify_all()
+
+    def now(self) -> float:
+        """This backend's clock."""
+        return self._time()
 
     def close(self) -> None:
         """Forget everything."""
@@ -159,6 +321,8 @@ class InMemoryBackend:
             self._changing.clear()
             self._steps.clear()
             self._recorded_steps.clear()
+            self._leases.clear()
+            self._active.clear()
 
     def __enter__(self) -> Self:
         return self

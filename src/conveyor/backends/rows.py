@@ -103,3 +103,23 @@ def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> Run
         completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
         last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
     )
+
+
+READY_RUN_STATES = ("pending", "running", "compensating")
+"""The states of runs a worker may claim (when no live lease holds them and their timer is due)."""
+
+
+def dead_letter_failure(step_names: Sequence[str], completed: Iterable[str], recoveries: int) -> Failure:
+    """The error of a run dead-lettered after its worker died ``recoveries`` times while running it."""
+    done = set(completed)
+    step = next((name for name in step_names if name not in done), step_names[-1] if step_names else "")
+    return Failure(
+        step_name=step,
+        error_type="DeadLettered",
+        message=(
+            f"the worker running this run died {recoveries} times in a row (last seen in or after step "
+            f"{step!r}); it was set aside so it cannot crash more workers. Fix the cause, then retry it."
+        ),
+        attempts=recoveries,
+        retryable=False,
+    )

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import orjson
 
 from conveyor.backends.rows import (
     RUN_COLUMNS,
     STEP_COLUMNS,
+    dead_letter_failure,
     failure_to_text,
     run_from_rows,
     step_to_row,
@@ -28,8 +30,10 @@ from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
 
 Synchronous = Literal["FULL", "NORMAL"]
+_CHANGE_POLL_SECONDS = 0.005
 
-_SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM conveyor_runs WHERE workflow_id = ?"
+_SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at FROM conveyor_runs WHERE workflow_id = ?"
+_LEASE = 15  # position of lease_expires_at in a row read with _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
@@ -37,9 +41,38 @@ _INSERT_RUN = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)"
 )
 _TAKE_OVER = (
-    "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ? "
-    "WHERE workflow_id = ?"
+    "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
+    "lease_expires_at = NULL WHERE workflow_id = ?"
 )
+_READY = (
+    "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
+    "AND (owner IS NULL OR (lease_expires_at IS NOT NULL AND lease_expires_at < :now))"
+)
+_SELECT_READY = (
+    f"SELECT workflow_id, workflow_name, state, owner, recoveries, epoch, step_names FROM conveyor_runs "
+    f"WHERE {_READY} ORDER BY coalesce(wake_at, created_at) LIMIT :limit"
+)
+_CLAIM = (
+    "UPDATE conveyor_runs SET owner = ?, lease_expires_at = ?, epoch = epoch + 1, recoveries = ?, "
+    "updated_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END WHERE workflow_id = ?"
+)
+_DEAD_LETTER = (
+    "UPDATE conveyor_runs SET state = 'dead_lettered', error = ?, recoveries = ?, epoch = epoch + 1, "
+    "owner = NULL, lease_expires_at = NULL, wake_at = NULL, updated_at = ? WHERE workflow_id = ?"
+)
+_EXTEND = (
+    "UPDATE conveyor_runs SET lease_expires_at = ? WHERE workflow_id = ? AND epoch = ? AND owner = ? "
+    "AND lease_expires_at IS NOT NULL"
+)
+_RELEASE = (
+    "UPDATE conveyor_runs SET owner = NULL, lease_expires_at = NULL, wake_at = ? "
+    "WHERE workflow_id = ? AND epoch = ?"
+)
+_NEXT_WAKE = (
+    "SELECT min(wake_at) FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') "
+    "AND wake_at IS NOT NULL AND (owner IS NULL OR lease_expires_at IS NOT NULL)"
+)
+_ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
 _FENCED_UPDATE = (
     "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ? "
     "WHERE workflow_id = ? AND epoch = ?"
@@ -71,6 +104,8 @@ class SqliteBackend:
         self.path = Path(path)
         self.synchronous = synchronous
         self._lock = threading.Lock()
+        self._work = threading.Condition()
+        self._work_signals = 0
         try:
             self._connection = sqlite3.connect(
                 self.path,
@@ -94,7 +129,8 @@ class SqliteBackend:
             for version, script in _migrations():
                 if version in applied:
                     continue
-                for statement in script.split(";"):
+                code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+                for statement in code.split(";"):
                     if statement.strip():
                         cursor.execute(statement)
                 cursor.execute("INSERT INTO conveyor_migrations (version) VALUES (?)", (version,))
@@ -150,8 +186,8 @@ class SqliteBackend:
                     *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
                 )
                 return run_from_rows(created, ()), True
-            record = run_from_rows(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
-            if not record.is_final:
+            record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
+            if not record.is_final and record.leased_until is None:
                 cursor.execute(_TAKE_OVER, (owner, now, run.workflow_id))
                 record.epoch += 1
                 record.recoveries += 1
@@ -200,7 +236,145 @@ class SqliteBackend:
                 cursor.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite at {self.path} failed: {exc}") from exc
-        return None if row is None else run_from_rows(row, steps)
+        return None if row is None else self._record(row, steps)
+
+    def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
+        record = run_from_rows(row, step_rows)
+        lease = row[_LEASE]
+        if lease is not None and lease >= self.now():
+            record.leased_until = lease
+        return record
+
+    # -- work for worker processes ------------------------------------------------------------------
+
+    def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
+        """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
+        step_names = orjson.dumps(run.step_names).decode()
+        with self._transaction() as cursor:
+            row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
+            if row is not None:
+                return self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,))), False
+            cursor.execute(
+                _INSERT_RUN.replace("1, 0, ?)", "0, 0, ?)"),
+                (
+                    *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
+                    *(run.correlation_id, step_names, now, now, None),
+                ),
+            )
+            created = (
+                *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
+                *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
+            )
+        self._signal_work()
+        return run_from_rows(created, ()), True
+
+    def claim_runs(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_recoveries: int,
+        workflow_names: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
+        claimed_ids: list[str] = []
+        with self._transaction() as cursor:
+            now = self.now()
+            scan = limit if workflow_names is None else max(limit * 4, 64)
+            for workflow_id, name, _state, previous_owner, recoveries, _epoch, step_names in cursor.execute(
+                _SELECT_READY, {"now": now, "limit": scan}
+            ).fetchall():
+                if len(claimed_ids) >= limit:
+                    break
+                if workflow_names is not None and name not in workflow_names:
+                    continue
+                recoveries += 1 if previous_owner is not None else 0
+                if recoveries > max_recoveries:
+                    completed = [
+                        step
+                        for (step,) in cursor.execute(
+                            "SELECT step_name FROM conveyor_steps WHERE workflow_id = ? AND state = ?",
+                            (workflow_id, "completed"),
+                        )
+                    ]
+                    failure = dead_letter_failure(orjson.loads(step_names), completed, recoveries)
+                    cursor.execute(_DEAD_LETTER, (failure_to_text(failure), recoveries, now, workflow_id))
+                    continue
+                cursor.execute(_CLAIM, (owner, now + lease_seconds, recoveries, now, workflow_id))
+                claimed_ids.append(workflow_id)
+            claimed = []
+            for workflow_id in claimed_ids:
+                row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+                claimed.append(self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,))))
+        return claimed
+
+    def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
+        """Renew ``owner``'s leases; return the ids whose lease was lost."""
+        lost: set[str] = set()
+        if not leases:
+            return lost
+        with self._transaction() as cursor:
+            until = self.now() + lease_seconds
+            for workflow_id, epoch in leases.items():
+                cursor.execute(_EXTEND, (until, workflow_id, epoch, owner))
+                if cursor.rowcount != 1:
+                    lost.add(workflow_id)
+        return lost
+
+    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
+        """Hand a claimed run back, claimable again at ``wake_at``; False if it was taken over."""
+        with self._transaction() as cursor:
+            cursor.execute(_RELEASE, (wake_at, workflow_id, epoch))
+            released = cursor.rowcount == 1
+        if released and (wake_at is None or wake_at <= self.now()):
+            self._signal_work()
+        return released
+
+    def next_wake_at(self) -> float | None:
+        """When the earliest run waiting on a timer becomes due, or None."""
+        with self._lock:
+            row = self._connection.execute(_NEXT_WAKE).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def wait_for_work(self, timeout_seconds: float) -> bool:
+        """Block until a run may have become ready, or the timeout passes.
+
+        Within this process a submit or release wakes waiters at once. Other processes' writes are
+        noticed through SQLite's ``data_version``, checked every few milliseconds (a local, cheap read).
+        """
+        deadline = time.monotonic() + timeout_seconds
+        with self._work:
+            seen = self._work_signals
+        version = self._data_version()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._work:
+                if self._work.wait_for(
+                    lambda: self._work_signals != seen, timeout=min(remaining, _CHANGE_POLL_SECONDS)
+                ):
+                    return True
+            current = self._data_version()
+            if current != version:
+                version = current
+                with self._lock:
+                    if self._connection.execute(_ANY_READY, {"now": self.now()}).fetchone():
+                        return True
+
+    def _data_version(self) -> int:
+        with self._lock:
+            return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def _signal_work(self) -> None:
+        with self._work:
+            self._work_signals += 1
+            self._work.notify_all()
+
+    def now(self) -> float:
+        """This backend's clock: the machine's, which is the database's (SQLite runs in this process)."""
+        return time.time()
 
     def close(self) -> None:
         """Close the database connection."""

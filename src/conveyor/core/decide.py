@@ -60,12 +60,16 @@ def decide(workflow: Workflow, run: RunRecord, now: float) -> Decision:
     steps = run.steps
     in_flight = run.in_flight
     if workflow.is_chain and not in_flight and run.error is None:
-        # A chain completes in order, so the next step is the one after the completed ones.
-        spec = workflow.steps[run.completed_count]
-        due = steps[spec.name].next_attempt_at
-        if due is None or due <= now:
-            return Decision(Action.RUN_STEPS, (spec,))
-        return Decision(Action.WAIT_UNTIL, at=due)
+        # A chain usually completes in order, so the next step is the one after the completed ones;
+        # after a retry by hand that undid earlier steps it may not be, and the general search follows.
+        index = run.completed_count
+        spec = workflow.steps[index]
+        record = steps[spec.name]
+        if record.state is not _COMPLETED and (index == 0 or steps[spec.depends_on[0]].state is _COMPLETED):
+            due = record.next_attempt_at
+            if due is None or due <= now:
+                return Decision(Action.RUN_STEPS, (spec,))
+            return Decision(Action.WAIT_UNTIL, at=due)
     ready: list[StepSpec] = []
     earliest: float | None = None
     for spec in workflow.steps:
@@ -141,7 +145,14 @@ def _output(workflow: Workflow, run: RunRecord) -> str:
 
 
 def _earliest_due(run: RunRecord) -> float | None:
-    dues = [r.next_attempt_at for r in run.steps.values() if r.next_attempt_at is not None]
+    """When the run's next timer is due: a retry while running, an undo's retry while compensating."""
+    if run.state is RunState.RUNNING:
+        waiting = StepState.RETRYING
+    elif run.state is RunState.COMPENSATING:
+        waiting = StepState.COMPENSATING
+    else:
+        return None
+    dues = [r.next_attempt_at for r in run.steps.values() if r.state is waiting and r.next_attempt_at]
     return min(dues) if dues else None
 
 
@@ -160,6 +171,7 @@ def advance_run(workflow: Workflow, run: RunRecord) -> None:
             for record in run.steps.values()
         ):
             _set_run_state(run, RunState.COMPENSATING)
+            run.wake_at = _earliest_due(run)
         else:
             _set_run_state(run, RunState.FAILED)
             run.wake_at = None
@@ -255,7 +267,9 @@ def settle_compensation_success(
         run.completed_count -= 1
     record.state = StepState.COMPENSATED
     record.compensation_attempts += 1
-    record.next_attempt_at = None
+    if record.next_attempt_at is not None:
+        record.next_attempt_at = None
+        run.wake_at = _earliest_due(run)
     advance_run(workflow, run)
     return _checkpoint(run, (record,), finished)
 
@@ -325,7 +339,9 @@ def merge_checkpoints(checkpoints: list[Checkpoint]) -> Checkpoint:
     )
 
 
-RETRYABLE_RUN_STATES = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
+RETRYABLE_RUN_STATES = frozenset(
+    {RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.DEAD_LETTERED}
+)
 _RERUN_STEP_STATES = frozenset(
     {StepState.FAILED, StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
 )

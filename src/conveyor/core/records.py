@@ -137,6 +137,8 @@ class RunRecord:
     output: str | None = None
     error: Failure | None = None
     wake_at: float | None = None
+    leased_until: float | None = None
+    """Set when a worker process holds the run under a lease that has not expired (as last read)."""
     completed_count: int = 0
     """How many steps are in the completed state."""
     last_completion_order: int = 0

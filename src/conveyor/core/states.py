@@ -23,6 +23,8 @@ class RunState(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
     """An undo kept failing: a person must look at this run."""
     CANCELLED = "cancelled"
+    DEAD_LETTERED = "dead_lettered"
+    """Its worker died while running it too many times in a row; a person must look (then retry it)."""
 
 
 class StepState(StrEnum):
@@ -47,21 +49,31 @@ FINAL_RUN_STATES = frozenset(
         RunState.COMPENSATED,
         RunState.COMPENSATION_FAILED,
         RunState.CANCELLED,
+        RunState.DEAD_LETTERED,
     }
 )
 
 RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    RunState.PENDING: frozenset({RunState.RUNNING, RunState.CANCELLED}),
+    RunState.PENDING: frozenset({RunState.RUNNING, RunState.CANCELLED, RunState.DEAD_LETTERED}),
     RunState.RUNNING: frozenset(
-        {RunState.COMPLETED, RunState.FAILED, RunState.COMPENSATING, RunState.CANCELLED}
+        {
+            RunState.COMPLETED,
+            RunState.FAILED,
+            RunState.COMPENSATING,
+            RunState.CANCELLED,
+            RunState.DEAD_LETTERED,
+        }
     ),
-    RunState.COMPENSATING: frozenset({RunState.COMPENSATED, RunState.COMPENSATION_FAILED}),
+    RunState.COMPENSATING: frozenset(
+        {RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.DEAD_LETTERED}
+    ),
     RunState.COMPLETED: frozenset(),
     # A run that failed may be retried by hand: it runs again from the steps that did not complete.
     RunState.FAILED: frozenset({RunState.RUNNING}),
     RunState.COMPENSATED: frozenset({RunState.RUNNING}),
     RunState.COMPENSATION_FAILED: frozenset({RunState.RUNNING}),
     RunState.CANCELLED: frozenset(),
+    RunState.DEAD_LETTERED: frozenset({RunState.RUNNING}),
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {

@@ -71,8 +71,17 @@ class RetryPolicy:
             raise DefinitionError(f"max_retries must be a non-negative integer, not {max_retries!r}")
         if backoff not in _BACKOFFS:
             raise DefinitionError(f"backoff must be one of {', '.join(_BACKOFFS)}; got {backoff!r}")
-        if not isinstance(backoff_multiplier, int | float) or backoff_multiplier < 1:
-            raise DefinitionError(f"backoff_multiplier must be at least 1, not {backoff_multiplier!r}")
+        if initial_delay_secs is None:
+            raise DefinitionError("initial_delay_secs must be a number of seconds or a timedelta, not None")
+        if (
+            isinstance(backoff_multiplier, bool)
+            or not isinstance(backoff_multiplier, int | float)
+            or not math.isfinite(backoff_multiplier)
+            or backoff_multiplier < 1
+        ):
+            raise DefinitionError(
+                f"backoff_multiplier must be at least 1 (and finite), not {backoff_multiplier!r}"
+            )
         if not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
             raise DefinitionError(f"jitter must be a fraction between 0 and 1, not {jitter!r}")
         errors = tuple(non_retryable_errors)

@@ -15,10 +15,13 @@ CREATE TABLE IF NOT EXISTS conveyor_runs (
     epoch            INTEGER NOT NULL DEFAULT 1,
     recoveries       INTEGER NOT NULL DEFAULT 0,
     generation       INTEGER NOT NULL DEFAULT 0,
-    owner            TEXT
+    owner            TEXT,
+    lease_expires_at REAL
 );
 
-CREATE INDEX IF NOT EXISTS conveyor_runs_by_state ON conveyor_runs (state, wake_at);
+-- Workers look only for runs that are not final (most of the table is final runs, left out here).
+CREATE INDEX IF NOT EXISTS conveyor_runs_ready ON conveyor_runs (wake_at)
+    WHERE state IN ('pending', 'running', 'compensating');
 
 CREATE TABLE IF NOT EXISTS conveyor_steps (
     workflow_id           TEXT NOT NULL REFERENCES conveyor_runs (workflow_id) ON DELETE CASCADE,

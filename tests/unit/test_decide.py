@@ -1,0 +1,1203 @@
+"""decide() and the settle_* functions, driven with plain values: no engine, no backend, no clock."""
+
+import copy
+
+import pytest
+
+import conveyor
+from conveyor import RetryPolicy
+from conveyor.core.decide import (
+    FINISHED,
+    WAIT_FOR_IN_FLIGHT,
+    Action,
+    Decision,
+    compensation_order,
+    decide,
+    merge_checkpoints,
+    recover,
+    reopen_for_retry,
+    settle_compensation_failure,
+    settle_compensation_success,
+    settle_failure,
+    settle_success,
+)
+from conveyor.core.records import MAX_TRACEBACK_CHARS, Checkpoint, Failure, RunRecord, StepRecord
+from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
+from conveyor.definition import StepDefinition, build_workflow
+from conveyor.definition.binding import FromPrevious
+from conveyor.definition.task import make_task_spec
+from conveyor.errors import InvalidTransitionError
+
+# --- step functions ----------------------------------------------------------------------------------------
+
+
+def a(value):
+    return value
+
+
+def b(value):
+    return value
+
+
+def b2(value):
+    return value
+
+
+def c(value):
+    return value
+
+
+def e(value):
+    return value
+
+
+def d(results):
+    return results
+
+
+def undo(result):
+    return None
+
+
+@conveyor.task(compensate=undo)
+def start(value):
+    return value
+
+
+@conveyor.task(compensate=undo)
+def left(value):
+    return value
+
+
+@conveyor.task(compensate=undo)
+def right(value):
+    return value
+
+
+def merge(results):
+    return results
+
+
+def release(reservation):
+    return None
+
+
+def refund(receipt):
+    return None
+
+
+@conveyor.task(compensate=release)
+def reserve(order):
+    return order
+
+
+@conveyor.task(compensate=refund)
+def charge(order):
+    return order
+
+
+def ship(order):
+    return order
+
+
+@conveyor.task(compensate=undo, compensation_retries=RetryPolicy(max_retries=0))
+def fragile(value):
+    return value
+
+
+# --- workflows ---------------------------------------------------------------------------------------------
+
+CHAIN = conveyor.Flow("chain").then(a).then(b).then(c).build()
+PLAIN_FORK = conveyor.Flow("plain_fork").then(a).fork().branch(b).branch(c).join(d).build()
+FORK = conveyor.Flow("fork").then(start).fork().branch(left).branch(right).join(merge).build()
+SAGA = conveyor.Flow("saga").then(reserve).then(charge).then(ship).build()
+RETRY_POLICY = RetryPolicy(max_retries=2, initial_delay_secs=10, backoff_multiplier=3)
+RETRYING_CHAIN = conveyor.Flow("retrying_chain", retries=RETRY_POLICY).then(a).then(b).build()
+RETRYING_FORK = (
+    conveyor.Flow("retrying_fork", retries=RETRY_POLICY).then(a).fork().branch(b).branch(c).join(d).build()
+)
+
+
+def make_run(workflow, *, state=RunState.RUNNING):
+    """A run of ``workflow`` as recorded before any step ran."""
+    return RunRecord(
+        workflow_id="run-1",
+        workflow_name=workflow.name,
+        workflow_version=workflow.version,
+        state=state,
+        input='{"order":7}',
+        correlation_id="corr-1",
+        step_names=workflow.step_names,
+        steps={name: StepRecord(name) for name in workflow.step_names},
+        created_at=0.0,
+        updated_at=0.0,
+        epoch=3,
+    )
+
+
+def complete(workflow, run, name, result="1", at=10.0):
+    """Settle a successful attempt of step ``name`` finishing at ``at``."""
+    return settle_success(workflow, run, workflow.step(name), result, at - 1.0, at)
+
+
+def fail(workflow, run, name, error=None, *, retryable=True, at=100.0, random_unit=0.5):
+    """Settle a failed attempt of step ``name`` finishing at ``at``."""
+    return settle_failure(
+        workflow,
+        run,
+        workflow.step(name),
+        error if error is not None else RuntimeError("boom"),
+        retryable=retryable,
+        started=at - 1.0,
+        finished=at,
+        random_unit=random_unit,
+    )
+
+
+def names(decision):
+    return [spec.name for spec in decision.steps]
+
+
+def failed_saga():
+    """The saga after reserve and charge completed and ship failed for good: now compensating."""
+    run = make_run(SAGA)
+    complete(SAGA, run, "reserve", '"r-1"', at=1.0)
+    complete(SAGA, run, "charge", '"c-1"', at=2.0)
+    fail(SAGA, run, "ship", at=3.0)
+    return run
+
+
+# --- decide: what runs next --------------------------------------------------------------------------------
+
+
+def test_workflows_used_here_have_the_expected_shapes():
+    """The chain is a chain and the forks are not, so both decide paths are exercised."""
+    assert CHAIN.is_chain is True
+    assert SAGA.is_chain is True
+    assert RETRYING_CHAIN.is_chain is True
+    assert PLAIN_FORK.is_chain is False
+    assert FORK.is_chain is False
+    assert RETRYING_FORK.is_chain is False
+
+
+def test_decide_runs_the_first_step_of_a_fresh_chain():
+    """A fresh chain runs its first step, and only that step."""
+    decision = decide(CHAIN, make_run(CHAIN), 0.0)
+    assert decision == Decision(Action.RUN_STEPS, (CHAIN.step("a"),))
+    assert decision.at is None
+
+
+def test_decide_picks_the_step_after_the_completed_ones_in_a_chain():
+    """Each completion in a chain makes the following step the next to run."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a")
+    assert names(decide(CHAIN, run, 11.0)) == ["b"]
+    complete(CHAIN, run, "b")
+    assert names(decide(CHAIN, run, 12.0)) == ["c"]
+
+
+def test_decide_on_a_completed_chain_is_finished():
+    """Once the last step of a chain completes the run is completed and decide says finished."""
+    run = make_run(CHAIN)
+    for name in ("a", "b", "c"):
+        complete(CHAIN, run, name)
+    assert run.state is RunState.COMPLETED
+    assert decide(CHAIN, run, 20.0) is FINISHED
+
+
+def test_decide_does_not_rerun_an_in_flight_chain_step():
+    """A chain step already running is not handed out again; decide waits for it."""
+    run = make_run(CHAIN)
+    run.in_flight.add("a")
+    assert decide(CHAIN, run, 0.0) is WAIT_FOR_IN_FLIGHT
+
+
+def test_fork_returns_every_branch_ready_at_once():
+    """After the step before a fork completes, all its branches are ready together."""
+    run = make_run(PLAIN_FORK)
+    assert names(decide(PLAIN_FORK, run, 0.0)) == ["a"]
+    complete(PLAIN_FORK, run, "a")
+    decision = decide(PLAIN_FORK, run, 11.0)
+    assert decision.action is Action.RUN_STEPS
+    assert decision.steps == (PLAIN_FORK.step("b"), PLAIN_FORK.step("c"))
+
+
+def test_fork_at_the_start_runs_every_branch_immediately():
+    """A flow starting with a fork runs all its branches first."""
+    workflow = conveyor.Flow("fork_first").fork().branch(b).branch(c).branch(e).join(d).build()
+    assert names(decide(workflow, make_run(workflow), 0.0)) == ["b", "c", "e"]
+
+
+def test_branch_chain_runs_its_steps_in_order_alongside_other_branches():
+    """A branch of two steps runs its second step only once its first completed."""
+    workflow = conveyor.Flow("long_branch").then(a).fork().branch(b, b2).branch(c).join(d).build()
+    run = make_run(workflow)
+    complete(workflow, run, "a")
+    assert names(decide(workflow, run, 11.0)) == ["b", "c"]
+    run.in_flight.add("c")
+    complete(workflow, run, "b")
+    assert names(decide(workflow, run, 12.0)) == ["b2"]
+
+
+def test_join_waits_while_a_branch_is_in_flight():
+    """The join does not run while one branch is still running."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.update({"b", "c"})
+    complete(PLAIN_FORK, run, "b")
+    assert decide(PLAIN_FORK, run, 12.0) is WAIT_FOR_IN_FLIGHT
+
+
+def test_join_waits_for_a_branch_not_yet_started():
+    """With one branch done and the other not started, the other branch runs, not the join."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    complete(PLAIN_FORK, run, "b")
+    assert names(decide(PLAIN_FORK, run, 12.0)) == ["c"]
+
+
+def test_join_runs_once_every_branch_completed():
+    """When every branch completed, the join is the one step to run."""
+    run = make_run(PLAIN_FORK)
+    for name in ("a", "b", "c"):
+        complete(PLAIN_FORK, run, name)
+    assert decide(PLAIN_FORK, run, 13.0) == Decision(Action.RUN_STEPS, (PLAIN_FORK.step("d"),))
+
+
+def test_in_flight_branches_are_not_run_again():
+    """Branches in run.in_flight are left out of the steps to run."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.add("b")
+    assert names(decide(PLAIN_FORK, run, 11.0)) == ["c"]
+    run.in_flight.add("c")
+    assert decide(PLAIN_FORK, run, 11.0) is WAIT_FOR_IN_FLIGHT
+
+
+def test_decide_does_not_change_the_run():
+    """decide only reads the run record."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.add("b")
+    before = copy.deepcopy(run)
+    decide(PLAIN_FORK, run, 11.0)
+    assert run == before
+
+
+@pytest.mark.parametrize("state", sorted(FINAL_RUN_STATES), ids=lambda s: s.value)
+def test_decide_on_a_final_run_is_finished(state):
+    """A run in any final state has nothing left to do."""
+    decision = decide(CHAIN, make_run(CHAIN, state=state), 0.0)
+    assert decision is FINISHED
+    assert decision == Decision(Action.FINISHED, (), None)
+
+
+# --- decide: retries -------------------------------------------------------------------------------------
+
+
+def test_chain_retry_due_later_waits_until_the_exact_due_time():
+    """A chain step retrying at 105 makes decide wait until exactly 105."""
+    run = make_run(RETRYING_CHAIN)
+    fail(RETRYING_CHAIN, run, "a", at=95.0)
+    assert run.steps["a"].next_attempt_at == 105.0
+    assert decide(RETRYING_CHAIN, run, 100.0) == Decision(Action.WAIT_UNTIL, (), 105.0)
+
+
+@pytest.mark.parametrize("now", [105.0, 105.5, 1000.0])
+def test_chain_retry_runs_once_now_reaches_the_due_time(now):
+    """At or after the due time the retrying chain step runs again."""
+    run = make_run(RETRYING_CHAIN)
+    fail(RETRYING_CHAIN, run, "a", at=95.0)
+    assert decide(RETRYING_CHAIN, run, now) == Decision(Action.RUN_STEPS, (RETRYING_CHAIN.step("a"),))
+
+
+def test_fork_retry_due_later_does_not_hold_back_a_ready_branch():
+    """A branch waiting for its retry does not stop its sibling from running now."""
+    run = make_run(RETRYING_FORK)
+    complete(RETRYING_FORK, run, "a")
+    fail(RETRYING_FORK, run, "b", at=100.0)
+    assert names(decide(RETRYING_FORK, run, 101.0)) == ["c"]
+
+
+def test_fork_retry_due_later_waits_until_its_time_when_nothing_else_is_ready():
+    """With the sibling in flight, decide waits until the retry is due (the driver watches in-flight)."""
+    run = make_run(RETRYING_FORK)
+    complete(RETRYING_FORK, run, "a")
+    fail(RETRYING_FORK, run, "b", at=100.0)
+    run.in_flight.add("c")
+    assert decide(RETRYING_FORK, run, 101.0) == Decision(Action.WAIT_UNTIL, (), 110.0)
+    assert names(decide(RETRYING_FORK, run, 110.0)) == ["b"]
+
+
+def test_fork_waits_until_the_earliest_of_several_retries():
+    """Two branches retrying at 110 and 130 make decide wait until 110, then 130."""
+    run = make_run(RETRYING_FORK)
+    complete(RETRYING_FORK, run, "a")
+    fail(RETRYING_FORK, run, "c", at=120.0)
+    fail(RETRYING_FORK, run, "b", at=100.0)
+    assert decide(RETRYING_FORK, run, 105.0) == Decision(Action.WAIT_UNTIL, (), 110.0)
+    run.in_flight.add("b")
+    assert decide(RETRYING_FORK, run, 115.0) == Decision(Action.WAIT_UNTIL, (), 130.0)
+    assert names(decide(RETRYING_FORK, run, 130.0)) == ["c"]
+
+
+def test_fork_runs_every_retry_already_due():
+    """Retries that are both due are handed out together."""
+    run = make_run(RETRYING_FORK)
+    complete(RETRYING_FORK, run, "a")
+    fail(RETRYING_FORK, run, "b", at=100.0)
+    fail(RETRYING_FORK, run, "c", at=101.0)
+    assert names(decide(RETRYING_FORK, run, 111.0)) == ["b", "c"]
+
+
+def test_failed_step_with_sibling_in_flight_starts_nothing_new():
+    """After a step fails for good, a ready branch is not started; decide waits for the one in flight."""
+    workflow = conveyor.Flow("three").then(a).fork().branch(b).branch(c).branch(e).join(d).build()
+    run = make_run(workflow)
+    complete(workflow, run, "a")
+    run.in_flight.add("c")
+    fail(workflow, run, "b", retryable=False)
+    assert run.state is RunState.RUNNING
+    assert run.steps["e"].state is StepState.PENDING
+    assert decide(workflow, run, 101.0) is WAIT_FOR_IN_FLIGHT
+
+
+def test_running_run_with_an_error_and_nothing_in_flight_is_finished():
+    """A running run that recorded an error but has nothing in flight gets no more steps."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.steps["b"].state = StepState.FAILED
+    run.error = Failure("b", "RuntimeError", "boom", 1, retryable=False)
+    assert decide(PLAIN_FORK, run, 11.0) is FINISHED
+
+
+# --- settle_success ----------------------------------------------------------------------------------------
+
+
+def test_settle_success_records_the_result_on_the_step():
+    """A success stores the result text, the timing and the completion order on the step."""
+    run = make_run(CHAIN)
+    run.in_flight.add("a")
+    settle_success(CHAIN, run, CHAIN.step("a"), '{"id":1}', 4.0, 6.5)
+    record = run.steps["a"]
+    assert record.state is StepState.COMPLETED
+    assert record.attempts == 1
+    assert record.result == '{"id":1}'
+    assert record.error is None
+    assert (record.started_at, record.finished_at) == (4.0, 6.5)
+    assert record.duration_seconds == 2.5
+    assert record.completion_order == 1
+    assert run.completed_count == 1
+    assert run.last_completion_order == 1
+    assert run.in_flight == set()
+    assert run.state is RunState.RUNNING
+
+
+def test_settle_success_returns_the_checkpoint_to_write():
+    """The checkpoint carries the run id, epoch, the one changed step, the state and the time."""
+    run = make_run(CHAIN)
+    checkpoint = settle_success(CHAIN, run, CHAIN.step("a"), '"x"', 4.0, 6.5)
+    assert checkpoint == Checkpoint(
+        workflow_id="run-1",
+        epoch=3,
+        steps=(run.steps["a"],),
+        state=RunState.RUNNING,
+        output=None,
+        error=None,
+        wake_at=None,
+        at=6.5,
+    )
+    assert checkpoint.steps[0] is run.steps["a"]
+    assert run.updated_at == 6.5
+
+
+def test_completion_order_counts_up_across_steps():
+    """Steps are numbered 1, 2, 3 in the order they complete."""
+    run = make_run(CHAIN)
+    for name in ("a", "b", "c"):
+        complete(CHAIN, run, name)
+    assert [run.steps[name].completion_order for name in ("a", "b", "c")] == [1, 2, 3]
+    assert run.last_completion_order == 3
+
+
+def test_settle_success_of_the_last_step_completes_the_run_with_its_output():
+    """The last chain step's JSON text becomes the run's output and the run is completed."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a", '"first"')
+    complete(CHAIN, run, "b", '"second"')
+    checkpoint = complete(CHAIN, run, "c", '{"total":3,"items":["x"]}', at=30.0)
+    assert run.state is RunState.COMPLETED
+    assert run.output == '{"total":3,"items":["x"]}'
+    assert run.wake_at is None
+    assert run.completed_count == 3
+    assert checkpoint.state is RunState.COMPLETED
+    assert checkpoint.output == '{"total":3,"items":["x"]}'
+    assert checkpoint.at == 30.0
+
+
+def test_fork_output_is_the_join_steps_result():
+    """A joined fork's output is the join step's result, not a branch's."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a", "1")
+    complete(PLAIN_FORK, run, "c", "3")
+    complete(PLAIN_FORK, run, "b", "2")
+    assert run.state is RunState.RUNNING
+    complete(PLAIN_FORK, run, "d", '{"b":2,"c":3}')
+    assert run.state is RunState.COMPLETED
+    assert run.output == '{"b":2,"c":3}'
+
+
+def test_output_without_an_output_step_is_a_dict_of_every_result():
+    """A workflow with no output step outputs every step's result keyed by step name."""
+    workflow = build_workflow(
+        "no_output",
+        [
+            StepDefinition("a", make_task_spec(a), FromPrevious(None)),
+            StepDefinition("b", make_task_spec(b), FromPrevious("a")),
+        ],
+    )
+    assert workflow.output_step is None
+    run = make_run(workflow)
+    complete(workflow, run, "a", "1")
+    complete(workflow, run, "b", '{"n":"two"}')
+    assert run.state is RunState.COMPLETED
+    assert run.output == '{"a":1,"b":{"n":"two"}}'
+
+
+def test_success_after_a_retry_clears_the_retry_and_counts_both_attempts():
+    """A retried step that succeeds has two attempts, no error and no pending retry."""
+    run = make_run(RETRYING_CHAIN)
+    fail(RETRYING_CHAIN, run, "a", at=100.0)
+    assert run.wake_at == 110.0
+    checkpoint = complete(RETRYING_CHAIN, run, "a", '"ok"', at=111.0)
+    record = run.steps["a"]
+    assert record.state is StepState.COMPLETED
+    assert record.attempts == 2
+    assert record.error is None
+    assert record.next_attempt_at is None
+    assert run.wake_at is None
+    assert checkpoint.wake_at is None
+
+
+def test_success_after_a_retry_moves_wake_at_to_the_next_due_retry():
+    """When one of two retrying branches succeeds, wake_at becomes the other's due time."""
+    run = make_run(RETRYING_FORK)
+    complete(RETRYING_FORK, run, "a")
+    fail(RETRYING_FORK, run, "b", at=100.0)
+    fail(RETRYING_FORK, run, "c", at=120.0)
+    assert run.wake_at == 110.0
+    complete(RETRYING_FORK, run, "b", at=112.0)
+    assert run.wake_at == 130.0
+
+
+def test_settle_success_of_an_already_completed_step_is_refused():
+    """A step cannot complete twice; the run's counts are left alone."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a")
+    with pytest.raises(InvalidTransitionError, match="step 'a' cannot go from 'completed' to 'completed'"):
+        complete(CHAIN, run, "a")
+    assert run.completed_count == 1
+    assert run.steps["a"].attempts == 1
+
+
+def test_settle_success_of_a_failed_step_is_refused():
+    """A step that failed for good cannot then complete."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.add("c")
+    fail(PLAIN_FORK, run, "b", retryable=False)
+    with pytest.raises(InvalidTransitionError, match="from 'failed' to 'completed'"):
+        complete(PLAIN_FORK, run, "b")
+
+
+# --- settle_failure ----------------------------------------------------------------------------------------
+
+
+def test_failure_with_retries_left_schedules_the_retry():
+    """A first failure with retries left makes the step retrying, due at finished + the first delay."""
+    run = make_run(RETRYING_CHAIN)
+    run.in_flight.add("a")
+    checkpoint = fail(RETRYING_CHAIN, run, "a", RuntimeError("flaky"), at=100.0)
+    record = run.steps["a"]
+    assert record.state is StepState.RETRYING
+    assert record.attempts == 1
+    assert record.next_attempt_at == 110.0
+    assert (record.started_at, record.finished_at) == (99.0, 100.0)
+    assert record.error is not None
+    assert (record.error.step_name, record.error.error_type, record.error.message) == (
+        "a",
+        "RuntimeError",
+        "flaky",
+    )
+    assert record.error.attempts == 1
+    assert record.error.retryable is True
+    assert run.error is None
+    assert run.wake_at == 110.0
+    assert run.in_flight == set()
+    assert run.state is RunState.RUNNING
+    assert checkpoint.state is RunState.RUNNING
+    assert checkpoint.wake_at == 110.0
+    assert checkpoint.error is None
+    assert checkpoint.steps == (record,)
+    assert checkpoint.at == 100.0
+
+
+def test_second_failure_waits_the_second_delay():
+    """The second failure waits initial x multiplier: finished + 30."""
+    run = make_run(RETRYING_CHAIN)
+    fail(RETRYING_CHAIN, run, "a", at=100.0)
+    fail(RETRYING_CHAIN, run, "a", at=200.0)
+    record = run.steps["a"]
+    assert record.state is StepState.RETRYING
+    assert record.attempts == 2
+    assert record.next_attempt_at == 230.0
+    assert run.wake_at == 230.0
+
+
+def test_failure_out_of_retries_fails_the_step_and_the_run():
+    """The third failure of a two-retry step fails it for good; with nothing to undo the run fails."""
+    run = make_run(RETRYING_CHAIN)
+    for at in (100.0, 200.0):
+        fail(RETRYING_CHAIN, run, "a", at=at)
+    checkpoint = fail(RETRYING_CHAIN, run, "a", ValueError("still broken"), at=300.0)
+    record = run.steps["a"]
+    assert record.state is StepState.FAILED
+    assert record.attempts == 3
+    assert record.next_attempt_at is None
+    assert record.error is not None
+    assert record.error.retryable is False
+    assert record.error.attempts == 3
+    assert record.error.error_type == "ValueError"
+    assert run.error is record.error
+    assert run.state is RunState.FAILED
+    assert run.wake_at is None
+    assert checkpoint.state is RunState.FAILED
+    assert checkpoint.error is record.error
+    assert checkpoint.wake_at is None
+
+
+def test_random_unit_drives_the_jitter_of_the_retry_delay():
+    """settle_failure hands random_unit to the policy: 0 gives the lowest jittered delay."""
+    policy = RetryPolicy(max_retries=1, initial_delay_secs=10, jitter=0.5)
+    workflow = conveyor.Flow("jittery", retries=policy).then(a).build()
+    run = make_run(workflow)
+    fail(workflow, run, "a", at=100.0, random_unit=0.0)
+    assert run.steps["a"].next_attempt_at == pytest.approx(105.0)
+
+
+def test_non_retryable_failure_fails_at_once_despite_retries_left():
+    """retryable=False fails the step for good on its first attempt."""
+    run = make_run(RETRYING_CHAIN)
+    fail(RETRYING_CHAIN, run, "a", retryable=False)
+    assert run.steps["a"].state is StepState.FAILED
+    assert run.steps["a"].error.retryable is False
+    assert run.state is RunState.FAILED
+
+
+def test_error_listed_as_non_retryable_fails_at_once():
+    """An error type in the policy's non_retryable_errors fails the step on its first attempt."""
+    policy = RetryPolicy(max_retries=5, non_retryable_errors=(KeyError,))
+    workflow = conveyor.Flow("strict", retries=policy).then(a).build()
+    run = make_run(workflow)
+    fail(workflow, run, "a", KeyError("sku"))
+    assert run.steps["a"].state is StepState.FAILED
+    assert run.steps["a"].attempts == 1
+    assert run.state is RunState.FAILED
+
+
+def test_step_without_a_retry_policy_fails_at_once():
+    """By default a workflow does not retry: the first failure is final."""
+    run = make_run(CHAIN)
+    fail(CHAIN, run, "a")
+    assert run.steps["a"].state is StepState.FAILED
+    assert run.steps["a"].error.retryable is False
+    assert run.state is RunState.FAILED
+
+
+def test_failure_with_no_completed_undo_fails_the_run():
+    """When the completed steps have no undo, a step failing for good fails the run."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a")
+    complete(CHAIN, run, "b")
+    fail(CHAIN, run, "c", ValueError("bad"))
+    assert run.state is RunState.FAILED
+    assert run.error is not None
+    assert str(run.error) == "step 'c' failed after 1 attempt: ValueError: bad"
+    assert compensation_order(CHAIN, run) == []
+
+
+def test_first_step_failing_in_a_saga_fails_the_run_without_compensation():
+    """If nothing completed, even a saga just fails: there is nothing to undo."""
+    run = make_run(SAGA)
+    fail(SAGA, run, "reserve")
+    assert run.state is RunState.FAILED
+
+
+def test_failure_after_a_completed_undoable_step_starts_compensation():
+    """A step failing for good after a step with an undo completed moves the run to compensating."""
+    run = make_run(SAGA)
+    complete(SAGA, run, "reserve", '"r-1"', at=1.0)
+    checkpoint = fail(SAGA, run, "charge", RuntimeError("card declined"), at=2.0)
+    assert run.state is RunState.COMPENSATING
+    assert run.error is not None
+    assert run.error.step_name == "charge"
+    assert run.error.message == "card declined"
+    assert checkpoint.state is RunState.COMPENSATING
+    assert checkpoint.error is run.error
+
+
+def test_sibling_in_flight_delays_compensation_until_it_settles():
+    """The run stays running while a sibling is in flight and compensates once it completes."""
+    run = make_run(FORK)
+    complete(FORK, run, "start", at=1.0)
+    run.in_flight.update({"left", "right"})
+    checkpoint = fail(FORK, run, "left", at=2.0, retryable=False)
+    assert run.state is RunState.RUNNING
+    assert checkpoint.state is RunState.RUNNING
+    assert run.error is not None
+    assert run.error.step_name == "left"
+    assert decide(FORK, run, 2.5) is WAIT_FOR_IN_FLIGHT
+    complete(FORK, run, "right", at=3.0)
+    assert run.state is RunState.COMPENSATING
+    assert [record.name for record in compensation_order(FORK, run)] == ["right", "start"]
+
+
+def test_sibling_failing_too_keeps_the_first_error():
+    """When the in-flight sibling also fails, the run compensates and keeps the first failure as its error."""
+    run = make_run(FORK)
+    complete(FORK, run, "start", at=1.0)
+    run.in_flight.update({"left", "right"})
+    fail(FORK, run, "left", ValueError("first"), at=2.0, retryable=False)
+    fail(FORK, run, "right", ValueError("second"), at=3.0, retryable=False)
+    assert run.state is RunState.COMPENSATING
+    assert run.error.message == "first"
+    assert run.steps["right"].error.message == "second"
+    assert [record.name for record in compensation_order(FORK, run)] == ["start"]
+
+
+def test_sibling_settling_with_nothing_to_undo_fails_the_run():
+    """If no completed step has an undo, the run fails once the in-flight sibling settles."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.add("c")
+    fail(PLAIN_FORK, run, "b", retryable=False)
+    assert run.state is RunState.RUNNING
+    complete(PLAIN_FORK, run, "c", at=120.0)
+    assert run.state is RunState.FAILED
+    assert run.wake_at is None
+
+
+def test_settle_failure_of_a_completed_step_is_refused():
+    """A completed step cannot fail afterwards."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a")
+    with pytest.raises(InvalidTransitionError, match="from 'completed' to 'failed'"):
+        fail(CHAIN, run, "a", retryable=False)
+
+
+# --- compensation ------------------------------------------------------------------------------------------
+
+
+def test_compensation_order_is_newest_completion_first():
+    """The saga undoes charge (completed second) before reserve (completed first); ship has no undo."""
+    run = failed_saga()
+    assert run.state is RunState.COMPENSATING
+    assert [record.name for record in compensation_order(SAGA, run)] == ["charge", "reserve"]
+
+
+def test_compensation_order_follows_completion_not_declaration():
+    """Branches are undone in reverse of when they completed, whatever order they were declared in."""
+    run = make_run(FORK)
+    complete(FORK, run, "start", at=1.0)
+    complete(FORK, run, "right", at=2.0)
+    complete(FORK, run, "left", at=3.0)
+    fail(FORK, run, "merge", at=4.0)
+    assert [record.name for record in compensation_order(FORK, run)] == ["left", "right", "start"]
+
+
+def test_compensation_order_keeps_retrying_undos_and_drops_settled_ones():
+    """Undos being retried stay in the order; undone, given-up and undo-less steps do not."""
+    workflow = conveyor.Flow("mixed").then(start).then(a).then(left).then(right).then(b).build()
+    run = make_run(workflow, state=RunState.COMPENSATING)
+    for order, name in enumerate(["start", "a", "left", "right"], start=1):
+        run.steps[name].state = StepState.COMPLETED
+        run.steps[name].completion_order = order
+    run.steps["left"].state = StepState.COMPENSATED
+    run.steps["right"].state = StepState.COMPENSATING
+    assert [record.name for record in compensation_order(workflow, run)] == ["right", "start"]
+    run.steps["right"].state = StepState.COMPENSATION_FAILED
+    assert [record.name for record in compensation_order(workflow, run)] == ["start"]
+
+
+def test_decide_runs_the_newest_undo_while_compensating():
+    """A compensating run hands out the undo of the newest completed step, one at a time."""
+    run = failed_saga()
+    assert decide(SAGA, run, 4.0) == Decision(Action.RUN_COMPENSATION, (SAGA.step("charge"),))
+
+
+def test_decide_waits_for_an_undo_in_flight():
+    """While the newest undo runs, decide waits rather than starting the next one."""
+    run = failed_saga()
+    run.in_flight.add("charge")
+    assert decide(SAGA, run, 4.0) is WAIT_FOR_IN_FLIGHT
+
+
+def test_decide_waits_until_a_retried_undo_is_due():
+    """An undo retrying at 5.0 makes decide wait until exactly then, and run it from then."""
+    run = failed_saga()
+    settle_compensation_failure(
+        SAGA, run, SAGA.step("charge"), RuntimeError("x"), retryable=True, finished=4.0
+    )
+    assert run.steps["charge"].next_attempt_at == 5.0
+    assert decide(SAGA, run, 4.5) == Decision(Action.WAIT_UNTIL, (), 5.0)
+    assert decide(SAGA, run, 5.0) == Decision(Action.RUN_COMPENSATION, (SAGA.step("charge"),))
+
+
+def test_decide_on_a_compensating_run_with_nothing_left_is_finished():
+    """A compensating run whose undos are all settled has nothing to run."""
+    run = make_run(SAGA, state=RunState.COMPENSATING)
+    assert decide(SAGA, run, 0.0) is FINISHED
+
+
+def test_compensation_success_marks_the_step_compensated():
+    """A successful undo marks the step compensated and uncounts it as completed."""
+    run = failed_saga()
+    run.in_flight.add("charge")
+    checkpoint = settle_compensation_success(SAGA, run, SAGA.step("charge"), 5.0)
+    record = run.steps["charge"]
+    assert record.state is StepState.COMPENSATED
+    assert record.compensation_attempts == 1
+    assert record.next_attempt_at is None
+    assert record.result == '"c-1"'
+    assert run.completed_count == 1
+    assert run.in_flight == set()
+    assert run.state is RunState.COMPENSATING
+    assert checkpoint.steps == (record,)
+    assert checkpoint.state is RunState.COMPENSATING
+    assert checkpoint.at == 5.0
+    assert run.updated_at == 5.0
+
+
+def test_last_successful_undo_ends_the_run_compensated():
+    """When every undo succeeded the run is compensated and stops waking."""
+    run = failed_saga()
+    settle_compensation_success(SAGA, run, SAGA.step("charge"), 5.0)
+    assert decide(SAGA, run, 5.0) == Decision(Action.RUN_COMPENSATION, (SAGA.step("reserve"),))
+    checkpoint = settle_compensation_success(SAGA, run, SAGA.step("reserve"), 6.0)
+    assert run.state is RunState.COMPENSATED
+    assert run.wake_at is None
+    assert run.completed_count == 0
+    assert checkpoint.state is RunState.COMPENSATED
+    assert run.error.step_name == "ship"
+    assert decide(SAGA, run, 7.0) is FINISHED
+
+
+def test_compensation_failure_with_retries_left_schedules_the_undo_again():
+    """A failed undo with retries left stays compensating, due after the first undo delay."""
+    run = failed_saga()
+    checkpoint = settle_compensation_failure(
+        SAGA, run, SAGA.step("charge"), RuntimeError("gateway down"), retryable=True, finished=10.0
+    )
+    record = run.steps["charge"]
+    assert record.state is StepState.COMPENSATING
+    assert record.compensation_attempts == 1
+    assert record.next_attempt_at == 11.0
+    assert record.compensation_error is not None
+    assert record.compensation_error.message == "gateway down"
+    assert record.compensation_error.attempts == 1
+    assert record.compensation_error.retryable is True
+    assert record.error is None
+    assert run.completed_count == 1
+    assert run.wake_at == 11.0
+    assert run.state is RunState.COMPENSATING
+    assert checkpoint.wake_at == 11.0
+    assert checkpoint.steps == (record,)
+
+
+def test_repeated_compensation_failures_back_off_and_count_once_as_uncompleted():
+    """A second failed undo waits twice as long and does not uncount the step again."""
+    run = failed_saga()
+    step = SAGA.step("charge")
+    settle_compensation_failure(SAGA, run, step, RuntimeError("x"), retryable=True, finished=10.0)
+    settle_compensation_failure(SAGA, run, step, RuntimeError("x"), retryable=True, finished=20.0)
+    record = run.steps["charge"]
+    assert record.compensation_attempts == 2
+    assert record.next_attempt_at == 22.0
+    assert run.completed_count == 1
+
+
+def test_compensation_success_after_a_retry_counts_every_undo_attempt():
+    """An undo that succeeds on its second try is compensated after two attempts."""
+    run = failed_saga()
+    step = SAGA.step("charge")
+    settle_compensation_failure(SAGA, run, step, RuntimeError("x"), retryable=True, finished=10.0)
+    settle_compensation_success(SAGA, run, step, 11.5)
+    record = run.steps["charge"]
+    assert record.state is StepState.COMPENSATED
+    assert record.compensation_attempts == 2
+    assert record.next_attempt_at is None
+    assert run.completed_count == 1
+
+
+def test_compensation_success_after_a_retry_clears_the_runs_wake_time():
+    """Once a retried undo succeeds, the run no longer wakes for that retry (as settle_success does)."""
+    run = failed_saga()
+    step = SAGA.step("charge")
+    settle_compensation_failure(SAGA, run, step, RuntimeError("x"), retryable=True, finished=10.0)
+    assert run.wake_at == 11.0
+    checkpoint = settle_compensation_success(SAGA, run, step, 11.5)
+    assert run.state is RunState.COMPENSATING
+    assert run.wake_at is None
+    assert checkpoint.wake_at is None
+
+
+def test_undo_failing_for_good_is_given_up_and_the_rest_still_undone():
+    """A non-retryable undo failure gives up on that step, then the older undos still run."""
+    run = failed_saga()
+    settle_compensation_failure(
+        SAGA, run, SAGA.step("charge"), RuntimeError("no"), retryable=False, finished=5.0
+    )
+    record = run.steps["charge"]
+    assert record.state is StepState.COMPENSATION_FAILED
+    assert record.next_attempt_at is None
+    assert record.compensation_error.retryable is False
+    assert run.state is RunState.COMPENSATING
+    assert decide(SAGA, run, 5.0) == Decision(Action.RUN_COMPENSATION, (SAGA.step("reserve"),))
+    checkpoint = settle_compensation_success(SAGA, run, SAGA.step("reserve"), 6.0)
+    assert run.steps["reserve"].state is StepState.COMPENSATED
+    assert run.state is RunState.COMPENSATION_FAILED
+    assert checkpoint.state is RunState.COMPENSATION_FAILED
+    assert run.wake_at is None
+
+
+def test_undo_out_of_retries_is_given_up():
+    """An undo whose compensation policy allows no retry is given up after its first failure."""
+    workflow = conveyor.Flow("fragile_saga").then(fragile).then(a).build()
+    run = make_run(workflow)
+    complete(workflow, run, "fragile")
+    fail(workflow, run, "a")
+    assert run.state is RunState.COMPENSATING
+    settle_compensation_failure(
+        workflow, run, workflow.step("fragile"), RuntimeError("x"), retryable=True, finished=20.0
+    )
+    assert run.steps["fragile"].state is StepState.COMPENSATION_FAILED
+    assert run.steps["fragile"].compensation_attempts == 1
+    assert run.state is RunState.COMPENSATION_FAILED
+    assert run.completed_count == 0
+
+
+def test_undo_exhausting_the_flows_compensation_retries_is_given_up():
+    """With one undo retry allowed by the flow, the second undo failure is final."""
+    workflow = (
+        conveyor.Flow("two_tries", compensation_retries=RetryPolicy(max_retries=1, initial_delay_secs=2))
+        .then(start)
+        .then(a)
+        .build()
+    )
+    run = make_run(workflow)
+    complete(workflow, run, "start")
+    fail(workflow, run, "a")
+    step = workflow.step("start")
+    settle_compensation_failure(workflow, run, step, RuntimeError("x"), retryable=True, finished=30.0)
+    assert run.steps["start"].state is StepState.COMPENSATING
+    assert run.steps["start"].next_attempt_at == 32.0
+    settle_compensation_failure(workflow, run, step, RuntimeError("x"), retryable=True, finished=40.0)
+    assert run.steps["start"].state is StepState.COMPENSATION_FAILED
+    assert run.steps["start"].compensation_attempts == 2
+    assert run.state is RunState.COMPENSATION_FAILED
+
+
+def test_last_undo_failing_for_good_ends_the_run_compensation_failed():
+    """When the only remaining undo fails for good the run ends compensation_failed."""
+    run = failed_saga()
+    settle_compensation_success(SAGA, run, SAGA.step("charge"), 5.0)
+    checkpoint = settle_compensation_failure(
+        SAGA, run, SAGA.step("reserve"), RuntimeError("x"), retryable=False, finished=6.0
+    )
+    assert run.state is RunState.COMPENSATION_FAILED
+    assert checkpoint.state is RunState.COMPENSATION_FAILED
+    assert decide(SAGA, run, 7.0) is FINISHED
+
+
+def test_compensation_success_of_a_failed_step_is_refused():
+    """A step that never completed cannot be compensated."""
+    run = failed_saga()
+    with pytest.raises(InvalidTransitionError, match="from 'failed' to 'compensated'"):
+        settle_compensation_success(SAGA, run, SAGA.step("ship"), 5.0)
+
+
+def test_full_saga_walkthrough_with_decide_and_settle():
+    """Driving the saga by decisions alone: run, fail, then undo charge and reserve, ending compensated."""
+    run = make_run(SAGA)
+    now = 0.0
+    actions = []
+    while True:
+        decision = decide(SAGA, run, now)
+        if decision.action is Action.FINISHED:
+            break
+        spec = decision.steps[0]
+        actions.append((decision.action.value, spec.name))
+        now += 1.0
+        if decision.action is Action.RUN_STEPS and spec.name == "ship":
+            fail(SAGA, run, "ship", at=now)
+        elif decision.action is Action.RUN_STEPS:
+            complete(SAGA, run, spec.name, '"ok"', at=now)
+        else:
+            settle_compensation_success(SAGA, run, spec, now)
+    assert actions == [
+        ("run_steps", "reserve"),
+        ("run_steps", "charge"),
+        ("run_steps", "ship"),
+        ("run_compensation", "charge"),
+        ("run_compensation", "reserve"),
+    ]
+    assert run.state is RunState.COMPENSATED
+
+
+# --- recover -----------------------------------------------------------------------------------------------
+
+
+def test_recover_moves_a_running_run_with_a_failed_step_into_compensation():
+    """A running run left with a failed step and a stale in-flight set starts compensating on recovery."""
+    run = make_run(FORK)
+    complete(FORK, run, "start", at=1.0)
+    run.in_flight.update({"left", "right"})
+    fail(FORK, run, "left", at=2.0, retryable=False)
+    assert run.state is RunState.RUNNING
+    checkpoint = recover(FORK, run, 50.0)
+    assert run.in_flight == set()
+    assert run.state is RunState.COMPENSATING
+    assert checkpoint == Checkpoint(
+        workflow_id="run-1",
+        epoch=3,
+        steps=(),
+        state=RunState.COMPENSATING,
+        output=None,
+        error=run.error,
+        wake_at=None,
+        at=50.0,
+    )
+    assert run.updated_at == 50.0
+    assert names(decide(FORK, run, 50.0)) == ["start"]
+
+
+def test_recover_fails_a_run_with_nothing_to_undo():
+    """Recovery of a run whose failed step left nothing to undo fails the run."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    run.in_flight.add("c")
+    fail(PLAIN_FORK, run, "b", retryable=False)
+    checkpoint = recover(PLAIN_FORK, run, 60.0)
+    assert checkpoint is not None
+    assert checkpoint.state is RunState.FAILED
+    assert run.state is RunState.FAILED
+
+
+def test_recover_finishes_a_compensation_whose_undos_all_settled():
+    """A compensating run with no undo left becomes compensated on recovery."""
+    run = make_run(SAGA, state=RunState.COMPENSATING)
+    run.steps["reserve"].state = StepState.COMPENSATED
+    checkpoint = recover(SAGA, run, 70.0)
+    assert run.state is RunState.COMPENSATED
+    assert checkpoint.state is RunState.COMPENSATED
+
+
+def test_recover_returns_none_when_nothing_changes_but_clears_in_flight():
+    """A healthy running run needs no recovery write; its in-flight set is forgotten."""
+    run = make_run(CHAIN)
+    complete(CHAIN, run, "a")
+    run.in_flight.add("b")
+    before = run.updated_at
+    assert recover(CHAIN, run, 80.0) is None
+    assert run.in_flight == set()
+    assert run.state is RunState.RUNNING
+    assert run.updated_at == before
+
+
+@pytest.mark.parametrize("state", sorted(FINAL_RUN_STATES), ids=lambda s: s.value)
+def test_recover_leaves_a_final_run_alone(state):
+    """A run that already ended is not changed by recovery."""
+    run = make_run(SAGA, state=state)
+    assert recover(SAGA, run, 90.0) is None
+    assert run.state is state
+
+
+# --- merge_checkpoints -------------------------------------------------------------------------------------
+
+
+def _checkpoint(steps, state, *, at, output=None, error=None, wake_at=None, epoch=1):
+    return Checkpoint("run-1", epoch, tuple(steps), state, output, error, wake_at, at)
+
+
+def test_merging_one_checkpoint_returns_it_unchanged():
+    """A single checkpoint is its own merge."""
+    only = _checkpoint([StepRecord("a")], RunState.RUNNING, at=1.0)
+    assert merge_checkpoints([only]) is only
+
+
+def test_merging_checkpoints_keeps_every_step_and_the_last_run_state():
+    """Merged steps are the union (latest per name, first-seen order); run fields are the last's."""
+    first_a = StepRecord("a", state=StepState.RETRYING)
+    b_record = StepRecord("b", state=StepState.COMPLETED)
+    second_a = StepRecord("a", state=StepState.COMPLETED)
+    failure = Failure("c", "RuntimeError", "x", 1)
+    merged = merge_checkpoints(
+        [
+            _checkpoint([first_a], RunState.RUNNING, at=1.0, wake_at=5.0, epoch=2),
+            _checkpoint([b_record], RunState.RUNNING, at=2.0, wake_at=6.0, epoch=2),
+            _checkpoint([second_a], RunState.COMPENSATING, at=3.0, error=failure, output="9", epoch=2),
+        ]
+    )
+    assert merged.steps == (second_a, b_record)
+    assert merged.steps[0] is second_a
+    assert merged.state is RunState.COMPENSATING
+    assert merged.error is failure
+    assert merged.output == "9"
+    assert merged.wake_at is None
+    assert merged.at == 3.0
+    assert merged.epoch == 2
+    assert merged.workflow_id == "run-1"
+
+
+def test_merging_real_settlements_of_two_branches():
+    """Two branch completions settled together merge into one write holding both steps."""
+    run = make_run(PLAIN_FORK)
+    complete(PLAIN_FORK, run, "a")
+    first = complete(PLAIN_FORK, run, "b", at=20.0)
+    second = complete(PLAIN_FORK, run, "c", at=21.0)
+    merged = merge_checkpoints([first, second])
+    assert [record.name for record in merged.steps] == ["b", "c"]
+    assert merged.at == 21.0
+    assert merged.state is RunState.RUNNING
+
+
+# --- Failure -----------------------------------------------------------------------------------------------
+
+
+def _raised(error):
+    try:
+        raise error
+    except BaseException as caught:
+        return caught
+
+
+def test_failure_from_exception_describes_the_error():
+    """from_exception keeps the step, type name, message, attempt count, retryability and traceback."""
+    error = _raised(RuntimeError("card declined"))
+    failure = Failure.from_exception("charge", error, 2, retryable=False)
+    assert failure.step_name == "charge"
+    assert failure.error_type == "RuntimeError"
+    assert failure.message == "card declined"
+    assert failure.attempts == 2
+    assert failure.retryable is False
+    assert failure.traceback.startswith("Traceback (most recent call last):")
+    assert failure.traceback.endswith("RuntimeError: card declined\n")
+    assert "_raised" in failure.traceback
+
+
+def test_failure_of_an_error_without_a_message_uses_its_type_name():
+    """An exception with an empty message is described by its type name."""
+    failure = Failure.from_exception("s", KeyboardInterrupt(), 1, retryable=True)
+    assert failure.message == "KeyboardInterrupt"
+    assert failure.error_type == "KeyboardInterrupt"
+
+
+def test_failure_of_an_unraised_error_has_just_the_error_line_as_traceback():
+    """An exception never raised has no stack, only its own line."""
+    failure = Failure.from_exception("s", ValueError("v"), 1, retryable=True)
+    assert failure.traceback == "ValueError: v\n"
+
+
+def test_failure_traceback_keeps_only_the_last_characters():
+    """A huge traceback is cut to its last MAX_TRACEBACK_CHARS characters, keeping the error line."""
+    error = _raised(ValueError("x" * 20_000 + "END"))
+    failure = Failure.from_exception("s", error, 1, retryable=True)
+    assert MAX_TRACEBACK_CHARS == 8000
+    assert len(failure.traceback) == 8000
+    assert failure.traceback.endswith("xEND\n")
+    assert failure.message == "x" * 20_000 + "END"
+
+
+def test_failure_to_dict_is_exact():
+    """to_dict gives every field under its own name."""
+    failure = Failure("charge", "ValueError", "bad", 3, retryable=False, traceback="tb")
+    assert failure.to_dict() == {
+        "step_name": "charge",
+        "error_type": "ValueError",
+        "message": "bad",
+        "attempts": 3,
+        "retryable": False,
+        "traceback": "tb",
+    }
+
+
+def test_failure_round_trips_through_a_dict():
+    """from_dict(to_dict(f)) rebuilds an equal failure."""
+    failure = Failure.from_exception("charge", _raised(TypeError("t")), 4, retryable=True)
+    assert Failure.from_dict(failure.to_dict()) == failure
+
+
+def test_failure_from_dict_defaults_retryable_and_traceback():
+    """A stored failure missing retryable and traceback gets True and an empty traceback."""
+    failure = Failure.from_dict({"step_name": "s", "error_type": "E", "message": "m", "attempts": 1})
+    assert failure == Failure("s", "E", "m", 1, retryable=True, traceback="")
+
+
+def test_failure_str_uses_singular_for_one_attempt():
+    """One attempt is written 'after 1 attempt'."""
+    assert (
+        str(Failure("charge", "ValueError", "bad", 1))
+        == "step 'charge' failed after 1 attempt: ValueError: bad"
+    )
+
+
+def test_failure_str_uses_plural_for_several_attempts():
+    """Several attempts are written 'after N attempts'."""
+    assert str(Failure("ship", "OSError", "down", 4)) == "step 'ship' failed after 4 attempts: OSError: down"
+
+
+def test_failure_is_frozen():
+    """A recorded failure cannot be altered."""
+    failure = Failure("s", "E", "m", 1)
+    with pytest.raises(AttributeError):
+        failure.message = "other"  # type: ignore[misc]
+
+
+# --- records -----------------------------------------------------------------------------------------------
+
+
+def test_step_duration_is_unknown_until_started_and_finished():
+    """duration_seconds is None until both times are recorded."""
+    record = StepRecord("s", started_at=3.0)
+    assert record.duration_seconds is None
+    record.finished_at = 4.25
+    assert record.duration_seconds == 1.25
+
+
+@pytest.mark.parametrize("state", list(RunState), ids=lambda s: s.value)
+def test_run_is_final_exactly_in_final_states(state):
+    """RunRecord.is_final is true for the five final states only."""
+    assert make_run(CHAIN, state=state).is_final is (state in FINAL_RUN_STATES)
+
+
+# --- after a manual retry ----------------------------------------------------------------------------------
+
+
+def test_chain_after_a_manual_retry_never_reruns_a_kept_completed_step():
+    """After reopen_for_retry, a chain hands out an undone step again, never a completed step it kept."""
+    workflow = conveyor.Flow("undo_then_plain").then(start).then(a).then(b).build()
+    assert workflow.is_chain is True
+    run = make_run(workflow)
+    complete(workflow, run, "start", at=1.0)
+    complete(workflow, run, "a", at=2.0)
+    fail(workflow, run, "b", at=3.0)
+    settle_compensation_success(workflow, run, workflow.step("start"), 4.0)
+    assert run.state is RunState.COMPENSATED
+    assert run.steps["a"].state is StepState.COMPLETED
+    reopen_for_retry(workflow, run, 5.0)
+    assert run.state is RunState.RUNNING
+    assert run.steps["start"].state is StepState.PENDING
+    decision = decide(workflow, run, 5.0)
+    assert decision.action is Action.RUN_STEPS
+    assert "a" not in names(decision)
+    assert names(decision)[0] == "start"
