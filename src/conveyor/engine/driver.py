@@ -52,6 +52,9 @@ class RunDriver:
         self.backend = backend
         self.clock = clock
         self.random_unit = random_unit
+        self.release_on_wait = False
+        self.waiting_until: float | None = None
+        """Set when the drive stopped early to wait for a timer (see ``release_on_wait``)."""
         self.errors: dict[str, BaseException] = {}
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = {
@@ -62,8 +65,13 @@ class RunDriver:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def drive(self) -> RunRecord:
-        """Run until the run ends; returns its final record."""
+    def drive(self, *, release_on_wait: bool = False) -> RunRecord:
+        """Run until the run ends and return its record.
+
+        With ``release_on_wait`` (how workers drive runs), stop instead when the run must wait for a
+        timer, leaving the due time in :attr:`waiting_until`, so that the wait holds no worker slot.
+        """
+        self.release_on_wait = release_on_wait
         checkpoint = recover(self.workflow, self.run, self.clock.now())
         if checkpoint is not None:
             self.backend.record_checkpoint(checkpoint)
@@ -87,6 +95,9 @@ class RunDriver:
                     continue
             elif action is Action.WAIT_UNTIL:
                 assert decision.at is not None
+                if release_on_wait:
+                    self.waiting_until = decision.at
+                    return run
                 clock.sleep(decision.at - clock.now())
                 continue
             elif action is Action.FINISHED:
@@ -118,6 +129,9 @@ class RunDriver:
                     assert decision.at is not None
                     wait = decision.at - clock.now()
                     if not tasks:
+                        if self.release_on_wait:
+                            self.waiting_until = decision.at
+                            return
                         await clock.sleep_async(wait)
                         continue
                     timeout = clock.real_seconds(wait)
