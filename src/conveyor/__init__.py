@@ -11,6 +11,7 @@ from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.engine import (
     FakeClock,
+    RunHandle,
     StepStatus,
     WorkflowStatus,
     current_context,
@@ -19,7 +20,11 @@ from conveyor.engine import (
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
+    start_workflow,
+    start_workflow_async,
+    wait_for_run,
 )
+from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
     ConveyorError,
@@ -57,6 +62,7 @@ __all__ = [
     "NonRetryableError",
     "RetryPolicy",
     "RunError",
+    "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
     "RunState",
@@ -68,6 +74,7 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "Task",
+    "Worker",
     "Workflow",
     "WorkflowFailedError",
     "WorkflowMismatchError",
@@ -78,5 +85,8 @@ __all__ = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "start_workflow",
+    "start_workflow_async",
     "task",
+    "wait_for_run",
 ]

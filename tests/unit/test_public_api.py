@@ -20,6 +20,7 @@ EXPECTED = [
     "NonRetryableError",
     "RetryPolicy",
     "RunError",
+    "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
     "RunState",
@@ -31,6 +32,7 @@ EXPECTED = [
     "StepStatus",
     "StepTimeoutError",
     "Task",
+    "Worker",
     "Workflow",
     "WorkflowFailedError",
     "WorkflowMismatchError",
@@ -41,7 +43,10 @@ EXPECTED = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "start_workflow",
+    "start_workflow_async",
     "task",
+    "wait_for_run",
 ]
 
 

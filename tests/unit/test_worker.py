@@ -1,0 +1,144 @@
+"""The worker, in this process, on the memory and SQLite backends: claims, drives, releases, leases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import (
+    Flow,
+    InMemoryBackend,
+    RetryPolicy,
+    RunState,
+    SqliteBackend,
+    get_workflow_status,
+    run_durable_workflow,
+    start_workflow,
+    task,
+)
+from conveyor.backends.base import Backend
+from conveyor.engine.worker import Worker
+
+
+@task
+def add_one(value: int) -> int:
+    return value + 1
+
+
+@task
+def double(value: int) -> int:
+    return value * 2
+
+
+CHAIN = Flow("chain").then(add_one).then(double).build()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A backend workers share: memory, or a SQLite file."""
+    chosen: Backend = InMemoryBackend() if request.param == "memory" else SqliteBackend(tmp_path / "w.db")
+    yield chosen
+    chosen.close()
+
+
+def test_a_worker_runs_every_submitted_run_to_completion(backend: Backend) -> None:
+    """Runs started with start_workflow are claimed and completed by a worker."""
+    handles = [start_workflow(CHAIN, f"run-{n}", n, backend) for n in range(20)]
+    stats = Worker(backend, [CHAIN], concurrency=4).run(until_idle=True)
+    assert [handle.result(timeout=5) for handle in handles] == [(n + 1) * 2 for n in range(20)]
+    assert stats.claimed == 20
+    assert stats.finished == 20
+
+
+def test_starting_the_same_id_twice_gives_the_same_run(backend: Backend) -> None:
+    """A second start_workflow with an existing id returns a handle on the first run."""
+    first = start_workflow(CHAIN, "same", 1, backend)
+    second = start_workflow(CHAIN, "same", 100, backend)
+    Worker(backend, [CHAIN]).run(until_idle=True)
+    assert first.result(timeout=5) == second.result(timeout=5) == 4
+
+
+def test_a_run_waiting_for_a_retry_holds_no_slot(backend: Backend) -> None:
+    """With one slot, a run backing off is handed back and another run completes meanwhile."""
+    attempts: list[str] = []
+
+    @task(retries=RetryPolicy(max_retries=1, initial_delay_secs=0.3, backoff="fixed"))
+    def flaky(value: str) -> str:
+        attempts.append(value)
+        if value == "slow" and attempts.count("slow") == 1:
+            raise ConnectionError("gateway timeout")
+        return value
+
+    workflow = Flow("flaky").then(flaky).build()
+    slow = start_workflow(workflow, "slow", "slow", backend)
+    fast = start_workflow(workflow, "fast", "fast", backend)
+    stats = Worker(backend, [workflow], concurrency=1).run(until_idle=True)
+    assert slow.result(timeout=5) == "slow"
+    assert fast.result(timeout=5) == "fast"
+    assert attempts == ["slow", "fast", "slow"]
+    assert stats.released == 1
+    assert get_workflow_status("slow", backend).step("flaky").attempts == 2
+
+
+def test_a_worker_only_claims_workflows_it_knows(backend: Backend) -> None:
+    """A run of a workflow the worker does not have is left for another worker."""
+    other = Flow("other").then(add_one).build()
+    handle = start_workflow(other, "other-1", 1, backend)
+    stats = Worker(backend, [CHAIN]).run(until_idle=True)
+    assert stats.claimed == 0
+    assert handle.status().state is RunState.PENDING
+    Worker(backend, [other]).run(until_idle=True)
+    assert handle.result(timeout=5) == 2
+
+
+def test_a_stopped_worker_lets_the_step_in_flight_finish(backend: Backend) -> None:
+    """stop() during a step: the step completes within the grace period and the worker returns."""
+    started = threading.Event()
+
+    @task
+    def slow(value: int) -> int:
+        started.set()
+        time.sleep(0.2)
+        return value
+
+    workflow = Flow("slow").then(slow).then(add_one).build()
+    handle = start_workflow(workflow, "s", 1, backend)
+    worker = Worker(backend, [workflow], shutdown_grace_seconds=5)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert started.wait(5)
+    worker.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    status = handle.status()
+    assert status.step("slow").attempts == 1
+    assert status.is_completed()
+
+
+def test_an_inline_run_with_a_live_worker_lease_is_waited_on_not_stolen(backend: Backend) -> None:
+    """run_durable_workflow on a run a worker holds waits for the worker's result."""
+    release = threading.Event()
+
+    @task
+    def gated(value: int) -> int:
+        release.wait(5)
+        return value + 10
+
+    workflow = Flow("gated").then(gated).build()
+    start_workflow(workflow, "g", 1, backend)
+    worker = Worker(backend, [workflow], lease_seconds=30)
+    thread = threading.Thread(target=worker.run, kwargs={"until_idle": True})
+    thread.start()
+    deadline = time.monotonic() + 5
+    while get_workflow_status("g", backend).state is RunState.PENDING:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    threading.Timer(0.1, release.set).start()
+    status = run_durable_workflow(workflow, "g", 1, backend)
+    thread.join(10)
+    assert status.output() == 11
+    assert status.recoveries == 0
