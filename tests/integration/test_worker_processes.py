@@ -1,0 +1,141 @@
+"""Worker processes sharing one database: a killed worker's runs are resumed by the others, SIGTERM lets a
+step finish, and a run that kills every worker is dead-lettered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import RunState, get_workflow_status, start_workflow
+from conveyor.backends.urls import open_backend
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+import worker_app  # noqa: E402
+
+WORKER_COMMAND = (sys.executable, "-m", "conveyor.cli", "-v", "worker", "--import", "worker_app")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database URL in the test's own folder."""
+    return f"sqlite:///{tmp_path / 'workers.db'}"
+
+
+def spawn_worker(url: str, log: Path, *extra: str, **env: str) -> subprocess.Popen[str]:
+    """Start `conveyor worker` in its own process, importing the test workflows."""
+    with (log.parent / "workers.out").open("a") as output:
+        return subprocess.Popen(
+            [*WORKER_COMMAND, "--backend", url, *extra],
+            env={**os.environ, "PYTHONPATH": str(HERE), "WORKER_LOG": str(log), **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def read_log(log: Path) -> list[tuple[int, str, str, str, float]]:
+    rows = []
+    for line in log.read_text().splitlines():
+        pid, workflow_id, step, event, at = line.split()
+        rows.append((int(pid), workflow_id, step, event, float(at)))
+    return rows
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def count_completed(backend: Any, ids: list[str]) -> int:
+    return sum(get_workflow_status(run, backend).state is RunState.COMPLETED for run in ids)
+
+
+def test_three_workers_share_300_runs_while_one_is_killed(sqlite_url: str, tmp_path: Path) -> None:
+    """Every run completes, no completed step runs twice, and the victim's runs resume within TTL + 1 s."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(sqlite_url)
+    ids = [f"order-{n}" for n in range(300)]
+    for run in ids:
+        start_workflow(worker_app.ORDERS, run, {"id": run}, backend)
+    lease = 1.0
+    options = ("--concurrency", "4", "--lease-seconds", str(lease), "--poll-interval-seconds", "1")
+    workers = [spawn_worker(sqlite_url, log, *options) for _ in range(3)]
+    try:
+        wait_until(lambda: count_completed(backend, ids) >= 60, 60, "60 completed runs")
+        victim = workers[0]
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        victim.wait(10)
+        wait_until(lambda: count_completed(backend, ids) == 300, 90, "all 300 runs to complete")
+    finally:
+        for worker in workers[1:]:
+            worker.send_signal(signal.SIGTERM)
+        exits = [worker.wait(30) for worker in workers[1:]]
+    assert exits == [0, 0]
+
+    starts: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for pid, run, step, event, at in read_log(log):
+        if event == "start":
+            starts[(run, step)].append((pid, at))
+    assert set(starts) == {(run, step) for run in ids for step in ("reserve", "charge", "confirm")}
+    repeated = {key: runs for key, runs in starts.items() if len(runs) > 1}
+    # Only steps the victim was in the middle of ran again, each once more, by a survivor.
+    assert len(repeated) <= 4
+    for first, *again in repeated.values():
+        assert first[0] == victim.pid
+        assert len(again) == 1
+        assert again[0][0] != victim.pid
+        assert again[0][1] - killed_at <= lease + 1.0
+    recovered = [run for run in ids if get_workflow_status(run, backend).recoveries > 0]
+    assert 1 <= len(recovered) <= 4
+    backend.close()
+
+
+def test_sigterm_lets_the_step_in_flight_finish(sqlite_url: str, tmp_path: Path) -> None:
+    """A worker told to stop mid-step finishes the step, records it, and exits cleanly."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(sqlite_url)
+    start_workflow(worker_app.SLOW, "slow-1", {}, backend)
+    worker = spawn_worker(sqlite_url, log, "--grace-seconds", "10")
+    wait_until(lambda: log.exists() and "slow start" in log.read_text(), 20, "the step to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert [row[3] for row in read_log(log)] == ["start", "done"]
+    status = get_workflow_status("slow-1", backend)
+    assert status.is_completed()
+    assert status.output() == "slow done"
+    backend.close()
+
+
+def test_a_run_that_kills_every_worker_is_dead_lettered(sqlite_url: str, tmp_path: Path) -> None:
+    """After max_recoveries recoveries the run is set aside as dead_lettered, saying why."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(sqlite_url)
+    start_workflow(worker_app.CRASHING, "doomed", {}, backend)
+    options = ("--until-idle", "--lease-seconds", "0.2", "--max-recoveries", "2")
+    for _ in range(6):
+        if get_workflow_status("doomed", backend).state is RunState.DEAD_LETTERED:
+            break
+        time.sleep(0.25)  # let the dead worker's lease expire
+        spawn_worker(sqlite_url, log, *options).wait(20)
+    status = get_workflow_status("doomed", backend)
+    assert status.state is RunState.DEAD_LETTERED
+    assert len(read_log(log)) == 3  # the first claim and two recoveries
+    error = status.error()
+    assert error is not None
+    assert error.step_name == "crash"
+    assert error.error_type == "DeadLettered"
+    assert "died 3 times" in error.message
+    backend.close()
