@@ -9,6 +9,10 @@ every completed step, newest first.
 from conveyor.backends import Backend, InMemoryBackend, SqliteBackend
 from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
+from conveyor.definition.arguments import from_input, from_result, from_results
+from conveyor.definition.registry import Registry, UnknownWorkflowError, default_registry, run_by_name
+from conveyor.definition.saga import Saga, SagaResult, step
+from conveyor.definition.templates import TemplateError, load_template, load_templates
 from conveyor.engine import (
     FakeClock,
     RunHandle,
@@ -60,12 +64,15 @@ __all__ = [
     "InvalidInputError",
     "LeaseLostError",
     "NonRetryableError",
+    "Registry",
     "RetryPolicy",
     "RunError",
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
     "RunState",
+    "Saga",
+    "SagaResult",
     "SqliteBackend",
     "StepContext",
     "StepError",
@@ -74,19 +81,29 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "Task",
+    "TemplateError",
+    "UnknownWorkflowError",
     "Worker",
     "Workflow",
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
     "current_context",
+    "default_registry",
+    "from_input",
+    "from_result",
+    "from_results",
     "get_workflow_status",
+    "load_template",
+    "load_templates",
     "retry_workflow",
+    "run_by_name",
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
     "start_workflow",
     "start_workflow_async",
+    "step",
     "task",
     "wait_for_run",
 ]

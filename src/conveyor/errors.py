@@ -5,6 +5,8 @@ Each exception's docstring is its default message. Each carries the context a pe
 
     ConveyorError
     ├── DefinitionError          a workflow or task declared wrongly (found when it is built)
+    │   ├── TemplateError        a YAML template that cannot be loaded (names the file, line, field)
+    │   └── UnknownWorkflowError no registered workflow has this name (and version)
     ├── InvalidArgumentError     a bad value handed to conveyor (workflow_id, input, URL)
     │   ├── InvalidInputError    a workflow input that breaks the workflow's input schema
     │   └── EncodingError        a value that cannot cross a checkpoint as JSON

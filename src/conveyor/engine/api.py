@@ -97,16 +97,18 @@ def run_durable_workflow(
             )
         finally:
             default.close()
-    backend = check_backend(backend)
-    clock = clock or _SYSTEM_CLOCK
     recorded = new_run(workflow, workflow_id, initial_input, correlation_id)
+    return _start_and_drive(workflow, recorded, check_backend(backend), clock or _SYSTEM_CLOCK)
+
+
+def _start_and_drive(workflow: Workflow, recorded: NewRun, backend: Backend, clock: Clock) -> WorkflowStatus:
     # The start need not reach the disk on its own: the first checkpoint flushes it too, and until then a
     # power cut loses nothing the caller was told about.
     record, created = backend.start_run(recorded, owner=OWNER, now=clock.now(), durable=False)
     if not created:
         same_workflow_or_raise(record, workflow)
         if record.leased_until is not None:  # a live worker is running it: wait for it, do not steal it
-            return wait_for_run(workflow_id, backend, workflow=workflow)
+            return wait_for_run(recorded.workflow_id, backend, workflow=workflow)
     if not record.is_final:
         RunDriver(workflow, record, backend, clock).drive()
     return WorkflowStatus(record, workflow.output_codec)
@@ -185,4 +187,12 @@ def retry_workflow(
             workflow_id=workflow_id,
         )
     backend.record_checkpoint(reopen_for_retry(workflow, record, clock.now()))
-    return run_durable_workflow(workflow, workflow_id, None, backend, clock=clock)
+    stored = NewRun(
+        workflow_id=workflow_id,
+        workflow_name=record.workflow_name,
+        workflow_version=record.workflow_version,
+        input=record.input,  # checked when the run was first recorded
+        correlation_id=record.correlation_id,
+        step_names=workflow.step_names,
+    )
+    return _start_and_drive(workflow, stored, backend, clock)
