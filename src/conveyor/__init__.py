@@ -12,7 +12,8 @@ from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, 
 from conveyor.definition.arguments import from_input, from_result, from_results
 from conveyor.definition.registry import Registry, UnknownWorkflowError, default_registry, run_by_name
 from conveyor.definition.saga import Saga, SagaResult, step
-from conveyor.definition.templates import TemplateError, load_template, load_templates
+from conveyor.definition.template_source import TemplateError
+from conveyor.definition.templates import load_template, load_templates
 from conveyor.engine import (
     FakeClock,
     RunHandle,

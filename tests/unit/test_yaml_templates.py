@@ -17,11 +17,13 @@ from conveyor import (
     RunState,
     SqliteBackend,
     StepState,
+    TemplateError,
     get_workflow_status,
+    load_template,
+    load_templates,
     retry_workflow,
 )
 from conveyor.definition.registry import Registry, run_by_name
-from conveyor.definition.templates import TemplateError, load_template, load_templates
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEED_TEMPLATE = FIXTURES / "templates" / "order_processing_handler.yaml"

@@ -21,14 +21,9 @@ is a :class:`TemplateError` naming the file, the line, the step and the field.
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import re
-import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import jsonschema
@@ -37,13 +32,24 @@ import yaml
 from conveyor.definition.arguments import Arguments, from_input, from_results
 from conveyor.definition.registry import Registry, default_registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
-from conveyor.definition.task import StepContext, make_task_spec
+from conveyor.definition.task import make_task_spec
+from conveyor.definition.template_handlers import (
+    Handlers,
+    find_handler,
+    handler_method,
+    step_function,
+    undo_function,
+)
+from conveyor.definition.template_source import (
+    Place,
+    TemplateError,
+    TemplateLoader,
+    check_fields,
+    place_of,
+    text_field,
+)
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
-from conveyor.errors import DefinitionError, InvalidInputError, NonRetryableError
-
-Handlers = ModuleType | Mapping[str, type]
-"""Where handler classes are found instead of being imported: a module (a class is looked up by the last
-segment of its ``handler_class``) or a mapping from ``handler_class`` as written to the class."""
+from conveyor.errors import InvalidInputError
 
 DEFAULT_RETRY_LIMIT = 3
 """Attempts a retryable step gets when its template gives no ``retry_limit`` (Tasker's default)."""
@@ -69,274 +75,6 @@ STEP_FIELDS = (
 )
 
 
-class TemplateError(DefinitionError):
-    """A YAML workflow template is invalid."""
-
-
-# -- reading YAML with line numbers ---------------------------------------------------------------
-
-
-class _Located(dict[Any, Any]):
-    """A YAML mapping that remembers its line and the line of each key."""
-
-    line: int = 0
-    key_lines: dict[str, int]
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, keeping line numbers and refusing duplicate keys."""
-
-
-def _construct_mapping(loader: _TemplateLoader, node: yaml.MappingNode) -> Iterator[_Located]:
-    mapping = _Located()
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {}
-    yield mapping
-    seen: set[str] = set()
-    for key_node, _value in node.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-            if key_node.value in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"found the key {key_node.value!r} twice",
-                    key_node.start_mark,
-                )
-            seen.add(key_node.value)
-    mapping.update(loader.construct_mapping(node))
-    for key_node, _value in node.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            mapping.key_lines.setdefault(str(key_node.value), key_node.start_mark.line + 1)
-
-
-_TemplateLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
-
-
-@dataclass(frozen=True, slots=True)
-class _Place:
-    """Where in which file a value was read, for error messages."""
-
-    source: str
-    line: int | None = None
-    step: str | None = None
-    field: str | None = None
-
-    def error(self, message: str) -> TemplateError:
-        """The error to raise for ``message`` at this place."""
-        location = self.source if self.line is None else f"{self.source}:{self.line}"
-        subject = ", ".join(
-            part
-            for part in (
-                None if self.step is None else f"step {self.step!r}",
-                None if self.field is None else f"field {self.field!r}",
-            )
-            if part
-        )
-        return TemplateError(
-            f"{location}: {subject + ': ' if subject else ''}{message}",
-            file=self.source,
-            line=self.line,
-            step_name=self.step,
-            field=self.field,
-        )
-
-
-def _at(mapping: Mapping[str, Any], source: str, key: str | None = None, step: str | None = None) -> _Place:
-    lines = getattr(mapping, "key_lines", {})
-    line = lines.get(key) if key is not None else None
-    return _Place(source, line if line is not None else getattr(mapping, "line", None), step, key)
-
-
-def _text(
-    mapping: Mapping[str, Any], key: str, source: str, step: str | None = None, *, required: bool = False
-) -> str | None:
-    value = mapping.get(key)
-    if value is None:
-        if required:
-            raise _at(mapping, source, None, step).error(f"the field {key!r} is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _at(mapping, source, key, step).error(f"must be a non-empty string, not {value!r}")
-    return value
-
-
-def _check_fields(mapping: Any, known: Sequence[str], place: _Place, what: str) -> Mapping[str, Any]:
-    if not isinstance(mapping, Mapping):
-        raise place.error(f"{what} must be a mapping, not {type(mapping).__name__}")
-    for key in mapping:
-        if key not in known:
-            raise _at(mapping, place.source, str(key), place.step).error(
-                f"unknown field in {what}; the known fields are {', '.join(known)}"
-            )
-    return mapping
-
-
-# -- handlers -------------------------------------------------------------------------------------
-
-
-def _snake_case(name: str) -> str:
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
-
-
-def _import_class(path: str, place: _Place) -> Any:
-    if "::" in path:
-        segments = path.split("::")
-        parts = [*(_snake_case(segment) for segment in segments[:-1]), segments[-1]]
-    else:
-        parts = path.split(".")
-    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
-        raise place.error(f"{path!r} is not an import path such as 'shop.handlers.ChargeHandler'")
-    for cut in range(len(parts) - 1, 0, -1):
-        module_name = ".".join(parts[:cut])
-        try:
-            found: Any = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and module_name.startswith(exc.name):
-                continue
-            raise place.error(f"importing {module_name!r} for {path!r} failed: {exc}") from exc
-        except Exception as exc:
-            raise place.error(
-                f"importing {module_name!r} for {path!r} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        for attribute in parts[cut:]:
-            if not hasattr(found, attribute):
-                raise place.error(
-                    f"cannot find handler class {path!r}: {found.__name__!r} has no {attribute!r}"
-                )
-            found = getattr(found, attribute)
-        return found
-    raise place.error(
-        f"cannot find handler class {path!r}: no module {'.'.join(parts[:-1])!r} can be imported"
-    )
-
-
-def _find_handler(path: str, handlers: Handlers | None, place: _Place) -> type:
-    if isinstance(handlers, ModuleType):
-        short = re.split(r"::|\.", path)[-1]
-        found = getattr(handlers, short, None)
-        if found is None:
-            raise place.error(f"module {handlers.__name__!r} has no handler class {short!r} (for {path!r})")
-    elif handlers is not None:
-        found = handlers.get(path)
-        if found is None:
-            raise place.error(
-                f"handler class {path!r} is not in the handlers given ({', '.join(handlers) or 'none'})"
-            )
-    else:
-        found = _import_class(path, place)
-    if not isinstance(found, type):
-        raise place.error(f"handler {path!r} must be a class, not {found!r}")
-    try:
-        required = [
-            p.name
-            for p in inspect.signature(found).parameters.values()
-            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-    except (TypeError, ValueError):
-        required = []
-    if required:
-        raise place.error(
-            f"handler {path!r} is created with no arguments, but its __init__ requires {required}"
-        )
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class _Method:
-    """A handler method conveyor calls: whether it is async, and which parameter wants the step context."""
-
-    function: Callable[..., Any]
-    is_async: bool
-    context_parameter: str | None
-
-
-def _method(handler: type, name: str, arguments: str, place: _Place) -> _Method | None:
-    function = inspect.getattr_static(handler, name, None)
-    if function is None:
-        return None
-    if not inspect.isfunction(function):
-        raise place.error(
-            f"{handler.__name__}.{name} must be a method defined with def, taking (self, {arguments})"
-        )
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:
-        hints = {}
-    context = next(
-        (
-            parameter
-            for parameter, annotation in {**function.__annotations__, **hints}.items()
-            if annotation is StepContext or annotation == "StepContext"
-        ),
-        None,
-    )
-    count = arguments.count(",") + 2  # self and each named argument
-    try:
-        inspect.signature(function).bind(*([None] * count), **({context: None} if context else {}))
-    except TypeError:
-        raise place.error(f"{handler.__name__}.{name} must take (self, {arguments})") from None
-    return _Method(function, inspect.iscoroutinefunction(function), context)
-
-
-def _as_result(value: Any, handler: type, step_name: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise NonRetryableError(
-        f"{handler.__name__}.process of step {step_name!r} returned {type(value).__name__}; "
-        "a step's result must be a dict",
-        step_name=step_name,
-    )
-
-
-def _step_function(handler: type, process: _Method, step_name: str) -> Callable[..., Any]:
-    """The step function: creates the handler and calls ``process(context, results)``."""
-    function = process.function
-
-    def extra(step: StepContext) -> dict[str, Any]:
-        return {} if process.context_parameter is None else {process.context_parameter: step}
-
-    if process.is_async:
-
-        async def run_handler(
-            context: Any, step: StepContext, results: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
-            value = await function(handler(), context, results or {}, **extra(step))
-            return _as_result(value, handler, step_name)
-
-        return run_handler
-
-    def run_handler_sync(
-        context: Any, step: StepContext, results: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return _as_result(function(handler(), context, results or {}, **extra(step)), handler, step_name)
-
-    return run_handler_sync
-
-
-def _undo_function(handler: type, undo: _Method) -> Callable[..., Any]:
-    """The compensation: creates the handler and calls ``undo(result, context, results)``."""
-    function = undo.function
-
-    def call(result: Any, arguments: Any, step: StepContext) -> Any:
-        extra = {} if undo.context_parameter is None else {undo.context_parameter: step}
-        return function(handler(), result, arguments["context"], arguments.get("results") or {}, **extra)
-
-    if undo.is_async:
-
-        async def undo_handler(result: dict[str, Any], arguments: Any, step: StepContext) -> Any:
-            return await call(result, arguments, step)
-
-        return undo_handler
-
-    def undo_handler_sync(result: dict[str, Any], arguments: Any, step: StepContext) -> Any:
-        return call(result, arguments, step)
-
-    return undo_handler_sync
-
-
 # -- schema ---------------------------------------------------------------------------------------
 
 
@@ -355,7 +93,7 @@ def _line_of(document: Any, path: Sequence[Any]) -> int | None:
     return line
 
 
-def _input_validator(schema: dict[str, Any], workflow_name: str, place: _Place) -> Callable[[Any], Any]:
+def _input_validator(schema: dict[str, Any], workflow_name: str, place: Place) -> Callable[[Any], Any]:
     validator_class = jsonschema.validators.validator_for(schema)
     try:
         validator_class.check_schema(schema)
@@ -363,7 +101,7 @@ def _input_validator(schema: dict[str, Any], workflow_name: str, place: _Place) 
         path = list(exc.absolute_path)
         where = ".".join(str(part) for part in path) or "(the schema itself)"
         line = _line_of(schema, path)
-        raise _Place(place.source, line or place.line, None, "schema").error(
+        raise Place(place.source, line or place.line, None, "schema").error(
             f"invalid JSON Schema at {where}: {exc.message}"
         ) from exc
     validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
@@ -440,12 +178,14 @@ def _dependencies(template: Mapping[str, Any], source: str, step: str) -> tuple[
     single = template.get("depends_on_step")
     if single is not None:
         if not isinstance(single, str) or not single:
-            raise _at(template, source, "depends_on_step", step).error(f"must be a step name, not {single!r}")
+            raise place_of(template, source, "depends_on_step", step).error(
+                f"must be a step name, not {single!r}"
+            )
         names.append(single)
     several = template.get("depends_on_steps")
     if several is not None:
         if not isinstance(several, list) or not all(isinstance(name, str) and name for name in several):
-            raise _at(template, source, "depends_on_steps", step).error(
+            raise place_of(template, source, "depends_on_steps", step).error(
                 f"must be a list of step names, not {several!r}"
             )
         names.extend(several)
@@ -455,10 +195,10 @@ def _dependencies(template: Mapping[str, Any], source: str, step: str) -> tuple[
 def _retries(template: Mapping[str, Any], source: str, step: str) -> RetryPolicy:
     retryable = template.get("retryable", True)
     if not isinstance(retryable, bool):
-        raise _at(template, source, "retryable", step).error(f"must be true or false, not {retryable!r}")
+        raise place_of(template, source, "retryable", step).error(f"must be true or false, not {retryable!r}")
     limit = template.get("retry_limit", DEFAULT_RETRY_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise _at(template, source, "retry_limit", step).error(
+        raise place_of(template, source, "retry_limit", step).error(
             f"must be a whole number of attempts, at least 1, not {limit!r}"
         )
     if not retryable or limit == 1:
@@ -471,7 +211,7 @@ def _timeout_seconds(template: Mapping[str, Any], source: str, step: str) -> flo
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise _at(template, source, "timeout", step).error(
+        raise place_of(template, source, "timeout", step).error(
             f"must be a positive number of milliseconds, not {timeout!r}"
         )
     return timeout / 1000.0
@@ -481,21 +221,21 @@ def _step(
     template: Mapping[str, Any], name: str, reads: tuple[str, ...], source: str, handlers: Handlers | None
 ) -> StepDefinition:
     """Compile one step template; ``reads`` are the steps whose results its handler receives."""
-    handler_path = _text(template, "handler_class", source, name, required=True)
+    handler_path = text_field(template, "handler_class", source, name, required=True)
     assert handler_path is not None
-    handler_place = _at(template, source, "handler_class", name)
-    handler = _find_handler(handler_path, handlers, handler_place)
-    process = _method(handler, "process", "context, results", handler_place)
+    handler_place = place_of(template, source, "handler_class", name)
+    handler = find_handler(handler_path, handlers, handler_place)
+    process = handler_method(handler, "process", "context, results", handler_place)
     if process is None:
         raise handler_place.error(f"handler {handler_path!r} has no process(self, context, results) method")
-    undo = _method(handler, "undo", "result, context, results", handler_place)
+    undo = handler_method(handler, "undo", "result, context, results", handler_place)
     spec = make_task_spec(
-        _step_function(handler, process, name),
+        step_function(handler, process, name),
         name=name,
         retries=_retries(template, source, name),
         timeout_secs=_timeout_seconds(template, source, name),
-        compensate=None if undo is None else _undo_function(handler, undo),
-        description=_text(template, "description", source, name) or "",
+        compensate=None if undo is None else undo_function(handler, undo),
+        description=text_field(template, "description", source, name) or "",
     )
     binding = (
         Arguments(context=from_input(), results=from_results(*reads))
@@ -511,11 +251,11 @@ def _step_names(templates: list[Any], source: str) -> list[str]:
     for index, template in enumerate(templates):
         given = template.get("name") if isinstance(template, Mapping) else None
         label = given if isinstance(given, str) and given.strip() else f"#{index + 1}"
-        _check_fields(template, STEP_FIELDS, _Place(source, getattr(template, "line", None), label), "a step")
-        name = _text(template, "name", source, label, required=True)
+        check_fields(template, STEP_FIELDS, Place(source, getattr(template, "line", None), label), "a step")
+        name = text_field(template, "name", source, label, required=True)
         assert name is not None
         if name in names:
-            raise _at(template, source, "name", name).error(f"a step called {name!r} is declared twice")
+            raise place_of(template, source, "name", name).error(f"a step called {name!r} is declared twice")
         names.append(name)
     return names
 
@@ -531,11 +271,11 @@ def _check_graph(templates: list[Any], names: list[str], source: str) -> dict[st
         declared = _dependencies(template, source, name)
         for dependency in declared:
             if dependency == name:
-                raise _at(template, source, _dependency_field(template), name).error(
+                raise place_of(template, source, _dependency_field(template), name).error(
                     "a step cannot depend on itself"
                 )
             if dependency not in names:
-                raise _at(template, source, _dependency_field(template), name).error(
+                raise place_of(template, source, _dependency_field(template), name).error(
                     f"depends on {dependency!r}, which is not a step of this template "
                     f"(steps: {', '.join(names)})"
                 )
@@ -543,7 +283,7 @@ def _check_graph(templates: list[Any], names: list[str], source: str) -> dict[st
     cycle = _find_cycle(dependencies)
     if cycle:
         template = templates[names.index(cycle[0])]
-        raise _at(template, source, _dependency_field(template), cycle[0]).error(
+        raise place_of(template, source, _dependency_field(template), cycle[0]).error(
             f"the dependencies form a cycle: {' -> '.join(cycle)}"
         )
     return dependencies
@@ -565,24 +305,28 @@ def _upstream(dependencies: Mapping[str, tuple[str, ...]], names: list[str]) -> 
 
 
 def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template:
-    top = _check_fields(document, TEMPLATE_FIELDS, _Place(source, 1), "a workflow template")
-    name = _text(top, "name", source, required=True)
+    top = check_fields(document, TEMPLATE_FIELDS, Place(source, 1), "a workflow template")
+    name = text_field(top, "name", source, required=True)
     assert name is not None
-    namespace = _text(top, "namespace_name", source) or "default"
+    namespace = text_field(top, "namespace_name", source) or "default"
     version = top.get("version", "0.1.0")
     if isinstance(version, float):
-        raise _at(top, source, "version").error(
+        raise place_of(top, source, "version").error(
             f"{version!r} was read as a number; quote it (version: '1.10', not 1.10)"
         )
     if isinstance(version, bool) or not isinstance(version, str | int) or not str(version).strip():
-        raise _at(top, source, "version").error(f"must be a version string such as '1.0.0', not {version!r}")
-    task_handler_class = _text(top, "task_handler_class", source)
+        raise place_of(top, source, "version").error(
+            f"must be a version string such as '1.0.0', not {version!r}"
+        )
+    task_handler_class = text_field(top, "task_handler_class", source)
     schema = top.get("schema")
     if schema is not None and not isinstance(schema, dict):
-        raise _at(top, source, "schema").error(f"must be a JSON Schema object, not {type(schema).__name__}")
+        raise place_of(top, source, "schema").error(
+            f"must be a JSON Schema object, not {type(schema).__name__}"
+        )
     templates = top.get("step_templates")
     if not isinstance(templates, list) or not templates:
-        raise _at(top, source, "step_templates" if "step_templates" in top else None).error(
+        raise place_of(top, source, "step_templates" if "step_templates" in top else None).error(
             "step_templates must be a non-empty list of steps"
         )
     names = _step_names(templates, source)
@@ -593,7 +337,7 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
     ]
     workflow_name = qualified_name(namespace, name)
     validator = (
-        None if schema is None else _input_validator(schema, workflow_name, _at(top, source, "schema"))
+        None if schema is None else _input_validator(schema, workflow_name, place_of(top, source, "schema"))
     )
     return _Template(
         source=source,
@@ -605,7 +349,7 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
             workflow_name,
             steps,
             version=str(version),
-            description=_text(top, "description", source) or "",
+            description=text_field(top, "description", source) or "",
             input_validator=validator,
         ),
     )
@@ -618,14 +362,14 @@ def _read(path: Path, handlers: Handlers | None) -> _Template:
     except OSError as exc:
         raise TemplateError(f"{source}: cannot read the template: {exc}", file=source) from exc
     try:
-        document = yaml.load(text, Loader=_TemplateLoader)  # a SafeLoader: builds plain values only
+        document = yaml.load(text, Loader=TemplateLoader)  # a SafeLoader: builds plain values only
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = None if mark is None else mark.line + 1
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise _Place(source, line).error(f"invalid YAML: {problem}") from exc
+        raise Place(source, line).error(f"invalid YAML: {problem}") from exc
     except yaml.YAMLError as exc:
-        raise _Place(source).error(f"invalid YAML: {exc}") from exc
+        raise Place(source).error(f"invalid YAML: {exc}") from exc
     return _compile(document, source, handlers)
 
 

@@ -1,0 +1,185 @@
+"""Finding the handler classes a YAML template names, and turning them into step functions and undos."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from conveyor.definition.task import StepContext
+from conveyor.definition.template_source import Place
+from conveyor.errors import NonRetryableError
+
+Handlers = ModuleType | Mapping[str, type]
+"""Where handler classes are found instead of being imported: a module (a class is looked up by the last
+segment of its ``handler_class``) or a mapping from ``handler_class`` as written to the class."""
+
+
+def _snake_case(name: str) -> str:
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def _import_class(path: str, place: Place) -> Any:
+    if "::" in path:
+        segments = path.split("::")
+        parts = [*(_snake_case(segment) for segment in segments[:-1]), segments[-1]]
+    else:
+        parts = path.split(".")
+    if len(parts) < 2 or not all(part.isidentifier() for part in parts):
+        raise place.error(f"{path!r} is not an import path such as 'shop.handlers.ChargeHandler'")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            found: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and module_name.startswith(exc.name):
+                continue
+            raise place.error(f"importing {module_name!r} for {path!r} failed: {exc}") from exc
+        except Exception as exc:
+            raise place.error(
+                f"importing {module_name!r} for {path!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                raise place.error(
+                    f"cannot find handler class {path!r}: {found.__name__!r} has no {attribute!r}"
+                )
+            found = getattr(found, attribute)
+        return found
+    raise place.error(
+        f"cannot find handler class {path!r}: no module {'.'.join(parts[:-1])!r} can be imported"
+    )
+
+
+def find_handler(path: str, handlers: Handlers | None, place: Place) -> type:
+    """The handler class ``path`` names, from ``handlers`` or by importing it; it must take no arguments."""
+    if isinstance(handlers, ModuleType):
+        short = re.split(r"::|\.", path)[-1]
+        found = getattr(handlers, short, None)
+        if found is None:
+            raise place.error(f"module {handlers.__name__!r} has no handler class {short!r} (for {path!r})")
+    elif handlers is not None:
+        found = handlers.get(path)
+        if found is None:
+            raise place.error(
+                f"handler class {path!r} is not in the handlers given ({', '.join(handlers) or 'none'})"
+            )
+    else:
+        found = _import_class(path, place)
+    if not isinstance(found, type):
+        raise place.error(f"handler {path!r} must be a class, not {found!r}")
+    try:
+        required = [
+            p.name
+            for p in inspect.signature(found).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        required = []
+    if required:
+        raise place.error(
+            f"handler {path!r} is created with no arguments, but its __init__ requires {required}"
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerMethod:
+    """A handler method conveyor calls: whether it is async, and which parameter wants the step context."""
+
+    function: Callable[..., Any]
+    is_async: bool
+    context_parameter: str | None
+
+
+def handler_method(handler: type, name: str, arguments: str, place: Place) -> HandlerMethod | None:
+    """The method ``name`` of ``handler`` if it has one, checked to take ``(self, arguments)``."""
+    function = inspect.getattr_static(handler, name, None)
+    if function is None:
+        return None
+    if not inspect.isfunction(function):
+        raise place.error(
+            f"{handler.__name__}.{name} must be a method defined with def, taking (self, {arguments})"
+        )
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:
+        hints = {}
+    context = next(
+        (
+            parameter
+            for parameter, annotation in {**function.__annotations__, **hints}.items()
+            if annotation is StepContext or annotation == "StepContext"
+        ),
+        None,
+    )
+    count = arguments.count(",") + 2  # self and each named argument
+    try:
+        inspect.signature(function).bind(*([None] * count), **({context: None} if context else {}))
+    except TypeError:
+        raise place.error(f"{handler.__name__}.{name} must take (self, {arguments})") from None
+    return HandlerMethod(function, inspect.iscoroutinefunction(function), context)
+
+
+def _as_result(value: Any, handler: type, step_name: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise NonRetryableError(
+        f"{handler.__name__}.process of step {step_name!r} returned {type(value).__name__}; "
+        "a step's result must be a dict",
+        step_name=step_name,
+    )
+
+
+def step_function(handler: type, process: HandlerMethod, step_name: str) -> Callable[..., Any]:
+    """The step function: creates the handler and calls ``process(context, results)``."""
+    function = process.function
+
+    def extra(step: StepContext) -> dict[str, Any]:
+        return {} if process.context_parameter is None else {process.context_parameter: step}
+
+    if process.is_async:
+
+        async def run_handler(
+            context: Any, step: StepContext, results: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
+            value = await function(handler(), context, results or {}, **extra(step))
+            return _as_result(value, handler, step_name)
+
+        return run_handler
+
+    def run_handler_sync(
+        context: Any, step: StepContext, results: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return _as_result(function(handler(), context, results or {}, **extra(step)), handler, step_name)
+
+    return run_handler_sync
+
+
+def undo_function(handler: type, undo: HandlerMethod) -> Callable[..., Any]:
+    """The compensation: creates the handler and calls ``undo(result, context, results)``."""
+    function = undo.function
+
+    def call(result: Any, arguments: Any, step: StepContext) -> Any:
+        extra = {} if undo.context_parameter is None else {undo.context_parameter: step}
+        return function(handler(), result, arguments["context"], arguments.get("results") or {}, **extra)
+
+    if undo.is_async:
+
+        async def undo_handler(result: dict[str, Any], arguments: Any, step: StepContext) -> Any:
+            return await call(result, arguments, step)
+
+        return undo_handler
+
+    def undo_handler_sync(result: dict[str, Any], arguments: Any, step: StepContext) -> Any:
+        return call(result, arguments, step)
+
+    return undo_handler_sync
