@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
@@ -33,6 +33,13 @@ class Backend(Protocol):
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` in one transaction, unless the run's epoch moved on (LeaseLostError)."""
+        ...
+
+    def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
+        """Write several runs' checkpoints in one transaction; return the ids whose write was refused.
+
+        A refused checkpoint (its run's epoch moved on) writes nothing; the others are written.
+        """
         ...
 
     def load_run(self, workflow_id: str) -> RunRecord | None:

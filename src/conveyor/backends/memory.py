@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Self
 
 import orjson
@@ -19,12 +19,12 @@ from conveyor.backends.rows import (
     StepRow,
     dead_letter_failure,
     failure_to_text,
+    lease_lost,
     run_from_rows,
     step_to_row,
 )
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, StepRecord
 from conveyor.core.states import FINAL_RUN_STATES, RunState
-from conveyor.errors import LeaseLostError
 
 _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
@@ -116,35 +116,42 @@ class InMemoryBackend:
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` at once, unless the run's epoch moved on."""
-        workflow_id = checkpoint.workflow_id
         with self._lock:
-            changing = self._changing.get(workflow_id)
-            if changing is None or changing[_EPOCH] != checkpoint.epoch:
-                raise LeaseLostError(
-                    f"run {workflow_id!r} was taken over by another process; this write was refused",
-                    workflow_id=workflow_id,
-                )
-            error = checkpoint.error
-            self._changing[workflow_id] = (
-                RUN_STATE_TEXT[checkpoint.state],
-                checkpoint.output,
-                None if error is None else failure_to_text(error),
-                checkpoint.at,
-                checkpoint.wake_at,
-                checkpoint.epoch,
-                changing[_RECOVERIES],
-                checkpoint.generation,
-            )
-            for record in checkpoint.steps:
-                key = (workflow_id, record.name)
-                if key not in self._steps:
-                    self._recorded_steps[workflow_id] += (record.name,)
-                self._steps[key] = step_to_row(record)
-            if checkpoint.state in FINAL_RUN_STATES:
-                self._active.pop(workflow_id, None)
-                self._leases.pop(workflow_id, None)
-            else:
-                self._active[workflow_id] = None
+            if not self._write_checkpoint(checkpoint):
+                raise lease_lost(checkpoint.workflow_id)
+
+    def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
+        """Write many runs' checkpoints at once; return the ids whose write was refused."""
+        with self._lock:
+            return {cp.workflow_id for cp in checkpoints if not self._write_checkpoint(cp)}
+
+    def _write_checkpoint(self, checkpoint: Checkpoint) -> bool:
+        workflow_id = checkpoint.workflow_id
+        changing = self._changing.get(workflow_id)
+        if changing is None or changing[_EPOCH] != checkpoint.epoch:
+            return False
+        error = checkpoint.error
+        self._changing[workflow_id] = (
+            RUN_STATE_TEXT[checkpoint.state],
+            checkpoint.output,
+            None if error is None else failure_to_text(error),
+            checkpoint.at,
+            checkpoint.wake_at,
+            checkpoint.epoch,
+            changing[_RECOVERIES],
+            checkpoint.generation,
+        )
+        for record in checkpoint.steps:
+            key = (workflow_id, record.name)
+            if key not in self._steps:
+                self._recorded_steps[workflow_id] += (record.name,)
+            self._steps[key] = step_to_row(record)
+        if checkpoint.state in FINAL_RUN_STATES:
+            self._active.pop(workflow_id, None)
+            self._leases.pop(workflow_id, None)
+        else:
+            self._active[workflow_id] = None
+        return True
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record, or ``None``."""

@@ -9,6 +9,7 @@ import orjson
 
 from conveyor.core.records import Failure, RunRecord, StepRecord
 from conveyor.core.states import RunState, StepState
+from conveyor.errors import LeaseLostError
 
 StepRow = tuple[Any, ...]
 """(step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at,
@@ -122,4 +123,12 @@ def dead_letter_failure(step_names: Sequence[str], completed: Iterable[str], rec
         ),
         attempts=recoveries,
         retryable=False,
+    )
+
+
+def lease_lost(workflow_id: str) -> LeaseLostError:
+    """The error for a checkpoint refused because another process took the run over."""
+    return LeaseLostError(
+        f"run {workflow_id!r} was taken over by another process; this write was refused",
+        workflow_id=workflow_id,
     )

@@ -23,11 +23,12 @@ from conveyor.backends.rows import (
     STEP_COLUMNS,
     dead_letter_failure,
     failure_to_text,
+    lease_lost,
     run_from_rows,
     step_to_row,
 )
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
-from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
+from conveyor.errors import BackendError, InvalidArgumentError
 
 Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
@@ -78,6 +79,31 @@ _FENCED_UPDATE = (
     "WHERE workflow_id = ? AND epoch = ?"
 )
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
+
+
+def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
+    """Write one checkpoint inside the caller's transaction; False (and nothing written) if fenced out."""
+    workflow_id = checkpoint.workflow_id
+    cursor.execute(
+        _FENCED_UPDATE,
+        (
+            checkpoint.state.value,
+            checkpoint.output,
+            failure_to_text(checkpoint.error),
+            checkpoint.wake_at,
+            checkpoint.at,
+            checkpoint.generation,
+            workflow_id,
+            checkpoint.epoch,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False
+    if len(checkpoint.steps) == 1:
+        cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
+    elif checkpoint.steps:
+        cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
+    return True
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -197,33 +223,13 @@ class SqliteBackend:
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` in one transaction, unless the run's epoch moved on."""
         with self._transaction() as cursor:
-            cursor.execute(
-                _FENCED_UPDATE,
-                (
-                    checkpoint.state.value,
-                    checkpoint.output,
-                    failure_to_text(checkpoint.error),
-                    checkpoint.wake_at,
-                    checkpoint.at,
-                    checkpoint.generation,
-                    checkpoint.workflow_id,
-                    checkpoint.epoch,
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise LeaseLostError(
-                    f"run {checkpoint.workflow_id!r} was taken over by another process; "
-                    "this write was refused",
-                    workflow_id=checkpoint.workflow_id,
-                )
-            workflow_id = checkpoint.workflow_id
-            if len(checkpoint.steps) == 1:
-                cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
-            elif checkpoint.steps:
-                cursor.executemany(
-                    _UPSERT_STEP,
-                    [(workflow_id, *step_to_row(record)) for record in checkpoint.steps],
-                )
+            if not _write_checkpoint(cursor, checkpoint):
+                raise lease_lost(checkpoint.workflow_id)
+
+    def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
+        """Write many runs' checkpoints in one transaction; return the ids whose write was refused."""
+        with self._transaction() as cursor:
+            return {cp.workflow_id for cp in checkpoints if not _write_checkpoint(cursor, cp)}
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record, or ``None``."""

@@ -46,12 +46,15 @@ class RunDriver:
         clock: Clock,
         *,
         random_unit: Callable[[], float] = random.random,
+        record_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> None:
         self.workflow = workflow
         self.run = run
         self.backend = backend
         self.clock = clock
         self.random_unit = random_unit
+        self.record_checkpoint = record_checkpoint or backend.record_checkpoint
+        """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
         self.release_on_wait = False
         self.waiting_until: float | None = None
         """Set when the drive stopped early to wait for a timer (see ``release_on_wait``)."""
@@ -74,9 +77,9 @@ class RunDriver:
         self.release_on_wait = release_on_wait
         checkpoint = recover(self.workflow, self.run, self.clock.now())
         if checkpoint is not None:
-            self.backend.record_checkpoint(checkpoint)
+            self.record_checkpoint(checkpoint)
         workflow, run, clock = self.workflow, self.run, self.clock
-        record_checkpoint = self.backend.record_checkpoint
+        record_checkpoint = self.record_checkpoint
         while True:
             now = clock.now()
             decision = decide(workflow, run, now)
@@ -91,7 +94,7 @@ class RunDriver:
                 shape = spec.task.compensation
                 assert shape is not None
                 if not shape.is_async and spec.timeout_seconds is None:
-                    self.backend.record_checkpoint(self._compensate_inline(spec, shape))
+                    self.record_checkpoint(self._compensate_inline(spec, shape))
                     continue
             elif action is Action.WAIT_UNTIL:
                 assert decision.at is not None
@@ -145,7 +148,7 @@ class RunDriver:
                 for finished in done:
                     del tasks[finished]
                     checkpoints.append(finished.result())
-                self.backend.record_checkpoint(merge_checkpoints(checkpoints))
+                self.record_checkpoint(merge_checkpoints(checkpoints))
         finally:
             for pending in tasks:
                 pending.cancel()

@@ -24,6 +24,7 @@ from conveyor.core.records import RunRecord
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
+from conveyor.engine.group_commit import GroupCommitter
 from conveyor.errors import BackendError, ConveyorError, InvalidArgumentError, LeaseLostError
 
 log = logging.getLogger("conveyor.worker")
@@ -51,7 +52,8 @@ class Worker:
     lasts unless renewed (renewed every third of it); ``poll_interval_seconds`` bounds how long an idle
     worker waits when no wake-up arrives; a run whose worker died more than ``max_recoveries`` times in a
     row is dead-lettered; on :meth:`stop`, runs still in flight get ``shutdown_grace_seconds`` to finish
-    before they are handed back for another worker.
+    before they are handed back for another worker. With ``group_commit`` (the default), the checkpoints of
+    runs finishing steps at the same moment share one transaction.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Worker:
         shutdown_grace_seconds: float = 30.0,
         name: str | None = None,
         clock: Clock | None = None,
+        group_commit: bool = True,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}")
@@ -89,6 +92,8 @@ class Worker:
         self._active_lock = threading.Lock()
         self._slot_freed = threading.Event()
         self._queue: queue.SimpleQueue[RunRecord | None] = queue.SimpleQueue()
+        self.group_commit = group_commit
+        self._committer: GroupCommitter | None = None
 
     # -- the claim loop ---------------------------------------------------------------------------
 
@@ -99,6 +104,8 @@ class Worker:
             for n in range(self.concurrency)
         ]
         heartbeat = threading.Thread(target=self._renew_leases, name="conveyor-heartbeat", daemon=True)
+        if self.group_commit and self.concurrency > 1:
+            self._committer = GroupCommitter(self.backend)
         for thread in (*slots, heartbeat):
             thread.start()
         log.info(
@@ -110,6 +117,8 @@ class Worker:
             self._stopping.set()
             self._shut_down(slots)
             heartbeat.join(timeout=1)
+            if self._committer is not None:
+                self._committer.close()
         log.info("worker %s stopped: %s", self.name, self.stats)
         return self.stats
 
@@ -209,7 +218,13 @@ class Worker:
             )
             self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
             return
-        driver = RunDriver(workflow, run, self.backend, self.clock)
+        driver = RunDriver(
+            workflow,
+            run,
+            self.backend,
+            self.clock,
+            record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
+        )
         try:
             driver.drive(release_on_wait=True)
         except LeaseLostError:
