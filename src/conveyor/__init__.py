@@ -6,7 +6,7 @@ checkpointed, so a run that crashes resumes where it stopped; a step that keeps 
 every completed step, newest first.
 """
 
-from conveyor.backends import Backend, InMemoryBackend, SqliteBackend
+from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteBackend, open_backend
 from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results
@@ -32,6 +32,7 @@ from conveyor.engine import (
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
+    ConfigurationError,
     ConveyorError,
     DefinitionError,
     EncodingError,
@@ -54,6 +55,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendError",
+    "ConfigurationError",
     "ConveyorError",
     "DefinitionError",
     "EncodingError",
@@ -65,6 +67,7 @@ __all__ = [
     "InvalidInputError",
     "LeaseLostError",
     "NonRetryableError",
+    "PostgresBackend",
     "Registry",
     "RetryPolicy",
     "RunError",
@@ -97,6 +100,7 @@ __all__ = [
     "get_workflow_status",
     "load_template",
     "load_templates",
+    "open_backend",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",

@@ -20,8 +20,9 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
     │   │   └── StepInputError   the step's input did not match its annotation
     │   └── StepTimeoutError     the attempt ran past the step's timeout
-    └── BackendError             the durable store refused or failed
-        └── LeaseLostError       another process took the run over; this one must stop
+    ├── BackendError             the durable store refused or failed
+    │   └── LeaseLostError       another process took the run over; this one must stop
+    └── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
 """
 
 from __future__ import annotations
@@ -102,3 +103,7 @@ class BackendError(ConveyorError):
 
 class LeaseLostError(BackendError):
     """Another process took this run over; this process's write was refused."""
+
+
+class ConfigurationError(ConveyorError):
+    """conveyor is not set up for what was asked of it (a missing optional dependency, say)."""

@@ -1,8 +1,9 @@
 """Fixtures for the backend contract: one ``backend`` fixture, parametrised over every backend.
 
-Every test in ``test_backend_contract.py`` runs once per entry of :data:`BACKENDS`. To run the contract
-against another backend (PostgreSQL, say), add one entry there: a factory that builds it in a fresh,
-empty state, and any marks it needs (``pytest.mark.postgres``).
+Every test in ``test_backend_contract.py`` and ``test_worker_contract.py`` runs once per entry of
+:data:`BACKENDS`. To run the contract against another backend, add one entry there: a factory that builds it
+in a fresh, empty state, and any marks it needs. The PostgreSQL entry gets a database of its own per test
+from the ``postgres_database`` fixture (``tests/conftest.py``) and is skipped when no server answers.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.backends import Backend, InMemoryBackend, SqliteBackend
+from conveyor.backends.postgres import PostgresBackend
 from conveyor.core.records import NewRun
 
 
@@ -21,21 +23,28 @@ from conveyor.core.records import NewRun
 class BackendKind:
     """How to build one kind of backend for a test, and the marks its tests carry."""
 
-    factory: Callable[[Path], Backend]
-    """Builds an empty backend; gets the test's own temporary directory."""
+    factory: Callable[[pytest.FixtureRequest, Path], Backend]
+    """Builds an empty backend; gets the test's request (for other fixtures) and its temporary directory."""
     marks: tuple[pytest.MarkDecorator, ...] = ()
 
 
+def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> PostgresBackend:
+    """A PostgresBackend on a fresh database of the test's own (16 connections: the thread tests use 16)."""
+    database = request.getfixturevalue("postgres_database")
+    return PostgresBackend(database.url, max_connections=16)
+
+
 BACKENDS: dict[str, BackendKind] = {
-    "memory": BackendKind(lambda tmp_path: InMemoryBackend()),
-    "sqlite": BackendKind(lambda tmp_path: SqliteBackend(tmp_path / "conveyor.db")),
+    "memory": BackendKind(lambda request, tmp_path: InMemoryBackend()),
+    "sqlite": BackendKind(lambda request, tmp_path: SqliteBackend(tmp_path / "conveyor.db")),
+    "postgres": BackendKind(postgres_backend, marks=(pytest.mark.postgres,)),
 }
 
 
 @pytest.fixture(params=[pytest.param(name, id=name, marks=kind.marks) for name, kind in BACKENDS.items()])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """A fresh, empty backend of each kind in turn; closed after the test."""
-    instance = BACKENDS[request.param].factory(tmp_path)
+    instance = BACKENDS[request.param].factory(request, tmp_path)
     try:
         yield instance
     finally:

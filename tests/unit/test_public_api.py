@@ -7,6 +7,7 @@ import conveyor
 EXPECTED = [
     "Backend",
     "BackendError",
+    "ConfigurationError",
     "ConveyorError",
     "DefinitionError",
     "EncodingError",
@@ -18,6 +19,7 @@ EXPECTED = [
     "InvalidInputError",
     "LeaseLostError",
     "NonRetryableError",
+    "PostgresBackend",
     "Registry",
     "RetryPolicy",
     "RunError",
@@ -50,6 +52,7 @@ EXPECTED = [
     "get_workflow_status",
     "load_template",
     "load_templates",
+    "open_backend",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",

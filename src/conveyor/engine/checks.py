@@ -6,6 +6,7 @@ import re
 
 from conveyor.backends.base import Backend
 from conveyor.backends.memory import InMemoryBackend
+from conveyor.backends.postgres import PostgresBackend
 from conveyor.backends.sqlite import SqliteBackend
 from conveyor.definition.flow import Flow
 from conveyor.definition.workflow import Workflow
@@ -13,7 +14,7 @@ from conveyor.errors import InvalidArgumentError
 
 MAX_WORKFLOW_ID_LENGTH = 255
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-_KNOWN_BACKENDS = (InMemoryBackend, SqliteBackend)
+_KNOWN_BACKENDS = (InMemoryBackend, SqliteBackend, PostgresBackend)
 
 
 def check_workflow_id(workflow_id: object) -> str:

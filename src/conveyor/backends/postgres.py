@@ -1,0 +1,432 @@
+"""``PostgresBackend``: runs kept in PostgreSQL, shared by worker processes on any number of machines.
+
+Workers claim ready runs with ``SELECT … FOR UPDATE SKIP LOCKED`` and hold them under leases judged by the
+database's clock; every write about a run is fenced by its epoch. A submitted or released run is announced
+with ``NOTIFY conveyor_work``, which wakes idle workers waiting in :meth:`PostgresBackend.wait_for_work`.
+Each call checks the pooled connection it borrows, so after a server restart or a killed session the next
+call gets a fresh connection; only a call whose connection dies under it fails, raising
+:class:`~conveyor.errors.BackendError` (a retry gets a fresh connection).
+
+Needs psycopg 3: ``pip install "conveyor[postgres]"``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Self
+
+import orjson
+
+from conveyor.backends.postgres_sql import apply_migrations, queries
+from conveyor.backends.rows import dead_letter_failure, failure_to_text, run_from_rows, step_to_row
+from conveyor.core.records import Checkpoint, NewRun, RunRecord
+from conveyor.core.states import RunState, StepState
+from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError, LeaseLostError
+
+try:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+    from psycopg_pool import ConnectionPool
+
+    from conveyor.backends.postgres_listener import WORK_CHANNEL, WorkListener
+except ImportError as exc:  # the [postgres] extra is not installed: say so when a backend is built
+    if not (exc.name or "").startswith("psycopg"):
+        raise
+    _DRIVER_MISSING: ImportError | None = exc
+else:
+    _DRIVER_MISSING = None
+
+if TYPE_CHECKING:
+    Connection = psycopg.Connection[tuple[Any, ...]]
+    Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+_LEASED_UNTIL, _STEPS = 15, 16  # positions after the run's columns in the rows the queries return
+
+
+class PostgresBackend:
+    """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
+
+    ``url`` is a ``postgresql://`` URL or a libpq conninfo string. Calls borrow a connection from a pool of
+    ``min_connections`` to ``max_connections`` (each tagged ``application_name``); a call waits up to
+    ``pool_timeout_seconds`` for one. Safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        connect_timeout_seconds: float = 10.0,
+        pool_timeout_seconds: float = 30.0,
+        application_name: str = "conveyor",
+    ) -> None:
+        if _DRIVER_MISSING is not None:
+            raise ConfigurationError(
+                'PostgresBackend needs psycopg 3, which is not installed: pip install "conveyor[postgres]"'
+            ) from _DRIVER_MISSING
+        if min_connections < 0 or max_connections < max(min_connections, 1):
+            raise InvalidArgumentError(
+                "need 0 <= min_connections <= max_connections and max_connections >= 1, "
+                f"not {min_connections} and {max_connections}"
+            )
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.Error:
+            # The driver's message quotes the URL, password and all: leave it out.
+            raise InvalidArgumentError("url is not a PostgreSQL URL or conninfo string") from None
+        self._url = url
+        self._password = str(params.get("password") or "")
+        self._where = _describe(params)
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "application_name": application_name,
+            "connect_timeout": max(2, math.ceil(connect_timeout_seconds)),
+        }
+        self._pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            kwargs=self._connect_kwargs,
+            min_size=min_connections,
+            max_size=max_connections,
+            timeout=pool_timeout_seconds,
+            name="conveyor",
+            open=False,
+        )
+        self._max_connections = max_connections
+        self._listener = WorkListener(self._connect)
+        self._queries = queries()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._closed = False
+
+    # -- connections ----------------------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Bring the database's schema up to date; return the versions this call applied (often none).
+
+        Runs by itself on first use. Safe when several processes start at once: each version is applied
+        once, in one transaction holding an advisory lock, and recorded in ``conveyor_migrations``.
+        """
+        if self._closed:
+            raise BackendError(f"{self._where}: the backend is closed")
+        try:
+            with self._connect() as connection:
+                return apply_migrations(connection)
+        except psycopg.Error as exc:
+            raise self._error("apply schema migrations", exc) from exc
+
+    def _connect(self) -> Connection:
+        return psycopg.connect(self._url, **self._connect_kwargs)
+
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                self.migrate()
+                self._pool.open(wait=False)
+                self._ready = True
+
+    def _checked_connection(self) -> Connection:
+        """A pooled connection that answers. Dead ones (a server restart, a killed session) are dropped.
+
+        The pool's own ``check`` backs off a second, then two, … per dead connection; after a restart every
+        idle connection is dead, so this checks them itself and moves on at once.
+        """
+        failure: psycopg.Error | None = None
+        for _ in range(self._max_connections + 1):
+            connection = self._pool.getconn()
+            try:
+                connection.execute("")
+            except psycopg.Error as exc:
+                failure = exc
+                self._pool.putconn(connection)  # broken: the pool discards it and opens a new one
+                continue
+            return connection
+        assert failure is not None
+        raise failure
+
+    @contextmanager
+    def _cursor(self, action: str, *, transaction: bool = True, durable: bool = True) -> Iterator[Cursor]:
+        """A cursor on a checked pooled connection, in a transaction unless the caller runs one statement."""
+        self._ensure_ready()
+        try:
+            connection = self._checked_connection()
+            try:
+                if not transaction:
+                    with connection.cursor() as cursor:
+                        yield cursor
+                    return
+                with connection.transaction(), connection.cursor() as cursor:
+                    if not durable:
+                        cursor.execute("SET LOCAL synchronous_commit = off")
+                    yield cursor
+            finally:
+                self._pool.putconn(connection)
+        except psycopg.Error as exc:
+            raise self._error(action, exc) from exc
+
+    def _error(self, action: str, exc: psycopg.Error) -> BackendError:
+        message = str(exc).strip() or type(exc).__name__
+        if self._password:
+            message = message.replace(self._password, "***")
+        return BackendError(f"{self._where} failed to {action}: {message}")
+
+    # -- runs driven in this process --------------------------------------------------------------------
+
+    def start_run(
+        self, run: NewRun, *, owner: str, now: float, durable: bool = True
+    ) -> tuple[RunRecord, bool]:
+        """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`).
+
+        The caller holds the run without a lease (``lease_expires_at`` NULL): workers never claim it.
+        ``durable=False`` turns ``synchronous_commit`` off for this one transaction.
+        """
+        params = _run_params(run, state=run.state.value, epoch=1, owner=owner, now=now)
+        with self._cursor("start a run", durable=durable) as cursor:
+            cursor.execute(self._queries["insert_run"], params)
+            if cursor.rowcount == 1:
+                return run_from_rows(_new_row(params), ()), True
+            cursor.execute(self._queries["take_over_run"], params)
+            return self._must_load(cursor, run.workflow_id), False
+
+    def record_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` in one transaction, unless the run's epoch moved on (LeaseLostError)."""
+        workflow_id = checkpoint.workflow_id
+        with self._cursor("record a checkpoint") as cursor:
+            cursor.execute(self._queries["write_run"], _run_update(checkpoint))
+            if cursor.rowcount != 1:
+                raise LeaseLostError(
+                    f"run {workflow_id!r} was taken over by another process; this write was refused",
+                    workflow_id=workflow_id,
+                )
+            if checkpoint.steps:
+                cursor.executemany(
+                    self._queries["write_step"],
+                    [(workflow_id, *step_to_row(record)) for record in checkpoint.steps],
+                )
+
+    def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
+        """Write several runs' checkpoints in one transaction; return the ids whose write was refused.
+
+        Each checkpoint is fenced on its own: a refused one writes nothing, the others are written. The
+        statements go to the server pipelined, in workflow_id order (one lock order for every writer).
+        """
+        if not checkpoints:
+            return set()
+        ordered = sorted(checkpoints, key=lambda checkpoint: checkpoint.workflow_id)
+        with self._cursor("record checkpoints") as cursor:
+            updates = [_run_update(checkpoint) for checkpoint in ordered]
+            cursor.executemany(self._queries["write_run"], updates, returning=True)
+            written = []
+            while True:  # one result per checkpoint: its row if the fence let it through
+                written.append(cursor.fetchone() is not None)
+                if not cursor.nextset():
+                    break
+            accepted = [checkpoint for checkpoint, ok in zip(ordered, written, strict=True) if ok]
+            steps = [(cp.workflow_id, *step_to_row(record)) for cp in accepted for record in cp.steps]
+            if steps:
+                cursor.executemany(self._queries["write_step"], steps)
+        return {checkpoint.workflow_id for checkpoint, ok in zip(ordered, written, strict=True) if not ok}
+
+    def load_run(self, workflow_id: str) -> RunRecord | None:
+        """Return the run's record with all its steps (read in one statement), or ``None``."""
+        with self._cursor("load a run", transaction=False) as cursor:
+            return self._load(cursor, workflow_id)
+
+    def _load(self, cursor: Cursor, workflow_id: str) -> RunRecord | None:
+        cursor.execute(self._queries["load_run"], {"workflow_id": workflow_id})
+        row = cursor.fetchone()
+        return None if row is None else _record(row)
+
+    def _must_load(self, cursor: Cursor, workflow_id: str) -> RunRecord:
+        record = self._load(cursor, workflow_id)
+        if record is None:
+            raise BackendError(f"{self._where}: run {workflow_id!r} vanished while it was being read")
+        return record
+
+    # -- work for worker processes ----------------------------------------------------------------------
+
+    def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
+        """Record ``run`` as pending (epoch 0, no owner) and wake idle workers; or return the existing run."""
+        params = _run_params(run, state=RunState.PENDING.value, epoch=0, owner=None, now=now)
+        with self._cursor("submit a run") as cursor:
+            cursor.execute(self._queries["insert_run"], params)
+            if cursor.rowcount == 1:
+                cursor.execute(f"NOTIFY {WORK_CHANNEL}")
+                return run_from_rows(_new_row(params), ()), True
+            return self._must_load(cursor, run.workflow_id), False
+
+    def claim_runs(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        max_recoveries: int,
+        workflow_names: Collection[str] | None = None,
+    ) -> list[RunRecord]:
+        """Claim up to ``limit`` ready runs for ``owner`` with ``FOR UPDATE SKIP LOCKED`` (see the Backend).
+
+        Also starts listening for new work, so that a notification sent between this claim and the
+        caller's next :meth:`wait_for_work` is not missed.
+        """
+        if limit <= 0:
+            return []
+        self._listener.listen()
+        params = {
+            "owner": owner,
+            "limit": limit,
+            "lease_seconds": float(lease_seconds),
+            "max_recoveries": max_recoveries,
+            "workflow_names": None if workflow_names is None else sorted(workflow_names),
+        }
+        claimed = []
+        with self._cursor("claim runs") as cursor:
+            cursor.execute(self._queries["claim_runs"], params)
+            for row in cursor.fetchall():
+                record = _record(row)
+                if record.state is not RunState.DEAD_LETTERED:
+                    claimed.append(record)
+                    continue
+                completed = [name for name, step in record.steps.items() if step.state is StepState.COMPLETED]
+                failure = dead_letter_failure(record.step_names, completed, record.recoveries)
+                cursor.execute(
+                    self._queries["set_run_error"],
+                    {"error": failure_to_text(failure), "workflow_id": record.workflow_id},
+                )
+        return claimed
+
+    def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
+        """Renew the leases ``owner`` still holds at the given epochs; return the ids whose lease was lost."""
+        if not leases:
+            return set()
+        workflow_ids = sorted(leases)  # one lock order for every caller
+        with self._cursor("extend leases", transaction=False) as cursor:
+            cursor.execute(
+                self._queries["extend_leases"],
+                {
+                    "owner": owner,
+                    "lease_seconds": float(lease_seconds),
+                    "workflow_ids": workflow_ids,
+                    "epochs": [leases[workflow_id] for workflow_id in workflow_ids],
+                },
+            )
+            kept = {row[0] for row in cursor.fetchall()}
+        return set(workflow_ids) - kept
+
+    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
+        """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over.
+
+        Notifies idle workers when the run is claimable at once.
+        """
+        with self._cursor("release a run") as cursor:
+            cursor.execute(
+                self._queries["release_run"], {"workflow_id": workflow_id, "epoch": epoch, "wake_at": wake_at}
+            )
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            if row[0]:
+                cursor.execute(f"NOTIFY {WORK_CHANNEL}")
+            return True
+
+    def next_wake_at(self) -> float | None:
+        """When the earliest run waiting on a timer becomes due (database clock), or None if none waits."""
+        with self._cursor("read the next wake-up time", transaction=False) as cursor:
+            cursor.execute(self._queries["next_wake_at"])
+            row = cursor.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def wait_for_work(self, timeout_seconds: float) -> bool:
+        """Wait for ``NOTIFY conveyor_work`` (a submit or release anywhere) up to ``timeout_seconds``.
+
+        Returns True on a notification, False on timeout. Listens on a dedicated connection, opened on
+        first use and reopened if it died; never raises for a lost connection.
+        """
+        return self._listener.wait(timeout_seconds)
+
+    def now(self) -> float:
+        """The database's clock (``clock_timestamp()``) in epoch seconds: the one leases and timers use."""
+        with self._cursor("read the clock", transaction=False) as cursor:
+            cursor.execute(self._queries["now"])
+            row = cursor.fetchone()
+        if row is None:  # pragma: no cover - a SELECT without FROM always returns its row
+            raise BackendError(f"{self._where} did not report its clock")
+        return float(row[0])
+
+    # -- lifetime -----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every connection, pooled and listening. The backend cannot be used afterwards."""
+        with self._ready_lock:
+            self._closed = True
+            self._ready = True  # never migrate again: the pool below refuses every call
+        self._listener.close()
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<PostgresBackend {self._where.removeprefix('PostgreSQL at ')}>"
+
+
+def _describe(params: Mapping[str, Any]) -> str:
+    """Where the database is, for messages: user, host, port and database, never the password."""
+    user = params.get("user") or ""
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    port = params.get("port") or "5432"
+    database = params.get("dbname") or user
+    return f"PostgreSQL at {user + '@' if user else ''}{host}:{port}/{database}"
+
+
+def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: float) -> dict[str, Any]:
+    return {
+        "workflow_id": run.workflow_id,
+        "workflow_name": run.workflow_name,
+        "workflow_version": run.workflow_version,
+        "state": state,
+        "input": run.input,
+        "correlation_id": run.correlation_id,
+        "step_names": orjson.dumps(run.step_names).decode(),
+        "now": now,
+        "epoch": epoch,
+        "owner": owner,
+    }
+
+
+def _run_update(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The parameters of ``write_run`` for ``checkpoint``."""
+    return {
+        "state": checkpoint.state.value,
+        "output": checkpoint.output,
+        "error": failure_to_text(checkpoint.error),
+        "wake_at": checkpoint.wake_at,
+        "at": checkpoint.at,
+        "generation": checkpoint.generation,
+        "workflow_id": checkpoint.workflow_id,
+        "epoch": checkpoint.epoch,
+    }
+
+
+def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The row ``insert_run`` just wrote with ``params`` (see ``rows.RunRow``)."""
+    return (
+        *(params["workflow_id"], params["workflow_name"], params["workflow_version"], params["state"]),
+        *(params["input"], None, None, params["correlation_id"], params["step_names"]),
+        *(params["now"], params["now"], None, params["epoch"], 0, 0),
+    )
+
+
+def _record(row: Sequence[Any]) -> RunRecord:
+    """The record of a row read by ``load_run`` or ``claim_runs``: run columns, leased_until, steps."""
+    record = run_from_rows(row[:_LEASED_UNTIL], row[_STEPS])
+    record.leased_until = row[_LEASED_UNTIL]
+    return record

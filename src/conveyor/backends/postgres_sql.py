@@ -1,0 +1,91 @@
+"""The SQL of :class:`~conveyor.backends.postgres.PostgresBackend`: its queries and its schema migrations.
+
+Both live as package data in ``conveyor/backends/sql/postgres/``: ``queries.sql`` holds one query per
+``-- name:`` section, and each ``NNNN_description.sql`` file is one migration, applied in order of ``NNNN``.
+Being conveyor's own files, never user input, their text is typed ``LiteralString`` for the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING, LiteralString
+
+if TYPE_CHECKING:
+    import psycopg
+
+MIGRATION_LOCK_KEY = 0x636F6E76_65796F72  # "conveyor": the advisory lock every migrating process takes
+_FOLDER = ("sql", "postgres")
+_NAME_MARK = "-- name:"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One versioned schema change, from the file ``NNNN_name.sql``."""
+
+    version: int
+    name: str
+    script: LiteralString
+
+
+def _folder() -> resources.abc.Traversable:
+    folder = resources.files("conveyor.backends")
+    for part in _FOLDER:
+        folder = folder / part
+    return folder
+
+
+@cache
+def queries() -> dict[str, LiteralString]:
+    """Every query of ``queries.sql`` by its name, comment lines left out."""
+    found: dict[str, LiteralString] = {}
+    name = ""
+    lines: list[str] = []
+    text = (_folder() / "queries.sql").read_text(encoding="utf-8")
+    for line in [*text.splitlines(), _NAME_MARK]:
+        if line.startswith(_NAME_MARK):
+            if name:
+                found[name] = "\n".join(lines).strip()
+            name, lines = line.removeprefix(_NAME_MARK).strip(), []
+        elif not line.lstrip().startswith("--"):
+            lines.append(line)
+    return found
+
+
+@cache
+def migrations() -> tuple[Migration, ...]:
+    """The schema migrations, oldest first."""
+    found = []
+    for entry in _folder().iterdir():
+        stem, _, suffix = entry.name.rpartition(".")
+        version, _, name = stem.partition("_")
+        if suffix == "sql" and version.isdigit():
+            found.append(Migration(int(version), name, entry.read_text(encoding="utf-8")))
+    return tuple(sorted(found, key=lambda migration: migration.version))
+
+
+def apply_migrations(connection: psycopg.Connection[tuple[object, ...]]) -> list[int]:
+    """Apply the migrations ``connection``'s database lacks, in one transaction; return their versions.
+
+    The transaction holds an advisory lock, so processes starting at once apply each migration once: the
+    others wait, then find it recorded in ``conveyor_migrations``.
+    """
+    applied: list[int] = []
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS conveyor_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in connection.execute("SELECT version FROM conveyor_migrations")}
+        for migration in migrations():
+            if migration.version in done:
+                continue
+            connection.execute(migration.script)
+            connection.execute(
+                "INSERT INTO conveyor_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
+            )
+            applied.append(migration.version)
+    return applied

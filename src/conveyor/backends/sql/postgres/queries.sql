@@ -1,0 +1,123 @@
+-- The queries PostgresBackend runs, one per "-- name:" section (loaded by conveyor.backends.postgres_sql).
+-- Run columns come in the order of conveyor.backends.rows.RunRow, then leased_until, then the steps as a
+-- JSON array of rows in the order of conveyor.backends.rows.StepRow. "Now" is always the database's clock.
+
+-- name: load_run
+-- A run and all its steps in one statement, so from one snapshot.
+SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
+       r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
+       r.generation,
+       CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
+            THEN r.lease_expires_at END,
+       (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
+                                                  s.next_attempt_at, s.started_at, s.finished_at,
+                                                  s.completion_order, s.compensation_attempts,
+                                                  s.compensation_error) ORDER BY s.step_name), '[]'::json)
+          FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
+  FROM conveyor_runs r
+ WHERE r.workflow_id = %(workflow_id)s
+
+-- name: insert_run
+INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
+                           step_names, created_at, updated_at, epoch, recoveries, owner)
+VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
+        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s)
+ON CONFLICT (workflow_id) DO NOTHING
+
+-- name: take_over_run
+-- An inline caller takes over a run that has not ended and that no worker holds under a live lease.
+UPDATE conveyor_runs
+   SET epoch = epoch + 1, recoveries = recoveries + 1, owner = %(owner)s, lease_expires_at = NULL,
+       updated_at = %(now)s
+ WHERE workflow_id = %(workflow_id)s
+   AND state IN ('pending', 'running', 'compensating')
+   AND (lease_expires_at IS NULL OR lease_expires_at < extract(epoch FROM clock_timestamp())::float8)
+
+-- name: write_run
+-- The fence: no row matches once another process bumped the epoch.
+UPDATE conveyor_runs
+   SET state = %(state)s, output = %(output)s, error = %(error)s, wake_at = %(wake_at)s,
+       updated_at = %(at)s, generation = %(generation)s
+ WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
+RETURNING workflow_id
+
+-- name: write_step
+INSERT INTO conveyor_steps (workflow_id, step_name, state, attempts, result, error, next_attempt_at,
+                            started_at, finished_at, completion_order, compensation_attempts,
+                            compensation_error)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (workflow_id, step_name) DO UPDATE
+   SET state = excluded.state, attempts = excluded.attempts, result = excluded.result,
+       error = excluded.error, next_attempt_at = excluded.next_attempt_at,
+       started_at = excluded.started_at, finished_at = excluded.finished_at,
+       completion_order = excluded.completion_order,
+       compensation_attempts = excluded.compensation_attempts,
+       compensation_error = excluded.compensation_error
+
+-- name: claim_runs
+-- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
+-- whose recoveries would pass %(max_recoveries)s is moved to dead_lettered instead (its error is written
+-- next, by set_run_error). Oldest first: by when its timer fell due, else when it was recorded.
+WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
+ready AS (
+    SELECT r.workflow_id, r.recoveries + CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END AS recoveries
+      FROM conveyor_runs r, clock
+     WHERE r.state IN ('pending', 'running', 'compensating')
+       AND (r.wake_at IS NULL OR r.wake_at <= clock.now)
+       AND (r.owner IS NULL OR (r.lease_expires_at IS NOT NULL AND r.lease_expires_at < clock.now))
+       AND (%(workflow_names)s::text[] IS NULL OR r.workflow_name = ANY (%(workflow_names)s::text[]))
+     ORDER BY coalesce(r.wake_at, r.created_at)
+     LIMIT %(limit)s
+       FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE conveyor_runs AS r
+   SET epoch = r.epoch + 1,
+       recoveries = ready.recoveries,
+       updated_at = clock.now,
+       state = CASE WHEN ready.recoveries > %(max_recoveries)s THEN 'dead_lettered'
+                    WHEN r.state = 'pending' THEN 'running'
+                    ELSE r.state END,
+       owner = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL ELSE %(owner)s END,
+       lease_expires_at = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL
+                               ELSE clock.now + %(lease_seconds)s END,
+       wake_at = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL ELSE r.wake_at END
+  FROM ready, clock
+ WHERE r.workflow_id = ready.workflow_id
+RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
+          r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
+          r.generation, r.lease_expires_at,
+          (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
+                                                     s.next_attempt_at, s.started_at, s.finished_at,
+                                                     s.completion_order, s.compensation_attempts,
+                                                     s.compensation_error) ORDER BY s.step_name),
+                           '[]'::json)
+             FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
+
+-- name: set_run_error
+UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
+
+-- name: extend_leases
+-- Renew the leases the owner still holds at the epoch it claimed them with; return those renewed.
+UPDATE conveyor_runs AS r
+   SET lease_expires_at = extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s
+  FROM unnest(%(workflow_ids)s::text[], %(epochs)s::integer[]) AS held (workflow_id, epoch)
+ WHERE r.workflow_id = held.workflow_id AND r.epoch = held.epoch AND r.owner = %(owner)s
+   AND r.lease_expires_at IS NOT NULL
+RETURNING r.workflow_id
+
+-- name: release_run
+-- Hand a run back; return whether it is claimable at once (so idle workers must be woken).
+UPDATE conveyor_runs
+   SET owner = NULL, lease_expires_at = NULL, wake_at = %(wake_at)s
+ WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
+RETURNING state IN ('pending', 'running', 'compensating')
+          AND (wake_at IS NULL OR wake_at <= extract(epoch FROM clock_timestamp())::float8)
+
+-- name: next_wake_at
+SELECT min(wake_at)
+  FROM conveyor_runs
+ WHERE state IN ('pending', 'running', 'compensating') AND wake_at IS NOT NULL
+   AND (owner IS NULL OR lease_expires_at IS NOT NULL)
+
+-- name: now
+SELECT extract(epoch FROM clock_timestamp())::float8

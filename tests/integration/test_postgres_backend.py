@@ -1,0 +1,357 @@
+"""What only the PostgreSQL backend promises: lost connections come back, migrations, NOTIFY, clean errors.
+
+The backend contract itself runs on PostgreSQL in ``tests/contract``; these tests kill sessions with
+``pg_terminate_backend`` (a server restart is not possible here), race migrations and check messages.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+
+import postgres_support
+from conveyor.backends.postgres import PostgresBackend
+from conveyor.core.records import Checkpoint, NewRun, StepRecord
+from conveyor.core.states import RunState, StepState
+from conveyor.errors import BackendError, InvalidArgumentError
+from postgres_support import PostgresDatabase, terminate_sessions
+
+T0 = 1_700_000_000.25
+DEADLINE_SECONDS = 10.0
+
+OpenBackend = Callable[..., PostgresBackend]
+
+
+def new_run(workflow_id: str = "run-1") -> NewRun:
+    """A run of a three-step workflow."""
+    return NewRun(
+        workflow_id=workflow_id,
+        workflow_name="orders",
+        workflow_version="1",
+        input='{"x": 1}',
+        correlation_id=f"corr-{workflow_id}",
+        step_names=("a", "b", "c"),
+    )
+
+
+def complete_a(workflow_id: str = "run-1", epoch: int = 1) -> Checkpoint:
+    """The checkpoint of step a completing."""
+    step = StepRecord("a", StepState.COMPLETED, attempts=1, result='"ok"', completion_order=1)
+    return Checkpoint(workflow_id, epoch, (step,), RunState.RUNNING, None, None, None, at=T0 + 1)
+
+
+def query(url: str, sql: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a short-lived connection of the test's own (not tagged "conveyor")."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        return connection.execute(sql, params).fetchall()
+
+
+def conveyor_sessions(database: PostgresDatabase, condition: str = "true") -> int:
+    """How many sessions tagged "conveyor" are on the test's database (and meet ``condition``)."""
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = 'conveyor' AND "
+        + condition
+    )
+    return int(query(database.server, sql, (database.name,))[0][0])
+
+
+def chain_text(error: BaseException | None) -> str:
+    """The messages of ``error`` and of every exception chained to it."""
+    texts = []
+    while error is not None:
+        texts.append(f"{type(error).__name__}: {error} {error.args!r}")
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return "\n".join(texts)
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` (a query) until it holds, failing after the deadline."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting until {what}"
+
+
+@pytest.fixture
+def open_backend() -> Iterator[OpenBackend]:
+    """Open PostgresBackend objects; every one is closed after the test."""
+    opened: list[PostgresBackend] = []
+
+    def open_one(url: str, **options: Any) -> PostgresBackend:
+        backend = PostgresBackend(url, **options)
+        opened.append(backend)
+        return backend
+
+    yield open_one
+    for backend in opened:
+        backend.close()
+
+
+# --- lost connections ------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_next_call_after_every_session_was_terminated_succeeds(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """After pg_terminate_backend of all the backend's sessions, the next calls get fresh connections."""
+    backend = open_backend(postgres_database.url, min_connections=2)
+    backend.start_run(new_run(), owner="inline", now=T0)
+    assert conveyor_sessions(postgres_database) >= 1
+
+    assert terminate_sessions(postgres_database.server, postgres_database.name) >= 1
+
+    backend.record_checkpoint(complete_a())
+    loaded = backend.load_run("run-1")
+    assert loaded is not None
+    assert loaded.steps["a"].state is StepState.COMPLETED
+    assert backend.submit_run(new_run("run-2"), now=T0)[1] is True
+
+
+@pytest.mark.postgres
+def test_call_whose_connection_dies_mid_flight_raises_backend_error_and_a_retry_works(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """A checkpoint waiting on a row lock when its session is killed raises BackendError; a retry succeeds."""
+    backend = open_backend(postgres_database.url)
+    backend.start_run(new_run(), owner="inline", now=T0)
+    with ThreadPoolExecutor(max_workers=1) as pool, psycopg.connect(postgres_database.url) as locker:
+        locker.execute("SELECT 1 FROM conveyor_runs WHERE workflow_id = 'run-1' FOR UPDATE")
+        pending = pool.submit(backend.record_checkpoint, complete_a())
+        wait_until(
+            lambda: conveyor_sessions(postgres_database, "wait_event_type = 'Lock'") == 1,
+            "the checkpoint waits for the row lock",
+        )
+
+        terminate_sessions(postgres_database.server, postgres_database.name)
+
+        with pytest.raises(BackendError, match="failed to record a checkpoint") as raised:
+            pending.result(timeout=DEADLINE_SECONDS)
+        assert isinstance(raised.value.__cause__, psycopg.OperationalError)
+        locker.rollback()
+
+    backend.record_checkpoint(complete_a())
+    loaded = backend.load_run("run-1")
+    assert loaded is not None
+    assert loaded.steps["a"].state is StepState.COMPLETED
+
+
+@pytest.mark.postgres
+def test_listening_connection_recovers_after_being_terminated(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """wait_for_work reconnects and LISTENs again after its session was killed, and then wakes on work."""
+    backend = open_backend(postgres_database.url)
+    assert backend.wait_for_work(0.05) is False
+    assert backend.now() > 0
+    assert terminate_sessions(postgres_database.server, postgres_database.name) >= 2  # pool + listener
+
+    woken = threading.Event()
+
+    def submit_until_woken() -> None:
+        for n in range(100_000):
+            if woken.is_set():
+                return
+            backend.submit_run(new_run(f"run-{n}"), now=T0)
+
+    submitter = threading.Thread(target=submit_until_woken)
+    submitter.start()
+    try:
+        result = backend.wait_for_work(DEADLINE_SECONDS)
+    finally:
+        woken.set()
+        submitter.join(timeout=30)
+
+    assert result is True
+
+
+@pytest.mark.postgres
+def test_a_submit_through_another_backend_wakes_a_worker_that_claimed_nothing(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """A worker that found nothing to claim is woken by a submit made after its claim, from elsewhere."""
+    worker = open_backend(postgres_database.url)
+    client = open_backend(postgres_database.url)
+    assert worker.claim_runs(owner="worker-1", limit=10, lease_seconds=60, max_recoveries=3) == []
+
+    client.submit_run(new_run(), now=T0)
+    started = time.monotonic()
+
+    assert worker.wait_for_work(DEADLINE_SECONDS) is True
+    assert time.monotonic() - started < 2
+    claimed = worker.claim_runs(owner="worker-1", limit=1, lease_seconds=60, max_recoveries=3)
+    assert [record.workflow_id for record in claimed] == ["run-1"]
+
+
+# --- migrations ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
+    empty_postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """Two backends migrating one empty database together: one applies version 1, the other nothing."""
+    backends = [open_backend(empty_postgres_database.url) for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=DEADLINE_SECONDS)
+
+    def migrate(backend: PostgresBackend) -> list[int]:
+        barrier.wait()
+        return backend.migrate()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        applied = list(pool.map(migrate, backends))
+
+    assert sorted(applied) == [[], [1]]
+    assert query(empty_postgres_database.url, "SELECT version, name FROM conveyor_migrations") == [
+        (1, "initial")
+    ]
+
+
+@pytest.mark.postgres
+def test_first_use_migrates_a_fresh_database_also_from_two_backends_at_once(
+    empty_postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """Without migrate(), the first calls of two backends on an empty database both work."""
+    backends = [open_backend(empty_postgres_database.url) for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=DEADLINE_SECONDS)
+
+    def start(index: int) -> bool:
+        barrier.wait()
+        return backends[index].start_run(new_run(f"run-{index}"), owner="inline", now=T0)[1]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        created = list(pool.map(start, range(2)))
+
+    assert created == [True, True]
+    assert query(empty_postgres_database.url, "SELECT version FROM conveyor_migrations") == [(1,)]
+    assert backends[0].migrate() == []
+
+
+@pytest.mark.postgres
+def test_schema_has_the_partial_index_for_ready_runs(postgres_database: PostgresDatabase) -> None:
+    """The ready-runs index covers only runs that are not final."""
+    [(definition,)] = query(
+        postgres_database.url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'conveyor_runs_ready'"
+    )
+
+    assert "WHERE (state = ANY (ARRAY['pending'::text, 'running'::text, 'compensating'::text]))" in definition
+
+
+# --- durability ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_non_durable_start_turns_synchronous_commit_off_for_its_own_transaction_only(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durable=False runs SET LOCAL synchronous_commit = off; the connection is back to "on" afterwards."""
+    backend = open_backend(postgres_database.url, min_connections=1, max_connections=1)
+    statements: list[str] = []
+    execute = psycopg.Cursor.execute
+
+    def recording_execute(cursor: psycopg.Cursor[Any], statement: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(statement))
+        return execute(cursor, statement, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", recording_execute)
+
+    backend.start_run(new_run("durable"), owner="inline", now=T0)
+    durable_statements, statements[:] = list(statements), []
+    backend.start_run(new_run("relaxed"), owner="inline", now=T0, durable=False)
+
+    assert "SET LOCAL synchronous_commit = off" not in durable_statements
+    assert next(statement for statement in statements if statement) == "SET LOCAL synchronous_commit = off"
+    with backend._pool.connection() as connection:  # the only connection: the one that ran both
+        assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    assert backend.load_run("relaxed") is not None
+
+
+# --- errors and lifetime -----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_errors_name_the_database_and_what_failed_but_never_the_password(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """A database that does not exist raises BackendError naming it; the URL's password appears nowhere."""
+    url = psycopg.conninfo.make_conninfo(
+        postgres_database.server, dbname="conveyor_test_missing", password="s3cret-pw"
+    )
+    backend = open_backend(url, connect_timeout_seconds=3)
+
+    with pytest.raises(BackendError) as raised:
+        backend.load_run("run-1")
+
+    message = str(raised.value)
+    assert "conveyor_test_missing" in message
+    assert "apply schema migrations" in message
+    assert isinstance(raised.value.__cause__, psycopg.Error)
+    assert "s3cret-pw" not in chain_text(raised.value)
+    assert "s3cret-pw" not in repr(backend)
+
+
+def test_a_url_that_is_not_a_conninfo_raises_invalid_argument_without_echoing_it() -> None:
+    """An unparseable URL raises InvalidArgumentError, and the URL (password and all) is not repeated."""
+    with pytest.raises(InvalidArgumentError) as raised:
+        PostgresBackend("host=x password=s3cret-pw dbname")
+
+    assert "s3cret-pw" not in chain_text(raised.value)
+    assert raised.value.__suppress_context__ is True
+
+
+@pytest.mark.postgres
+def test_close_releases_every_session_and_later_calls_raise_backend_error(
+    postgres_database: PostgresDatabase,
+) -> None:
+    """After close() the backend's sessions go away and its calls raise BackendError."""
+    backend = PostgresBackend(postgres_database.url, min_connections=2)
+    backend.start_run(new_run(), owner="inline", now=T0)
+    backend.wait_for_work(0.01)
+
+    backend.close()
+
+    wait_until(lambda: conveyor_sessions(postgres_database) == 0, "the closed backend's sessions are gone")
+    with pytest.raises(BackendError):
+        backend.load_run("run-1")
+    assert backend.wait_for_work(0.01) is False
+
+
+def test_a_missing_server_skips_the_test_but_fails_it_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without CONVEYOR_TEST_POSTGRES_URL PostgreSQL tests skip, except under CI=true, where they fail."""
+    monkeypatch.delenv(postgres_support.URL_VARIABLE, raising=False)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match=postgres_support.URL_VARIABLE):
+        postgres_support.server_url()
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="cannot run in CI"):
+        postgres_support.server_url()
+
+
+def test_constructing_without_psycopg_says_which_extra_to_install() -> None:
+    """Where psycopg cannot be imported, `import conveyor` works and PostgresBackend names the extra."""
+    script = (
+        "import sys\n"
+        "sys.modules['psycopg'] = None\n"
+        "sys.modules['psycopg_pool'] = None\n"
+        "import conveyor\n"
+        "from conveyor import ConfigurationError, PostgresBackend\n"
+        "try:\n"
+        "    PostgresBackend('postgresql://localhost/x')\n"
+        "except ConfigurationError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "conveyor[postgres]"' in done.stdout
