@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass
 from typing import LiteralString, NoReturn
 
@@ -56,7 +57,10 @@ def server_url() -> str:
 
 
 def database_url(server: str, database: str) -> str:
-    """``server``'s URL, naming ``database`` instead of its own."""
+    """``server``'s URL, naming ``database`` instead of its own (a URL stays a URL, for --backend)."""
+    parts = urlsplit(server)
+    if parts.scheme in ("postgresql", "postgres"):
+        return urlunsplit(parts._replace(path=f"/{database}"))
     from psycopg.conninfo import make_conninfo
 
     return make_conninfo(server, dbname=database)

@@ -22,13 +22,18 @@ sys.path.insert(0, str(HERE))
 
 import worker_app  # noqa: E402
 
+from postgres_support import PostgresDatabase, terminate_sessions  # noqa: E402
+
 WORKER_COMMAND = (sys.executable, "-m", "conveyor.cli", "-v", "worker", "--import", "worker_app")
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A fresh SQLite database URL in the test's own folder."""
-    return f"sqlite:///{tmp_path / 'workers.db'}"
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database the workers share: a SQLite file, or a PostgreSQL database of the test's own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'workers.db'}"
+    database: PostgresDatabase = request.getfixturevalue("postgres_database")
+    return database.url
 
 
 def spawn_worker(url: str, log: Path, *extra: str, **env: str) -> subprocess.Popen[str]:
@@ -62,16 +67,16 @@ def count_completed(backend: Any, ids: list[str]) -> int:
     return sum(get_workflow_status(run, backend).state is RunState.COMPLETED for run in ids)
 
 
-def test_three_workers_share_300_runs_while_one_is_killed(sqlite_url: str, tmp_path: Path) -> None:
+def test_three_workers_share_300_runs_while_one_is_killed(database_url: str, tmp_path: Path) -> None:
     """Every run completes, no completed step runs twice, and the victim's runs resume within TTL + 1 s."""
     log = tmp_path / "steps.log"
-    backend = open_backend(sqlite_url)
+    backend = open_backend(database_url)
     ids = [f"order-{n}" for n in range(300)]
     for run in ids:
         start_workflow(worker_app.ORDERS, run, {"id": run}, backend)
     lease = 1.0
     options = ("--concurrency", "4", "--lease-seconds", str(lease), "--poll-interval-seconds", "1")
-    workers = [spawn_worker(sqlite_url, log, *options) for _ in range(3)]
+    workers = [spawn_worker(database_url, log, *options) for _ in range(3)]
     try:
         wait_until(lambda: count_completed(backend, ids) >= 60, 60, "60 completed runs")
         victim = workers[0]
@@ -103,12 +108,12 @@ def test_three_workers_share_300_runs_while_one_is_killed(sqlite_url: str, tmp_p
     backend.close()
 
 
-def test_sigterm_lets_the_step_in_flight_finish(sqlite_url: str, tmp_path: Path) -> None:
+def test_sigterm_lets_the_step_in_flight_finish(database_url: str, tmp_path: Path) -> None:
     """A worker told to stop mid-step finishes the step, records it, and exits cleanly."""
     log = tmp_path / "steps.log"
-    backend = open_backend(sqlite_url)
+    backend = open_backend(database_url)
     start_workflow(worker_app.SLOW, "slow-1", {}, backend)
-    worker = spawn_worker(sqlite_url, log, "--grace-seconds", "10")
+    worker = spawn_worker(database_url, log, "--grace-seconds", "10")
     wait_until(lambda: log.exists() and "slow start" in log.read_text(), 20, "the step to start")
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(20) == 0
@@ -119,17 +124,17 @@ def test_sigterm_lets_the_step_in_flight_finish(sqlite_url: str, tmp_path: Path)
     backend.close()
 
 
-def test_a_run_that_kills_every_worker_is_dead_lettered(sqlite_url: str, tmp_path: Path) -> None:
+def test_a_run_that_kills_every_worker_is_dead_lettered(database_url: str, tmp_path: Path) -> None:
     """After max_recoveries recoveries the run is set aside as dead_lettered, saying why."""
     log = tmp_path / "steps.log"
-    backend = open_backend(sqlite_url)
+    backend = open_backend(database_url)
     start_workflow(worker_app.CRASHING, "doomed", {}, backend)
     options = ("--until-idle", "--lease-seconds", "0.2", "--max-recoveries", "2")
     for _ in range(6):
         if get_workflow_status("doomed", backend).state is RunState.DEAD_LETTERED:
             break
         time.sleep(0.25)  # let the dead worker's lease expire
-        spawn_worker(sqlite_url, log, *options).wait(20)
+        spawn_worker(database_url, log, *options).wait(20)
     status = get_workflow_status("doomed", backend)
     assert status.state is RunState.DEAD_LETTERED
     assert len(read_log(log)) == 3  # the first claim and two recoveries
@@ -138,4 +143,73 @@ def test_a_run_that_kills_every_worker_is_dead_lettered(sqlite_url: str, tmp_pat
     assert error.step_name == "crash"
     assert error.error_type == "DeadLettered"
     assert "died 3 times" in error.message
+    backend.close()
+
+
+def test_a_paused_worker_cannot_commit_over_the_worker_that_took_its_run(
+    database_url: str, tmp_path: Path
+) -> None:
+    """SIGSTOP past the lease: another worker takes the run over; after SIGCONT the first one's write is
+    refused, and counted."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(database_url)
+    start_workflow(worker_app.SLOW, "paused-1", {}, backend)
+    options = ("--concurrency", "1", "--lease-seconds", "0.5", "--poll-interval-seconds", "0.2")
+    paused = spawn_worker(database_url, log, *options)
+    wait_until(lambda: log.exists() and "slow start" in log.read_text(), 20, "the step to start")
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.0)  # the paused worker's lease (0.5 s) runs out
+        taker = spawn_worker(database_url, log, *options)
+        wait_until(lambda: get_workflow_status("paused-1", backend).is_completed(), 30, "the takeover")
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    wait_until(lambda: _done_by(log, paused.pid), 20, "the paused worker's step to end")
+    time.sleep(0.3)  # let the resumed worker try (and fail) to record its step
+    for worker in (paused, taker):
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
+    output = (tmp_path / "workers.out").read_text()
+    stats = [
+        line for line in output.splitlines() if "stopped: WorkerStats" in line and f":{paused.pid}:" in line
+    ]
+    assert len(stats) == 1
+    assert "leases_lost=1" in stats[0]
+    status = get_workflow_status("paused-1", backend)
+    assert status.output() == "slow done"
+    assert status.recoveries == 1
+    backend.close()
+
+
+def _done_by(log: Path, pid: int) -> bool:
+    return any(row[0] == pid and row[3] == "done" for row in read_log(log))
+
+
+def test_workers_survive_their_connections_being_killed(
+    postgres_database: PostgresDatabase, tmp_path: Path
+) -> None:
+    """pg_terminate_backend on every conveyor connection mid-run: all 200 runs complete, and new work is
+    picked up through LISTEN/NOTIFY again, long before the 30 s fallback poll."""
+    log = tmp_path / "steps.log"
+    url = postgres_database.url
+    backend = open_backend(url)
+    ids = [f"order-{n}" for n in range(200)]
+    for run in ids:
+        start_workflow(worker_app.ORDERS, run, {"id": run}, backend)
+    options = ("--concurrency", "4", "--lease-seconds", "2", "--poll-interval-seconds", "30")
+    workers = [spawn_worker(url, log, *options, STEP_SECONDS="0.005") for _ in range(2)]
+    try:
+        wait_until(lambda: count_completed(backend, ids) >= 40, 60, "40 completed runs")
+        assert terminate_sessions(postgres_database.server, postgres_database.name) > 0
+        wait_until(lambda: count_completed(backend, ids) == 200, 90, "all 200 runs to complete")
+        time.sleep(0.5)  # the workers are idle, waiting on LISTEN
+        started = time.monotonic()
+        start_workflow(worker_app.ORDERS, "late", {"id": "late"}, backend)
+        wait_until(lambda: get_workflow_status("late", backend).is_completed(), 10, "the late run")
+        assert time.monotonic() - started < 5
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        exits = [worker.wait(30) for worker in workers]
+    assert exits == [0, 0]
     backend.close()

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 _LEASED_UNTIL, _STEPS = 15, 16  # positions after the run's columns in the rows the queries return
 
 
+_TRANSIENT_RETRIES = 3
+"""Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
+
+
 class PostgresBackend:
     """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
 
@@ -218,6 +222,17 @@ class PostgresBackend:
         if not checkpoints:
             return set()
         ordered = sorted(checkpoints, key=lambda checkpoint: checkpoint.workflow_id)
+        for attempt in range(_TRANSIENT_RETRIES):
+            try:
+                return self._write_checkpoints(ordered)
+            except BackendError as exc:
+                transient = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                if not transient or attempt == _TRANSIENT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _write_checkpoints(self, ordered: Sequence[Checkpoint]) -> set[str]:
+        """One try at :meth:`record_checkpoints`: the whole transaction is rolled back if it fails."""
         with self._cursor("record checkpoints") as cursor:
             updates = [_run_update(checkpoint) for checkpoint in ordered]
             cursor.executemany(self._queries["write_run"], updates, returning=True)

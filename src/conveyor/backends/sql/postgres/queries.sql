@@ -98,11 +98,21 @@ UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
 
 -- name: extend_leases
 -- Renew the leases the owner still holds at the epoch it claimed them with; return those renewed.
+-- The rows are locked in workflow_id order first, the order every writer of several runs uses, so that a
+-- renewal and a batch of checkpoints can never deadlock.
+WITH held AS (
+    SELECT r.workflow_id
+      FROM conveyor_runs AS r
+      JOIN unnest(%(workflow_ids)s::text[], %(epochs)s::integer[]) AS lease (workflow_id, epoch)
+        ON r.workflow_id = lease.workflow_id AND r.epoch = lease.epoch
+     WHERE r.owner = %(owner)s AND r.lease_expires_at IS NOT NULL
+     ORDER BY r.workflow_id
+       FOR UPDATE OF r
+)
 UPDATE conveyor_runs AS r
    SET lease_expires_at = extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s
-  FROM unnest(%(workflow_ids)s::text[], %(epochs)s::integer[]) AS held (workflow_id, epoch)
- WHERE r.workflow_id = held.workflow_id AND r.epoch = held.epoch AND r.owner = %(owner)s
-   AND r.lease_expires_at IS NOT NULL
+  FROM held
+ WHERE r.workflow_id = held.workflow_id
 RETURNING r.workflow_id
 
 -- name: release_run
