@@ -1,0 +1,67 @@
+"""The ``conveyor`` command: migrate, status, and clear errors for bad arguments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conveyor import Flow, SqliteBackend, run_durable_workflow, task
+from conveyor.cli import main
+from postgres_support import PostgresDatabase
+
+
+@task
+def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+def test_status_prints_a_run_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`conveyor status ID` prints the run's state, output and steps."""
+    database = tmp_path / "c.db"
+    with SqliteBackend(database) as backend:
+        run_durable_workflow(Flow("greet").then(greet).build(), "g-1", "ada", backend)
+    assert main(["status", "g-1", "--backend", f"sqlite:///{database}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["state"] == "completed"
+    assert printed["output"] == "hello ada"
+    assert [step["name"] for step in printed["steps"]] == ["greet"]
+
+
+def test_status_of_an_unknown_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown workflow_id exits 1 with a message naming it."""
+    assert main(["status", "nope", "--backend", f"sqlite:///{tmp_path / 'c.db'}"]) == 1
+    assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_an_unknown_backend_url_exits_2_naming_the_url(capsys: pytest.CaptureFixture[str]) -> None:
+    """A backend URL of an unknown kind is refused before anything happens."""
+    assert main(["status", "x", "--backend", "mysql://db"]) == 2
+    assert "unknown backend URL 'mysql://db'" in capsys.readouterr().err
+
+
+def test_migrate_creates_the_schema_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`conveyor migrate` on a new SQLite file creates it, and says the schema is up to date."""
+    database = tmp_path / "new.db"
+    assert main(["migrate", "--backend", f"sqlite:///{database}"]) == 0
+    assert database.exists()
+    assert "schema is up to date" in capsys.readouterr().out
+
+
+def test_migrate_creates_the_schema_on_postgres(
+    empty_postgres_database: PostgresDatabase, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`conveyor migrate` on an empty PostgreSQL database creates conveyor's tables."""
+    import psycopg
+
+    assert main(["migrate", "--backend", empty_postgres_database.url]) == 0
+    with psycopg.connect(empty_postgres_database.url) as connection:
+        tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables")}
+    assert {"conveyor_runs", "conveyor_steps", "conveyor_migrations"} <= tables
+
+
+def test_a_worker_without_workflows_is_refused(tmp_path: Path) -> None:
+    """`conveyor worker --import` of a module with no workflows exits with a message."""
+    with pytest.raises(SystemExit, match="no workflows found in json"):
+        main(["worker", "--backend", f"sqlite:///{tmp_path / 'c.db'}", "--import", "json"])
