@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
+
+
+class ClosesOnExit:
+    """Makes a backend a context manager: ``with SqliteBackend(path) as backend:`` closes it at the end."""
+
+    def close(self) -> None:
+        """Release what the backend holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 @runtime_checkable

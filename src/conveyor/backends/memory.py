@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
+from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_STATE_TEXT,
@@ -30,7 +31,7 @@ _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes 
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
 
 
-class InMemoryBackend:
+class InMemoryBackend(ClosesOnExit):
     """Keeps runs in memory; nothing survives the process. Safe to share between threads."""
 
     def __init__(self, *, time_source: Callable[[], float] = time.time) -> None:
@@ -330,12 +331,6 @@ class InMemoryBackend:
             self._recorded_steps.clear()
             self._leases.clear()
             self._active.clear()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<InMemoryBackend runs={len(self._fixed)}>"

@@ -16,10 +16,11 @@ import math
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.postgres_sql import apply_migrations, queries
 from conveyor.backends.rows import dead_letter_failure, failure_to_text, run_from_rows, step_to_row
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
@@ -50,7 +51,7 @@ _TRANSIENT_RETRIES = 3
 """Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
 
 
-class PostgresBackend:
+class PostgresBackend(ClosesOnExit):
     """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
 
     ``url`` is a ``postgresql://`` URL or a libpq conninfo string. Calls borrow a connection from a pool of
@@ -382,12 +383,6 @@ class PostgresBackend:
             self._ready = True  # never migrate again: the pool below refuses every call
         self._listener.close()
         self._pool.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self._where.removeprefix('PostgreSQL at ')}>"

@@ -14,10 +14,11 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import orjson
 
+from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.rows import (
     RUN_COLUMNS,
     STEP_COLUMNS,
@@ -115,7 +116,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class SqliteBackend:
+class SqliteBackend(ClosesOnExit):
     """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use."""
 
     def __init__(
@@ -386,12 +387,6 @@ class SqliteBackend:
         """Close the database connection."""
         with self._lock:
             self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}>"
