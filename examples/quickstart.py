@@ -70,17 +70,13 @@ def reserve(order: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
 @task
 def confirm(results: dict[str, Any]) -> str:
     """Join the branches: the order is paid and its stock is held."""
-    return f"paid {results['charge']['amount_cents'] / 100:.2f}, holding {results['reserve']['reservation_id']}"
+    return (
+        f"paid {results['charge']['amount_cents'] / 100:.2f}, holding {results['reserve']['reservation_id']}"
+    )
 
 
 CHECKOUT = (
-    Flow("checkout", version="1")
-    .then(validate)
-    .fork()
-    .branch(charge)
-    .branch(reserve)
-    .join(confirm)
-    .build()
+    Flow("checkout", version="1").then(validate).fork().branch(charge).branch(reserve).join(confirm).build()
 )
 
 

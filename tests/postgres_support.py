@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass
 from typing import LiteralString, NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
