@@ -75,6 +75,11 @@ class TypedCodec:
             pydantic.TypeAdapter(annotation) if needs_adapter(annotation) else None
         )
 
+    @property
+    def converts(self) -> bool:
+        """Whether decoding goes beyond plain JSON values (and so may fail to fit the declared type)."""
+        return self._adapter is not None
+
     def decode(self, text: str) -> Any:
         """Decode ``text`` into the declared type; raises ``pydantic.ValidationError`` if it does not fit."""
         if self._adapter is None:

@@ -46,18 +46,19 @@ def failure_from_text(text: str | bytes | None) -> Failure | None:
 
 def step_to_row(record: StepRecord) -> StepRow:
     """The row that stores ``record``."""
+    error, compensation_error = record.error, record.compensation_error
     return (
         record.name,
         STEP_STATE_TEXT[record.state],
         record.attempts,
         record.result,
-        failure_to_text(record.error),
+        None if error is None else failure_to_text(error),
         record.next_attempt_at,
         record.started_at,
         record.finished_at,
         record.completion_order,
         record.compensation_attempts,
-        failure_to_text(record.compensation_error),
+        None if compensation_error is None else failure_to_text(compensation_error),
     )
 
 

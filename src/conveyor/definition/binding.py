@@ -85,6 +85,10 @@ class FromPrevious:
         source = self.source
         if parameter is None:
             return lambda _input, _results: ((), {})
+        if not parameter.codec.converts:  # plain JSON values: nothing can fail to fit, so decode directly
+            if source is None:
+                return lambda workflow_input, _results: ((orjson.loads(workflow_input),), {})
+            return lambda _input, results: ((orjson.loads(results[source]),), {})
         if source is None:
             return lambda workflow_input, _results: (
                 (decode_argument(parameter, workflow_input, step_name),),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from conveyor.definition.task import StepContext
 from conveyor.errors import ConveyorError
 
-current_step_context: ContextVar[StepContext] = ContextVar("conveyor_step_context")
+current_step_context: ContextVar[StepContext | Callable[[], StepContext]] = ContextVar(
+    "conveyor_step_context"
+)
+"""The running step's context, or a function that builds it on demand (the driver's cheap default)."""
 
 
 def current_context() -> StepContext:
@@ -16,11 +20,12 @@ def current_context() -> StepContext:
     Raises :class:`~conveyor.errors.ConveyorError` when called outside a step.
     """
     try:
-        return current_step_context.get()
+        context = current_step_context.get()
     except LookupError:
         raise ConveyorError(
             "current_context() was called outside a running step; call it from inside a task"
         ) from None
+    return context if isinstance(context, StepContext) else context()
 
 
 def set_context(context: StepContext) -> object:

@@ -56,6 +56,7 @@ class RunDriver:
         self.record_checkpoint = record_checkpoint or backend.record_checkpoint
         """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
         self.release_on_wait = False
+        self._inline_spec: StepSpec | None = None
         self.waiting_until: float | None = None
         """Set when the drive stopped early to wait for a timer (see ``release_on_wait``)."""
         self.errors: dict[str, BaseException] = {}
@@ -167,6 +168,11 @@ class RunDriver:
             generation=run.generation,
         )
 
+    def _inline_context(self) -> StepContext:
+        spec = self._inline_spec
+        assert spec is not None
+        return self._context(spec, self.run.steps[spec.name].attempts + 1)
+
     def _succeeded(self, spec: StepSpec, value: Any, started: float) -> Checkpoint:
         finished = self.clock.now()
         timeout = spec.timeout_seconds
@@ -196,12 +202,13 @@ class RunDriver:
 
     def _attempt_inline(self, spec: StepSpec, started: float) -> Checkpoint:
         shape = spec.task.shape
-        context = self._context(spec, self.run.steps[spec.name].attempts + 1)
-        token = current_step_context.set(context)
+        # The context is built only if the step asks for it (most steps never do).
+        self._inline_spec = spec
+        token = current_step_context.set(self._inline_context)
         try:
             args, kwargs = spec.build_arguments(self.run.input, self.results)
             if shape.context_parameter is not None:
-                kwargs[shape.context_parameter] = context
+                kwargs[shape.context_parameter] = self._inline_context()
             value = shape.fn(*args, **kwargs)
         except Exception as exc:
             return self._failed(spec, exc, started)
