@@ -65,3 +65,45 @@ def test_a_worker_without_workflows_is_refused(tmp_path: Path) -> None:
     """`conveyor worker --import` of a module with no workflows exits with a message."""
     with pytest.raises(SystemExit, match="no workflows found in json"):
         main(["worker", "--backend", f"sqlite:///{tmp_path / 'c.db'}", "--import", "json"])
+
+
+def test_start_by_name_then_a_worker_runs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conveyor start NAME` records a run; `conveyor worker --until-idle` runs it; `--wait` reports it."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
+    monkeypatch.setenv("WORKER_LOG", str(tmp_path / "steps.log"))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    common = ["--backend", url, "--import", "worker_app"]
+    assert main(["start", "orders", *common, "--input", '{"id": "o-1"}', "--workflow-id", "cli-1"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "pending"
+    assert main(["worker", *common, "--until-idle"]) == 0
+    assert main(["start", "orders", *common, "--workflow-id", "cli-1", "--wait", "--timeout", "5"]) == 0
+    finished = json.loads(capsys.readouterr().out)
+    assert finished["state"] == "completed"
+    assert finished["output"] == "confirmed o-1"
+
+
+def test_start_of_an_unknown_workflow_names_the_known_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown workflow name exits 1, listing the workflows that were found."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["start", "nope", "--backend", url, "--import", "worker_app"]) == 1
+    error = capsys.readouterr().err
+    assert "no workflow 'nope' was found" in error
+    assert "orders v1" in error
+
+
+def test_start_with_input_that_is_not_json_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--input must be JSON; otherwise the error names the argument and nothing is recorded."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    common = ["--backend", url, "--import", "worker_app"]
+    assert main(["start", "orders", *common, "--input", "{oops", "--workflow-id", "bad-1"]) == 1
+    assert "--input is not JSON" in capsys.readouterr().err
+    assert main(["status", "bad-1", "--backend", url]) == 1
+    assert "no run 'bad-1'" in capsys.readouterr().err

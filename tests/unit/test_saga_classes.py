@@ -731,3 +731,41 @@ def test_abstract_base_classes_are_not_workflows() -> None:
     with pytest.raises(DefinitionError, match="Base is not a workflow"):
         Base.run(value=1)
     assert Concrete.run(value=1).step_results == {"first": 2}
+
+
+def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None:
+    """With asynchronous = True, run() records the run and returns at once; a worker executes it."""
+    from conveyor import InMemoryBackend, Worker
+    from conveyor.definition.saga import SagaHandle
+
+    class Greeting(Saga, registry=None):
+        asynchronous = True
+
+        @step
+        def greet(self, name: str) -> dict[str, str]:
+            return {"greeting": f"hello {name}"}
+
+    backend = InMemoryBackend()
+    handle = Greeting.run(name="ada", backend=backend, workflow_id="greet-1")
+    assert isinstance(handle, SagaHandle)
+    assert handle.status == "running"
+    assert handle.result is None
+    Worker(backend, [Greeting.workflow]).run(until_idle=True)
+    assert handle.status == "success"
+    result = handle.wait(timeout=5)
+    assert result.step_results["greet"] == {"greeting": "hello ada"}
+    assert handle.error is None
+
+
+def test_an_asynchronous_saga_needs_a_backend() -> None:
+    """Without a backend there is nowhere for workers to find the run: a clear error says so."""
+
+    class Lonely(Saga, registry=None):
+        asynchronous = True
+
+        @step
+        def alone(self, name: str) -> str:
+            return name
+
+    with pytest.raises(DefinitionError, match="Lonely is asynchronous: pass the backend"):
+        Lonely.run(name="x")

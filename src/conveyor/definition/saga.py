@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from conveyor.core.records import Failure
     from conveyor.core.states import RunState
     from conveyor.engine.clock import Clock
+    from conveyor.engine.handles import RunHandle
     from conveyor.engine.status import WorkflowStatus
 
 
@@ -230,6 +231,45 @@ class SagaResult:
         return f"<SagaResult {self.workflow_id!r} {self.state.value}>"
 
 
+class SagaHandle:
+    """A saga run handed to workers (``asynchronous = True``): check on it later, or wait for it.
+
+    ``status`` is ``"running"`` until the run ends, then ``"success"`` or ``"failed"``; ``result`` is the
+    :class:`SagaResult` once it ended (else ``None``) and ``error`` its failure.
+    """
+
+    def __init__(self, handle: RunHandle, workflow: Workflow) -> None:
+        self.handle = handle
+        self.workflow_id = handle.workflow_id
+        self._workflow = workflow
+
+    @property
+    def status(self) -> str:
+        """``"running"``, ``"success"`` or ``"failed"``, as the run stands now."""
+        current = self.handle.status()
+        if current.is_running():
+            return "running"
+        return "success" if current.is_completed() else "failed"
+
+    @property
+    def result(self) -> SagaResult | None:
+        """How the run ended, or ``None`` while it runs."""
+        current = self.handle.status()
+        return None if current.is_running() else SagaResult(current, self._workflow)
+
+    @property
+    def error(self) -> Failure | None:
+        """The failure that ended the run, or ``None``."""
+        return self.handle.status().error()
+
+    def wait(self, timeout: float | None = None) -> SagaResult:
+        """Wait until the run ends (at most ``timeout`` seconds) and return how it ended."""
+        return SagaResult(self.handle.wait(timeout), self._workflow)
+
+    def __repr__(self) -> str:
+        return f"<SagaHandle {self.workflow_id!r}>"
+
+
 class Saga:
     """Subclass it to declare a workflow; see the module documentation.
 
@@ -247,6 +287,8 @@ class Saga:
     input_schema: ClassVar[Any] = None
     retry_defaults: ClassVar[RetryPolicy | None] = None
     compensation_retry_defaults: ClassVar[RetryPolicy | None] = None
+    asynchronous: ClassVar[bool] = False
+    """When True (seed 000's ``async true``), ``run`` records the run for workers and returns a handle."""
 
     def __init_subclass__(
         cls, *, abstract: bool = False, registry: Registry | None = default_registry, **kwargs: Any
@@ -276,8 +318,11 @@ class Saga:
         clock: Clock | None = None,
         correlation_id: str | None = None,
         **fields: Any,
-    ) -> SagaResult:
+    ) -> Any:
         """Run the workflow with the input ``fields`` (or the mapping ``inputs``) and wait for its end.
+
+        With ``asynchronous = True`` on the class, record the run in ``backend`` for a worker to execute
+        instead, and return a :class:`SagaHandle` at once.
 
         In memory unless ``backend`` is given; with a backend the run is durable, identified by
         ``workflow_id`` (a new id when none is given). Raises :class:`~conveyor.errors.InvalidInputError`
@@ -290,6 +335,21 @@ class Saga:
         workflow = cls._compiled()
         if inputs is not None and not isinstance(inputs, Mapping):
             raise DefinitionError(f"{cls.__name__}.run() takes keyword fields or a mapping, not {inputs!r}")
+        if cls.asynchronous:
+            from conveyor.engine.handles import start_workflow
+
+            if backend is None:
+                raise DefinitionError(
+                    f"{cls.__name__} is asynchronous: pass the backend its workers read (backend=...)"
+                )
+            handle = start_workflow(
+                workflow,
+                workflow_id if workflow_id is not None else f"{workflow.name}-{uuid.uuid4().hex}",
+                {**(inputs or {}), **fields},
+                backend,
+                correlation_id=correlation_id,
+            )
+            return SagaHandle(handle, workflow)
         status = run_durable_workflow(
             workflow,
             workflow_id if workflow_id is not None else f"{workflow.name}-{uuid.uuid4().hex}",
