@@ -254,3 +254,18 @@ def test_validation_failure_is_reported_by_status(namespace: dict[str, Any]) -> 
         namespace,
     )
     assert output == "True validate_order Invalid amount: must be positive\n"
+
+
+def as_postgres(block: str) -> str:
+    """The seed's own PostgreSQL spelling of a block: PostgresBackend in place of SqliteBackend."""
+    return block.replace("SqliteBackend", "PostgresBackend")
+
+
+def test_the_postgres_blocks_run_unchanged_against_postgres(postgres_database: Any) -> None:
+    """Seed 003's PostgresBackend blocks, with only the connection URL changed, print what they promise."""
+    namespace: dict[str, Any] = {"__name__": "__main__", "DATABASE": postgres_database.url}
+    run_block(TASKS + SEQUENTIAL + DURABLE + FORK, namespace)
+    assert run_block(as_postgres(PRODUCTION_BACKEND), namespace) == ""
+    assert run_block(QUERY_STATUS, namespace) == "Done: Order complete: paid=True, stock=True\n"
+    fresh = {"__name__": "__main__", "DATABASE": postgres_database.url}
+    assert run_block(as_postgres(COMPLETE_EXAMPLE), fresh) == "Order complete: paid=True, stock=True\n"

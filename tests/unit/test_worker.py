@@ -142,3 +142,31 @@ def test_an_inline_run_with_a_live_worker_lease_is_waited_on_not_stolen(backend:
     thread.join(10)
     assert status.output() == 11
     assert status.recoveries == 0
+
+
+def test_a_waiting_run_is_picked_up_when_due_after_its_worker_stopped(backend: Backend) -> None:
+    """The worker that handed a backing-off run back stops; a new worker runs the retry when it is due."""
+    attempts: list[float] = []
+
+    @task(retries=RetryPolicy(max_retries=1, initial_delay_secs=0.3, backoff="fixed"))
+    def flaky(value: str) -> str:
+        attempts.append(time.monotonic())
+        if len(attempts) == 1:
+            raise ConnectionError("gateway timeout")
+        return value
+
+    workflow = Flow("restart").then(flaky).build()
+    handle = start_workflow(workflow, "r", "ok", backend)
+    first = Worker(backend, [workflow])
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while first.stats.released == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    first.stop()
+    thread.join(5)
+    assert handle.status().step("flaky").state.value == "retrying"
+    Worker(backend, [workflow]).run(until_idle=True)
+    assert handle.result(timeout=5) == "ok"
+    assert attempts[1] - attempts[0] >= 0.3
