@@ -8,10 +8,8 @@ no thread hand-off: the per-step cost is the call, the JSON encoding and one che
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from conveyor.backends.base import Backend
@@ -30,6 +28,7 @@ from conveyor.core.records import Checkpoint, RunRecord
 from conveyor.core.states import StepState
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec, Workflow
+from conveyor.engine.calls import call_step, run_coroutine
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context, reset_context, set_context
 from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
@@ -106,7 +105,7 @@ class RunDriver:
                 continue
             elif action is Action.FINISHED:
                 return run
-            _run_coroutine(self._drive_async())
+            run_coroutine(self._drive_async())
             return run
 
     async def _drive_async(self) -> None:
@@ -222,7 +221,7 @@ class RunDriver:
         started = self.clock.now()
         try:
             args, kwargs = spec.build_arguments(self.run.input, self.results)
-            value = await _call(shape, args, kwargs, context, spec.timeout_seconds)
+            value = await call_step(shape, args, kwargs, context, spec.timeout_seconds)
         except TimeoutError:
             return self._failed(spec, _timeout_error(spec), started)
         except Exception as exc:
@@ -275,7 +274,7 @@ class RunDriver:
         context = self._context(spec, record.compensation_attempts + 1, compensation=True)
         try:
             arguments = self._compensation_arguments(spec, shape)
-            await _call(shape, tuple(arguments), {}, context, spec.timeout_seconds)
+            await call_step(shape, tuple(arguments), {}, context, spec.timeout_seconds)
         except TimeoutError:
             return self._compensated(spec, _timeout_error(spec))
         except Exception as exc:
@@ -288,88 +287,3 @@ def _timeout_error(spec: StepSpec) -> StepTimeoutError:
         f"step {spec.name!r} ran past its timeout of {spec.timeout_seconds:g} s",
         step_name=spec.name,
     )
-
-
-async def _call(
-    shape: CallableShape,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    context: StepContext,
-    timeout_seconds: float | None,
-) -> Any:
-    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``."""
-    if shape.context_parameter is not None:
-        kwargs = {**kwargs, shape.context_parameter: context}
-    if shape.is_async:
-        token = set_context(context)
-        try:
-            coroutine = shape.fn(*args, **kwargs)
-        finally:
-            reset_context(token)
-
-        async def with_context() -> Any:
-            set_context(context)  # this task runs in its own copy of the context
-            return await coroutine
-
-        if timeout_seconds is None:
-            return await with_context()
-        return await asyncio.wait_for(with_context(), timeout_seconds)
-    future = _in_daemon_thread(shape.fn, args, kwargs, context)
-    if timeout_seconds is None:
-        return await future
-    return await asyncio.wait_for(future, timeout_seconds)
-
-
-def _in_daemon_thread(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], context: StepContext
-) -> asyncio.Future[Any]:
-    """Run a sync function in a daemon thread: one that overruns its timeout never blocks exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def target() -> None:
-        set_context(context)
-        try:
-            value = fn(*args, **kwargs)
-        except BaseException as exc:
-            _call_soon(loop, settle, None, exc)
-            return
-        _call_soon(loop, settle, value, None)
-
-    threading.Thread(target=target, name=f"conveyor-step-{fn.__name__}", daemon=True).start()
-    return future
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed: the run gave up on this call (timed out)
-        loop.call_soon_threadsafe(callback, *args)
-
-
-def _run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run ``coroutine`` to its end, also when this thread is already running an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(coroutine)
-        return
-    errors: list[BaseException] = []
-
-    def run_elsewhere() -> None:
-        try:
-            asyncio.run(coroutine)
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run_elsewhere, name="conveyor-driver")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]

@@ -1,0 +1,149 @@
+"""Calling step functions off the driving thread: async ones on conveyor's event loop, sync ones on threads.
+
+One event loop, on a daemon thread started on first use, runs every async step and every concurrent part of
+a run (fork branches): starting a loop per run would cost more than the steps. Sync steps that must run
+alongside others go to a pool of daemon threads; a sync step with a timeout gets a thread of its own, so
+that one abandoned at its timeout never holds a pool thread or blocks the process from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+from conveyor.definition.task import CallableShape, StepContext
+from conveyor.engine.context import reset_context, set_context
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """The event loop conveyor runs concurrent work on, started on first use on a daemon thread."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="conveyor-event-loop", daemon=True).start()
+            _loop = loop
+        return _loop
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` on conveyor's event loop and wait for it, from any thread but that loop's own."""
+    loop = _background_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        raise RuntimeError("a run cannot be driven from inside one of its own async steps")
+    asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+
+class _DaemonPool:
+    """Daemon threads for sync steps running alongside others; grows while all its threads are busy."""
+
+    def __init__(self, most: int = 64) -> None:
+        self._most = most
+        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._idle == 0 and self._threads < self._most:
+                self._threads += 1
+                threading.Thread(target=self._work, name="conveyor-step", daemon=True).start()
+            else:
+                self._idle -= 1
+        self._tasks.put((future, call))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, call = self._tasks.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:
+                    future.set_exception(exc)
+            with self._lock:
+                self._idle += 1
+
+
+_pool = _DaemonPool()
+
+
+async def call_step(
+    shape: CallableShape,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    context: StepContext,
+    timeout_seconds: float | None,
+) -> Any:
+    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``."""
+    if shape.context_parameter is not None:
+        kwargs = {**kwargs, shape.context_parameter: context}
+    if shape.is_async:
+        token = set_context(context)
+        try:
+            coroutine = shape.fn(*args, **kwargs)
+        finally:
+            reset_context(token)
+
+        async def with_context() -> Any:
+            set_context(context)  # this task runs in its own copy of the context
+            return await coroutine
+
+        if timeout_seconds is None:
+            return await with_context()
+        return await asyncio.wait_for(with_context(), timeout_seconds)
+
+    def in_context() -> Any:
+        token = set_context(context)
+        try:
+            return shape.fn(*args, **kwargs)
+        finally:
+            reset_context(token)
+
+    if timeout_seconds is None:
+        return await asyncio.wrap_future(_pool.submit(in_context))
+    return await asyncio.wait_for(_in_own_thread(in_context), timeout_seconds)
+
+
+def _in_own_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run ``call`` on a daemon thread of its own: one overrunning its timeout never blocks exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value = call()
+        except BaseException as exc:
+            _call_soon(loop, settle, None, exc)
+            return
+        _call_soon(loop, settle, value, None)
+
+    threading.Thread(target=target, name="conveyor-timed-step", daemon=True).start()
+    return future
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: the run gave up on this call (timed out)
+        loop.call_soon_threadsafe(callback, *args)
