@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Flow, SqliteBackend, run_durable_workflow, task
+from conveyor import Flow, Registry, SqliteBackend, run_durable_workflow, task
 from conveyor.cli import main
 from postgres_support import PostgresDatabase
 
@@ -61,8 +61,9 @@ def test_migrate_creates_the_schema_on_postgres(
     assert {"conveyor_runs", "conveyor_steps", "conveyor_migrations"} <= tables
 
 
-def test_a_worker_without_workflows_is_refused(tmp_path: Path) -> None:
+def test_a_worker_without_workflows_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`conveyor worker --import` of a module with no workflows exits with a message."""
+    monkeypatch.setattr("conveyor.cli.default_registry", Registry())  # other tests' classes register there
     with pytest.raises(SystemExit, match="no workflows found in json"):
         main(["worker", "--backend", f"sqlite:///{tmp_path / 'c.db'}", "--import", "json"])
 
