@@ -82,6 +82,11 @@ class _DaemonPool:
 _pool = _DaemonPool()
 
 
+def submit_to_pool(call: Callable[[], Any]) -> Future[Any]:
+    """Run ``call`` on one of conveyor's daemon step threads; returns its future."""
+    return _pool.submit(call)
+
+
 async def call_step(
     shape: CallableShape,
     args: tuple[Any, ...],

@@ -8,8 +8,11 @@ no thread hand-off: the per-step cost is the call, the JSON encoding and one che
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from conveyor.backends.base import Backend
@@ -28,10 +31,13 @@ from conveyor.core.records import Checkpoint, RunRecord
 from conveyor.core.states import StepState
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec, Workflow
-from conveyor.engine.calls import call_step, run_coroutine
+from conveyor.engine.calls import call_step, run_coroutine, submit_to_pool
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context, reset_context, set_context
 from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
+
+_Outcome = tuple[Any, Exception | None, float, float]
+"""What one call of a step function gave: its value or error, and when it started and finished."""
 
 
 class RunDriver:
@@ -89,6 +95,9 @@ class RunDriver:
                 if len(steps) == 1 and steps[0].runs_inline:
                     record_checkpoint(self._attempt_inline(steps[0], now))
                     continue
+                if all(spec.runs_inline for spec in steps):
+                    self._drive_on_threads(steps)
+                    continue
             elif action is Action.RUN_COMPENSATION:
                 spec = decision.steps[0]
                 shape = spec.task.compensation
@@ -107,6 +116,59 @@ class RunDriver:
                 return run
             run_coroutine(self._drive_async())
             return run
+
+    def _drive_on_threads(self, ready: tuple[StepSpec, ...]) -> None:
+        """Run sync steps side by side on pool threads, settling each here as it ends, until none is left.
+
+        Fork branches of plain sync steps take this path: no event loop, one thread hand-off per step.
+        Steps that become ready meanwhile join in if they are sync too; anything else waits for the outer
+        loop, once every step started here has been settled.
+        """
+        workflow, run, clock = self.workflow, self.run, self.clock
+        running: dict[Future[_Outcome], StepSpec] = {}
+        while True:
+            for spec in ready:
+                run.in_flight.add(spec.name)
+                running[submit_to_pool(functools.partial(self._call_on_thread, spec))] = spec
+            if not running:
+                return
+            timeout = None
+            decision = decide(workflow, run, clock.now())
+            if decision.action is Action.WAIT_UNTIL and decision.at is not None:
+                timeout = clock.real_seconds(decision.at - clock.now())
+            done, _ = futures_wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
+            if not done and decision.at is not None:
+                clock.sleep(decision.at - clock.now())  # a fake clock's time passes only this way
+            checkpoints = []
+            for future in done:
+                spec = running.pop(future)
+                value, error, started, finished = future.result()
+                if error is not None:
+                    checkpoints.append(self._failed(spec, error, started, finished))
+                else:
+                    checkpoints.append(self._succeeded(spec, value, started, finished))
+            if checkpoints:
+                self.record_checkpoint(merge_checkpoints(checkpoints))
+            decision = decide(workflow, run, clock.now())
+            ready = ()
+            if decision.action is Action.RUN_STEPS and all(spec.runs_inline for spec in decision.steps):
+                ready = decision.steps
+
+    def _call_on_thread(self, spec: StepSpec) -> _Outcome:
+        shape = spec.task.shape
+        context = self._context(spec, self.run.steps[spec.name].attempts + 1)
+        token = set_context(context)
+        started = self.clock.now()
+        try:
+            args, kwargs = spec.build_arguments(self.run.input, self.results)
+            if shape.context_parameter is not None:
+                kwargs[shape.context_parameter] = context
+            value = shape.fn(*args, **kwargs)
+        except Exception as exc:
+            return None, exc, started, self.clock.now()
+        finally:
+            reset_context(token)
+        return value, None, started, self.clock.now()
 
     async def _drive_async(self) -> None:
         workflow, run, clock = self.workflow, self.run, self.clock
@@ -172,8 +234,11 @@ class RunDriver:
         assert spec is not None
         return self._context(spec, self.run.steps[spec.name].attempts + 1)
 
-    def _succeeded(self, spec: StepSpec, value: Any, started: float) -> Checkpoint:
-        finished = self.clock.now()
+    def _succeeded(
+        self, spec: StepSpec, value: Any, started: float, finished: float | None = None
+    ) -> Checkpoint:
+        if finished is None:
+            finished = self.clock.now()
         timeout = spec.timeout_seconds
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, _timeout_error(spec), started, finished)
