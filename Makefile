@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit clean
+.PHONY: install demo test lint typecheck unit clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	cd $(CURDIR) && $(BIN)/python -m examples.quickstart
+	cd $(CURDIR) && $(BIN)/python -m examples.orders demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
@@ -30,3 +30,23 @@ test: lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# conveyor against Sayiir and DBOS (docs/benchmarks.md). The peers go into .venv-bench only, never into
+# conveyor's dependencies; a peer that cannot be installed is named in the table and the rest still runs.
+# BENCH_ARGS passes options to benchmarks/run.py (e.g. BENCH_ARGS=--quick, or --scale).
+bench:
+	@if [ ! -f .venv-bench/.installed ]; then \
+		$(PYTHON) -m venv .venv-bench && \
+		.venv-bench/bin/pip install --quiet --upgrade pip && \
+		.venv-bench/bin/pip install --quiet -e . 'psycopg[binary,pool]==3.3.9' rich==15.0.0 \
+			py-spy==0.4.3 pyinstrument==5.1.3 && \
+		touch .venv-bench/.installed; \
+	fi
+	@for pin in sayiir==1.0.0 dbos==3.4.0; do \
+		name=$${pin%%==*}; version=$${pin##*==}; \
+		[ "$$(.venv-bench/bin/python -c "import importlib.metadata as m; print(m.version('$$name'))" \
+			2>/dev/null)" = "$$version" ] && continue; \
+		.venv-bench/bin/pip install --quiet "$$pin" > .venv-bench/install-$$name.log 2>&1 \
+			|| echo "bench: could not install $$pin (.venv-bench/install-$$name.log); it is left out"; \
+	done
+	.venv-bench/bin/python benchmarks/run.py $(BENCH_ARGS)

@@ -48,9 +48,15 @@ class DefinitionError(ConveyorError):
 class InvalidArgumentError(ConveyorError, ValueError):
     """An argument handed to conveyor is not valid."""
 
+    argument: str | None
+    """The name of the argument at fault, when one is."""
+
 
 class InvalidInputError(InvalidArgumentError):
     """The workflow input does not match the workflow's input schema."""
+
+    fields: list[str]
+    """The fields of the input at fault (dotted paths)."""
 
 
 class EncodingError(InvalidArgumentError, TypeError):
@@ -59,6 +65,8 @@ class EncodingError(InvalidArgumentError, TypeError):
 
 class RunError(ConveyorError):
     """Something is wrong with a workflow run."""
+
+    workflow_id: str
 
 
 class RunNotFoundError(RunError, LookupError):
@@ -80,9 +88,18 @@ class InvalidTransitionError(RunError):
 class WorkflowFailedError(RunError):
     """The workflow run did not complete."""
 
+    step_name: str | None
+    """The step that failed for good."""
+    attempts: int
+    """How many attempts it made."""
+    status: Any
+    """The run's :class:`~conveyor.WorkflowStatus`."""
+
 
 class StepError(ConveyorError):
     """A step failed."""
+
+    step_name: str
 
 
 class NonRetryableError(StepError):

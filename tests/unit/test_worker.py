@@ -170,3 +170,23 @@ def test_a_waiting_run_is_picked_up_when_due_after_its_worker_stopped(backend: B
     Worker(backend, [workflow]).run(until_idle=True)
     assert handle.result(timeout=5) == "ok"
     assert attempts[1] - attempts[0] >= 0.3
+
+
+def test_an_unexpected_error_while_driving_hands_the_run_back_and_the_slot_lives_on() -> None:
+    """A bug-like error escaping the driver is logged, the run goes back, and the same slot completes it."""
+
+    class Flaky(InMemoryBackend):
+        failures = 1
+
+        def record_checkpoint(self, checkpoint: Any) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("unexpected")
+            super().record_checkpoint(checkpoint)
+
+    backend = Flaky()
+    handle = start_workflow(CHAIN, "once-broken", 1, backend)
+    stats = Worker(backend, [CHAIN], concurrency=1).run(until_idle=True)
+    assert handle.result(timeout=5) == 4
+    assert stats.errors == 1
+    assert stats.finished == 1

@@ -25,7 +25,7 @@ from conveyor.definition.workflow import Workflow
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
 from conveyor.engine.group_commit import GroupCommitter
-from conveyor.errors import BackendError, ConveyorError, InvalidArgumentError, LeaseLostError
+from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
 
 log = logging.getLogger("conveyor.worker")
 
@@ -231,7 +231,7 @@ class Worker:
             self.stats.leases_lost += 1
             log.warning("worker %s lost run %s to another worker", self.name, run.workflow_id)
             return
-        except ConveyorError:
+        except Exception:  # a bug or a backend failure: the slot must live on, and the run go back
             self.stats.errors += 1
             log.exception("worker %s failed driving run %s; handing it back", self.name, run.workflow_id)
             self._release(run, self.backend.now() + 1.0)
@@ -245,7 +245,7 @@ class Worker:
         try:
             if self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at):
                 self.stats.released += 1
-        except BackendError:
+        except Exception:
             log.exception(
                 "worker %s could not hand back run %s; its lease will expire", self.name, run.workflow_id
             )

@@ -1,0 +1,232 @@
+"""The order API (FastAPI): place an order, follow it, cancel it. An edge: it calls services and conveyor.
+
+- ``POST /orders``: the body is validated (a bad field is named: ``items.0.quantity``); the order is
+  recorded and its workflow started with ``conveyor.start_workflow``; the answer, ``202``, carries the order
+  id and its status URL. The same ``Idempotency-Key`` header returns the same order (and starts nothing
+  new); the same key with another body is refused with ``422``.
+- ``GET /orders/{id}``: the order, its status history, and its workflow's steps with their attempts,
+  timings and errors (and the cancellation's, if one was asked for).
+- ``POST /orders/{id}/cancel``: ``202`` and the cancellation's run; ``409`` once the order has shipped
+  (until delivered) or failed.
+
+The workflows run in ``conveyor worker`` processes, not here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor import (
+    Backend,
+    RunNotFoundError,
+    StepStatus,
+    WorkflowStatus,
+    get_workflow_status,
+    start_workflow,
+)
+from examples.orders import domain, services
+from examples.orders.adapters.orders import UnknownOrderError
+from examples.orders.fulfilment import order_fulfilment
+from examples.orders.sagas import OrderCancellation, PartialOrderProcessing
+from examples.orders.system import OrderSystem
+
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class ItemIn(BaseModel):
+    """One line of an order as submitted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(gt=0, le=1_000)
+
+
+class OrderIn(BaseModel):
+    """An order as submitted to ``POST /orders``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_email: str = Field(pattern=EMAIL, max_length=254)
+    card_token: str = Field(min_length=1, max_length=100)
+    shipping_address: str = Field(min_length=1, max_length=500)
+    items: list[ItemIn] = Field(min_length=1, max_length=50)
+    allow_partial: bool = False
+    """Ship what is on the shelf and drop the rest (seed 000's partial fulfilment), instead of failing."""
+
+
+class OrderAccepted(BaseModel):
+    """The answer to ``POST /orders``."""
+
+    order_id: str
+    workflow_id: str
+    status: str
+    status_url: str
+
+
+def _field_error(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=status,
+        content={"detail": f"{field}: {message}", "errors": [{"field": field, "message": message}]},
+    )
+
+
+def _step(step: StepStatus) -> dict[str, Any]:
+    error = step.error or step.compensation_error
+    return {
+        "name": step.name,
+        "state": step.state.value,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "duration_seconds": step.duration_seconds,
+        "compensation_attempts": step.compensation_attempts,
+        "error": None if error is None else {"type": error.error_type, "message": error.message},
+    }
+
+
+def _run(status: WorkflowStatus) -> dict[str, Any]:
+    error = status.error()
+    return {
+        "workflow_id": status.workflow_id,
+        "workflow": status.workflow_name,
+        "state": status.state.value,
+        "recoveries": status.recoveries,
+        "created_at": status.created_at,
+        "updated_at": status.updated_at,
+        "error": None if error is None else {"step": error.step_name, "message": error.message},
+        "steps": [_step(step) for step in status.steps],
+    }
+
+
+def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
+    """The API over ``system`` (the application's database), starting runs in ``backend`` (conveyor's)."""
+    app = FastAPI(title="conveyor orders", version="1")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for error in exc.errors():
+            location = [str(part) for part in error.get("loc", ())]
+            if location and location[0] in ("body", "header", "path", "query"):
+                location = location[1:]
+            errors.append({"field": ".".join(location) or "body", "message": error.get("msg", "invalid")})
+        detail = "; ".join(f"{error['field']}: {error['message']}" for error in errors)
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+
+    def status_of(workflow_id: str | None) -> dict[str, Any] | None:
+        if workflow_id is None:
+            return None
+        try:
+            return _run(get_workflow_status(workflow_id, backend))
+        except RunNotFoundError:
+            return None
+
+    @app.post("/orders", status_code=202, response_model=OrderAccepted)
+    def place_order(
+        body: OrderIn,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    ) -> Any:
+        """Record an order and start its workflow; 202 with its status URL."""
+        prices = services.catalogue_prices(system)
+        for index, item in enumerate(body.items):
+            if item.sku not in prices:
+                return _field_error(422, f"items.{index}.sku", f"unknown SKU {item.sku!r}")
+        request = services.OrderRequest(
+            customer_email=body.customer_email,
+            card_token=body.card_token,
+            shipping_address=body.shipping_address,
+            items=tuple((item.sku, item.quantity) for item in body.items),
+            allow_partial=body.allow_partial,
+        )
+        try:
+            placed = services.place_order(system, request, idempotency_key)
+        except services.IdempotencyConflictError as exc:
+            return _field_error(422, "Idempotency-Key", str(exc))
+        except domain.InvalidOrderError as exc:
+            return _field_error(422, "body", str(exc))
+        workflow = PartialOrderProcessing.workflow if body.allow_partial else order_fulfilment
+        # Starting is idempotent: a replayed request also heals a crash between recording and starting.
+        start_workflow(workflow, placed.workflow_id, {"order_id": placed.order_id}, backend)
+        url = f"/orders/{placed.order_id}"
+        response.headers["Location"] = url
+        if not placed.created:
+            response.headers["Idempotent-Replayed"] = "true"
+        order = services.get_order(system, placed.order_id)
+        return OrderAccepted(
+            order_id=placed.order_id,
+            workflow_id=placed.workflow_id,
+            status=order.status.value,
+            status_url=url,
+        )
+
+    @app.get("/orders/{order_id}")
+    def get_order(order_id: str) -> Any:
+        """The order, its history, and its workflow's steps with their timings and errors."""
+        try:
+            order = services.get_order(system, order_id)
+        except UnknownOrderError:
+            return JSONResponse(status_code=404, content={"detail": f"no order {order_id!r}"})
+        history, created_at = services.status_history(system, order_id)
+        return {
+            "order_id": order.id,
+            "status": order.status.value,
+            "cancel_requested": order.cancel_requested,
+            "customer_email": order.customer_email,
+            "currency": order.currency,
+            "total_cents": order.total_cents,
+            "lines": [
+                {"sku": line.sku, "quantity": line.quantity, "unit_price_cents": line.unit_price_cents}
+                | {"dropped": line.dropped}
+                for line in order.lines
+            ],
+            "payment_id": order.payment_id,
+            "reservation_id": order.reservation_id,
+            "shipment_id": order.shipment_id,
+            "failure_reason": order.failure_reason,
+            "created_at": created_at,
+            "history": [{"from": before, "to": after, "at": at} for before, after, at in history],
+            "workflow": status_of(order.workflow_id),
+            "cancellation": status_of(cancellation_id(order_id)),
+        }
+
+    @app.post("/orders/{order_id}/cancel", status_code=202)
+    def cancel_order(order_id: str, response: Response) -> Any:
+        """Cancel the order: refund and restock a completed one, stop an in-flight one."""
+        try:
+            order = services.get_order(system, order_id)
+        except UnknownOrderError:
+            return JSONResponse(status_code=404, content={"detail": f"no order {order_id!r}"})
+        if order.status is domain.OrderStatus.CANCELLED:
+            return JSONResponse(status_code=200, content={"order_id": order_id, "status": "cancelled"})
+        if order.status not in (*domain.CANCELLABLE_IN_FLIGHT, domain.OrderStatus.COMPLETED):
+            return JSONResponse(
+                status_code=409,
+                content={"detail": f"order {order_id} is {order.status.value}; it cannot be cancelled now"},
+            )
+        run = start_workflow(
+            OrderCancellation.workflow, cancellation_id(order_id), {"order_id": order_id}, backend
+        )
+        response.headers["Location"] = f"/orders/{order_id}"
+        return {"order_id": order_id, "cancellation_id": run.workflow_id, "status_url": f"/orders/{order_id}"}
+
+    @app.get("/products")
+    def list_products() -> Any:
+        """The catalogue: price and units available per SKU."""
+        return [
+            {"sku": sku, "price_cents": price, "available": available}
+            for sku, price, available in services.catalogue(system)
+        ]
+
+    return app
+
+
+def cancellation_id(order_id: str) -> str:
+    """The id of the run that cancels the order."""
+    return f"cancel-{order_id}"

@@ -1,0 +1,190 @@
+"""Seed 000's reactors as conveyor workflow classes: ``OrderProcessing``, its partial-fulfilment subclass,
+and ``OrderCancellation``, on this application's services.
+
+They follow the RubyReactor originals step for step, with three changes the domain asks for:
+
+- ``validate_order`` has an undo that settles a failed order (``failed`` or ``cancelled``, refunded and
+  restocked), because the order row must end in a final state;
+- a ``ship_order`` step sits before ``update_order_status``: an order here is shipped before it completes;
+- ``update_order_status`` queues the confirmation email in the outbox in the same transaction, and
+  ``send_confirmation`` only tries to deliver it at once. The seed notes the flaw this removes: there, an
+  email that kept failing refunded an order that was, in fact, complete.
+
+Retry delays are the seed's divided by ten: the simulated gateway recovers in milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from conveyor import RetryPolicy, Saga, StepContext, from_result, step
+from examples.orders import domain, services
+from examples.orders.domain import Order, OrderStatus
+from examples.orders.fulfilment import UNDO_RETRIES
+from examples.orders.registry import orders_registry
+from examples.orders.relay import OutboxRelay
+from examples.orders.services import PERMANENT_ERRORS
+from examples.orders.system import current_system
+
+log = logging.getLogger("orders.sagas")
+
+
+class OrderInput(BaseModel):
+    """``validate_args do required(:order_id).filled(:string) end``."""
+
+    order_id: str = Field(min_length=1)
+
+
+class OrderProcessing(Saga, registry=orders_registry):
+    """Validate an order, check and reserve its stock, charge it, ship it, complete it and confirm it."""
+
+    namespace = "orders"
+    input_schema = OrderInput
+    retry_defaults = RetryPolicy(
+        max_attempts=3, backoff="exponential", initial_delay_secs=0.2, non_retryable_errors=PERMANENT_ERRORS
+    )
+    compensation_retry_defaults = UNDO_RETRIES
+
+    @step
+    def validate_order(self, order_id: str) -> dict[str, Order]:
+        """The order must exist, be new, and not be cancelled.
+
+        A cancellation the customer asked for is not refused here but by the next guarded step, so that
+        this step's undo runs and ends the order ``cancelled``.
+        """
+        order = services.get_order(current_system(), order_id)
+        if order.status is OrderStatus.CANCELLED:
+            raise domain.OrderCancelledError("Order cancelled")
+        if order.status is not OrderStatus.CREATED:
+            raise domain.OrderError("Order already processed")
+        return {"order": order}
+
+    @validate_order.undo
+    def settle_failed_order(self, order_id: str, context: StepContext, **_: Any) -> None:
+        """Refund, restock and end the order ``failed`` (``cancelled`` if the customer asked)."""
+        services.settle_failed_order(current_system(), order_id, context.idempotency_key)
+
+    @step(order=from_result(validate_order, "order"))
+    def check_inventory(self, order: Order) -> dict[str, Any]:
+        """Every line must be on the shelf now (advisory: the reservation is what the database enforces)."""
+        unavailable = services.unavailable_items(current_system(), order)
+        if unavailable:
+            raise domain.InsufficientInventoryError(f"Insufficient inventory: {unavailable}")
+        return {"order": order, "inventory_checked": True}
+
+    @step(order=from_result(check_inventory, "order"))
+    def reserve_inventory(self, order: Order) -> dict[str, str]:
+        """Hold the units of the order's kept lines."""
+        return {"reservation_id": services.reserve_stock(current_system(), order.id)}
+
+    @reserve_inventory.undo
+    def release_reservation(self, order: Order, **_: Any) -> None:
+        """Put the reserved units back."""
+        services.release_stock(current_system(), order.id)
+
+    @step(
+        order=from_result(check_inventory, "order"),
+        after=reserve_inventory,
+        retries=RetryPolicy(
+            max_attempts=2, backoff="fixed", initial_delay_secs=3, non_retryable_errors=PERMANENT_ERRORS
+        ),
+    )
+    def process_payment(self, order: Order, context: StepContext) -> dict[str, Any]:
+        """Charge the order's total, with the step's idempotency key."""
+        payment_id = services.charge_order(current_system(), order.id, context.idempotency_key)
+        return {"payment_id": payment_id, "payment_amount": order.total_cents}
+
+    @process_payment.undo
+    def refund_payment(self, payment_id: str, context: StepContext, **_: Any) -> None:
+        """Refund the charge."""
+        services.refund_payment(current_system(), payment_id, context.idempotency_key)
+
+    @step(
+        order=from_result(check_inventory, "order"),
+        reservation_id=from_result(reserve_inventory, "reservation_id"),
+        after=process_payment,
+    )
+    def update_inventory(self, order: Order, reservation_id: str) -> dict[str, bool]:
+        """Turn the reservation into a permanent reduction of the stock."""
+        services.confirm_stock(current_system(), order.id)
+        return {"inventory_updated": True}
+
+    @update_inventory.undo
+    def restore_inventory(self, order: Order, **_: Any) -> None:
+        """Put the units back on the shelf."""
+        services.release_stock(current_system(), order.id)
+
+    @step(order=from_result(check_inventory, "order"), after=update_inventory)
+    def ship_order(self, order: Order) -> dict[str, str]:
+        """Book the carrier; the reservation is confirmed as the order is marked shipped."""
+        return {"shipment_id": services.ship_order(current_system(), order.id)}
+
+    @ship_order.undo
+    def cancel_shipment(self, order: Order, **_: Any) -> None:
+        """Cancel the shipping label."""
+        services.cancel_shipment(current_system(), order.id)
+
+    @step(
+        order=from_result(check_inventory, "order"),
+        payment_id=from_result(process_payment, "payment_id"),
+        after=ship_order,
+    )
+    def update_order_status(self, order: Order, payment_id: str) -> dict[str, Any]:
+        """Mark the order completed and queue its confirmation email, in one transaction."""
+        completed = services.complete_order(current_system(), order.id)
+        return {"order_completed": completed.status is OrderStatus.COMPLETED, "payment_id": payment_id}
+
+    @step(
+        order=from_result(check_inventory, "order"),
+        payment_id=from_result(process_payment, "payment_id"),
+        after=update_order_status,
+        retries=RetryPolicy(max_attempts=3, backoff="linear", initial_delay_secs=1),
+    )
+    def send_confirmation(self, order: Order, payment_id: str) -> dict[str, bool]:
+        """Try to deliver the queued confirmation now; if that fails, the relay retries it later.
+
+        It never fails: the order is complete and paid, and nothing about an email may undo that.
+        """
+        try:
+            sent = OutboxRelay(current_system()).deliver_now(f"{services.CONFIRMATION}:{order.id}")
+        except Exception:  # the relay will send it; this step is only a head start
+            log.warning(
+                "could not send the confirmation of order %s now; the relay will", order.id, exc_info=True
+            )
+            sent = False
+        return {"confirmation_sent": sent}
+
+
+class PartialOrderProcessing(OrderProcessing, registry=orders_registry):
+    """Like OrderProcessing, but ships what is on the shelf and drops the rest (seed 000's subclass)."""
+
+    def check_inventory(self, order: Order) -> dict[str, Any]:
+        """Drop the lines the shelf cannot cover; fail only when none can be fulfilled."""
+        partial, unavailable = services.drop_unavailable_lines(current_system(), order.id)
+        if unavailable:
+            return {"order": partial, "unavailable_items": unavailable}
+        return {"order": partial, "inventory_checked": True}
+
+
+class OrderCancellation(Saga, registry=orders_registry):
+    """Cancel an order: refund and restock a completed one; stop an in-flight one (it then undoes itself)."""
+
+    namespace = "orders"
+    input_schema = OrderInput
+    retry_defaults = RetryPolicy(
+        max_attempts=5, initial_delay_secs=0.1, max_delay_secs=2.0, non_retryable_errors=PERMANENT_ERRORS
+    )
+
+    @step
+    def load_order(self, order_id: str) -> dict[str, Order]:
+        """The order must exist."""
+        return {"order": services.get_order(current_system(), order_id)}
+
+    @step(order=from_result(load_order, "order"))
+    def cancel_order(self, order: Order, context: StepContext) -> dict[str, Any]:
+        """Refund and restock a completed order, or flag an in-flight one; then it ends ``cancelled``."""
+        outcome = services.cancel_order(current_system(), order.id, context.idempotency_key)
+        return {"cancelled": True, "outcome": outcome}

@@ -1,0 +1,41 @@
+"""Every workflow of the order application, in one module for workers to import.
+
+``conveyor worker --backend URL --import examples.orders.workflows`` runs all of them:
+
+- ``order_fulfilment``: the order workflow (Flow builder, :mod:`examples.orders.fulfilment`), started by
+  the API for every order;
+- ``OrderProcessing``, ``PartialOrderProcessing``, ``OrderCancellation``: seed 000's reactors as workflow
+  classes (:mod:`examples.orders.sagas`); the API starts the partial one for orders that allow it, and the
+  cancellation for ``POST /orders/{id}/cancel``;
+- ``tutorial_order``: seed 003's tutorial flow (:mod:`examples.orders.tutorial`);
+- ``checkout``: seed 002's YAML checkout (``checkout.yaml`` and :mod:`examples.orders.checkout_handlers`).
+
+All are registered in :data:`orders_registry` (not conveyor's default registry).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conveyor import load_template
+from examples.orders.fulfilment import order_fulfilment
+from examples.orders.registry import orders_registry
+from examples.orders.sagas import OrderCancellation, OrderProcessing, PartialOrderProcessing
+from examples.orders.tutorial import tutorial_order
+
+CHECKOUT_TEMPLATE = Path(__file__).with_name("checkout.yaml")
+checkout = load_template(CHECKOUT_TEMPLATE, registry=orders_registry)
+"""Seed 002's checkout, registered as ``orders/process_order`` 1.0.0 in :data:`orders_registry`."""
+
+orders_registry.register(order_fulfilment)
+orders_registry.register(tutorial_order)
+
+__all__ = [
+    "OrderCancellation",
+    "OrderProcessing",
+    "PartialOrderProcessing",
+    "checkout",
+    "order_fulfilment",
+    "orders_registry",
+    "tutorial_order",
+]

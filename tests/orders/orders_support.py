@@ -1,0 +1,62 @@
+"""Helpers for the order application's tests: the test catalogue, scripted faults, a shop, a driver."""
+
+from __future__ import annotations
+
+import random
+
+from examples.orders import services
+from examples.orders.system import Faults, OrderSystem
+from examples.orders.workflows import (
+    OrderCancellation,
+    OrderProcessing,
+    PartialOrderProcessing,
+    order_fulfilment,
+)
+
+from conveyor import Backend, Worker
+
+PRODUCTS = (
+    ("kettle", "Stovetop kettle", 3_499, 50),
+    ("mug", "Enamel mug", 1_250, 50),
+    ("matcha", "Ceremonial matcha", 2_999, 2),
+)
+"""The test catalogue: (SKU, name, price in cents, units)."""
+
+
+class ScriptedRandom(random.Random):
+    """A random source whose ``random()`` returns the values given, then ``default``: faults on cue."""
+
+    def __init__(self, values: list[float] | None = None, default: float = 0.999) -> None:
+        super().__init__(0)
+        self.values = list(values or [])
+        self.default = default
+
+    def random(self) -> float:
+        """The next scripted value, or the default once they run out."""
+        return self.values.pop(0) if self.values else self.default
+
+
+def make_system(url: str, faults: Faults | None = None, rng: random.Random | None = None) -> OrderSystem:
+    """A shop with fresh tables and the test catalogue at ``url``."""
+    system = OrderSystem.open(url, faults)
+    if rng is not None:
+        system = OrderSystem(system.db, system.faults, rng)
+    system.db.drop_schema()
+    system.db.create_schema()
+    services.add_products(system, PRODUCTS)
+    return system
+
+
+def drive(backend: Backend) -> None:
+    """Run every runnable order workflow in this process until none is left (a worker, until idle)."""
+    workflows = [order_fulfilment, OrderProcessing.workflow, PartialOrderProcessing.workflow]
+    Worker(backend, [*workflows, OrderCancellation.workflow], concurrency=4, poll_interval_seconds=0.05).run(
+        until_idle=True
+    )
+
+
+def order_request(
+    *items: tuple[str, int], card: str = "tok_visa", address: str = "1 Tea St"
+) -> services.OrderRequest:
+    """An order for ``items`` (SKU, quantity)."""
+    return services.OrderRequest("ada@example.com", card, address, tuple(items))

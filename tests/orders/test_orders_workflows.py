@@ -1,0 +1,220 @@
+"""The order workflow (Flow builder): the happy path, and every way it fails and undoes itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from examples.orders import domain, services
+from examples.orders.domain import OrderStatus
+from examples.orders.sagas import OrderCancellation
+from examples.orders.system import Faults, OrderSystem, use_system
+from examples.orders.workflows import order_fulfilment
+from orders_support import ScriptedRandom, make_system, order_request
+
+from conveyor import FakeClock, RunState, SqliteBackend, WorkflowStatus, run_durable_workflow
+
+
+def place(
+    system: OrderSystem, *items: tuple[str, int], card: str = "tok_visa", address: str = "1 Tea St"
+) -> str:
+    """Place an order for ``items``; its id."""
+    return services.place_order(system, order_request(*items, card=card, address=address)).order_id
+
+
+def run(backend: SqliteBackend, order_id: str) -> WorkflowStatus:
+    """Run the order's workflow to its end in this process (retry delays pass at once)."""
+    workflow_id = services.workflow_id_for(order_id)
+    return run_durable_workflow(
+        order_fulfilment, workflow_id, {"order_id": order_id}, backend, clock=FakeClock()
+    )
+
+
+def net_charged(system: OrderSystem, order_id: str) -> int:
+    """Cents captured minus refunded for the order."""
+    return sum(charge.refundable_cents for charge in system.gateway.charges_for(order_id))
+
+
+def shelf(system: OrderSystem) -> dict[str, int]:
+    """Units available per SKU."""
+    with system.db.transaction(readonly=True) as tx:
+        return system.inventory.available(tx)
+
+
+@pytest.fixture
+def faulty_shop(sqlite_url: str) -> Iterator[OrderSystem]:
+    """A shop whose gateway fails when the test's script says (``faulty_shop.rng.values``)."""
+    faults = Faults(gateway_transient_rate=0.5, gateway_lost_response_rate=0.5)
+    system = make_system(sqlite_url, faults, ScriptedRandom())
+    with use_system(system):
+        yield system
+    system.close()
+
+
+def test_an_order_is_reserved_charged_shipped_completed_and_its_email_queued(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """Every step completes; the charge carries the step's idempotency key; one email waits in the outbox."""
+    order_id = place(shop, ("mug", 2), ("kettle", 1))
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPLETED
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.COMPLETED
+    assert net_charged(shop, order_id) == 2 * 1_250 + 3_499
+    assert shelf(shop) == {"kettle": 49, "matcha": 2, "mug": 48}
+    with shop.db.transaction(readonly=True) as tx:
+        assert tx.one("SELECT idempotency_key FROM gateway_charges") == (f"order-{order_id}:charge_payment",)
+        assert tx.all("SELECT kind, recipient FROM outbox") == [("order_confirmation", "ada@example.com")]
+    history = [after for _, after, _ in services.status_history(shop, order_id)[0]]
+    assert history == ["created", "payment_pending", "awaiting_shipment", "shipped", "completed"]
+
+
+def test_a_declined_card_releases_the_stock_and_fails_the_order(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """The payment fails for good: the reservation is undone, the order ends failed, saying why."""
+    order_id = place(shop, ("mug", 2), card="tok_chargeDeclined")
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPENSATED
+    error = status.error()
+    assert error is not None
+    assert error.step_name == "charge_payment"
+    assert error.attempts == 1
+    assert [step.state.value for step in status.steps] == [
+        "compensated",
+        "compensated",
+        "failed",
+        "pending",
+        "pending",
+    ]
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.FAILED
+    assert order.failure_reason is not None
+    assert "Payment failed: card declined (generic_decline)" in order.failure_reason
+    assert shelf(shop)["mug"] == 50
+    assert net_charged(shop, order_id) == 0
+
+
+def test_an_order_out_of_stock_fails_without_a_charge(shop: OrderSystem, backend: SqliteBackend) -> None:
+    """The reservation is refused by the database; nothing was charged and nothing is held."""
+    order_id = place(shop, ("mug", 1), ("matcha", 3))
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPENSATED
+    assert status.step("reserve_stock").error is not None
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.FAILED
+    assert order.failure_reason == "out of stock: matcha has 2 available, 3 wanted"
+    assert shop.gateway.charges_for(order_id) == []
+    assert shelf(shop) == {"kettle": 50, "matcha": 2, "mug": 50}
+
+
+def test_a_refused_address_after_payment_refunds_and_restocks(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """Shipping fails once the card was charged: the charge is refunded and the units go back."""
+    order_id = place(shop, ("kettle", 2), address="9 Undeliverable Road")
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPENSATED
+    assert status.step("charge_payment").state.value == "compensated"
+    [charge] = shop.gateway.charges_for(order_id)
+    assert charge.refunded_cents == charge.amount_cents == 6_998
+    assert shelf(shop)["kettle"] == 50
+    assert services.get_order(shop, order_id).status is OrderStatus.FAILED
+
+
+def test_a_503_and_a_lost_response_are_retried_into_one_charge(
+    faulty_shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """The first attempt gets a 503, the second charges but loses the answer, the third finds the charge."""
+    assert isinstance(faulty_shop.rng, ScriptedRandom)
+    faulty_shop.rng.values = [0.0, 0.9, 0.0, 0.9]  # 503; then charged but lost; then answered
+    order_id = place(faulty_shop, ("mug", 1))
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPLETED
+    assert status.step("charge_payment").attempts == 3
+    assert len(faulty_shop.gateway.charges_for(order_id)) == 1
+    assert net_charged(faulty_shop, order_id) == 1_250
+
+
+def test_a_charge_whose_every_answer_was_lost_is_refunded_when_the_order_fails(
+    faulty_shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """The charge went through but no attempt learnt it: the order fails, and settling it refunds it."""
+    assert isinstance(faulty_shop.rng, ScriptedRandom)
+    faulty_shop.rng.values = [0.9, 0.0] + [0.0] * 7  # charged but lost; then 503 until retries run out
+    order_id = place(faulty_shop, ("mug", 1))
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPENSATED
+    assert status.step("charge_payment").attempts == 8
+    [charge] = faulty_shop.gateway.charges_for(order_id)
+    assert charge.refunded_cents == charge.amount_cents == 1_250
+    assert services.get_order(faulty_shop, order_id).status is OrderStatus.FAILED
+    assert shelf(faulty_shop)["mug"] == 50
+
+
+def test_an_order_cancelled_before_it_runs_ends_cancelled_with_nothing_charged(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """The customer cancels before processing: the workflow stops at its first guarded step."""
+    order_id = place(shop, ("mug", 1))
+    assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
+    status = run(backend, order_id)
+    assert status.state is RunState.COMPENSATED
+    error = status.error()
+    assert error is not None
+    assert error.error_type == "OrderCancelledError"
+    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
+    assert shop.gateway.charges_for(order_id) == []
+    assert shelf(shop)["mug"] == 50
+
+
+def test_an_order_cancelled_after_payment_is_refunded_and_restocked(shop: OrderSystem) -> None:
+    """Cancelled while awaiting shipment: shipping refuses, settling refunds, restocks and cancels."""
+    order_id = place(shop, ("kettle", 1))
+    services.reserve_stock(shop, order_id)
+    services.charge_order(shop, order_id, "charge-key")
+    assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
+    with pytest.raises(domain.OrderCancelledError):
+        services.ship_order(shop, order_id)
+    assert services.settle_failed_order(shop, order_id, "settle-key") is OrderStatus.CANCELLED
+    assert net_charged(shop, order_id) == 0
+    assert shelf(shop)["kettle"] == 50
+    assert shop.carrier.shipment_of(order_id) is None
+
+
+def test_a_completed_order_cancelled_is_refunded_and_restocked(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """Seed 000's OrderCancellation: a completed order gets its money back and its units return."""
+    order_id = place(shop, ("kettle", 1), ("mug", 1))
+    run(backend, order_id)
+    result = OrderCancellation.run(order_id=order_id, backend=backend, workflow_id=f"cancel-{order_id}")
+    assert result.success
+    assert result.step_results["cancel_order"] == {"cancelled": True, "outcome": "refunded"}
+    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
+    assert net_charged(shop, order_id) == 0
+    assert shelf(shop) == {"kettle": 50, "matcha": 2, "mug": 50}
+
+
+def test_a_shipped_order_cannot_be_cancelled(shop: OrderSystem, backend: SqliteBackend) -> None:
+    """Between shipping and delivery the cancellation is refused and the order is left alone."""
+    order_id = place(shop, ("kettle", 1))
+    services.reserve_stock(shop, order_id)
+    services.charge_order(shop, order_id, "charge-key")
+    services.ship_order(shop, order_id)
+    result = OrderCancellation.run(order_id=order_id, backend=backend)
+    assert not result.success
+    assert result.error is not None
+    assert "is shipped; it cannot be cancelled now" in result.error.message
+    assert services.get_order(shop, order_id).status is OrderStatus.SHIPPED
+    assert net_charged(shop, order_id) == 3_499
+
+
+def test_running_an_order_again_repeats_nothing(shop: OrderSystem, backend: SqliteBackend) -> None:
+    """The same workflow id returns the finished run: no second charge, no second reservation."""
+    order_id = place(shop, ("mug", 1))
+    first = run(backend, order_id)
+    again = run(backend, order_id)
+    assert again.state is first.state is RunState.COMPLETED
+    assert len(shop.gateway.charges_for(order_id)) == 1
+    assert shelf(shop)["mug"] == 49
