@@ -86,6 +86,7 @@ def _worker(arguments: argparse.Namespace, backend: Backend) -> int:
         poll_interval_seconds=arguments.poll_interval_seconds,
         max_recoveries=arguments.max_recoveries,
         shutdown_grace_seconds=arguments.grace_seconds,
+        name=arguments.name,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -158,6 +159,11 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-recoveries", type=int, default=5, help="dead-letter after this many (5)")
     worker.add_argument("--grace-seconds", type=float, default=30.0, help="on SIGTERM, time to finish (30)")
     worker.add_argument("--until-idle", action="store_true", help="exit once no work is left")
+    worker.add_argument(
+        "--name",
+        help="a stable name for this worker (e.g. its host and slot): restarted under it, the worker "
+        "takes back at once the runs it held when it died (default: unique per process)",
+    )
     worker.set_defaults(run=_worker)
 
     start = with_workflows(with_backend(commands.add_parser("start", help="start a workflow by name")))

@@ -337,8 +337,10 @@ def test_release_with_a_future_wake_at_hides_the_run_until_then(
     """A run released to wake in an hour is not claimable, and next_wake_at reports when it wakes."""
     submit(backend, new_run, "run-1")
     [held] = claim(backend, "worker-1")
-    wake_at = backend.now() + HOUR
-    assert backend.next_wake_at() is None
+    lease_end = backend.next_wake_at()  # while held, the run may become claimable when its lease ends
+    assert lease_end is not None
+    assert backend.now() + HOUR - 60 < lease_end <= backend.now() + HOUR
+    wake_at = backend.now() + 2 * HOUR
 
     assert backend.release_run(workflow_id="run-1", epoch=held.epoch, wake_at=wake_at) is True
 
@@ -476,3 +478,20 @@ def test_wait_for_work_returns_true_promptly_after_a_submit_from_another_thread(
 
     assert result is True
     assert time.monotonic() - started < 5
+
+
+def test_a_worker_restarted_under_its_name_takes_back_its_runs_at_once(
+    backend: Backend, new_run: NewRunFactory
+) -> None:
+    """reclaim_own: runs leased to the same owner are claimed again, as a recovery; others' are not."""
+    submit(backend, new_run, "mine")
+    submit(backend, new_run, "theirs")
+    [mine] = backend.claim_runs(owner="host:slot-1", limit=1, lease_seconds=HOUR, max_recoveries=RECOVERIES)
+    backend.claim_runs(owner="host:slot-2", limit=1, lease_seconds=HOUR, max_recoveries=RECOVERIES)
+    assert claim(backend, "host:slot-1") == []  # without reclaim_own, a live lease holds
+    [again] = backend.claim_runs(
+        owner="host:slot-1", limit=10, lease_seconds=HOUR, max_recoveries=RECOVERIES, reclaim_own=True
+    )
+    assert again.workflow_id == mine.workflow_id
+    assert again.epoch == mine.epoch + 1
+    assert again.recoveries == 1

@@ -81,6 +81,7 @@ class Backend(Protocol):
         lease_seconds: float,
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
+        reclaim_own: bool = False,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` runs that are ready, each for this caller alone, and return their records.
 
@@ -90,6 +91,8 @@ class Backend(Protocol):
         whose lease expired (its worker died) counts one more recovery; one whose recoveries would pass
         ``max_recoveries`` is moved to ``dead_lettered`` instead of being returned. With
         ``workflow_names``, only runs of those workflows are claimed (a worker claims what it can run).
+        With ``reclaim_own``, runs still leased to ``owner`` are ready too: a worker restarted under the
+        same name takes back at once what its previous life held, without waiting for the leases to expire.
         """
         ...
 
@@ -102,7 +105,11 @@ class Backend(Protocol):
         ...
 
     def next_wake_at(self) -> float | None:
-        """When the earliest run waiting on a timer becomes due (backend clock), or None if none waits."""
+        """When the next run may become ready by itself (backend clock), or None if none will.
+
+        That is the earliest of: a timer of a run nobody holds, and the end of a lease some worker holds
+        (which makes the run claimable if that worker died).
+        """
         ...
 
     def wait_for_work(self, timeout_seconds: float) -> bool:

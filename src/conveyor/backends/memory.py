@@ -215,6 +215,7 @@ class InMemoryBackend(ClosesOnExit):
         lease_seconds: float,
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
+        reclaim_own: bool = False,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
         claimed: list[RunRecord] = []
@@ -230,7 +231,9 @@ class InMemoryBackend(ClosesOnExit):
                 if workflow_names is not None and self._fixed[workflow_id][1] not in workflow_names:
                     continue
                 lease = self._leases.get(workflow_id)
-                if lease is not None and (lease[1] is None or lease[1] >= now):
+                held = lease is not None and (lease[1] is None or lease[1] >= now)
+                reclaimed = reclaim_own and lease is not None and lease[0] == owner and lease[1] is not None
+                if held and not reclaimed:
                     continue
                 recoveries = changing[_RECOVERIES] + (1 if lease is not None else 0)
                 if recoveries > max_recoveries:
@@ -300,12 +303,16 @@ class InMemoryBackend(ClosesOnExit):
 
     def next_wake_at(self) -> float | None:
         """When the earliest run waiting on a timer becomes due, or None."""
+        dues = []
         with self._lock:
-            dues = [
-                self._changing[workflow_id][_WAKE_AT]
-                for workflow_id in self._active
-                if self._changing[workflow_id][_WAKE_AT] is not None and workflow_id not in self._leases
-            ]
+            for workflow_id in self._active:
+                wake_at = self._changing[workflow_id][_WAKE_AT]
+                lease = self._leases.get(workflow_id)
+                if lease is None:
+                    if wake_at is not None:
+                        dues.append(wake_at)
+                elif lease[1] is not None:
+                    dues.append(max(lease[1], wake_at or 0.0))
         return min(dues) if dues else None
 
     def wait_for_work(self, timeout_seconds: float) -> bool:

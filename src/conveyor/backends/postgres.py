@@ -284,6 +284,7 @@ class PostgresBackend(ClosesOnExit):
         lease_seconds: float,
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
+        reclaim_own: bool = False,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` with ``FOR UPDATE SKIP LOCKED`` (see the Backend).
 
@@ -299,6 +300,7 @@ class PostgresBackend(ClosesOnExit):
             "lease_seconds": float(lease_seconds),
             "max_recoveries": max_recoveries,
             "workflow_names": None if workflow_names is None else sorted(workflow_names),
+            "reclaim_own": reclaim_own,
         }
         claimed = []
         with self._cursor("claim runs") as cursor:

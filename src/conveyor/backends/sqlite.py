@@ -48,7 +48,8 @@ _TAKE_OVER = (
 )
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
-    "AND (owner IS NULL OR (lease_expires_at IS NOT NULL AND lease_expires_at < :now))"
+    "AND (owner IS NULL OR (lease_expires_at IS NOT NULL "
+    "AND (lease_expires_at < :now OR (:reclaim_own AND owner = :owner))))"
 )
 _SELECT_READY = (
     f"SELECT workflow_id, workflow_name, state, owner, recoveries, epoch, step_names FROM conveyor_runs "
@@ -71,8 +72,9 @@ _RELEASE = (
     "WHERE workflow_id = ? AND epoch = ?"
 )
 _NEXT_WAKE = (
-    "SELECT min(wake_at) FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') "
-    "AND wake_at IS NOT NULL AND (owner IS NULL OR lease_expires_at IS NOT NULL)"
+    "SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE max(lease_expires_at, coalesce(wake_at, 0)) END) "
+    "FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') "
+    "AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)"
 )
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
 _FENCED_UPDATE = (
@@ -283,6 +285,7 @@ class SqliteBackend(ClosesOnExit):
         lease_seconds: float,
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
+        reclaim_own: bool = False,
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
         claimed_ids: list[str] = []
@@ -290,7 +293,7 @@ class SqliteBackend(ClosesOnExit):
             now = self.now()
             scan = limit if workflow_names is None else max(limit * 4, 64)
             for workflow_id, name, _state, previous_owner, recoveries, _epoch, step_names in cursor.execute(
-                _SELECT_READY, {"now": now, "limit": scan}
+                _SELECT_READY, {"now": now, "limit": scan, "owner": owner, "reclaim_own": reclaim_own}
             ).fetchall():
                 if len(claimed_ids) >= limit:
                     break
@@ -367,7 +370,8 @@ class SqliteBackend(ClosesOnExit):
             if current != version:
                 version = current
                 with self._lock:
-                    if self._connection.execute(_ANY_READY, {"now": self.now()}).fetchone():
+                    ready = {"now": self.now(), "owner": "", "reclaim_own": False}
+                    if self._connection.execute(_ANY_READY, ready).fetchone():
                         return True
 
     def _data_version(self) -> int:

@@ -32,6 +32,8 @@ log = logging.getLogger("conveyor.worker")
 _IDLE_CHECK_SECONDS = 0.1
 """How often an idle worker looks up from waiting (for a stop, a freed slot or a timer); no query."""
 _UNKNOWN_VERSION_RETRY_SECONDS = 5.0
+_TIMER_CHECK_SECONDS = 0.5
+"""How often an idle worker re-reads when the next run may become ready (one indexed query)."""
 
 
 @dataclass
@@ -133,8 +135,11 @@ class Worker:
 
     def _claim_until_stopped(self, until_idle: bool) -> None:
         last_claim = float("-inf")
+        last_timer_check = float("-inf")
         next_timer: float | None = None
         woken = True
+        # A worker restarted under the same name takes its previous life's runs back at once.
+        self._claim(self.concurrency, reclaim_own=True)
         while not self._stopping.is_set():
             free = self._free_slots()
             if free == 0:
@@ -152,12 +157,17 @@ class Worker:
                 next_timer = self._next_timer()
                 if until_idle and next_timer is None and self._free_slots() == self.concurrency:
                     return
+            if time.monotonic() - last_timer_check >= _TIMER_CHECK_SECONDS:
+                # Leases taken since the last look may expire (their worker died): keep the next due
+                # time fresh, so a dead worker's run is claimed when its lease ends, not at the next poll.
+                last_timer_check = time.monotonic()
+                next_timer = self._next_timer()
             timeout = _IDLE_CHECK_SECONDS
             if next_timer is not None:
                 timeout = max(0.0, min(timeout, next_timer - self.backend.now()))
             woken = self._wait_for_work(timeout)
 
-    def _claim(self, limit: int) -> list[RunRecord]:
+    def _claim(self, limit: int, *, reclaim_own: bool = False) -> list[RunRecord]:
         try:
             claimed = self.backend.claim_runs(
                 owner=self.name,
@@ -165,6 +175,7 @@ class Worker:
                 lease_seconds=self.lease_seconds,
                 max_recoveries=self.max_recoveries,
                 workflow_names=self.workflow_names,
+                reclaim_own=reclaim_own,
             )
         except BackendError:
             log.exception("worker %s could not claim runs; trying again shortly", self.name)

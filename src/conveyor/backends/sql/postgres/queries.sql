@@ -64,7 +64,9 @@ ready AS (
       FROM conveyor_runs r, clock
      WHERE r.state IN ('pending', 'running', 'compensating')
        AND (r.wake_at IS NULL OR r.wake_at <= clock.now)
-       AND (r.owner IS NULL OR (r.lease_expires_at IS NOT NULL AND r.lease_expires_at < clock.now))
+       AND (r.owner IS NULL OR (r.lease_expires_at IS NOT NULL
+                                AND (r.lease_expires_at < clock.now
+                                     OR (%(reclaim_own)s AND r.owner = %(owner)s))))
        AND (%(workflow_names)s::text[] IS NULL OR r.workflow_name = ANY (%(workflow_names)s::text[]))
      ORDER BY coalesce(r.wake_at, r.created_at)
      LIMIT %(limit)s
@@ -124,10 +126,11 @@ RETURNING state IN ('pending', 'running', 'compensating')
           AND (wake_at IS NULL OR wake_at <= extract(epoch FROM clock_timestamp())::float8)
 
 -- name: next_wake_at
-SELECT min(wake_at)
+-- The next time a run may become claimable by itself: a timer of an unheld run, or a lease's end.
+SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, wake_at) END)
   FROM conveyor_runs
- WHERE state IN ('pending', 'running', 'compensating') AND wake_at IS NOT NULL
-   AND (owner IS NULL OR lease_expires_at IS NOT NULL)
+ WHERE state IN ('pending', 'running', 'compensating')
+   AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)
 
 -- name: now
 SELECT extract(epoch FROM clock_timestamp())::float8
