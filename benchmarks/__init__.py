@@ -1,0 +1,1 @@
+"""conveyor's benchmark suite: ``make bench`` (or ``python benchmarks/run.py``); never collected as tests."""
