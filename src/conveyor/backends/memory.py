@@ -57,26 +57,7 @@ class InMemoryBackend(ClosesOnExit):
         workflow_id = run.workflow_id
         with self._lock:
             if workflow_id not in self._fixed:
-                self._fixed[workflow_id] = (
-                    workflow_id,
-                    run.workflow_name,
-                    run.workflow_version,
-                    run.input,
-                    run.correlation_id,
-                    orjson.dumps(run.step_names).decode(),
-                    now,
-                )
-                self._changing[workflow_id] = (
-                    RUN_STATE_TEXT[run.state],
-                    None,
-                    None,
-                    now,
-                    None,
-                    1,
-                    0,
-                    0,
-                )
-                self._recorded_steps[workflow_id] = ()
+                self._insert(run, run.state, epoch=1, now=now)
                 self._leases[workflow_id] = (owner, None)
                 self._active[workflow_id] = None
                 record = RunRecord(
@@ -186,24 +167,28 @@ class InMemoryBackend(ClosesOnExit):
 
     # -- work for worker processes ------------------------------------------------------------------
 
+    def _insert(self, run: NewRun, state: RunState, *, epoch: int, now: float) -> None:
+        workflow_id = run.workflow_id
+        self._fixed[workflow_id] = (
+            workflow_id,
+            run.workflow_name,
+            run.workflow_version,
+            run.input,
+            run.correlation_id,
+            orjson.dumps(run.step_names).decode(),
+            now,
+        )
+        self._changing[workflow_id] = (RUN_STATE_TEXT[state], None, None, now, None, epoch, 0, 0)
+        self._recorded_steps[workflow_id] = ()
+        self._active[workflow_id] = None
+
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
         workflow_id = run.workflow_id
         with self._lock:
             if workflow_id in self._fixed:
                 return self._load(workflow_id), False
-            self._fixed[workflow_id] = (
-                workflow_id,
-                run.workflow_name,
-                run.workflow_version,
-                run.input,
-                run.correlation_id,
-                orjson.dumps(run.step_names).decode(),
-                now,
-            )
-            self._changing[workflow_id] = (RUN_STATE_TEXT[RunState.PENDING], None, None, now, None, 0, 0, 0)
-            self._recorded_steps[workflow_id] = ()
-            self._active[workflow_id] = None
+            self._insert(run, RunState.PENDING, epoch=0, now=now)
             self._signal_work()
             return self._load(workflow_id), True
 

@@ -40,7 +40,7 @@ _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = 
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
     "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -207,6 +207,7 @@ class SqliteBackend(ClosesOnExit):
                         step_names,
                         now,
                         now,
+                        1,
                         owner,
                     ),
                 )
@@ -237,14 +238,18 @@ class SqliteBackend(ClosesOnExit):
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record, or ``None``."""
         with self._lock:
+            cursor = self._connection.cursor()
             try:
-                cursor = self._connection.cursor()
                 cursor.execute("BEGIN")
                 row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
                 steps = cursor.execute(_SELECT_STEPS, (workflow_id,)).fetchall() if row else []
                 cursor.execute("COMMIT")
             except sqlite3.Error as exc:
+                if self._connection.in_transaction:  # a failed read must not leave the connection stuck
+                    self._connection.rollback()
                 raise BackendError(f"SQLite at {self.path} failed: {exc}") from exc
+            finally:
+                cursor.close()
         return None if row is None else self._record(row, steps)
 
     def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
@@ -264,10 +269,10 @@ class SqliteBackend(ClosesOnExit):
             if row is not None:
                 return self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,))), False
             cursor.execute(
-                _INSERT_RUN.replace("1, 0, ?)", "0, 0, ?)"),
+                _INSERT_RUN,
                 (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
-                    *(run.correlation_id, step_names, now, now, None),
+                    *(run.correlation_id, step_names, now, now, 0, None),
                 ),
             )
             created = (
