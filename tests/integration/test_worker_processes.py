@@ -76,10 +76,12 @@ def test_three_workers_share_300_runs_while_one_is_killed(database_url: str, tmp
         start_workflow(worker_app.ORDERS, run, {"id": run}, backend)
     lease = 1.0
     options = ("--concurrency", "4", "--lease-seconds", str(lease), "--poll-interval-seconds", "1")
-    workers = [spawn_worker(database_url, log, *options) for _ in range(3)]
+    workers = [spawn_worker(database_url, log, *options, STEP_SECONDS="0.01") for _ in range(3)]
     try:
         wait_until(lambda: count_completed(backend, ids) >= 60, 60, "60 completed runs")
         victim = workers[0]
+        # Kill it mid-step (so that it dies holding runs), not while it happens to be idle.
+        wait_until(lambda: _in_a_step(log, victim.pid), 30, "the victim to be in the middle of a step")
         victim.send_signal(signal.SIGKILL)
         killed_at = time.time()
         victim.wait(10)
@@ -179,6 +181,15 @@ def test_a_paused_worker_cannot_commit_over_the_worker_that_took_its_run(
     assert status.output() == "slow done"
     assert status.recoveries == 1
     backend.close()
+
+
+def _in_a_step(log: Path, pid: int) -> bool:
+    """Whether worker ``pid`` has started a step it has not finished (as its log says now)."""
+    open_steps: set[tuple[str, str]] = set()
+    for row_pid, run, step, event, _at in read_log(log):
+        if row_pid == pid:
+            (open_steps.add if event == "start" else open_steps.discard)((run, step))
+    return bool(open_steps)
 
 
 def _done_by(log: Path, pid: int) -> bool:
