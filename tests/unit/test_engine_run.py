@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,35 @@ def test_fork_branches_run_concurrently() -> None:
     assert run_workflow(workflow, 0) == ["left", "right"]
 
 
+def test_many_quick_branches_all_run_once_whether_a_pool_thread_or_the_driver_takes_them() -> None:
+    """Branches no pool thread picked up yet are run by the driving thread: each exactly once."""
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def make(name: str) -> Any:
+        def branch(value: int) -> str:
+            with lock:
+                calls.append(name)
+            return f"{name}{value}"
+
+        branch.__name__ = branch.__qualname__ = name
+        return task(branch)
+
+    names = ["a", "b", "c", "d", "e"]
+
+    @task
+    def join(results: dict[str, str]) -> list[str]:
+        return sorted(results.values())
+
+    fork = Flow("wide-fork").fork()
+    for name in names:
+        fork = fork.branch(make(name))
+    workflow = fork.join(join).build()
+    for number in range(200):
+        assert run_workflow(workflow, number) == [f"{name}{number}" for name in names]
+    assert sorted(calls) == sorted(names * 200)
+
+
 def test_async_branches_run_concurrently_on_the_loop() -> None:
     """Two async branches waiting on each other complete together."""
     events: dict[str, asyncio.Event] = {}
@@ -305,3 +335,22 @@ def test_the_sync_api_works_inside_a_running_event_loop() -> None:
         return run_workflow(Flow("nested").then(async_add).build(), 1)
 
     assert asyncio.run(main()) == 11
+
+
+def test_correlation_ids_are_unique_and_a_forked_child_makes_its_own() -> None:
+    """Runs get distinct 32-hex-digit correlation ids; a forked process never repeats its parent's."""
+    from conveyor.engine import api
+
+    here = {api._IDENTITY.correlation_id() for _ in range(1000)}
+    assert len(here) == 1000
+    assert all(len(value) == 32 and int(value, 16) >= 0 for value in here)
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: report its owner name and next correlation id, then leave at once
+        os.write(writer, f"{api._IDENTITY.owner} {api._IDENTITY.correlation_id()}".encode())
+        os._exit(0)
+    os.close(writer)
+    owner, correlation_id = os.read(reader, 1000).decode().split()
+    os.waitpid(child, 0)
+    assert owner != api._IDENTITY.owner
+    assert correlation_id not in here and correlation_id[:16] != next(iter(here))[:16]

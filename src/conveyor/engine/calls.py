@@ -46,45 +46,106 @@ def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
     asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
+class PoolCall:
+    """One call handed to the step threads: run by a pool thread, or taken back by the thread that offered it.
+
+    When it has run, ``on_done`` is called with it (on the pool thread); ``value`` or ``error`` then holds
+    what the call returned or raised.
+    """
+
+    __slots__ = ("call", "error", "on_done", "state", "value")
+
+    def __init__(self, call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> None:
+        self.call = call
+        self.on_done = on_done
+        self.state = _WAITING
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+_WAITING, _RUNNING, _TAKEN_BACK = 0, 1, 2
+
+
 class _DaemonPool:
-    """Daemon threads for sync steps running alongside others; grows while all its threads are busy."""
+    """Daemon threads for sync steps running alongside others; grows while all its threads are busy.
+
+    A call no thread has started yet can be taken back (:meth:`take_back`) by the thread that offered it,
+    which then runs it itself: a thread woken for it finds it gone and waits again.
+    """
 
     def __init__(self, most: int = 64) -> None:
         self._most = most
-        self._tasks: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[PoolCall] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
         self._idle = 0
+        self._waiting = 0
+
+    def offer(self, call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> PoolCall:
+        """Queue ``call`` for a pool thread; ``on_done`` gets it once it has run there."""
+        offered = PoolCall(call, on_done)
+        with self._lock:
+            self._waiting += 1
+            if self._idle < self._waiting and self._threads < self._most:
+                self._threads += 1
+                self._idle += 1
+                threading.Thread(target=self._work, name="conveyor-step", daemon=True).start()
+        self._calls.put(offered)
+        return offered
+
+    def take_back(self, offered: PoolCall) -> bool:
+        """Withdraw ``offered`` if no pool thread has started it; True if the caller must now run it."""
+        with self._lock:
+            if offered.state != _WAITING:
+                return False
+            offered.state = _TAKEN_BACK
+            self._waiting -= 1
+            return True
 
     def submit(self, call: Callable[[], Any]) -> Future[Any]:
+        """Run ``call`` on a pool thread; returns its future."""
         future: Future[Any] = Future()
-        with self._lock:
-            if self._idle == 0 and self._threads < self._most:
-                self._threads += 1
-                threading.Thread(target=self._work, name="conveyor-step", daemon=True).start()
+
+        def settle(done: PoolCall) -> None:
+            if done.error is not None:
+                future.set_exception(done.error)
             else:
-                self._idle -= 1
-        self._tasks.put((future, call))
+                future.set_result(done.value)
+
+        self.offer(call, settle)
         return future
 
     def _work(self) -> None:
         while True:
-            future, call = self._tasks.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(call())
-                except BaseException as exc:
-                    future.set_exception(exc)
+            offered = self._calls.get()
             with self._lock:
-                self._idle += 1
+                if offered.state != _WAITING:
+                    continue  # taken back by the thread that offered it
+                offered.state = _RUNNING
+                self._waiting -= 1
+                self._idle -= 1
+            try:
+                offered.value = offered.call()
+            except BaseException as exc:
+                offered.error = exc
+            try:
+                offered.on_done(offered)
+            finally:
+                with self._lock:
+                    self._idle += 1
 
 
 _pool = _DaemonPool()
 
 
-def submit_to_pool(call: Callable[[], Any]) -> Future[Any]:
-    """Run ``call`` on one of conveyor's daemon step threads; returns its future."""
-    return _pool.submit(call)
+def offer_to_pool(call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> PoolCall:
+    """Queue ``call`` for one of conveyor's daemon step threads; ``on_done`` gets it once it ran there."""
+    return _pool.offer(call, on_done)
+
+
+def take_back_from_pool(offered: PoolCall) -> bool:
+    """Withdraw a call no pool thread has started; True if it was withdrawn (the caller runs it)."""
+    return _pool.take_back(offered)
 
 
 async def call_step(

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
 import random
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future
-from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from conveyor.backends.base import Backend
@@ -31,7 +30,7 @@ from conveyor.core.records import Checkpoint, RunRecord
 from conveyor.core.states import StepState
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec, Workflow
-from conveyor.engine.calls import call_step, run_coroutine, submit_to_pool
+from conveyor.engine.calls import PoolCall, call_step, offer_to_pool, run_coroutine, take_back_from_pool
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context, reset_context, set_context
 from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
@@ -118,41 +117,63 @@ class RunDriver:
             return run
 
     def _drive_on_threads(self, ready: tuple[StepSpec, ...]) -> None:
-        """Run sync steps side by side on pool threads, settling each here as it ends, until none is left.
+        """Run sync steps side by side, settling each here as it ends, until none is left.
 
-        Fork branches of plain sync steps take this path: no event loop, one thread hand-off per step.
+        Fork branches of plain sync steps take this path, with no event loop. The first ready step runs on
+        this thread while the others are offered to pool threads; when it ends, every step no pool thread
+        has picked up yet is taken back and run here too. Short branches so finish without a single thread
+        hand-off and share one checkpoint, while a slow branch still has the others running beside it.
         Steps that become ready meanwhile join in if they are sync too; anything else waits for the outer
         loop, once every step started here has been settled.
         """
         workflow, run, clock = self.workflow, self.run, self.clock
-        running: dict[Future[_Outcome], StepSpec] = {}
+        running: dict[PoolCall, StepSpec] = {}
+        finished: queue.SimpleQueue[PoolCall] = queue.SimpleQueue()
         while True:
-            for spec in ready:
-                run.in_flight.add(spec.name)
-                running[submit_to_pool(functools.partial(self._call_on_thread, spec))] = spec
-            if not running:
-                return
-            timeout = None
-            decision = decide(workflow, run, clock.now())
-            if decision.action is Action.WAIT_UNTIL and decision.at is not None:
-                timeout = clock.real_seconds(decision.at - clock.now())
-            done, _ = futures_wait(running, timeout=timeout, return_when=FIRST_COMPLETED)
-            if not done and decision.at is not None:
-                clock.sleep(decision.at - clock.now())  # a fake clock's time passes only this way
             checkpoints = []
-            for future in done:
-                spec = running.pop(future)
-                value, error, started, finished = future.result()
-                if error is not None:
-                    checkpoints.append(self._failed(spec, error, started, finished))
-                else:
-                    checkpoints.append(self._succeeded(spec, value, started, finished))
+            if ready:
+                here, *offered = ready
+                for spec in ready:
+                    run.in_flight.add(spec.name)
+                for spec in offered:
+                    running[offer_to_pool(functools.partial(self._call_on_thread, spec), finished.put)] = spec
+                checkpoints.append(self._settle(here, self._call_on_thread(here)))
+                for call, spec in list(running.items()):
+                    if take_back_from_pool(call):  # no pool thread has started it: run it here instead
+                        del running[call]
+                        checkpoints.append(self._settle(spec, self._call_on_thread(spec)))
+            elif not running:
+                return
+            else:
+                timeout = None
+                decision = decide(workflow, run, clock.now())
+                if decision.action is Action.WAIT_UNTIL and decision.at is not None:
+                    timeout = clock.real_seconds(decision.at - clock.now())
+                done = []
+                try:
+                    done.append(finished.get(timeout=timeout))
+                    while not finished.empty():
+                        done.append(finished.get_nowait())
+                except queue.Empty:
+                    if decision.at is not None:
+                        clock.sleep(decision.at - clock.now())  # a fake clock's time passes only this way
+                for call in done:
+                    spec = running.pop(call)
+                    if call.error is not None:  # not an Exception: _call_on_thread returns those
+                        raise call.error
+                    checkpoints.append(self._settle(spec, call.value))
             if checkpoints:
                 self.record_checkpoint(merge_checkpoints(checkpoints))
             decision = decide(workflow, run, clock.now())
             ready = ()
             if decision.action is Action.RUN_STEPS and all(spec.runs_inline for spec in decision.steps):
                 ready = decision.steps
+
+    def _settle(self, spec: StepSpec, outcome: _Outcome) -> Checkpoint:
+        value, error, started, finished = outcome
+        if error is not None:
+            return self._failed(spec, error, started, finished)
+        return self._succeeded(spec, value, started, finished)
 
     def _call_on_thread(self, spec: StepSpec) -> _Outcome:
         shape = spec.task.shape
