@@ -13,26 +13,27 @@ Needs psycopg 3: ``pip install "conveyor[postgres]"``.
 from __future__ import annotations
 
 import math
+import select
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, LiteralString
 
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
-from conveyor.backends.postgres_sql import apply_migrations, queries
-from conveyor.backends.rows import dead_letter_failure, failure_to_text, run_from_rows, step_to_row
+from conveyor.backends.postgres_sql import apply_migrations, checkpoint_statement, queries
+from conveyor.backends.rows import failure_to_text, lease_lost, run_from_rows, step_to_row
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
-from conveyor.core.states import RunState, StepState
-from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError, LeaseLostError
+from conveyor.core.states import RunState
+from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError
 
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
     from psycopg_pool import ConnectionPool
 
-    from conveyor.backends.postgres_listener import WORK_CHANNEL, WorkListener
+    from conveyor.backends.postgres_listener import WorkListener
 except ImportError as exc:  # the [postgres] extra is not installed: say so when a backend is built
     if not (exc.name or "").startswith("psycopg"):
         raise
@@ -135,15 +136,20 @@ class PostgresBackend(ClosesOnExit):
                 self._pool.open(wait=False)
                 self._ready = True
 
-    def _checked_connection(self) -> Connection:
-        """A pooled connection that answers. Dead ones (a server restart, a killed session) are dropped.
+    def _borrow(self) -> Connection:
+        """A pooled connection that is not known to be dead, found without a round trip to the server.
 
-        The pool's own ``check`` backs off a second, then two, … per dead connection; after a restart every
-        idle connection is dead, so this checks them itself and moves on at once.
+        An idle connection receives nothing unless the server ended it (a restart, a killed session):
+        then the server's goodbye or the socket's end is waiting to be read. Only a connection with
+        something to read is checked with a query; dead ones are handed back, which makes the pool
+        discard them and open new ones, and the next is tried. (The pool's own ``check`` would cost a
+        round trip on every borrow, and back off a second, then two, … per dead connection.)
         """
         failure: psycopg.Error | None = None
         for _ in range(self._max_connections + 1):
             connection = self._pool.getconn()
+            if not _has_input(connection):
+                return connection
             try:
                 connection.execute("")
             except psycopg.Error as exc:
@@ -155,19 +161,16 @@ class PostgresBackend(ClosesOnExit):
         raise failure
 
     @contextmanager
-    def _cursor(self, action: str, *, transaction: bool = True, durable: bool = True) -> Iterator[Cursor]:
-        """A cursor on a checked pooled connection, in a transaction unless the caller runs one statement."""
+    def _cursor(self, action: str) -> Iterator[Cursor]:
+        """A cursor on a borrowed connection, in autocommit mode: each statement is its own transaction.
+
+        Every query of this backend is one statement, so each call costs one round trip to the server.
+        """
         self._ensure_ready()
         try:
-            connection = self._checked_connection()
+            connection = self._borrow()
             try:
-                if not transaction:
-                    with connection.cursor() as cursor:
-                        yield cursor
-                    return
-                with connection.transaction(), connection.cursor() as cursor:
-                    if not durable:
-                        cursor.execute("SET LOCAL synchronous_commit = off")
+                with connection.cursor() as cursor:
                     yield cursor
             finally:
                 self._pool.putconn(connection)
@@ -191,28 +194,20 @@ class PostgresBackend(ClosesOnExit):
         ``durable=False`` turns ``synchronous_commit`` off for this one transaction.
         """
         params = _run_params(run, state=run.state.value, epoch=1, owner=owner, now=now)
-        with self._cursor("start a run", durable=durable) as cursor:
-            cursor.execute(self._queries["insert_run"], params)
+        with self._cursor("start a run") as cursor:
+            cursor.execute(self._queries["insert_run" if durable else "insert_run_relaxed"], params)
             if cursor.rowcount == 1:
                 return run_from_rows(_new_row(params), ()), True
             cursor.execute(self._queries["take_over_run"], params)
-            return self._must_load(cursor, run.workflow_id), False
+            row = cursor.fetchone()
+            if row is not None:
+                return _record(row), False
+            return self._must_load(cursor, run.workflow_id), False  # ended, or a worker holds it
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` in one transaction, unless the run's epoch moved on (LeaseLostError)."""
-        workflow_id = checkpoint.workflow_id
-        with self._cursor("record a checkpoint") as cursor:
-            cursor.execute(self._queries["write_run"], _run_update(checkpoint))
-            if cursor.rowcount != 1:
-                raise LeaseLostError(
-                    f"run {workflow_id!r} was taken over by another process; this write was refused",
-                    workflow_id=workflow_id,
-                )
-            if checkpoint.steps:
-                cursor.executemany(
-                    self._queries["write_step"],
-                    [(workflow_id, *step_to_row(record)) for record in checkpoint.steps],
-                )
+        """Write ``checkpoint`` in one statement, unless the run's epoch moved on (LeaseLostError)."""
+        if self._write_checkpoints((checkpoint,), "record a checkpoint"):
+            raise lease_lost(checkpoint.workflow_id)
 
     def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
         """Write several runs' checkpoints in one transaction; return the ids whose write was refused.
@@ -225,32 +220,41 @@ class PostgresBackend(ClosesOnExit):
         ordered = sorted(checkpoints, key=lambda checkpoint: checkpoint.workflow_id)
         for attempt in range(_TRANSIENT_RETRIES):
             try:
-                return self._write_checkpoints(ordered)
+                return self._write_checkpoints(ordered, "record checkpoints")
             except BackendError as exc:
                 transient = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
                 if not transient or attempt == _TRANSIENT_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")
 
-    def _write_checkpoints(self, ordered: Sequence[Checkpoint]) -> set[str]:
-        """One try at :meth:`record_checkpoints`: the whole transaction is rolled back if it fails."""
-        with self._cursor("record checkpoints") as cursor:
-            updates = [_run_update(checkpoint) for checkpoint in ordered]
-            cursor.executemany(self._queries["write_run"], updates, returning=True)
-            written = []
-            while True:  # one result per checkpoint: its row if the fence let it through
-                written.append(cursor.fetchone() is not None)
-                if not cursor.nextset():
-                    break
-            accepted = [checkpoint for checkpoint, ok in zip(ordered, written, strict=True) if ok]
-            steps = [(cp.workflow_id, *step_to_row(record)) for cp in accepted for record in cp.steps]
-            if steps:
-                cursor.executemany(self._queries["write_step"], steps)
-        return {checkpoint.workflow_id for checkpoint, ok in zip(ordered, written, strict=True) if not ok}
+    def _write_checkpoints(self, ordered: Sequence[Checkpoint], action: str) -> set[str]:
+        """Write checkpoints, all of them or none; return the ids the fence refused.
+
+        One checkpoint is one statement in autocommit mode. Several are one transaction whose statements
+        are pipelined: sent together, their results read together, so the batch costs about one round trip.
+        """
+        refused: set[str] = set()
+        with self._cursor(action) as cursor:
+            if len(ordered) == 1:
+                cursor.execute(*_checkpoint_statement(ordered[0]))
+                if cursor.fetchone() is None:
+                    refused.add(ordered[0].workflow_id)
+                return refused
+            connection = cursor.connection
+            with connection.pipeline(), connection.transaction():
+                cursors = []
+                for checkpoint in ordered:
+                    one = connection.cursor()
+                    one.execute(*_checkpoint_statement(checkpoint))
+                    cursors.append(one)
+            for checkpoint, one in zip(ordered, cursors, strict=True):
+                if one.fetchone() is None:
+                    refused.add(checkpoint.workflow_id)
+        return refused
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record with all its steps (read in one statement), or ``None``."""
-        with self._cursor("load a run", transaction=False) as cursor:
+        with self._cursor("load a run") as cursor:
             return self._load(cursor, workflow_id)
 
     def _load(self, cursor: Cursor, workflow_id: str) -> RunRecord | None:
@@ -270,9 +274,8 @@ class PostgresBackend(ClosesOnExit):
         """Record ``run`` as pending (epoch 0, no owner) and wake idle workers; or return the existing run."""
         params = _run_params(run, state=RunState.PENDING.value, epoch=0, owner=None, now=now)
         with self._cursor("submit a run") as cursor:
-            cursor.execute(self._queries["insert_run"], params)
+            cursor.execute(self._queries["submit_run"], params)
             if cursor.rowcount == 1:
-                cursor.execute(f"NOTIFY {WORK_CHANNEL}")
                 return run_from_rows(_new_row(params), ()), True
             return self._must_load(cursor, run.workflow_id), False
 
@@ -302,20 +305,17 @@ class PostgresBackend(ClosesOnExit):
             "workflow_names": None if workflow_names is None else sorted(workflow_names),
             "reclaim_own": reclaim_own,
         }
-        claimed = []
         with self._cursor("claim runs") as cursor:
             cursor.execute(self._queries["claim_runs"], params)
-            for row in cursor.fetchall():
-                record = _record(row)
-                if record.state is not RunState.DEAD_LETTERED:
-                    claimed.append(record)
-                    continue
-                completed = [name for name, step in record.steps.items() if step.state is StepState.COMPLETED]
-                failure = dead_letter_failure(record.step_names, completed, record.recoveries)
-                cursor.execute(
-                    self._queries["set_run_error"],
-                    {"error": failure_to_text(failure), "workflow_id": record.workflow_id},
-                )
+            records = [_record(row) for row in cursor.fetchall()]
+            claimed = [record for record in records if record.state is not RunState.DEAD_LETTERED]
+            for record in records:
+                if record.state is RunState.DEAD_LETTERED:
+                    # A separate statement: until it commits, readers derive the same error from the run.
+                    cursor.execute(
+                        self._queries["set_run_error"],
+                        {"error": failure_to_text(record.error), "workflow_id": record.workflow_id},
+                    )
         return claimed
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
@@ -323,7 +323,7 @@ class PostgresBackend(ClosesOnExit):
         if not leases:
             return set()
         workflow_ids = sorted(leases)  # one lock order for every caller
-        with self._cursor("extend leases", transaction=False) as cursor:
+        with self._cursor("extend leases") as cursor:
             cursor.execute(
                 self._queries["extend_leases"],
                 {
@@ -345,16 +345,11 @@ class PostgresBackend(ClosesOnExit):
             cursor.execute(
                 self._queries["release_run"], {"workflow_id": workflow_id, "epoch": epoch, "wake_at": wake_at}
             )
-            row = cursor.fetchone()
-            if row is None:
-                return False
-            if row[0]:
-                cursor.execute(f"NOTIFY {WORK_CHANNEL}")
-            return True
+            return cursor.fetchone() is not None
 
     def next_wake_at(self) -> float | None:
         """When the earliest run waiting on a timer becomes due (database clock), or None if none waits."""
-        with self._cursor("read the next wake-up time", transaction=False) as cursor:
+        with self._cursor("read the next wake-up time") as cursor:
             cursor.execute(self._queries["next_wake_at"])
             row = cursor.fetchone()
         return None if row is None or row[0] is None else float(row[0])
@@ -369,7 +364,7 @@ class PostgresBackend(ClosesOnExit):
 
     def now(self) -> float:
         """The database's clock (``clock_timestamp()``) in epoch seconds: the one leases and timers use."""
-        with self._cursor("read the clock", transaction=False) as cursor:
+        with self._cursor("read the clock") as cursor:
             cursor.execute(self._queries["now"])
             row = cursor.fetchone()
         if row is None:  # pragma: no cover - a SELECT without FROM always returns its row
@@ -414,18 +409,24 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
     }
 
 
-def _run_update(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The parameters of ``write_run`` for ``checkpoint``."""
-    return {
-        "state": checkpoint.state.value,
-        "output": checkpoint.output,
-        "error": failure_to_text(checkpoint.error),
-        "wake_at": checkpoint.wake_at,
-        "at": checkpoint.at,
-        "generation": checkpoint.generation,
-        "workflow_id": checkpoint.workflow_id,
-        "epoch": checkpoint.epoch,
-    }
+def _checkpoint_statement(checkpoint: Checkpoint) -> tuple[LiteralString, list[Any]]:
+    """The statement writing ``checkpoint`` (see ``checkpoint_statement``) and its parameters."""
+    params: list[Any] = [
+        *(checkpoint.state.value, checkpoint.output, failure_to_text(checkpoint.error), checkpoint.wake_at),
+        *(checkpoint.at, checkpoint.generation, checkpoint.workflow_id, checkpoint.epoch),
+    ]
+    for record in checkpoint.steps:
+        params.extend(step_to_row(record))
+    return checkpoint_statement(len(checkpoint.steps)), params
+
+
+def _has_input(connection: Connection) -> bool:
+    """Whether an idle connection has something to read (which, idle, means the server is ending it)."""
+    if connection.closed or connection.broken:
+        return True
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -85,14 +85,19 @@ def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> Run
     recorded = {record.name: record for record in map(step_from_row, step_rows)}
     steps = {name: recorded.pop(name) if name in recorded else StepRecord(name) for name in step_names}
     steps.update(recorded)  # rows of steps the run's workflow no longer names: kept, to be reported
+    state = RunState(row[3])
+    error = failure_from_text(row[6])
+    if state is RunState.DEAD_LETTERED and error is None:  # set aside, its error not yet written
+        completed = [name for name, record in steps.items() if record.state is StepState.COMPLETED]
+        error = dead_letter_failure(step_names, completed, row[13])
     return RunRecord(
         workflow_id=row[0],
         workflow_name=row[1],
         workflow_version=row[2],
-        state=RunState(row[3]),
+        state=state,
         input=row[4],
         output=row[5],
-        error=failure_from_text(row[6]),
+        error=error,
         correlation_id=row[7],
         step_names=step_names,
         steps=steps,

@@ -145,8 +145,7 @@ class Worker:
             if free == 0:
                 self._slot_freed.wait(_IDLE_CHECK_SECONDS)
                 continue
-            now = self.backend.now()
-            timer_due = next_timer is not None and next_timer <= now
+            timer_due = next_timer is not None and next_timer <= self.backend.now()  # asks only if a timer
             due_to_poll = time.monotonic() - last_claim >= self.poll_interval_seconds
             if woken or due_to_poll or timer_due or self._slot_freed.is_set():
                 self._slot_freed.clear()

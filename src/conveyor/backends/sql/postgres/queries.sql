@@ -18,46 +18,97 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
  WHERE r.workflow_id = %(workflow_id)s
 
 -- name: insert_run
+-- Every write below is one statement in autocommit mode: one round trip, no BEGIN or COMMIT of its own.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                            step_names, created_at, updated_at, epoch, recoveries, owner)
 VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
         %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s)
 ON CONFLICT (workflow_id) DO NOTHING
 
+-- name: insert_run_relaxed
+-- insert_run with synchronous_commit off for this statement's own transaction alone (is_local = true): the
+-- commit does not wait for the flush to disk; the next durable commit flushes it too.
+INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
+                           step_names, created_at, updated_at, epoch, recoveries, owner)
+SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
+       %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
+ON CONFLICT (workflow_id) DO NOTHING
+
+-- name: submit_run
+-- insert_run for a pending run, announced to idle workers (the notification is sent when it commits).
+WITH inserted AS (
+    INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
+                               step_names, created_at, updated_at, epoch, recoveries, owner)
+    VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
+            %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s)
+    ON CONFLICT (workflow_id) DO NOTHING
+    RETURNING workflow_id
+)
+SELECT pg_notify('conveyor_work', '') FROM inserted
+
 -- name: take_over_run
--- An inline caller takes over a run that has not ended and that no worker holds under a live lease.
-UPDATE conveyor_runs
-   SET epoch = epoch + 1, recoveries = recoveries + 1, owner = %(owner)s, lease_expires_at = NULL,
+-- An inline caller takes over a run that has not ended and that no worker holds under a live lease, and
+-- reads it back in the same statement (so with the epoch it took it over at).
+UPDATE conveyor_runs AS r
+   SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s, lease_expires_at = NULL,
        updated_at = %(now)s
- WHERE workflow_id = %(workflow_id)s
-   AND state IN ('pending', 'running', 'compensating')
-   AND (lease_expires_at IS NULL OR lease_expires_at < extract(epoch FROM clock_timestamp())::float8)
+ WHERE r.workflow_id = %(workflow_id)s
+   AND r.state IN ('pending', 'running', 'compensating')
+   AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8)
+RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
+          r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
+          r.generation, NULL::float8,
+          (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
+                                                     s.next_attempt_at, s.started_at, s.finished_at,
+                                                     s.completion_order, s.compensation_attempts,
+                                                     s.compensation_error) ORDER BY s.step_name),
+                           '[]'::json)
+             FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
 
 -- name: write_run
--- The fence: no row matches once another process bumped the epoch.
+-- A checkpoint without step rows. The fence: no row matches once another process bumped the epoch.
 UPDATE conveyor_runs
-   SET state = %(state)s, output = %(output)s, error = %(error)s, wake_at = %(wake_at)s,
-       updated_at = %(at)s, generation = %(generation)s
- WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
+   SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s
+ WHERE workflow_id = %s AND epoch = %s
 RETURNING workflow_id
 
--- name: write_step
-INSERT INTO conveyor_steps (workflow_id, step_name, state, attempts, result, error, next_attempt_at,
-                            started_at, finished_at, completion_order, compensation_attempts,
-                            compensation_error)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (workflow_id, step_name) DO UPDATE
-   SET state = excluded.state, attempts = excluded.attempts, result = excluded.result,
-       error = excluded.error, next_attempt_at = excluded.next_attempt_at,
-       started_at = excluded.started_at, finished_at = excluded.finished_at,
-       completion_order = excluded.completion_order,
-       compensation_attempts = excluded.compensation_attempts,
-       compensation_error = excluded.compensation_error
+-- name: write_run_and_steps
+-- A checkpoint in one statement: the run's row (fenced as in write_run) and its step rows, {step_values}
+-- standing for one step_values row per step. The steps are written only if the run's row was.
+WITH written AS (
+    UPDATE conveyor_runs
+       SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s
+     WHERE workflow_id = %s AND epoch = %s
+    RETURNING workflow_id
+),
+steps AS (
+    INSERT INTO conveyor_steps (workflow_id, step_name, state, attempts, result, error, next_attempt_at,
+                                started_at, finished_at, completion_order, compensation_attempts,
+                                compensation_error)
+    SELECT written.workflow_id, s.*
+      FROM written,
+           (VALUES {step_values})
+           AS s (step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at,
+                 completion_order, compensation_attempts, compensation_error)
+    ON CONFLICT (workflow_id, step_name) DO UPDATE
+       SET state = excluded.state, attempts = excluded.attempts, result = excluded.result,
+           error = excluded.error, next_attempt_at = excluded.next_attempt_at,
+           started_at = excluded.started_at, finished_at = excluded.finished_at,
+           completion_order = excluded.completion_order,
+           compensation_attempts = excluded.compensation_attempts,
+           compensation_error = excluded.compensation_error
+)
+SELECT workflow_id FROM written
+
+-- name: step_values
+(%s::text, %s::text, %s::integer, %s::text, %s::text, %s::float8, %s::float8, %s::float8, %s::integer,
+ %s::integer, %s::text)
 
 -- name: claim_runs
 -- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
 -- whose recoveries would pass %(max_recoveries)s is moved to dead_lettered instead (its error is written
--- next, by set_run_error). Oldest first: by when its timer fell due, else when it was recorded.
+-- next, by set_run_error; until then readers derive it, see rows.run_from_rows). Oldest first: by when its timer fell due, else when it was recorded.
 WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
 ready AS (
     SELECT r.workflow_id, r.recoveries + CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END AS recoveries
@@ -105,25 +156,28 @@ UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
 WITH held AS (
     SELECT r.workflow_id
       FROM conveyor_runs AS r
-      JOIN unnest(%(workflow_ids)s::text[], %(epochs)s::integer[]) AS lease (workflow_id, epoch)
-        ON r.workflow_id = lease.workflow_id AND r.epoch = lease.epoch
-     WHERE r.owner = %(owner)s AND r.lease_expires_at IS NOT NULL
+     WHERE r.workflow_id = ANY (%(workflow_ids)s::text[])
+       AND (r.workflow_id, r.epoch) IN (SELECT * FROM unnest(%(workflow_ids)s::text[], %(epochs)s::integer[]))
+       AND r.owner = %(owner)s AND r.lease_expires_at IS NOT NULL
      ORDER BY r.workflow_id
        FOR UPDATE OF r
 )
 UPDATE conveyor_runs AS r
    SET lease_expires_at = extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s
-  FROM held
- WHERE r.workflow_id = held.workflow_id
+ WHERE r.workflow_id = ANY (%(workflow_ids)s::text[])
+   AND r.workflow_id IN (SELECT held.workflow_id FROM held)
 RETURNING r.workflow_id
 
 -- name: release_run
--- Hand a run back; return whether it is claimable at once (so idle workers must be woken).
-UPDATE conveyor_runs
-   SET owner = NULL, lease_expires_at = NULL, wake_at = %(wake_at)s
- WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
-RETURNING state IN ('pending', 'running', 'compensating')
-          AND (wake_at IS NULL OR wake_at <= extract(epoch FROM clock_timestamp())::float8)
+-- Hand a run back; return whether it is claimable at once, and if so wake idle workers.
+WITH released AS (
+    UPDATE conveyor_runs
+       SET owner = NULL, lease_expires_at = NULL, wake_at = %(wake_at)s
+     WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
+    RETURNING state IN ('pending', 'running', 'compensating')
+              AND (wake_at IS NULL OR wake_at <= extract(epoch FROM clock_timestamp())::float8) AS claimable
+)
+SELECT claimable, CASE WHEN claimable THEN pg_notify('conveyor_work', '') END FROM released
 
 -- name: next_wake_at
 -- The next time a run may become claimable by itself: a timer of an unheld run, or a lease's end.
