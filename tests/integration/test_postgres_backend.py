@@ -6,6 +6,7 @@ The backend contract itself runs on PostgreSQL in ``tests/contract``; these test
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 import postgres_support
 from conveyor.backends.postgres import PostgresBackend
-from conveyor.core.records import Checkpoint, NewRun, StepRecord
+from conveyor.core.records import Checkpoint, Failure, NewRun, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import BackendError, InvalidArgumentError
 from postgres_support import PostgresDatabase, terminate_sessions
@@ -273,6 +274,31 @@ def test_non_durable_start_turns_synchronous_commit_off_for_its_own_transaction_
     with backend._pool.connection() as connection:  # the only connection: the one that ran both
         assert connection.execute("SHOW synchronous_commit").fetchone() == ("on",)
     assert backend.load_run("relaxed") is not None
+
+
+@pytest.mark.postgres
+def test_a_dead_lettered_run_whose_error_is_not_yet_written_reads_with_the_derived_error(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """The claim that sets a run aside and the write of its error are two statements: a reader in between
+    (or after a crash in between) sees the same DeadLettered error the second statement writes."""
+    backend = open_backend(postgres_database.url)
+    backend.submit_run(new_run(), now=T0)
+    [claimed] = backend.claim_runs(owner="w1", limit=1, lease_seconds=0.01, max_recoveries=0)
+    backend.record_checkpoint(complete_a(epoch=claimed.epoch))
+    time.sleep(0.05)  # the lease ends: w1 "died"
+    assert backend.claim_runs(owner="w2", limit=1, lease_seconds=30, max_recoveries=0) == []
+    [(written,)] = query(postgres_database.url, "SELECT error FROM conveyor_runs")
+    query(postgres_database.url, "UPDATE conveyor_runs SET error = NULL RETURNING 1")
+
+    record = backend.load_run("run-1")
+
+    assert record is not None
+    assert record.state is RunState.DEAD_LETTERED
+    assert record.error is not None
+    assert record.error.error_type == "DeadLettered"
+    assert record.error.step_name == "b"  # the first step not completed
+    assert record.error.to_dict() == Failure.from_dict(json.loads(written)).to_dict()
 
 
 # --- errors and lifetime -----------------------------------------------------------------------------------

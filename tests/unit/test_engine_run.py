@@ -353,4 +353,5 @@ def test_correlation_ids_are_unique_and_a_forked_child_makes_its_own() -> None:
     owner, correlation_id = os.read(reader, 1000).decode().split()
     os.waitpid(child, 0)
     assert owner != api._IDENTITY.owner
-    assert correlation_id not in here and correlation_id[:16] != next(iter(here))[:16]
+    assert correlation_id not in here
+    assert correlation_id[:16] != next(iter(here))[:16]
