@@ -139,13 +139,34 @@ def test_opening_creates_the_file_and_its_tables(
 
 
 def test_opening_twice_runs_migrations_once(open_sqlite: OpenSqlite, db_path: Path) -> None:
-    """Opening a file twice (once while open, once after close) records migration version 1 only once."""
+    """Opening a file twice (once while open, once after close) records each migration version once."""
     first = open_sqlite()
     open_sqlite()
     first.close()
     open_sqlite()
 
-    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,)]
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,)]
+
+
+def test_a_file_at_schema_1_gets_the_claim_order_index_and_keeps_its_runs(
+    open_sqlite: OpenSqlite, db_path: Path, new_run: NewRunFactory
+) -> None:
+    """A file an earlier conveyor made (schema 1 only) is brought up to date on open; its runs stay."""
+    first = open_sqlite()
+    first.submit_run(new_run(), now=T0)
+    first.close()
+    with closing(sqlite3.connect(db_path)) as connection, connection:
+        connection.execute("DROP INDEX conveyor_runs_queue")
+        connection.execute("DELETE FROM conveyor_migrations WHERE version = 2")
+
+    backend = open_sqlite()
+
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,)]
+    assert query(db_path, "SELECT name FROM sqlite_master WHERE name = 'conveyor_runs_queue'") == [
+        ("conveyor_runs_queue",)
+    ]
+    [claimed] = backend.claim_runs(owner="w", limit=5, lease_seconds=30, max_recoveries=5)
+    assert claimed.workflow_id == new_run().workflow_id
 
 
 def test_reopening_keeps_existing_rows_through_migrations(

@@ -21,6 +21,7 @@ import pytest
 
 import postgres_support
 from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.postgres_sql import apply_migrations
 from conveyor.core.records import Checkpoint, Failure, NewRun, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import BackendError, InvalidArgumentError
@@ -199,7 +200,7 @@ def test_a_submit_through_another_backend_wakes_a_worker_that_claimed_nothing(
 def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
     empty_postgres_database: PostgresDatabase, open_backend: OpenBackend
 ) -> None:
-    """Two backends migrating one empty database together: one applies version 1, the other nothing."""
+    """Two backends migrating one empty database together: one applies every version, the other nothing."""
     backends = [open_backend(empty_postgres_database.url) for _ in range(2)]
     barrier = threading.Barrier(2, timeout=DEADLINE_SECONDS)
 
@@ -210,10 +211,10 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
     with ThreadPoolExecutor(max_workers=2) as pool:
         applied = list(pool.map(migrate, backends))
 
-    assert sorted(applied) == [[], [1]]
-    assert query(empty_postgres_database.url, "SELECT version, name FROM conveyor_migrations") == [
-        (1, "initial")
-    ]
+    assert sorted(applied) == [[], [1, 2]]
+    assert query(
+        empty_postgres_database.url, "SELECT version, name FROM conveyor_migrations ORDER BY version"
+    ) == [(1, "initial"), (2, "ready_queue_order")]
 
 
 @pytest.mark.postgres
@@ -232,8 +233,32 @@ def test_first_use_migrates_a_fresh_database_also_from_two_backends_at_once(
         created = list(pool.map(start, range(2)))
 
     assert created == [True, True]
-    assert query(empty_postgres_database.url, "SELECT version FROM conveyor_migrations") == [(1,)]
+    assert query(empty_postgres_database.url, "SELECT version FROM conveyor_migrations ORDER BY 1") == [
+        (1,),
+        (2,),
+    ]
     assert backends[0].migrate() == []
+
+
+@pytest.mark.postgres
+def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_kept(
+    empty_postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """A database made by an earlier conveyor (schema 1 only) gets the claim-order index; its runs stay."""
+    with psycopg.connect(empty_postgres_database.url, autocommit=True) as connection:
+        apply_migrations(connection, up_to=1)
+    old = open_backend(empty_postgres_database.url)
+    old._ready = True  # this backend plays the earlier conveyor: it must not migrate by itself
+    old._pool.open(wait=True)
+    old.submit_run(new_run(), now=T0)
+
+    assert open_backend(empty_postgres_database.url).migrate() == [2]
+    [(definition,)] = query(
+        empty_postgres_database.url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'conveyor_runs_queue'"
+    )
+    assert "COALESCE(wake_at, created_at)" in definition
+    [claimed] = old.claim_runs(owner="w", limit=5, lease_seconds=30, max_recoveries=5)
+    assert claimed.workflow_id == "run-1"
 
 
 @pytest.mark.postgres

@@ -76,11 +76,13 @@ def migrations() -> tuple[Migration, ...]:
     return tuple(sorted(found, key=lambda migration: migration.version))
 
 
-def apply_migrations(connection: psycopg.Connection[tuple[object, ...]]) -> list[int]:
+def apply_migrations(
+    connection: psycopg.Connection[tuple[object, ...]], *, up_to: int | None = None
+) -> list[int]:
     """Apply the migrations ``connection``'s database lacks, in one transaction; return their versions.
 
     The transaction holds an advisory lock, so processes starting at once apply each migration once: the
-    others wait, then find it recorded in ``conveyor_migrations``.
+    others wait, then find it recorded in ``conveyor_migrations``. ``up_to`` stops at that version.
     """
     applied: list[int] = []
     with connection.transaction():
@@ -91,7 +93,7 @@ def apply_migrations(connection: psycopg.Connection[tuple[object, ...]]) -> list
         )
         done = {row[0] for row in connection.execute("SELECT version FROM conveyor_migrations")}
         for migration in migrations():
-            if migration.version in done:
+            if migration.version in done or (up_to is not None and migration.version > up_to):
                 continue
             connection.execute(migration.script)
             connection.execute(

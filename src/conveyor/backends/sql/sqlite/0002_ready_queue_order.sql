@@ -1,0 +1,4 @@
+-- conveyor schema 2: claims walk ready runs in the order they take them (by when a run's timer fell due,
+-- else when it was recorded) and stop at their limit, instead of sorting every ready run on each claim.
+CREATE INDEX IF NOT EXISTS conveyor_runs_queue ON conveyor_runs (coalesce(wake_at, created_at))
+    WHERE state IN ('pending', 'running', 'compensating');
