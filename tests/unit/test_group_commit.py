@@ -74,3 +74,38 @@ def test_a_failing_transaction_fails_every_waiting_driver() -> None:
     with pytest.raises(BackendError, match="disk full"):
         committer.record_checkpoint(checkpoint("any"))
     committer.close()
+
+
+def test_several_writers_write_batches_side_by_side_and_each_checkpoint_once() -> None:
+    """A second writer writes a batch while the first is still writing its own (one writer would wait)."""
+    written: list[str] = []
+    first_inside = threading.Event()
+    second_inside = threading.Event()
+
+    class SlowBackend:
+        def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
+            if not first_inside.is_set():
+                first_inside.set()
+                assert second_inside.wait(timeout=5), "no second writer wrote while the first was writing"
+            else:
+                second_inside.set()
+            written.extend(checkpoint.workflow_id for checkpoint in checkpoints)
+            return set()
+
+    committer = GroupCommitter(SlowBackend(), writers=3)
+    first = threading.Thread(target=committer.record_checkpoint, args=(checkpoint("run-0"),))
+    first.start()
+    assert first_inside.wait(timeout=5)
+    others = [
+        threading.Thread(target=committer.record_checkpoint, args=(checkpoint(f"run-{n}"),))
+        for n in range(1, 20)
+    ]
+    for thread in others:
+        thread.start()
+    for thread in [first, *others]:
+        thread.join(timeout=10)
+    committer.close()
+
+    assert second_inside.is_set()
+    assert sorted(written) == sorted(f"run-{n}" for n in range(20))
+    assert committer.checkpoints == 20

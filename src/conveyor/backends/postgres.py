@@ -60,6 +60,10 @@ class PostgresBackend(ClosesOnExit):
     ``pool_timeout_seconds`` for one. Safe to share between threads.
     """
 
+    group_commit_writers = 3
+    """How many threads of a worker write batches of checkpoints at once (the server commits them in
+    parallel; see :class:`~conveyor.engine.group_commit.GroupCommitter`)."""
+
     def __init__(
         self,
         url: str,

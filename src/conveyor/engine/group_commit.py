@@ -1,9 +1,10 @@
 """Group commit: the checkpoints of many runs finishing steps at once are written in one transaction.
 
 A worker drives many runs on many threads. Each driver hands its checkpoint to the :class:`GroupCommitter`
-and waits; a single writer thread takes every checkpoint waiting at that moment and writes them with one
+and waits; a writer thread takes every checkpoint waiting at that moment and writes them with one
 ``record_checkpoints`` call (one transaction, one flush to disk). While it writes, new checkpoints gather
-for the next batch. A driver continues only once its checkpoint is committed, so a step's result is still
+for the next batch (where the backend commits many transactions at once, another writer takes them). A
+driver continues only once its checkpoint is committed, so a step's result is still
 durable before anything that depends on it starts.
 """
 
@@ -39,16 +40,26 @@ class _Pending:
 
 
 class GroupCommitter:
-    """Writes checkpoints handed to it by many threads in shared transactions; :meth:`close` it at the end."""
+    """Writes checkpoints handed to it by many threads in shared transactions; :meth:`close` it at the end.
 
-    def __init__(self, backend: BatchWriter, *, max_batch: int = MAX_BATCH) -> None:
+    ``writers`` threads write batches side by side, each taking whatever is waiting when it is free: one
+    suits a database that commits one transaction at a time (SQLite), a few suit one that commits many at
+    once (PostgreSQL), where a single writer would leave the server idle while it prepares its next batch.
+    """
+
+    def __init__(self, backend: BatchWriter, *, max_batch: int = MAX_BATCH, writers: int = 1) -> None:
         self._backend = backend
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_batches, name="conveyor-group-commit", daemon=True)
-        self._writer.start()
+        self._counts_lock = threading.Lock()
         self.batches = 0
         self.checkpoints = 0
+        self._writers = [
+            threading.Thread(target=self._write_batches, name=f"conveyor-group-commit-{n}", daemon=True)
+            for n in range(max(1, writers))
+        ]
+        for writer in self._writers:
+            writer.start()
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` with whatever else is waiting, and return once it is committed.
@@ -63,9 +74,11 @@ class GroupCommitter:
             raise pending.error
 
     def close(self) -> None:
-        """Write what is waiting, then stop the writer thread."""
-        self._queue.put(None)
-        self._writer.join(timeout=10)
+        """Write what is waiting, then stop the writer threads."""
+        for _ in self._writers:
+            self._queue.put(None)
+        for writer in self._writers:
+            writer.join(timeout=10)
 
     def _write_batches(self) -> None:
         while True:
@@ -101,8 +114,9 @@ class GroupCommitter:
                 pending.error.__cause__ = exc
                 pending.done.set()
             return
-        self.batches += 1
-        self.checkpoints += len(batch)
+        with self._counts_lock:
+            self.batches += 1
+            self.checkpoints += len(batch)
         for pending in batch:
             if pending.checkpoint.workflow_id in refused:
                 pending.error = lease_lost(pending.checkpoint.workflow_id)

@@ -107,7 +107,8 @@ class Worker:
         ]
         heartbeat = threading.Thread(target=self._renew_leases, name="conveyor-heartbeat", daemon=True)
         if self.group_commit and self.concurrency > 1:
-            self._committer = GroupCommitter(self.backend)
+            writers = getattr(self.backend, "group_commit_writers", 1)
+            self._committer = GroupCommitter(self.backend, writers=writers)
         for thread in (*slots, heartbeat):
             thread.start()
         log.info(
