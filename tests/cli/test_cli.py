@@ -58,7 +58,7 @@ def test_migrate_creates_the_schema_on_postgres(
     assert main(["migrate", "--backend", empty_postgres_database.url]) == 0
     with psycopg.connect(empty_postgres_database.url) as connection:
         tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables")}
-    assert {"conveyor_runs", "conveyor_steps", "conveyor_migrations"} <= tables
+    assert {"conveyor_runs", "conveyor_migrations"} <= tables
 
 
 def test_a_worker_without_workflows_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 import postgres_support
 from conveyor.backends.postgres import PostgresBackend
-from conveyor.backends.postgres_sql import apply_migrations
+from conveyor.backends.postgres_sql import apply_migrations, migrations
 from conveyor.core.records import Checkpoint, Failure, NewRun, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import BackendError, InvalidArgumentError
@@ -211,10 +211,10 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
     with ThreadPoolExecutor(max_workers=2) as pool:
         applied = list(pool.map(migrate, backends))
 
-    assert sorted(applied) == [[], [1, 2]]
+    assert sorted(applied) == [[], [migration.version for migration in migrations()]]
     assert query(
         empty_postgres_database.url, "SELECT version, name FROM conveyor_migrations ORDER BY version"
-    ) == [(1, "initial"), (2, "ready_queue_order")]
+    ) == [(1, "initial"), (2, "ready_queue_order"), (3, "steps_in_the_run_row")]
 
 
 @pytest.mark.postgres
@@ -234,31 +234,63 @@ def test_first_use_migrates_a_fresh_database_also_from_two_backends_at_once(
 
     assert created == [True, True]
     assert query(empty_postgres_database.url, "SELECT version FROM conveyor_migrations ORDER BY 1") == [
-        (1,),
-        (2,),
+        (migration.version,) for migration in migrations()
     ]
     assert backends[0].migrate() == []
 
 
 @pytest.mark.postgres
-def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_kept(
+def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_and_steps_kept(
     empty_postgres_database: PostgresDatabase, open_backend: OpenBackend
 ) -> None:
-    """A database made by an earlier conveyor (schema 1 only) gets the claim-order index; its runs stay."""
-    with psycopg.connect(empty_postgres_database.url, autocommit=True) as connection:
+    """A database an earlier conveyor made (schema 1: steps in their own table) is migrated in place: its
+    runs keep every step column, the claim-order index exists, and the runs can be claimed and driven on."""
+    url = empty_postgres_database.url
+    with psycopg.connect(url, autocommit=True) as connection:
         apply_migrations(connection, up_to=1)
-    old = open_backend(empty_postgres_database.url)
-    old._ready = True  # this backend plays the earlier conveyor: it must not migrate by itself
-    old._pool.open(wait=True)
-    old.submit_run(new_run(), now=T0)
+        connection.execute(
+            "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
+            "correlation_id, step_names, created_at, updated_at, epoch, recoveries) VALUES ('run-1', "
+            "'orders', '1', 'pending', '{\"x\": 1}', 'corr', '[\"a\", \"b\", \"c\"]', %s, %s, 0, 0)",
+            (T0, T0),
+        )
+        error = '{"step_name": "b", "error_type": "E", "message": "m", "attempts": 1}'
+        connection.execute(
+            "INSERT INTO conveyor_steps VALUES "
+            "('run-1', 'a', 'completed', 2, '\"ok\"', NULL, NULL, %s, %s, 1, 0, NULL), "
+            "('run-1', 'b', 'failed', 1, NULL, %s, %s, %s, %s, NULL, 0, NULL)",
+            (T0, T0 + 1, error, T0 + 9, T0 + 2, T0 + 3),
+        )
 
-    assert open_backend(empty_postgres_database.url).migrate() == [2]
-    [(definition,)] = query(
-        empty_postgres_database.url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'conveyor_runs_queue'"
+    backend = open_backend(url)
+    assert backend.migrate() == [2, 3]
+
+    record = backend.load_run("run-1")
+    assert record is not None
+    a, b, c = (record.steps[name] for name in ("a", "b", "c"))
+    assert (a.state, a.attempts, a.result, a.started_at, a.finished_at, a.completion_order) == (
+        StepState.COMPLETED,
+        2,
+        '"ok"',
+        T0,
+        T0 + 1,
+        1,
     )
+    assert b.state is StepState.FAILED
+    assert b.error is not None
+    assert b.error.message == "m"
+    assert (b.next_attempt_at, b.started_at, b.finished_at) == (T0 + 9, T0 + 2, T0 + 3)
+    assert c.state is StepState.PENDING
+    [(definition,)] = query(url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'conveyor_runs_queue'")
     assert "COALESCE(wake_at, created_at)" in definition
-    [claimed] = old.claim_runs(owner="w", limit=5, lease_seconds=30, max_recoveries=5)
-    assert claimed.workflow_id == "run-1"
+    assert query(url, "SELECT to_regclass('conveyor_steps') IS NULL") == [(True,)]
+    [claimed] = backend.claim_runs(owner="w", limit=5, lease_seconds=30, max_recoveries=5)
+    assert claimed.steps == record.steps
+    backend.record_checkpoint(complete_a(epoch=claimed.epoch))
+    reread = backend.load_run("run-1")
+    assert reread is not None
+    assert reread.steps["a"].attempts == 1  # the checkpoint replaced step a, and left b as it was
+    assert reread.steps["b"] == b
 
 
 @pytest.mark.postgres

@@ -17,12 +17,12 @@ import select
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
-from conveyor.backends.postgres_sql import apply_migrations, checkpoint_statement, queries
+from conveyor.backends.postgres_sql import apply_migrations, queries
 from conveyor.backends.rows import failure_to_text, lease_lost, run_from_rows, step_to_row
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.core.states import RunState
@@ -240,7 +240,7 @@ class PostgresBackend(ClosesOnExit):
         refused: set[str] = set()
         with self._cursor(action) as cursor:
             if len(ordered) == 1:
-                cursor.execute(*_checkpoint_statement(ordered[0]))
+                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(ordered[0]))
                 if cursor.fetchone() is None:
                     refused.add(ordered[0].workflow_id)
                 return refused
@@ -249,7 +249,7 @@ class PostgresBackend(ClosesOnExit):
                 cursors = []
                 for checkpoint in ordered:
                     one = connection.cursor()
-                    one.execute(*_checkpoint_statement(checkpoint))
+                    one.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
                     cursors.append(one)
             for checkpoint, one in zip(ordered, cursors, strict=True):
                 if one.fetchone() is None:
@@ -413,15 +413,14 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
     }
 
 
-def _checkpoint_statement(checkpoint: Checkpoint) -> tuple[LiteralString, list[Any]]:
-    """The statement writing ``checkpoint`` (see ``checkpoint_statement``) and its parameters."""
-    params: list[Any] = [
+def _checkpoint_params(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    """The parameters of ``write_checkpoint``: the run's columns, its changed steps as JSON, the fence."""
+    steps = {record.name: step_to_row(record)[1:] for record in checkpoint.steps}
+    return (
         *(checkpoint.state.value, checkpoint.output, failure_to_text(checkpoint.error), checkpoint.wake_at),
-        *(checkpoint.at, checkpoint.generation, checkpoint.workflow_id, checkpoint.epoch),
-    ]
-    for record in checkpoint.steps:
-        params.extend(step_to_row(record))
-    return checkpoint_statement(len(checkpoint.steps)), params
+        *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode()),
+        *(checkpoint.workflow_id, checkpoint.epoch),
+    )
 
 
 def _has_input(connection: Connection) -> bool:
@@ -444,6 +443,7 @@ def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _record(row: Sequence[Any]) -> RunRecord:
     """The record of a row read by ``load_run`` or ``claim_runs``: run columns, leased_until, steps."""
-    record = run_from_rows(row[:_LEASED_UNTIL], row[_STEPS])
+    steps: dict[str, list[Any]] = orjson.loads(row[_STEPS])
+    record = run_from_rows(row[:_LEASED_UNTIL], [(name, *columns) for name, columns in steps.items()])
     record.leased_until = row[_LEASED_UNTIL]
     return record

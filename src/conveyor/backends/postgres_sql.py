@@ -54,17 +54,6 @@ def queries() -> dict[str, LiteralString]:
 
 
 @cache
-def checkpoint_statement(step_count: int) -> LiteralString:
-    """The statement that writes a checkpoint with ``step_count`` step rows (its parameters are positional:
-    the run's ``write_run`` ones, then each step's row but its workflow_id)."""
-    found = queries()
-    if step_count == 0:
-        return found["write_run"]
-    rows = ",\n            ".join([found["step_values"]] * step_count)
-    return found["write_run_and_steps"].replace("{step_values}", rows)
-
-
-@cache
 def migrations() -> tuple[Migration, ...]:
     """The schema migrations, oldest first."""
     found = []

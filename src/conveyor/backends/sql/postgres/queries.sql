@@ -1,19 +1,15 @@
 -- The queries PostgresBackend runs, one per "-- name:" section (loaded by conveyor.backends.postgres_sql).
--- Run columns come in the order of conveyor.backends.rows.RunRow, then leased_until, then the steps as a
--- JSON array of rows in the order of conveyor.backends.rows.StepRow. "Now" is always the database's clock.
+-- Run columns come in the order of conveyor.backends.rows.RunRow, then leased_until, then the steps (the
+-- jsonb object of schema 3) as text. "Now" is always the database's clock.
 
 -- name: load_run
--- A run and all its steps in one statement, so from one snapshot.
+-- A run and all its steps: one row.
 SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
        r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
        r.generation,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
-       (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
-                                                  s.next_attempt_at, s.started_at, s.finished_at,
-                                                  s.completion_order, s.compensation_attempts,
-                                                  s.compensation_error) ORDER BY s.step_name), '[]'::json)
-          FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
+       r.steps::text
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -59,56 +55,23 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, NULL::float8,
-          (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
-                                                     s.next_attempt_at, s.started_at, s.finished_at,
-                                                     s.completion_order, s.compensation_attempts,
-                                                     s.compensation_error) ORDER BY s.step_name),
-                           '[]'::json)
-             FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
+          r.steps::text
 
--- name: write_run
--- A checkpoint without step rows. The fence: no row matches once another process bumped the epoch.
+-- name: write_checkpoint
+-- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
+-- step columns: jsonb || replaces those names, keeps the others). The fence: no row matches once another
+-- process bumped the epoch.
 UPDATE conveyor_runs
-   SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s
+   SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s,
+       steps = steps || %s::jsonb
  WHERE workflow_id = %s AND epoch = %s
 RETURNING workflow_id
-
--- name: write_run_and_steps
--- A checkpoint in one statement: the run's row (fenced as in write_run) and its step rows, {step_values}
--- standing for one step_values row per step. The steps are written only if the run's row was.
-WITH written AS (
-    UPDATE conveyor_runs
-       SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s
-     WHERE workflow_id = %s AND epoch = %s
-    RETURNING workflow_id
-),
-steps AS (
-    INSERT INTO conveyor_steps (workflow_id, step_name, state, attempts, result, error, next_attempt_at,
-                                started_at, finished_at, completion_order, compensation_attempts,
-                                compensation_error)
-    SELECT written.workflow_id, s.*
-      FROM written,
-           (VALUES {step_values})
-           AS s (step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at,
-                 completion_order, compensation_attempts, compensation_error)
-    ON CONFLICT (workflow_id, step_name) DO UPDATE
-       SET state = excluded.state, attempts = excluded.attempts, result = excluded.result,
-           error = excluded.error, next_attempt_at = excluded.next_attempt_at,
-           started_at = excluded.started_at, finished_at = excluded.finished_at,
-           completion_order = excluded.completion_order,
-           compensation_attempts = excluded.compensation_attempts,
-           compensation_error = excluded.compensation_error
-)
-SELECT workflow_id FROM written
-
--- name: step_values
-(%s::text, %s::text, %s::integer, %s::text, %s::text, %s::float8, %s::float8, %s::float8, %s::integer,
- %s::integer, %s::text)
 
 -- name: claim_runs
 -- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
 -- whose recoveries would pass %(max_recoveries)s is moved to dead_lettered instead (its error is written
--- next, by set_run_error; until then readers derive it, see rows.run_from_rows). Oldest first: by when its timer fell due, else when it was recorded.
+-- next, by set_run_error; until then readers derive it, see rows.run_from_rows). Oldest first: by when
+-- its timer fell due, else when it was recorded.
 WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
 ready AS (
     SELECT r.workflow_id, r.recoveries + CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END AS recoveries
@@ -139,12 +102,7 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.lease_expires_at,
-          (SELECT coalesce(json_agg(json_build_array(s.step_name, s.state, s.attempts, s.result, s.error,
-                                                     s.next_attempt_at, s.started_at, s.finished_at,
-                                                     s.completion_order, s.compensation_attempts,
-                                                     s.compensation_error) ORDER BY s.step_name),
-                           '[]'::json)
-             FROM conveyor_steps s WHERE s.workflow_id = r.workflow_id)
+          r.steps::text
 
 -- name: set_run_error
 UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
