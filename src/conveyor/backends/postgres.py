@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
-from conveyor.backends.postgres_sql import apply_migrations, queries
+from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
 from conveyor.backends.rows import failure_to_text, lease_lost, run_from_rows, step_to_row
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.core.states import RunState
@@ -216,8 +216,8 @@ class PostgresBackend(ClosesOnExit):
     def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
         """Write several runs' checkpoints in one transaction; return the ids whose write was refused.
 
-        Each checkpoint is fenced on its own: a refused one writes nothing, the others are written. The
-        statements go to the server pipelined, in workflow_id order (one lock order for every writer).
+        Each checkpoint is fenced on its own: a refused one writes nothing, the others are written. The rows
+        are locked in workflow_id order (one lock order for every writer).
         """
         if not checkpoints:
             return set()
@@ -232,29 +232,18 @@ class PostgresBackend(ClosesOnExit):
         raise AssertionError("unreachable")
 
     def _write_checkpoints(self, ordered: Sequence[Checkpoint], action: str) -> set[str]:
-        """Write checkpoints, all of them or none; return the ids the fence refused.
+        """Write checkpoints in one statement (one round trip, one transaction): all of them or none.
 
-        One checkpoint is one statement in autocommit mode. Several are one transaction whose statements
-        are pipelined: sent together, their results read together, so the batch costs about one round trip.
+        Returns the ids the fence refused.
         """
-        refused: set[str] = set()
         with self._cursor(action) as cursor:
             if len(ordered) == 1:
                 cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(ordered[0]))
-                if cursor.fetchone() is None:
-                    refused.add(ordered[0].workflow_id)
-                return refused
-            connection = cursor.connection
-            with connection.pipeline(), connection.transaction():
-                cursors = []
-                for checkpoint in ordered:
-                    one = connection.cursor()
-                    one.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
-                    cursors.append(one)
-            for checkpoint, one in zip(ordered, cursors, strict=True):
-                if one.fetchone() is None:
-                    refused.add(checkpoint.workflow_id)
-        return refused
+            else:
+                params = [value for checkpoint in ordered for value in _checkpoint_params(checkpoint)]
+                cursor.execute(batch_statement(len(ordered)), params)
+            written = {row[0] for row in cursor.fetchall()}
+        return {checkpoint.workflow_id for checkpoint in ordered} - written
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record with all its steps (read in one statement), or ``None``."""

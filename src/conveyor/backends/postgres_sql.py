@@ -54,6 +54,15 @@ def queries() -> dict[str, LiteralString]:
 
 
 @cache
+def batch_statement(count: int) -> LiteralString:
+    """``write_checkpoints`` for ``count`` checkpoints (its parameters: each one's ``write_checkpoint``
+    parameters, one checkpoint after another)."""
+    found = queries()
+    rows = ",\n           ".join([found["checkpoint_values"]] * count)
+    return found["write_checkpoints"].replace("{checkpoint_values}", rows)
+
+
+@cache
 def migrations() -> tuple[Migration, ...]:
     """The schema migrations, oldest first."""
     found = []

@@ -67,6 +67,32 @@ UPDATE conveyor_runs
  WHERE workflow_id = %s AND epoch = %s
 RETURNING workflow_id
 
+-- name: write_checkpoints
+-- Several runs' checkpoints in one statement, {checkpoint_values} standing for one checkpoint_values row per
+-- checkpoint (write_checkpoint's parameters, in its order). The rows are locked in workflow_id order
+-- first, the order every writer of several runs uses, so that two batches (or a batch and a lease renewal)
+-- never deadlock; each checkpoint is fenced by its own run's epoch. Returns the ids written.
+WITH incoming (state, output, error, wake_at, at, generation, steps, workflow_id, epoch) AS (
+    VALUES {checkpoint_values}
+),
+locked AS (
+    SELECT r.workflow_id
+      FROM conveyor_runs AS r
+     WHERE r.workflow_id IN (SELECT c.workflow_id FROM incoming AS c)
+     ORDER BY r.workflow_id
+       FOR UPDATE OF r
+)
+UPDATE conveyor_runs AS r
+   SET state = c.state, output = c.output, error = c.error, wake_at = c.wake_at, updated_at = c.at,
+       generation = c.generation, steps = r.steps || c.steps
+  FROM incoming AS c
+ WHERE r.workflow_id = c.workflow_id AND r.epoch = c.epoch
+   AND r.workflow_id IN (SELECT l.workflow_id FROM locked AS l)
+RETURNING r.workflow_id
+
+-- name: checkpoint_values
+(%s::text, %s::text, %s::text, %s::float8, %s::float8, %s::integer, %s::jsonb, %s::text, %s::integer)
+
 -- name: claim_runs
 -- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
 -- whose recoveries would pass %(max_recoveries)s is moved to dead_lettered instead (its error is written
