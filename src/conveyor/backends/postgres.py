@@ -3,8 +3,9 @@
 Workers claim ready runs with ``SELECT … FOR UPDATE SKIP LOCKED`` and hold them under leases judged by the
 database's clock; every write about a run is fenced by its epoch. A submitted or released run is announced
 with ``NOTIFY conveyor_work``, which wakes idle workers waiting in :meth:`PostgresBackend.wait_for_work`.
-Each call checks the pooled connection it borrows, so after a server restart or a killed session the next
-call gets a fresh connection; only a call whose connection dies under it fails, raising
+Each call is one statement, so one round trip: a run is one row, its steps included. A borrowed connection
+the server has ended (a restart, a killed session) is noticed without a query and replaced, so the next
+call after such an event works; only a call whose connection dies under it fails, raising
 :class:`~conveyor.errors.BackendError` (a retry gets a fresh connection).
 
 Needs psycopg 3: ``pip install "conveyor[postgres]"``.
