@@ -66,6 +66,10 @@ class PoolCall:
 _WAITING, _RUNNING, _TAKEN_BACK = 0, 1, 2
 
 
+def _let_go(*_: object) -> None:
+    """What a taken-back call is left holding instead of the call itself."""
+
+
 class _DaemonPool:
     """Daemon threads for sync steps running alongside others; grows while all its threads are busy.
 
@@ -100,7 +104,11 @@ class _DaemonPool:
                 return False
             offered.state = _TAKEN_BACK
             self._waiting -= 1
-            return True
+        # The queue keeps the call until a pool thread wakes for it (which may be a while when the thread
+        # that offered it holds the GIL): let go of what it references now, so that the run it belongs
+        # to does not outlive its drive and burden the garbage collector.
+        offered.call = offered.on_done = _let_go
+        return True
 
     def submit(self, call: Callable[[], Any]) -> Future[Any]:
         """Run ``call`` on a pool thread; returns its future."""
