@@ -231,3 +231,37 @@ def markdown_table(table: list[tuple[str, ...]]) -> str:
     out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in table]
     return "\n".join(out)
+
+
+SCALE_BOUND = 1.2
+"""The scaling target: each operation at the large size within 20 % of the small one."""
+
+
+def scale_rows(scale: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """The scaling check's rows: operation, p50 at each size, their ratio, and whether it is in bound."""
+    rows = []
+    for name, entry in scale["operations"].items():
+        ratio = entry["large_ms"] / entry["small_ms"]
+        rows.append(
+            (
+                name,
+                f"{entry['small_ms']:.3f} ms",
+                f"{entry['large_ms']:.3f} ms",
+                f"{ratio:.2f}",
+                "✓" if ratio <= SCALE_BOUND else "✗",
+            )
+        )
+    return rows
+
+
+def scale_lines(scale: dict[str, Any]) -> str:
+    """The scaling check for a terminal."""
+    if scale.get("kind") == "error":
+        return f"{number(1_000_000)}-run scaling check: error: {scale['error']}"
+    large = number(scale["runs"])
+    lines = [
+        f"at {number(scale['small'])} and at {large} finished runs in PostgreSQL (p50, target within 20 %):"
+    ]
+    for name, small, big, ratio, mark in scale_rows(scale):
+        lines.append(f"  {name:20s} {small:>10s} {big:>10s}  {ratio}{TIMES}  {mark}")
+    return "\n".join(lines)

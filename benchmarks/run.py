@@ -1,9 +1,9 @@
 """``make bench``: conveyor and its peers on the same workloads, in one run, as one table.
 
-    .venv-bench/bin/python benchmarks/run.py            # everything (about 15 minutes)
+    .venv-bench/bin/python benchmarks/run.py            # everything (about 10 minutes)
     .venv-bench/bin/python benchmarks/run.py --quick    # smaller sizes, a few minutes; docs left alone
     .venv-bench/bin/python benchmarks/run.py --only conveyor --groups one-client
-    .venv-bench/bin/python benchmarks/run.py --skip-peers --scale
+    .venv-bench/bin/python benchmarks/run.py --skip-peers --scale   # conveyor, with the 1,000,000-run check
 
 Every measurement runs in its own process (``benchmarks/measure.py``). Results go to
 ``benchmarks/results/<time>.json``; a full run also rewrites ``docs/benchmarks.md``.
@@ -202,7 +202,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-peers", action="store_true", help="conveyor only")
     parser.add_argument("--groups", action="append", choices=GROUPS, help="only these workload groups")
     parser.add_argument("--skip-postgres", action="store_true", help="leave PostgreSQL out")
-    parser.add_argument("--scale", action="store_true", help="also the 1,000,000-run scaling check")
+    parser.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
+                        help="the 1,000,000-run scaling check (default: on for a full run)")  # fmt: skip
     parser.add_argument("--scale-runs", type=int, default=1_000_000, help="finished runs for --scale")
     parser.add_argument("--no-profile", action="store_true", help="do not profile conveyor's hot path")
     parser.add_argument("--doc", action=argparse.BooleanOptionalAction, default=None,
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             name = backend if shape == "seq" else f"{backend}-{shape}"
             extra.setdefault("profile", {})[name] = measure("profile_hot", "profile", params, 300)
             log(f"profiled conveyor, {shape}, {backend}")
-    if arguments.scale:
+    if full_run if arguments.scale is None else arguments.scale:
         if postgres_problem:
             extra["scale"] = {"kind": "error", "error": postgres_problem}
         else:
@@ -281,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.text_table(table))
     print()
+    if "scale" in extra:
+        print(report.scale_lines(extra["scale"]))
+        print()
     print(
         f"load average before {load['before']}, during (1 min) mean {load['during_1min_mean']} "
         f"max {load['during_1min_max']}, after {load['after']}; took {finished - started:.0f} s"
