@@ -72,7 +72,7 @@ def render(
         "(with the 1,000,000-run check)",
         ".venv-bench/bin/python benchmarks/run.py --quick   # smaller sizes; leaves this page alone",
         ".venv-bench/bin/python benchmarks/run.py --only conveyor --groups one-client",
-        ".venv-bench/bin/python benchmarks/run.py --skip-peers --scale   # conveyor only, with the scale check",
+        ".venv-bench/bin/python benchmarks/run.py --skip-peers --scale   # conveyor, with the scale check",
         "```",
         "",
         _run_summary(record, results_path),
@@ -219,9 +219,9 @@ def _scale(scale: dict[str, Any] | None) -> str:
     lines = ["## 1,000,000 finished runs in PostgreSQL", ""]
     if not scale:
         lines.append(
-            "Not run here (a full run or `--scale` adds it). It bulk-loads finished runs, with their four steps each, "
-            "into two databases (1,000 and 1,000,000 runs) and times starting a run, claiming work and "
-            "reading a run's status in rounds alternating between them; the target is within 20 %."
+            "Not run here (a full run or `--scale` adds it). It bulk-loads finished runs, with their four "
+            "steps each, into two databases (1,000 and 1,000,000 runs) and times starting a run, claiming "
+            "work and reading a run's status in rounds alternating between them; the target is within 20 %."
         )
         return "\n".join(lines)
     if scale.get("kind") == "error":
