@@ -294,6 +294,54 @@ def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_and_steps_ke
 
 
 @pytest.mark.postgres
+def test_a_claim_walks_the_claim_order_index_even_before_the_table_is_analyzed(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """With a backlog in a table never analyzed, a claim reads the runs in order and stops at its limit
+    (the planner would otherwise sort every ready run on each claim until autovacuum analyzed the table)."""
+    backend = open_backend(postgres_database.url)
+    for number in range(300):
+        backend.submit_run(new_run(f"run-{number:03}"), now=T0 + number)
+    [(analyzed,)] = query(
+        postgres_database.url, "SELECT reltuples FROM pg_class WHERE relname = 'conveyor_runs'"
+    )
+    assert analyzed < 0  # never analyzed, as in a new database
+
+    params = {
+        "owner": "w",
+        "limit": 1,
+        "lease_seconds": 30.0,
+        "max_recoveries": 5,
+        "workflow_names": ["orders"],
+        "reclaim_own": False,
+    }
+    with backend._claim_pool.connection() as connection:  # EXPLAIN alone plans, and changes nothing
+        plan = "\n".join(
+            row[0] for row in connection.execute("EXPLAIN " + backend._queries["claim_runs"], params)
+        )
+    assert "Index Scan using conveyor_runs_queue" in plan
+    assert "Sort" not in plan
+    [claimed] = backend.claim_runs(owner="w", limit=1, lease_seconds=30, max_recoveries=5)
+    assert claimed.workflow_id == "run-000"
+
+
+@pytest.mark.postgres
+def test_the_urls_own_options_are_kept_on_every_connection(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """options= in the URL reach the server on the claim connections too, beside conveyor's own."""
+    url = psycopg.conninfo.make_conninfo(postgres_database.url, options="-c statement_timeout=12345")
+    backend = open_backend(url)
+    backend.submit_run(new_run(), now=T0)  # opens the pools
+
+    for pool in (backend._pool, backend._claim_pool):
+        with pool.connection() as connection:
+            assert connection.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
+            sort = connection.execute("SHOW enable_sort").fetchone()
+            assert sort == (("off",) if pool is backend._claim_pool else ("on",))
+
+
+@pytest.mark.postgres
 def test_schema_has_the_partial_index_for_ready_runs(postgres_database: PostgresDatabase) -> None:
     """The ready-runs index covers only runs that are not final."""
     [(definition,)] = query(

@@ -49,6 +49,13 @@ if TYPE_CHECKING:
 _LEASED_UNTIL, _STEPS = 15, 16  # positions after the run's columns in the rows the queries return
 
 
+CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
+"""Set (after any ``options`` of the URL) on the connections claims run on, which run nothing else. A claim
+must walk the claim-order index and stop at its limit; on a table not yet analyzed (a new database meeting
+its first backlog) the planner guesses that few runs are ready and would rather sort them all on every
+claim, which costs in proportion to the backlog until autovacuum first analyzes the table."""
+_CLAIM_CONNECTIONS = 2
+
 _TRANSIENT_RETRIES = 3
 """Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
 
@@ -106,6 +113,16 @@ class PostgresBackend(ClosesOnExit):
             name="conveyor",
             open=False,
         )
+        claim_options = f"{params.get('options') or ''} {CLAIM_PLANNER_OPTIONS}".strip()
+        self._claim_pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            kwargs={**self._connect_kwargs, "options": claim_options},
+            min_size=0,
+            max_size=_CLAIM_CONNECTIONS,
+            timeout=pool_timeout_seconds,
+            name="conveyor-claims",
+            open=False,
+        )
         self._max_connections = max_connections
         self._listener = WorkListener(self._connect)
         self._queries = queries()
@@ -139,9 +156,10 @@ class PostgresBackend(ClosesOnExit):
             if not self._ready:
                 self.migrate()
                 self._pool.open(wait=False)
+                self._claim_pool.open(wait=False)
                 self._ready = True
 
-    def _borrow(self) -> Connection:
+    def _borrow(self, pool: ConnectionPool[Connection]) -> Connection:
         """A pooled connection that is not known to be dead, found without a round trip to the server.
 
         An idle connection receives nothing unless the server ended it (a restart, a killed session):
@@ -152,33 +170,35 @@ class PostgresBackend(ClosesOnExit):
         """
         failure: psycopg.Error | None = None
         for _ in range(self._max_connections + 1):
-            connection = self._pool.getconn()
+            connection = pool.getconn()
             if not _has_input(connection):
                 return connection
             try:
                 connection.execute("")
             except psycopg.Error as exc:
                 failure = exc
-                self._pool.putconn(connection)  # broken: the pool discards it and opens a new one
+                pool.putconn(connection)  # broken: the pool discards it and opens a new one
                 continue
             return connection
         assert failure is not None
         raise failure
 
     @contextmanager
-    def _cursor(self, action: str) -> Iterator[Cursor]:
+    def _cursor(self, action: str, *, claims: bool = False) -> Iterator[Cursor]:
         """A cursor on a borrowed connection, in autocommit mode: each statement is its own transaction.
 
         Every query of this backend is one statement, so each call costs one round trip to the server.
+        ``claims`` takes the connection from the claim connections (see :data:`CLAIM_PLANNER_OPTIONS`).
         """
         self._ensure_ready()
         try:
-            connection = self._borrow()
+            pool = self._claim_pool if claims else self._pool
+            connection = self._borrow(pool)
             try:
                 with connection.cursor() as cursor:
                     yield cursor
             finally:
-                self._pool.putconn(connection)
+                pool.putconn(connection)
         except psycopg.Error as exc:
             raise self._error(action, exc) from exc
 
@@ -299,7 +319,7 @@ class PostgresBackend(ClosesOnExit):
             "workflow_names": None if workflow_names is None else sorted(workflow_names),
             "reclaim_own": reclaim_own,
         }
-        with self._cursor("claim runs") as cursor:
+        with self._cursor("claim runs", claims=True) as cursor:
             cursor.execute(self._queries["claim_runs"], params)
             records = [_record(row) for row in cursor.fetchall()]
             claimed = [record for record in records if record.state is not RunState.DEAD_LETTERED]
@@ -374,6 +394,7 @@ class PostgresBackend(ClosesOnExit):
             self._ready = True  # never migrate again: the pool below refuses every call
         self._listener.close()
         self._pool.close()
+        self._claim_pool.close()
 
     def __repr__(self) -> str:
         return f"<PostgresBackend {self._where.removeprefix('PostgreSQL at ')}>"

@@ -97,16 +97,19 @@ RETURNING r.workflow_id
 -- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
 -- whose recoveries would pass %(max_recoveries)s is moved to dead_lettered instead (its error is written
 -- next, by set_run_error; until then readers derive it, see rows.run_from_rows). Oldest first: by when
--- its timer fell due, else when it was recorded.
-WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
-ready AS (
+-- its timer fell due, else when it was recorded. "Now" is the statement's start (statement_timestamp(), a
+-- constant the planner can see), so that the runs are read in that order from conveyor_runs_queue and the
+-- scan stops at the limit, even before the table has statistics: a clock joined in from a subquery made
+-- the planner sort every ready run on each claim instead, until the table was first analyzed.
+WITH ready AS (
     SELECT r.workflow_id, r.recoveries + CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END AS recoveries
-      FROM conveyor_runs r, clock
+      FROM conveyor_runs r
      WHERE r.state IN ('pending', 'running', 'compensating')
-       AND (r.wake_at IS NULL OR r.wake_at <= clock.now)
-       AND (r.owner IS NULL OR (r.lease_expires_at IS NOT NULL
-                                AND (r.lease_expires_at < clock.now
-                                     OR (%(reclaim_own)s AND r.owner = %(owner)s))))
+       AND (r.wake_at IS NULL OR r.wake_at <= extract(epoch FROM statement_timestamp())::float8)
+       AND (r.owner IS NULL
+            OR (r.lease_expires_at IS NOT NULL
+                AND (r.lease_expires_at < extract(epoch FROM statement_timestamp())::float8
+                     OR (%(reclaim_own)s AND r.owner = %(owner)s))))
        AND (%(workflow_names)s::text[] IS NULL OR r.workflow_name = ANY (%(workflow_names)s::text[]))
      ORDER BY coalesce(r.wake_at, r.created_at)
      LIMIT %(limit)s
@@ -115,15 +118,15 @@ ready AS (
 UPDATE conveyor_runs AS r
    SET epoch = r.epoch + 1,
        recoveries = ready.recoveries,
-       updated_at = clock.now,
+       updated_at = extract(epoch FROM statement_timestamp())::float8,
        state = CASE WHEN ready.recoveries > %(max_recoveries)s THEN 'dead_lettered'
                     WHEN r.state = 'pending' THEN 'running'
                     ELSE r.state END,
        owner = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL ELSE %(owner)s END,
        lease_expires_at = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL
-                               ELSE clock.now + %(lease_seconds)s END,
+                               ELSE extract(epoch FROM statement_timestamp())::float8 + %(lease_seconds)s END,
        wake_at = CASE WHEN ready.recoveries > %(max_recoveries)s THEN NULL ELSE r.wake_at END
-  FROM ready, clock
+  FROM ready
  WHERE r.workflow_id = ready.workflow_id
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
