@@ -487,3 +487,16 @@ def test_constructing_without_psycopg_says_which_extra_to_install() -> None:
 
     assert done.returncode == 0, done.stderr
     assert 'pip install "conveyor[postgres]"' in done.stdout
+
+
+@pytest.mark.postgres
+def test_a_dead_idle_connection_is_found_without_poll_as_on_windows(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without select.poll (Windows), the check falls back to select() and still finds a dead connection."""
+    monkeypatch.delattr("select.poll")
+    backend = open_backend(postgres_database.url, min_connections=1, max_connections=2)
+    backend.start_run(new_run(), owner="inline", now=T0)
+    terminate_sessions(postgres_database.server, postgres_database.name)
+
+    assert backend.load_run("run-1") is not None

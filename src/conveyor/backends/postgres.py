@@ -438,7 +438,10 @@ def _has_input(connection: Connection) -> bool:
     """Whether an idle connection has something to read (which, idle, means the server is ending it)."""
     if connection.closed or connection.broken:
         return True
-    poller = select.poll()
+    if not hasattr(select, "poll"):  # Windows: select() takes sockets there, whatever their number
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        return bool(readable)
+    poller = select.poll()  # unlike select(), not limited to descriptors below 1024
     poller.register(connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
 
