@@ -22,6 +22,7 @@ from conveyor import (
 )
 from conveyor.backends.base import Backend
 from conveyor.engine.worker import Worker
+from conveyor.errors import InvalidArgumentError
 
 
 @task
@@ -52,6 +53,12 @@ def test_a_worker_runs_every_submitted_run_to_completion(backend: Backend) -> No
     assert [handle.result(timeout=5) for handle in handles] == [(n + 1) * 2 for n in range(20)]
     assert stats.claimed == 20
     assert stats.finished == 20
+
+
+def test_starting_without_a_backend_is_refused_naming_what_to_pass() -> None:
+    """start_workflow has no default backend (workers must read the same one): a clear conveyor error."""
+    with pytest.raises(InvalidArgumentError, match="needs the backend the workers read"):
+        start_workflow(CHAIN, "no-backend", 1)
 
 
 def test_starting_the_same_id_twice_gives_the_same_run(backend: Backend) -> None:

@@ -29,6 +29,10 @@ class Backend(Protocol):
     Every method is one transaction. Writes about a run are fenced by its epoch: a process that took a run
     over bumps the epoch, and a checkpoint still carrying the old epoch is refused with
     :class:`~conveyor.errors.LeaseLostError`.
+
+    A backend may also set ``group_commit_writers`` (an int, 1 when absent): how many threads of a worker
+    write batches of checkpoints at once. More than one suits a database that commits transactions in
+    parallel (``PostgresBackend`` sets 3); it is not part of the protocol, so backends need not define it.
     """
 
     def start_run(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -216,7 +215,7 @@ class Registry:
 
         workflow = self.get(name, version, namespace)
         if workflow_id is None:
-            workflow_id = f"{workflow.name}-{uuid.uuid4().hex}"
+            workflow_id = workflow.new_run_id()
         return run_durable_workflow(
             workflow, workflow_id, input, backend, correlation_id=correlation_id, clock=clock
         )
@@ -241,7 +240,7 @@ class Registry:
 
         workflow = self.get(name, version, namespace)
         if workflow_id is None:
-            workflow_id = f"{workflow.name}-{uuid.uuid4().hex}"
+            workflow_id = workflow.new_run_id()
         return start_workflow(workflow, workflow_id, input, backend, correlation_id=correlation_id)
 
     def retry(self, workflow_id: str, *, backend: Backend, clock: Clock | None = None) -> WorkflowStatus:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -333,6 +332,8 @@ class Saga:
         from conveyor.engine.api import run_durable_workflow
 
         workflow = cls._compiled()
+        if workflow_id is None:
+            workflow_id = workflow.new_run_id()
         if inputs is not None and not isinstance(inputs, Mapping):
             raise DefinitionError(f"{cls.__name__}.run() takes keyword fields or a mapping, not {inputs!r}")
         if cls.asynchronous:
@@ -344,7 +345,7 @@ class Saga:
                 )
             handle = start_workflow(
                 workflow,
-                workflow_id if workflow_id is not None else f"{workflow.name}-{uuid.uuid4().hex}",
+                workflow_id,
                 {**(inputs or {}), **fields},
                 backend,
                 correlation_id=correlation_id,
@@ -352,7 +353,7 @@ class Saga:
             return SagaHandle(handle, workflow)
         status = run_durable_workflow(
             workflow,
-            workflow_id if workflow_id is not None else f"{workflow.name}-{uuid.uuid4().hex}",
+            workflow_id,
             {**(inputs or {}), **fields},
             backend if backend is not None else InMemoryBackend(),
             correlation_id=correlation_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -74,6 +75,10 @@ class Workflow:
             return self.by_name[name]
         except KeyError:
             raise DefinitionError(f"workflow {self.name!r} has no step {name!r}") from None
+
+    def new_run_id(self) -> str:
+        """A fresh ``workflow_id`` for a run of this workflow: its name and a random suffix."""
+        return f"{self.name}-{uuid.uuid4().hex}"
 
     @property
     def output_codec(self) -> TypedCodec | None:

@@ -165,8 +165,7 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     """
     workflow = check_workflow(workflow)
     backend = InMemoryBackend()
-    workflow_id = f"{workflow.name}-{uuid.uuid4().hex}"
-    recorded = new_run(workflow, workflow_id, initial_input, None)
+    recorded = new_run(workflow, workflow.new_run_id(), initial_input, None)
     clock = clock or _SYSTEM_CLOCK
     record, _ = backend.start_run(recorded, owner=_IDENTITY.owner, now=clock.now())
     driver = RunDriver(workflow, record, backend, clock)
@@ -178,7 +177,7 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     cause = driver.errors.get(failure.step_name) if failure is not None else None
     raise WorkflowFailedError(
         f"workflow {workflow.name!r} ended {status.state.value}: {failure}",
-        workflow_id=workflow_id,
+        workflow_id=recorded.workflow_id,
         step_name=failure.step_name if failure else None,
         attempts=failure.attempts if failure else 0,
         status=status,

@@ -12,7 +12,7 @@ from conveyor.engine.checks import check_backend, check_workflow, check_workflow
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.reading import get_workflow_status, wait_for_run
 from conveyor.engine.status import WorkflowStatus
-from conveyor.errors import WorkflowFailedError
+from conveyor.errors import InvalidArgumentError, WorkflowFailedError
 
 
 class RunHandle:
@@ -70,7 +70,7 @@ def start_workflow(
     workflow = check_workflow(workflow)
     workflow_id = check_workflow_id(workflow_id)
     if backend is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "start_workflow needs the backend the workers read, e.g. SqliteBackend('conveyor.db')"
         )
     backend = check_backend(backend)
