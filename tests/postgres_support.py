@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 URL_VARIABLE = "CONVEYOR_TEST_POSTGRES_URL"
-TEMPLATE_DATABASE = "conveyor_test_template"
 DATABASE_PREFIX = "conveyor_test_"
 """Every database the tests create is named with this prefix (and only those are ever dropped)."""
 
@@ -86,14 +85,16 @@ def drop_database(server: str, database: str) -> None:
 
 
 def create_template(server: str) -> str:
-    """(Re)create the template database with conveyor's schema migrated; return its name."""
+    """Create a template database of this test session's own with conveyor's schema migrated; return its
+    name. Each session has its own, so that test sessions running side by side (one per checkout, say)
+    never drop or copy each other's template."""
     from conveyor.backends.postgres import PostgresBackend
 
-    drop_database(server, TEMPLATE_DATABASE)
-    url = create_database(server, TEMPLATE_DATABASE)
+    template = f"{DATABASE_PREFIX}template_{uuid.uuid4().hex[:12]}"
+    url = create_database(server, template)
     with PostgresBackend(url, min_connections=0, max_connections=1) as backend:
         backend.migrate()
-    return TEMPLATE_DATABASE
+    return template
 
 
 def terminate_sessions(server: str, database: str, application_name: str = "conveyor") -> int:
