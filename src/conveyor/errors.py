@@ -14,6 +14,7 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   ├── RunNotFoundError
     │   ├── WorkflowMismatchError
     │   ├── RunNotRetryableError   retry asked of a run that did not fail
+    │   ├── RunAlreadyRunningError another caller is driving this run (asked not to wait)
     │   ├── InvalidTransitionError
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
@@ -79,6 +80,13 @@ class WorkflowMismatchError(RunError):
 
 class RunNotRetryableError(RunError):
     """Only a run that failed (failed, compensated or compensation_failed) can be retried."""
+
+
+class RunAlreadyRunningError(RunError):
+    """Another caller (in this process or another) is driving this run, and the caller asked not to wait."""
+
+    owner: str | None
+    """Who drives it, when known."""
 
 
 class InvalidTransitionError(RunError):

@@ -86,8 +86,15 @@ class WorkflowStatus:
     after how many attempts, and why; ``steps`` holds each step's record.
     """
 
-    def __init__(self, record: RunRecord, output_codec: TypedCodec | None = None) -> None:
+    def __init__(
+        self,
+        record: RunRecord,
+        output_codec: TypedCodec | None = None,
+        exceptions: dict[str, BaseException] | None = None,
+    ) -> None:
         self._record = record
+        self.exceptions: dict[str, BaseException] = exceptions or {}
+        """When this process drove the run: the exception each failed step last raised (not stored)."""
         self._output_codec = output_codec
         self.workflow_id = record.workflow_id
         self.workflow_name = record.workflow_name

@@ -1,0 +1,265 @@
+"""The seeds' spellings, each a thin adapter over a :class:`~conveyor.Conveyor` runtime.
+
+``run_durable_workflow``, ``get_workflow_status``, ``retry_workflow``, ``start_workflow`` and
+``run_by_name`` take a backend (or none) where the runtime takes it once; each finds the runtime for that
+backend and calls the one method that does the work. Without a backend they use the default runtime, on
+``$CONVEYOR_BACKEND`` or ``sqlite:///conveyor.db``: the one default everywhere. ``run_workflow`` runs in
+memory, as seed 003's in-memory runner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from typing import Any
+
+from conveyor.backends.base import Backend
+from conveyor.backends.memory import InMemoryBackend
+from conveyor.definition.registry import Registry as WorkflowCatalog
+from conveyor.definition.workflow import Workflow
+from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
+from conveyor.engine.clock import Clock
+from conveyor.engine.handles import RunHandle
+from conveyor.engine.status import WorkflowStatus
+from conveyor.errors import InvalidArgumentError, WorkflowFailedError
+from conveyor.runtime.app import Conveyor, IfRunning
+
+_lock = threading.Lock()
+_default: Conveyor | None = None
+_by_backend: weakref.WeakKeyDictionary[Backend, dict[Clock | None, Conveyor]] = weakref.WeakKeyDictionary()
+
+
+def default_runtime() -> Conveyor:
+    """The runtime the adapters use when given no backend (opened on first use, closed at exit)."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = Conveyor()
+            atexit.register(_default.close)
+        return _default
+
+
+def runtime_for(backend: Backend | None, clock: Clock | None = None) -> Conveyor:
+    """The runtime over ``backend`` (the default runtime's when ``None``), with ``clock`` if given.
+
+    One runtime per backend object and clock is kept while the backend lives; it never closes the backend.
+    """
+    if backend is None:
+        if clock is None:
+            return default_runtime()
+        backend = default_runtime().backend
+    runtimes = _by_backend.get(backend)
+    if runtimes is not None:
+        runtime = runtimes.get(clock)
+        if runtime is not None:
+            return runtime
+    with _lock:
+        runtimes = _by_backend.setdefault(check_backend(backend), {})
+        runtime = runtimes.get(clock)
+        if runtime is None:
+            runtime = runtimes[clock] = Conveyor(backend, clock=clock)
+        return runtime
+
+
+def run_durable_workflow(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any = None,
+    backend: Backend | None = None,
+    *,
+    correlation_id: str | None = None,
+    clock: Clock | None = None,
+    if_running: IfRunning = "wait",
+) -> WorkflowStatus:
+    """Run ``workflow`` as the run ``workflow_id``, checkpointing every step in ``backend``; wait for its end.
+
+    :meth:`Conveyor.run` on the runtime over ``backend``: a run that exists never starts twice (an ended
+    run is returned as it is, an abandoned one resumes, one another caller drives is waited for). Returns
+    the run's :class:`WorkflowStatus`, whether it completed or not.
+    """
+    return runtime_for(backend, clock).run(
+        check_workflow(workflow),
+        initial_input,
+        workflow_id=check_workflow_id(workflow_id),
+        correlation_id=correlation_id,
+        if_running=if_running,
+    )
+
+
+async def run_durable_workflow_async(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any = None,
+    backend: Backend | None = None,
+    *,
+    correlation_id: str | None = None,
+    clock: Clock | None = None,
+) -> WorkflowStatus:
+    """:func:`run_durable_workflow` for async code: the run is driven on a worker thread."""
+    return await asyncio.to_thread(
+        run_durable_workflow,
+        workflow,
+        workflow_id,
+        initial_input,
+        backend,
+        correlation_id=correlation_id,
+        clock=clock,
+    )
+
+
+def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock | None = None) -> Any:
+    """Run ``workflow`` in memory and return its output.
+
+    Steps retry and compensate exactly as in a durable run, but nothing outlives the process. If the run
+    does not complete, raises :class:`~conveyor.errors.WorkflowFailedError` naming the step that failed.
+    """
+    with Conveyor(InMemoryBackend(), clock=clock) as runtime:
+        status = runtime.run(check_workflow(workflow), initial_input)
+    if status.is_completed():
+        return status.output()
+    failure = status.error()
+    raise WorkflowFailedError(
+        f"workflow {status.workflow_name!r} ended {status.state.value}: {failure}",
+        workflow_id=status.workflow_id,
+        step_name=failure.step_name if failure else None,
+        attempts=failure.attempts if failure else 0,
+        status=status,
+    ) from (status.exceptions.get(failure.step_name) if failure is not None else None)
+
+
+def get_workflow_status(
+    workflow_id: str, backend: Backend | None = None, workflow: Workflow | None = None
+) -> WorkflowStatus:
+    """Read the run ``workflow_id`` from ``backend`` (from any process); :meth:`Conveyor.status`.
+
+    Pass ``workflow`` to get ``output()`` back as the declared type rather than plain JSON values.
+    Raises :class:`~conveyor.errors.RunNotFoundError` if there is no such run.
+    """
+    return runtime_for(backend).status(
+        workflow_id, workflow=None if workflow is None else check_workflow(workflow)
+    )
+
+
+def retry_workflow(
+    workflow: Workflow, workflow_id: str, backend: Backend | None = None, *, clock: Clock | None = None
+) -> WorkflowStatus:
+    """Run a failed run again once its fault is fixed, and wait for its end; :meth:`Conveyor.retry`."""
+    return runtime_for(backend, clock).retry(workflow_id, workflow=check_workflow(workflow))
+
+
+def start_workflow(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any = None,
+    backend: Backend | None = None,
+    *,
+    correlation_id: str | None = None,
+    clock: Clock | None = None,
+) -> RunHandle:
+    """Record a run for a worker to execute and return its handle at once; :meth:`Conveyor.start`.
+
+    The run is durable when this returns. Starting a ``workflow_id`` that exists returns a handle on that
+    run; nothing starts twice. A ``conveyor worker`` process that knows the workflow runs it.
+    """
+    workflow = check_workflow(workflow)
+    if backend is None:
+        raise InvalidArgumentError(
+            "start_workflow needs the backend the workers read, e.g. SqliteBackend('conveyor.db')",
+            argument="backend",
+        )
+    return runtime_for(backend, clock).start(
+        workflow, initial_input, workflow_id=check_workflow_id(workflow_id), correlation_id=correlation_id
+    )
+
+
+async def start_workflow_async(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any = None,
+    backend: Backend | None = None,
+    *,
+    correlation_id: str | None = None,
+) -> RunHandle:
+    """:func:`start_workflow` for async code (the write happens on a worker thread)."""
+    return await asyncio.to_thread(
+        start_workflow, workflow, workflow_id, initial_input, backend, correlation_id=correlation_id
+    )
+
+
+class Registry(WorkflowCatalog):
+    """Workflows by (namespace, name, version), with the seed spellings that start them by name.
+
+    ``run``, ``start`` and ``retry`` are adapters over :class:`Conveyor`: ``Conveyor(backend,
+    registry=registry)`` is the one way, and what workers and the CLI use.
+    """
+
+    def run(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        backend: Backend | None = None,
+        workflow_id: str | None = None,
+        version: str | None = None,
+        namespace: str | None = None,
+        correlation_id: str | None = None,
+        clock: Clock | None = None,
+    ) -> WorkflowStatus:
+        """Run the registered workflow ``name`` (newest version unless ``version``) and wait for its end."""
+        return runtime_for(backend, clock).run(
+            self.get(name, version, namespace),
+            input,
+            workflow_id=workflow_id,
+            correlation_id=correlation_id,
+        )
+
+    def start(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        backend: Backend,
+        workflow_id: str | None = None,
+        version: str | None = None,
+        namespace: str | None = None,
+        correlation_id: str | None = None,
+    ) -> RunHandle:
+        """Record a run of the registered workflow ``name`` for a worker to execute; return its handle."""
+        return runtime_for(check_backend(backend)).start(
+            self.get(name, version, namespace),
+            input,
+            workflow_id=workflow_id,
+            correlation_id=correlation_id,
+        )
+
+    def retry(
+        self, workflow_id: str, *, backend: Backend | None = None, clock: Clock | None = None
+    ) -> WorkflowStatus:
+        """Retry the failed run ``workflow_id`` with the registered workflow it recorded."""
+        runtime = runtime_for(backend, clock)
+        record = runtime.status(workflow_id)
+        workflow = self.for_run(record.workflow_name, record.workflow_version)
+        return runtime.retry(workflow_id, workflow=workflow)
+
+
+def run_by_name(
+    name: str,
+    input: Any = None,
+    *,
+    registry: WorkflowCatalog,
+    backend: Backend | None = None,
+    workflow_id: str | None = None,
+    version: str | None = None,
+    namespace: str | None = None,
+    correlation_id: str | None = None,
+    clock: Clock | None = None,
+) -> WorkflowStatus:
+    """Start a workflow of ``registry`` by name and wait for its end (seed 002's ``run_task``)."""
+    return runtime_for(backend, clock).run(
+        registry.get(name, version, namespace),
+        input,
+        workflow_id=workflow_id,
+        correlation_id=correlation_id,
+    )

@@ -1,0 +1,468 @@
+"""``Conveyor``: the one object that owns execution.
+
+It holds the backend, the workflows it knows, the clock and the resources steps ask for. Everything that
+starts, runs, reads or retries a run goes through it; the module functions the seeds spell
+(``run_durable_workflow``, ``get_workflow_status``, ...) and the class methods (``Saga.run``,
+``Registry.run``) are thin adapters over one. Workers, the CLI and later the REST server load it by import
+path (``conveyor worker --app myapp.workflows:app``)::
+
+    app = Conveyor("sqlite:///orders.db", workflows=[checkout, OrderProcessing])
+
+    @app.resource("gateway")
+    def gateway() -> PaymentGateway:
+        return PaymentGateway.from_environment()
+
+    status = app.run("checkout", {"id": 42}, workflow_id="order-42")
+
+Every blocking method has an ``_async`` twin for async code (``run_async``, ``status_async``, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TypeVar
+
+from conveyor.backends.base import Backend
+from conveyor.backends.urls import open_backend
+from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
+from conveyor.core.records import NewRun, RunRecord
+from conveyor.definition.registry import Registry, UnknownWorkflowError
+from conveyor.definition.workflow import Workflow
+from conveyor.engine.api import new_run, same_workflow_or_raise
+from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
+from conveyor.engine.clock import Clock, SystemClock
+from conveyor.engine.driver import RunDriver
+from conveyor.engine.handles import RunHandle
+from conveyor.engine.reading import wait_for_run
+from conveyor.engine.status import WorkflowStatus
+from conveyor.engine.worker import Worker
+from conveyor.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    LeaseLostError,
+    RunAlreadyRunningError,
+    RunNotFoundError,
+    RunNotRetryableError,
+)
+from conveyor.runtime.ownership import PROCESS, Heartbeat, LocalRuns, owner_is_dead
+from conveyor.runtime.resources import Resources
+
+DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
+BACKEND_VARIABLE = "CONVEYOR_BACKEND"
+DEFAULT_LEASE_SECONDS = 15.0
+"""How long a run driven in process stays this process's without a renewal (renewed every third of it)."""
+
+IfRunning = Literal["wait", "fail"]
+"""What :meth:`Conveyor.run` does when another caller is driving the run: wait for its outcome, or fail."""
+
+_FIRST_POLL_SECONDS = 0.002
+_LONGEST_POLL_SECONDS = 0.25
+_SYSTEM_CLOCK = SystemClock()
+
+T = TypeVar("T")
+
+
+def default_backend_url() -> str:
+    """The backend a runtime uses when given none: ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``."""
+    return os.environ.get(BACKEND_VARIABLE, "").strip() or DEFAULT_BACKEND_URL
+
+
+class Conveyor:
+    """The runtime: a backend, the workflows it runs, a clock and the resources steps may ask for.
+
+    ``backend`` is a backend object (the caller keeps ownership and closes it), a URL such as
+    ``"sqlite:///orders.db"`` or ``"postgresql://host/db"`` (opened on first use and closed by
+    :meth:`close`), or ``None`` for ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``. ``workflows``
+    are registered at once (built workflows or workflow classes); ``resources`` are handed to steps by name.
+    ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        workflows: Iterable[Workflow | type] = (),
+        resources: Mapping[str, Any] | None = None,
+        clock: Clock | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        registry: Registry | None = None,
+    ) -> None:
+        if isinstance(backend, str) or backend is None:
+            self._backend: Backend | None = None
+            self._backend_url: str | None = backend
+        else:
+            self._backend = check_backend(backend)
+            self._backend_url = None
+        self._owns_backend = self._backend is None
+        if not isinstance(lease_seconds, int | float) or not 0 < lease_seconds < float("inf"):
+            raise InvalidArgumentError(
+                f"lease_seconds must be a positive number of seconds, not {lease_seconds!r}",
+                argument="lease_seconds",
+            )
+        self.registry = registry if registry is not None else Registry()
+        """The workflows this runtime knows, by (namespace, name, version)."""
+        self.resources = Resources(resources)
+        """What steps may ask for by name (see :meth:`resource`)."""
+        self.clock: Clock = clock or _SYSTEM_CLOCK
+        self.lease_seconds = float(lease_seconds)
+        self.owner = PROCESS.new_owner()
+        """How this runtime names itself as the owner of the runs it drives in process."""
+        self._open_lock = threading.Lock()
+        self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
+        self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
+        for workflow in workflows:
+            self.register(workflow)
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_path(cls, path: str) -> Conveyor:
+        """Import the runtime named ``"package.module:attribute"`` (attribute ``app`` when left out)."""
+        if not isinstance(path, str) or not path.strip():
+            raise InvalidArgumentError("an app path looks like 'myapp.workflows:app'", argument="app")
+        module_name, _, attribute = path.strip().partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import {module_name!r} (for --app {path!r}): {exc}") from exc
+        app = getattr(module, attribute or "app", None)
+        if not isinstance(app, Conveyor):
+            found = "nothing" if app is None else type(app).__name__
+            raise ConfigurationError(
+                f"{module_name}:{attribute or 'app'} must be a conveyor.Conveyor, but is {found}"
+            )
+        return app
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, opened on first use when the runtime was given a URL."""
+        backend = self._backend
+        if backend is None:
+            with self._open_lock:
+                if self._backend is None:
+                    opened = open_backend(self._backend_url or default_backend_url())
+                    self._local = LocalRuns(opened)
+                    self._backend = opened
+                backend = self._backend
+        return backend
+
+    def register(self, workflow: T, *, namespace: str | None = None, name: str | None = None) -> T:
+        """Register a built workflow or a workflow class, and return it (usable as a class decorator).
+
+        A workflow class's ``namespace`` and ``workflow_name`` attributes are used unless given here.
+        """
+        built = getattr(workflow, "workflow", workflow)
+        if not isinstance(built, Workflow):
+            raise InvalidArgumentError(
+                f"register() takes a built workflow or a workflow class, not {workflow!r}",
+                argument="workflow",
+            )
+        if namespace is None:
+            namespace = getattr(workflow, "namespace", None)
+        if name is None and built is not workflow:
+            name = getattr(workflow, "workflow_name", None) or getattr(workflow, "__name__", None)
+        options: dict[str, str] = {}
+        if namespace is not None:
+            options["namespace"] = namespace
+        if name is not None:
+            options["name"] = name
+        self.registry.register(built, **options)
+        return workflow
+
+    def resource(self, name: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
+        """Register the decorated function as the factory of resource ``name`` (built on first use)."""
+
+        def add(factory: Callable[[], T]) -> Callable[[], T]:
+            self.resources.add_factory(name, factory)
+            return factory
+
+        return add
+
+    def workflow(self, name: str, version: str | None = None, namespace: str | None = None) -> Workflow:
+        """The registered workflow ``name`` (its newest version unless ``version``)."""
+        return self.registry.get(name, version, namespace)
+
+    def workflows(self) -> list[Workflow]:
+        """Every registered workflow."""
+        return self.registry.workflows()
+
+    # -- running in this process --------------------------------------------------------------------
+
+    def run(
+        self,
+        workflow: Workflow | type | str,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        version: str | None = None,
+        correlation_id: str | None = None,
+        if_running: IfRunning = "wait",
+    ) -> WorkflowStatus:
+        """Run ``workflow`` (a workflow, a workflow class, or a registered name) here; wait for its end.
+
+        Each step is checkpointed before anything that depends on it starts. With a ``workflow_id`` that
+        exists, nothing starts twice: a run that ended is returned as it is; a run nobody drives (its
+        process died) resumes from its last checkpoint; a run another caller is driving, in this process or
+        another, is waited for and its outcome returned (``if_running="fail"`` raises
+        :class:`~conveyor.errors.RunAlreadyRunningError` instead). Returns the run's status, whatever
+        its outcome.
+        """
+        chosen = self._resolve(workflow, version)
+        workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
+        _check_if_running(if_running)
+        recorded = new_run(chosen, workflow_id, input, correlation_id)
+        return self._run_recorded(chosen, recorded, if_running)
+
+    def retry(
+        self, workflow_id: str, *, workflow: Workflow | type | None = None, if_running: IfRunning = "wait"
+    ) -> WorkflowStatus:
+        """Run a failed run again, here, once its fault is fixed; wait for its end.
+
+        Completed steps are kept and never run again; the failed step, any undone steps and what follows
+        them run again with fresh idempotency keys. Only a failed, compensated, compensation_failed or
+        dead-lettered run can be retried (else :class:`~conveyor.errors.RunNotRetryableError`). The
+        workflow is the registered one the run recorded, unless ``workflow`` is given.
+        """
+        workflow_id = check_workflow_id(workflow_id)
+        _check_if_running(if_running)
+        backend = self.backend
+        record = self._load(workflow_id)
+        chosen = self._workflow_of(record) if workflow is None else self._resolve(workflow, None)
+        same_workflow_or_raise(record, chosen)
+        if record.state not in RETRYABLE_RUN_STATES:
+            raise RunNotRetryableError(
+                f"run {workflow_id!r} is {record.state.value}; only a failed, compensated, "
+                "compensation_failed or dead_lettered run can be retried",
+                workflow_id=workflow_id,
+            )
+        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now()))
+        # The run's last driver may still hold a lease on it: give it up, so the retry takes it at once.
+        backend.release_run(workflow_id=workflow_id, epoch=record.epoch, wake_at=None)
+        stored = NewRun(
+            workflow_id=workflow_id,
+            workflow_name=record.workflow_name,
+            workflow_version=record.workflow_version,
+            input=record.input,  # checked when the run was first recorded
+            correlation_id=record.correlation_id,
+            step_names=chosen.step_names,
+        )
+        return self._run_recorded(chosen, stored, if_running)
+
+    def _run_recorded(self, workflow: Workflow, recorded: NewRun, if_running: IfRunning) -> WorkflowStatus:
+        self.backend  # noqa: B018 (opens the backend, and with it the table of local runs)
+        local = self._local
+        assert local is not None
+        workflow_id = recorded.workflow_id
+        while True:
+            if not local.try_take(workflow_id):
+                if if_running == "fail":
+                    raise RunAlreadyRunningError(
+                        f"run {workflow_id!r} is being run by another caller in this process",
+                        workflow_id=workflow_id,
+                    )
+                local.wait_until_free(workflow_id)
+                continue
+            try:
+                status = self._drive_here(workflow, recorded, if_running)
+            finally:
+                local.let_go(workflow_id)
+            if status is None:  # another process drives it: wait for its outcome
+                status = self._wait_for_other_owner(workflow, workflow_id)
+            if status is not None:
+                return status
+
+    def _drive_here(
+        self, workflow: Workflow, recorded: NewRun, if_running: IfRunning
+    ) -> WorkflowStatus | None:
+        """Take the run and drive it to its end; None if another live process holds it."""
+        backend, clock = self.backend, self.clock
+        take_over_from: str | None = None
+        while True:
+            record, created = backend.start_run(
+                recorded,
+                owner=self.owner,
+                now=clock.now(),
+                durable=False,  # the first checkpoint flushes it; until then a power cut loses nothing told
+                lease_seconds=self.lease_seconds,
+                take_over_from=take_over_from,
+            )
+            if not created:
+                same_workflow_or_raise(record, workflow)
+            if record.is_final:
+                return WorkflowStatus(record, workflow.output_codec)
+            if created or record.owner == self.owner:
+                break
+            if take_over_from is None and owner_is_dead(record.owner):
+                take_over_from = record.owner
+                continue
+            if if_running == "fail":
+                raise RunAlreadyRunningError(
+                    f"run {record.workflow_id!r} is being run by {record.owner}",
+                    workflow_id=record.workflow_id,
+                    owner=record.owner,
+                )
+            return None
+        lease = self._heartbeat.hold(record.workflow_id, record.epoch)
+        driver = RunDriver(workflow, record, backend, clock)
+        try:
+            driver.drive()
+        except LeaseLostError:
+            return None  # taken over after our lease ended: the new owner's outcome is the run's
+        except BaseException:
+            # Hand the run back so that nobody waits for a lease this process no longer drives under.
+            with contextlib.suppress(Exception):  # else its lease ends by itself; the error matters more
+                backend.release_run(workflow_id=record.workflow_id, epoch=driver.run.epoch, wake_at=None)
+            raise
+        finally:
+            self._heartbeat.drop(lease)
+        return WorkflowStatus(driver.run, workflow.output_codec, dict(driver.errors))
+
+    def _wait_for_other_owner(self, workflow: Workflow, workflow_id: str) -> WorkflowStatus | None:
+        """Wait while another process drives the run; its status once it ended, None once it is free."""
+        pause = _FIRST_POLL_SECONDS
+        while True:
+            record = self._load(workflow_id)
+            if record.is_final:
+                return WorkflowStatus(record, workflow.output_codec)
+            if record.leased_until is None or owner_is_dead(record.owner):
+                return None
+            _SYSTEM_CLOCK.sleep(pause)  # another process's progress is in real time, whatever our clock
+            pause = min(pause * 2, _LONGEST_POLL_SECONDS)
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: Workflow | type | str,
+        input: Any = None,
+        *,
+        workflow_id: str | None = None,
+        version: str | None = None,
+        correlation_id: str | None = None,
+    ) -> RunHandle:
+        """Record a run for a worker to execute and return its handle at once (durable when it returns).
+
+        A ``workflow_id`` that exists returns a handle on that run; nothing starts twice.
+        """
+        chosen = self._resolve(workflow, version)
+        workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
+        record, created = self.backend.submit_run(
+            new_run(chosen, workflow_id, input, correlation_id), now=self.clock.now()
+        )
+        if not created:
+            same_workflow_or_raise(record, chosen)
+        return RunHandle(workflow_id, self.backend, chosen)
+
+    def worker(self, **options: Any) -> Worker:
+        """A worker that claims and drives this runtime's runs (options as :class:`~conveyor.Worker`)."""
+        workflows = self.workflows()
+        if not workflows:
+            raise ConfigurationError("this runtime has no workflows registered; a worker needs some")
+        options.setdefault("clock", None if self.clock is _SYSTEM_CLOCK else self.clock)
+        return Worker(self.backend, workflows, **options)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def status(self, workflow_id: str, *, workflow: Workflow | type | None = None) -> WorkflowStatus:
+        """The run ``workflow_id`` as it stands now (:class:`~conveyor.errors.RunNotFoundError` if none).
+
+        Its output is decoded as the declared type of ``workflow`` (else of the registered workflow the run
+        recorded; plain JSON values when there is none).
+        """
+        record = self._load(check_workflow_id(workflow_id))
+        if workflow is not None:
+            return WorkflowStatus(record, self._resolve(workflow, None).output_codec)
+        return WorkflowStatus(record, self._output_codec(record))
+
+    def wait(self, workflow_id: str, timeout: float | None = None) -> WorkflowStatus:
+        """Wait until the run ends (at most ``timeout`` seconds, else ``TimeoutError``); its status."""
+        record = self._load(check_workflow_id(workflow_id))
+        workflow = self._known_workflow(record)
+        return wait_for_run(workflow_id, self.backend, timeout_seconds=timeout, workflow=workflow)
+
+    def _load(self, workflow_id: str) -> RunRecord:
+        record = self.backend.load_run(workflow_id)
+        if record is None:
+            raise RunNotFoundError(f"no run {workflow_id!r} in {self.backend!r}", workflow_id=workflow_id)
+        return record
+
+    def _known_workflow(self, record: RunRecord) -> Workflow | None:
+        try:
+            return self.registry.for_run(record.workflow_name, record.workflow_version)
+        except UnknownWorkflowError:
+            return None
+
+    def _output_codec(self, record: RunRecord) -> Any:
+        workflow = self._known_workflow(record)
+        return None if workflow is None else workflow.output_codec
+
+    def _workflow_of(self, record: RunRecord) -> Workflow:
+        return self.registry.for_run(record.workflow_name, record.workflow_version)
+
+    def _resolve(self, workflow: Workflow | type | str, version: str | None) -> Workflow:
+        if isinstance(workflow, str):
+            return self.registry.get(workflow, version)
+        built = getattr(workflow, "workflow", workflow)
+        if isinstance(built, Workflow):
+            return built
+        return check_workflow(workflow)
+
+    # -- async twins ------------------------------------------------------------------------------
+
+    async def run_async(
+        self, workflow: Workflow | type | str, input: Any = None, **options: Any
+    ) -> WorkflowStatus:
+        """:meth:`run` for async code (the run is driven on a worker thread)."""
+        return await asyncio.to_thread(lambda: self.run(workflow, input, **options))
+
+    async def retry_async(self, workflow_id: str, **options: Any) -> WorkflowStatus:
+        """:meth:`retry` for async code."""
+        return await asyncio.to_thread(lambda: self.retry(workflow_id, **options))
+
+    async def start_async(
+        self, workflow: Workflow | type | str, input: Any = None, **options: Any
+    ) -> RunHandle:
+        """:meth:`start` for async code."""
+        return await asyncio.to_thread(lambda: self.start(workflow, input, **options))
+
+    async def status_async(self, workflow_id: str) -> WorkflowStatus:
+        """:meth:`status` for async code."""
+        return await asyncio.to_thread(self.status, workflow_id)
+
+    async def wait_async(self, workflow_id: str, timeout_seconds: float | None = None) -> WorkflowStatus:
+        """:meth:`wait` for async code."""
+        return await asyncio.to_thread(self.wait, workflow_id, timeout_seconds)
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the heartbeat, close what resource factories built, and the backend if it opened it."""
+        self._heartbeat.close()
+        self.resources.close()
+        if self._owns_backend:
+            with self._open_lock:
+                backend, self._backend = self._backend, None
+            if backend is not None:
+                backend.close()
+
+    def __enter__(self) -> Conveyor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = self._backend_url or (repr(self._backend) if self._backend is not None else "default")
+        return f"<Conveyor {where} workflows={len(self.registry)}>"
+
+
+def _check_if_running(if_running: object) -> None:
+    if if_running not in ("wait", "fail"):
+        raise InvalidArgumentError(
+            f"if_running must be 'wait' or 'fail', not {if_running!r}", argument="if_running"
+        )

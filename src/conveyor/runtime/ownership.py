@@ -1,0 +1,227 @@
+"""Who drives a run started in process: one caller at a time, in this process and across processes.
+
+Two callers may ask for the same ``workflow_id`` at once (two threads, two requests, two processes after a
+retry). Exactly one drives it; the others wait for its outcome (or, if they ask not to wait, are told it
+is already running). Within a process, callers meet in a table of the runs being driven there, kept per
+backend object. Across processes they meet in the backend: the caller that drives a run holds it under a
+lease, renewed by the runtime's heartbeat, and a run is taken over only when that lease has ended or its
+owner is provably dead (a process of this machine that no longer exists), never while its owner lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from conveyor.backends.base import Backend
+from conveyor.errors import BackendError
+
+log = logging.getLogger("conveyor.runtime")
+
+
+def _pid_namespace() -> int:
+    """This process's PID namespace (0 where it cannot be known): PIDs compare only within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+class ProcessIdentity:
+    """How this process names itself as the owner of runs; renewed in a forked child (another process)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.renew()
+        os.register_at_fork(after_in_child=self.renew)
+
+    def renew(self) -> None:
+        """Take a new name (called in a forked child)."""
+        self.machine = f"{socket.gethostname()}#{_pid_namespace()}"
+        self.pid = os.getpid()
+        self.name = f"{self.machine}:{self.pid}:{secrets.token_hex(4)}"
+
+    def new_owner(self) -> str:
+        """A name for one runtime of this process: the process's name and a counter."""
+        return f"{self.name}/{next(self._counter)}"
+
+
+PROCESS = ProcessIdentity()
+
+_OWNER = re.compile(r"^(?P<machine>[^:]+#(?P<namespace>\d+)):(?P<pid>\d+):")
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """Whether ``owner`` names a process of this machine (and PID namespace) that no longer exists.
+
+    Only a definite answer counts: an owner of another machine, of an unknown form, or whose process
+    exists (even if its PID was reused) is taken to be alive, and its lease must end before its runs are
+    taken over.
+    """
+    if owner is None:
+        return False
+    match = _OWNER.match(owner)
+    if match is None or match["namespace"] == "0" or match["machine"] != PROCESS.machine:
+        return False
+    pid = int(match["pid"])
+    if pid == PROCESS.pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed process not yet reaped by its parent still answers: look at its state
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+@dataclass
+class LocalDrive:
+    """A run being driven in this process; waiters are woken when it is no longer."""
+
+    workflow_id: str
+    waiters: int = 0
+
+
+@dataclass
+class _Table:
+    drives: dict[str, LocalDrive] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+
+_TABLES: weakref.WeakKeyDictionary[Backend, _Table] = weakref.WeakKeyDictionary()
+_TABLES_LOCK = threading.Lock()
+
+
+def local_table(backend: Backend) -> _Table:
+    """The table of runs driven in this process over ``backend`` (one per backend object)."""
+    with _TABLES_LOCK:
+        table = _TABLES.get(backend)
+        if table is None:
+            table = _TABLES[backend] = _Table()
+        return table
+
+
+class LocalRuns:
+    """Runs driven in this process over one backend: at most one driver per ``workflow_id``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._table = local_table(backend)
+
+    def try_take(self, workflow_id: str) -> bool:
+        """Become the one driver of ``workflow_id`` in this process; False if another already is."""
+        table = self._table
+        with table.changed:
+            if workflow_id in table.drives:
+                return False
+            table.drives[workflow_id] = LocalDrive(workflow_id)
+            return True
+
+    def let_go(self, workflow_id: str) -> None:
+        """Stop being its driver, waking whoever waits for it."""
+        table = self._table
+        with table.changed:
+            drive = table.drives.pop(workflow_id)
+            if drive.waiters:
+                table.changed.notify_all()
+
+    def wait_until_free(self, workflow_id: str, timeout_seconds: float | None = None) -> bool:
+        """Wait until no caller of this process drives ``workflow_id``; False if the timeout passed."""
+        table = self._table
+        with table.changed:
+            drive = table.drives.get(workflow_id)
+            if drive is None:
+                return True
+            drive.waiters += 1
+            try:
+                return table.changed.wait_for(lambda: workflow_id not in table.drives, timeout_seconds)
+            finally:
+                current = table.drives.get(workflow_id)
+                if current is drive:
+                    drive.waiters -= 1
+
+
+class Lease:
+    """The right to write one run, at one epoch; lost when another process takes the run over."""
+
+    __slots__ = ("epoch", "lost", "workflow_id")
+
+    def __init__(self, workflow_id: str, epoch: int) -> None:
+        self.workflow_id = workflow_id
+        self.epoch = epoch
+        self.lost = False
+
+
+class Heartbeat:
+    """Renews the leases of the runs one owner drives, every third of the lease, on a daemon thread.
+
+    The thread starts with the first lease held and renews all of them in one backend call per round;
+    a lease the backend says is lost is marked so, and its driver stops before its next write.
+    """
+
+    def __init__(self, backend: Callable[[], Backend], owner: str, lease_seconds: float) -> None:
+        self._backend = backend
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, workflow_id: str, epoch: int) -> Lease:
+        """Keep renewing the lease on ``workflow_id`` at ``epoch`` until :meth:`drop`."""
+        lease = Lease(workflow_id, epoch)
+        with self._lock:
+            self._held[workflow_id] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._renew, name=f"conveyor-heartbeat-{self.owner}", daemon=True
+                )
+                self._thread.start()
+        return lease
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing ``lease``."""
+        with self._lock:
+            if self._held.get(lease.workflow_id) is lease:
+                del self._held[lease.workflow_id]
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            with self._lock:
+                held = dict(self._held)
+            if not held:
+                continue
+            try:
+                lost = self._backend().extend_leases(
+                    owner=self.owner,
+                    leases={workflow_id: lease.epoch for workflow_id, lease in held.items()},
+                    lease_seconds=self.lease_seconds,
+                )
+            except BackendError:
+                log.warning("could not renew the leases of %d runs; trying again", len(held), exc_info=True)
+                continue
+            for workflow_id in lost:
+                held[workflow_id].lost = True
+                log.warning("run %s was taken over by another process", workflow_id)
+
+    def close(self) -> None:
+        """Stop the thread (the leases it held end by themselves)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            with contextlib.suppress(RuntimeError):
+                thread.join(timeout=1)
