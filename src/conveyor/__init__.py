@@ -1,34 +1,22 @@
 """conveyor: durable workflows and sagas for Python.
 
-Declare steps with :func:`task`, compose them with :class:`Flow`, run them with :func:`run_durable_workflow`
-on a backend (:class:`SqliteBackend` by default, :class:`InMemoryBackend` for tests). Every finished step is
+Declare steps with :func:`task`, compose them with :class:`Flow` (or a :class:`Saga` class, or a YAML
+template), and run them through a :class:`Conveyor` runtime on a backend (:class:`SqliteBackend` by default,
+:class:`PostgresBackend` for many machines, :class:`InMemoryBackend` for tests). Every finished step is
 checkpointed, so a run that crashes resumes where it stopped; a step that keeps failing triggers the undo of
-every completed step, newest first.
+every completed step, newest first. The seeds' module functions (:func:`run_durable_workflow`,
+:func:`get_workflow_status`, ...) are thin adapters over a runtime.
 """
 
 from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteBackend, open_backend
 from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results
-from conveyor.definition.registry import Registry, UnknownWorkflowError, default_registry, run_by_name
+from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.saga import Saga, SagaResult, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
-from conveyor.engine import (
-    FakeClock,
-    RunHandle,
-    StepStatus,
-    WorkflowStatus,
-    current_context,
-    get_workflow_status,
-    retry_workflow,
-    run_durable_workflow,
-    run_durable_workflow_async,
-    run_workflow,
-    start_workflow,
-    start_workflow_async,
-    wait_for_run,
-)
+from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
@@ -50,6 +38,18 @@ from conveyor.errors import (
     WorkflowFailedError,
     WorkflowMismatchError,
 )
+from conveyor.runtime import Conveyor, Resources, UnknownResourceError
+from conveyor.runtime.adapters import (
+    Registry,
+    get_workflow_status,
+    retry_workflow,
+    run_by_name,
+    run_durable_workflow,
+    run_durable_workflow_async,
+    run_workflow,
+    start_workflow,
+    start_workflow_async,
+)
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "ConfigurationError",
+    "Conveyor",
     "ConveyorError",
     "DefinitionError",
     "EncodingError",
@@ -70,6 +71,7 @@ __all__ = [
     "NonRetryableError",
     "PostgresBackend",
     "Registry",
+    "Resources",
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunError",
@@ -88,6 +90,7 @@ __all__ = [
     "StepTimeoutError",
     "Task",
     "TemplateError",
+    "UnknownResourceError",
     "UnknownWorkflowError",
     "Worker",
     "Workflow",
@@ -95,7 +98,6 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "current_context",
-    "default_registry",
     "from_input",
     "from_result",
     "from_results",

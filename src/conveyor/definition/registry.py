@@ -2,8 +2,8 @@
 
 Several versions of a workflow coexist; :meth:`Registry.get` without a version returns the newest
 ("1.0.10" is newer than "1.0.9"). Registering the same (namespace, name, version) again replaces it, so a
-module that is reloaded registers its workflows again without error. Saga classes and YAML templates
-register themselves in :data:`default_registry`; workers and the command line look workflows up there.
+module that is reloaded registers its workflows again without error. Nothing registers itself: a runtime
+(:class:`~conveyor.Conveyor`) holds a registry, and workflows are registered where the runtime is built.
 
 A run records its workflow's name and version, so a workflow in a namespace other than ``"default"`` is
 built with the qualified name ``namespace.name`` (see :func:`qualified_name`), and
@@ -16,16 +16,10 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import DefinitionError
-
-if TYPE_CHECKING:
-    from conveyor.backends.base import Backend
-    from conveyor.engine.clock import Clock
-    from conveyor.engine.handles import RunHandle
-    from conveyor.engine.status import WorkflowStatus
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of a workflow registered without one."""
@@ -191,69 +185,6 @@ class Registry:
             )
         return entry.workflow
 
-    def run(
-        self,
-        name: str,
-        input: Any = None,
-        *,
-        backend: Backend | None = None,
-        workflow_id: str | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
-        correlation_id: str | None = None,
-        clock: Clock | None = None,
-    ) -> WorkflowStatus:
-        """Start the registered workflow ``name`` (newest version unless ``version``) and wait for its end.
-
-        Runs as :func:`~conveyor.run_durable_workflow` does: checkpointed in ``backend`` (``conveyor.db``
-        in the current directory when none is given), as the run ``workflow_id`` (a new id when none is
-        given; an existing run is returned or resumed, never started twice). Bad input raises
-        :class:`~conveyor.errors.InvalidInputError` before anything is stored.
-        """
-        # The engine sits above the definition layer; import it only when a run is started.
-        from conveyor.engine.api import run_durable_workflow
-
-        workflow = self.get(name, version, namespace)
-        if workflow_id is None:
-            workflow_id = workflow.new_run_id()
-        return run_durable_workflow(
-            workflow, workflow_id, input, backend, correlation_id=correlation_id, clock=clock
-        )
-
-    def start(
-        self,
-        name: str,
-        input: Any = None,
-        *,
-        backend: Backend,
-        workflow_id: str | None = None,
-        version: str | None = None,
-        namespace: str | None = None,
-        correlation_id: str | None = None,
-    ) -> RunHandle:
-        """Record a run of the registered workflow ``name`` for a worker to execute; return its handle.
-
-        As :func:`~conveyor.start_workflow`: durable when this returns, never started twice. Run workers
-        with ``Worker(backend, registry.workflows())`` so that they know every registered workflow.
-        """
-        from conveyor.engine.handles import start_workflow
-
-        workflow = self.get(name, version, namespace)
-        if workflow_id is None:
-            workflow_id = workflow.new_run_id()
-        return start_workflow(workflow, workflow_id, input, backend, correlation_id=correlation_id)
-
-    def retry(self, workflow_id: str, *, backend: Backend, clock: Clock | None = None) -> WorkflowStatus:
-        """Retry the failed run ``workflow_id`` with the registered workflow it recorded (see
-        :func:`~conveyor.retry_workflow`): completed steps are kept, the failed step and what follows run."""
-        from conveyor.engine.reading import get_workflow_status
-
-        recorded = get_workflow_status(workflow_id, backend)
-        workflow = self.for_run(recorded.workflow_name, recorded.workflow_version)
-        from conveyor.engine.api import retry_workflow
-
-        return retry_workflow(workflow, workflow_id, backend, clock=clock)
-
     def workflows(self) -> list[Workflow]:
         """Every registered workflow (for ``Worker(backend, registry.workflows())``)."""
         return [entry.workflow for entry in self]
@@ -284,33 +215,3 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry {len(self)} workflows>"
-
-
-default_registry = Registry()
-"""The registry saga classes and YAML templates register in unless told otherwise."""
-
-
-def run_by_name(
-    name: str,
-    input: Any = None,
-    *,
-    backend: Backend | None = None,
-    workflow_id: str | None = None,
-    version: str | None = None,
-    namespace: str | None = None,
-    correlation_id: str | None = None,
-    clock: Clock | None = None,
-    registry: Registry | None = None,
-) -> WorkflowStatus:
-    """Start a workflow of ``registry`` (:data:`default_registry`) by name; see :meth:`Registry.run`."""
-    chosen = default_registry if registry is None else registry
-    return chosen.run(
-        name,
-        input,
-        backend=backend,
-        workflow_id=workflow_id,
-        version=version,
-        namespace=namespace,
-        correlation_id=correlation_id,
-        clock=clock,
-    )

@@ -48,7 +48,6 @@ from conveyor.definition.binding import describe_validation_error, pydantic_inpu
 from conveyor.definition.registry import (
     DEFAULT_NAMESPACE,
     Registry,
-    default_registry,
     qualified_name,
 )
 from conveyor.definition.retry import RetryPolicy
@@ -290,7 +289,7 @@ class Saga:
     """When True (seed 000's ``async true``), ``run`` records the run for workers and returns a handle."""
 
     def __init_subclass__(
-        cls, *, abstract: bool = False, registry: Registry | None = default_registry, **kwargs: Any
+        cls, *, abstract: bool = False, registry: Registry | None = None, **kwargs: Any
     ) -> None:
         super().__init_subclass__(**kwargs)
         if abstract:
@@ -329,7 +328,7 @@ class Saga:
         """
         # The engine sits above the definition layer; import it only when a run is started.
         from conveyor.backends.memory import InMemoryBackend
-        from conveyor.engine.api import run_durable_workflow
+        from conveyor.runtime.adapters import run_durable_workflow
 
         workflow = cls._compiled()
         if workflow_id is None:
@@ -337,7 +336,7 @@ class Saga:
         if inputs is not None and not isinstance(inputs, Mapping):
             raise DefinitionError(f"{cls.__name__}.run() takes keyword fields or a mapping, not {inputs!r}")
         if cls.asynchronous:
-            from conveyor.engine.handles import start_workflow
+            from conveyor.runtime.adapters import start_workflow
 
             if backend is None:
                 raise DefinitionError(
@@ -365,7 +364,7 @@ class Saga:
     def retry(cls, workflow_id: str, *, backend: Backend, clock: Clock | None = None) -> SagaResult:
         """Run a failed run again once its fault is fixed; completed steps are kept (``retry_workflow``)."""
         workflow = cls._compiled()
-        from conveyor.engine.api import retry_workflow
+        from conveyor.runtime.adapters import retry_workflow
 
         return SagaResult(retry_workflow(workflow, workflow_id, backend, clock=clock), workflow)
 

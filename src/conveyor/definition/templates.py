@@ -30,7 +30,7 @@ import jsonschema
 import yaml
 
 from conveyor.definition.arguments import Arguments, from_input, from_results
-from conveyor.definition.registry import Registry, default_registry, qualified_name
+from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import make_task_spec
 from conveyor.definition.template_handlers import (
@@ -374,12 +374,13 @@ def _read(path: Path, handlers: Handlers | None) -> _Template:
 
 
 def load_template(
-    path: str | Path, *, handlers: Handlers | None = None, registry: Registry | None = default_registry
+    path: str | Path, *, handlers: Handlers | None = None, registry: Registry | None = None
 ) -> Workflow:
-    """Read the YAML template at ``path``, register its workflow in ``registry`` and return the workflow.
+    """Read the YAML template at ``path`` and return its workflow; with ``registry``, register it there.
 
     ``handlers`` is where handler classes are found (a module, or a mapping from ``handler_class`` as
-    written); without it each ``handler_class`` is imported. ``registry=None`` registers nothing.
+    written); without it each ``handler_class`` is imported. A runtime registers templates with
+    ``load_template(path, registry=app.registry)`` (under the template's namespace and name).
     """
     template = _read(Path(path), handlers)
     if registry is not None:
@@ -388,7 +389,7 @@ def load_template(
 
 
 def load_templates(
-    directory: str | Path, *, handlers: Handlers | None = None, registry: Registry | None = default_registry
+    directory: str | Path, *, handlers: Handlers | None = None, registry: Registry | None = None
 ) -> list[Workflow]:
     """Load every ``*.yaml`` / ``*.yml`` template under ``directory`` (recursively), all or none.
 

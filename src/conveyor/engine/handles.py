@@ -1,4 +1,4 @@
-"""Starting a run for a worker to execute, and waiting on it from any process."""
+"""A handle on a run recorded for a worker to execute: check on it, or wait for it, from any process."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.definition.workflow import Workflow
-from conveyor.engine.api import new_run, same_workflow_or_raise
-from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
-from conveyor.engine.clock import Clock, SystemClock
-from conveyor.engine.reading import get_workflow_status, wait_for_run
+from conveyor.engine.reading import read_status, wait_for_run
 from conveyor.engine.status import WorkflowStatus
-from conveyor.errors import InvalidArgumentError, WorkflowFailedError
+from conveyor.errors import WorkflowFailedError
 
 
 class RunHandle:
@@ -25,7 +22,7 @@ class RunHandle:
 
     def status(self) -> WorkflowStatus:
         """The run as it stands now."""
-        return get_workflow_status(self.workflow_id, self.backend, self.workflow)
+        return read_status(self.workflow_id, self.backend, self.workflow)
 
     def wait(self, timeout: float | None = None) -> WorkflowStatus:
         """Wait until the run ends (at most ``timeout`` seconds) and return its status."""
@@ -51,46 +48,3 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.workflow_id!r}>"
-
-
-def start_workflow(
-    workflow: Workflow,
-    workflow_id: str,
-    initial_input: Any = None,
-    backend: Backend | None = None,
-    *,
-    correlation_id: str | None = None,
-    clock: Clock | None = None,
-) -> RunHandle:
-    """Record a run for a worker to execute and return its handle at once.
-
-    The run is durable when this returns. Starting a ``workflow_id`` that exists returns a handle on that
-    run; nothing starts twice. A ``conveyor worker`` process that knows the workflow runs it.
-    """
-    workflow = check_workflow(workflow)
-    workflow_id = check_workflow_id(workflow_id)
-    if backend is None:
-        raise InvalidArgumentError(
-            "start_workflow needs the backend the workers read, e.g. SqliteBackend('conveyor.db')"
-        )
-    backend = check_backend(backend)
-    record, created = backend.submit_run(
-        new_run(workflow, workflow_id, initial_input, correlation_id), now=(clock or SystemClock()).now()
-    )
-    if not created:
-        same_workflow_or_raise(record, workflow)
-    return RunHandle(workflow_id, backend, workflow)
-
-
-async def start_workflow_async(
-    workflow: Workflow,
-    workflow_id: str,
-    initial_input: Any = None,
-    backend: Backend | None = None,
-    *,
-    correlation_id: str | None = None,
-) -> RunHandle:
-    """:func:`start_workflow` for async code (the write happens on a worker thread)."""
-    return await asyncio.to_thread(
-        start_workflow, workflow, workflow_id, initial_input, backend, correlation_id=correlation_id
-    )

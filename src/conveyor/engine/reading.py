@@ -11,7 +11,7 @@ from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import RunNotFoundError
 
 
-def get_workflow_status(
+def read_status(
     workflow_id: str, backend: Backend, workflow: Workflow | None = None
 ) -> WorkflowStatus:
     """Read the run ``workflow_id`` from ``backend`` (from any process).
@@ -44,7 +44,7 @@ def wait_for_run(
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     pause = _FIRST_POLL_SECONDS
     while True:
-        status = get_workflow_status(workflow_id, backend, workflow)
+        status = read_status(workflow_id, backend, workflow)
         if not status.is_running():
             return status
         if deadline is not None and time.monotonic() >= deadline:

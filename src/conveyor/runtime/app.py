@@ -138,6 +138,14 @@ class Conveyor:
             )
         return app
 
+    def using(self, backend: Backend | str) -> Conveyor:
+        """A runtime like this one (same workflows, resources, clock and lease) on another ``backend``."""
+        other = Conveyor(
+            backend, clock=self.clock, lease_seconds=self.lease_seconds, registry=self.registry
+        )
+        other.resources = self.resources
+        return other
+
     @property
     def backend(self) -> Backend:
         """The backend, opened on first use when the runtime was given a URL."""
