@@ -23,6 +23,22 @@ from postgres_support import (  # noqa: E402 - needs the path set just above
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_backend_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs started without a backend go to the one default ($CONVEYOR_BACKEND): a file of this session's
+    own, never ./conveyor.db in the checkout. Child processes the tests start inherit it."""
+    import os
+
+    path = tmp_path_factory.mktemp("default-backend") / "conveyor.db"
+    previous = os.environ.get("CONVEYOR_BACKEND")
+    os.environ["CONVEYOR_BACKEND"] = f"sqlite:///{path}"
+    yield
+    if previous is None:
+        os.environ.pop("CONVEYOR_BACKEND", None)
+    else:
+        os.environ["CONVEYOR_BACKEND"] = previous
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """The test server's URL; skips the test (fails it when CI=true) if there is none."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Flow, Registry, SqliteBackend, run_durable_workflow, task
+from conveyor import Flow, SqliteBackend, run_durable_workflow, task
 from conveyor.cli import main
 from postgres_support import PostgresDatabase
 
@@ -61,11 +61,20 @@ def test_migrate_creates_the_schema_on_postgres(
     assert {"conveyor_runs", "conveyor_migrations"} <= tables
 
 
-def test_a_worker_without_workflows_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`conveyor worker --import` of a module with no workflows exits with a message."""
-    monkeypatch.setattr("conveyor.cli.default_registry", Registry())  # other tests' classes register there
-    with pytest.raises(SystemExit, match="no workflows found in json"):
-        main(["worker", "--backend", f"sqlite:///{tmp_path / 'c.db'}", "--import", "json"])
+def test_a_worker_needs_an_app_with_workflows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`conveyor worker` without --app, with an --app that is not a runtime, or with no workflows: one line."""
+    monkeypatch.delenv("CONVEYOR_APP", raising=False)
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    assert main(["worker", "--backend", url]) == 2
+    assert "conveyor worker needs --app MODULE:ATTRIBUTE" in capsys.readouterr().err
+    assert main(["worker", "--backend", url, "--app", "json:dumps"]) == 2
+    assert "json:dumps must be a conveyor.Conveyor, but is function" in capsys.readouterr().err
+    (tmp_path / "empty_app.py").write_text("from conveyor import Conveyor\napp = Conveyor()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["worker", "--backend", url, "--app", "empty_app"]) == 1
+    assert "no workflows registered" in capsys.readouterr().err
 
 
 def test_start_by_name_then_a_worker_runs_it(
@@ -75,7 +84,7 @@ def test_start_by_name_then_a_worker_runs_it(
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
     monkeypatch.setenv("WORKER_LOG", str(tmp_path / "steps.log"))
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    common = ["--backend", url, "--import", "worker_app"]
+    common = ["--backend", url, "--app", "worker_app"]
     assert main(["start", "orders", *common, "--input", '{"id": "o-1"}', "--workflow-id", "cli-1"]) == 0
     assert json.loads(capsys.readouterr().out)["state"] == "pending"
     assert main(["worker", *common, "--until-idle"]) == 0
@@ -91,10 +100,10 @@ def test_start_of_an_unknown_workflow_names_the_known_ones(
     """An unknown workflow name exits 1, listing the workflows that were found."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    assert main(["start", "nope", "--backend", url, "--import", "worker_app"]) == 1
+    assert main(["start", "nope", "--backend", url, "--app", "worker_app"]) == 1
     error = capsys.readouterr().err
-    assert "no workflow 'nope' was found" in error
-    assert "orders v1" in error
+    assert "no workflow 'nope' is registered" in error
+    assert "default/orders (1)" in error
 
 
 def test_start_with_input_that_is_not_json_says_so(
@@ -103,7 +112,7 @@ def test_start_with_input_that_is_not_json_says_so(
     """--input must be JSON; otherwise the error names the argument and nothing is recorded."""
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    common = ["--backend", url, "--import", "worker_app"]
+    common = ["--backend", url, "--app", "worker_app"]
     assert main(["start", "orders", *common, "--input", "{oops", "--workflow-id", "bad-1"]) == 1
     assert "--input is not JSON" in capsys.readouterr().err
     assert main(["status", "bad-1", "--backend", url]) == 1

@@ -1,4 +1,4 @@
-"""Workflows for the worker-process tests, imported by ``conveyor worker --import worker_app``.
+"""Workflows for the worker-process tests, loaded by ``conveyor worker --app worker_app``.
 
 Every step start and end is appended to $WORKER_LOG as ``pid workflow_id step event time`` with an
 unbuffered write, so the log survives a worker killed with SIGKILL.
@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from conveyor import Flow, StepContext, task
+from conveyor import Conveyor, Flow, StepContext, task
 
 
 def note(context: StepContext, event: str) -> None:
@@ -66,3 +66,7 @@ def slow(order: dict[str, Any], context: StepContext) -> str:
 
 
 SLOW = Flow("slow").then(slow).build()
+
+
+app = Conveyor(workflows=[ORDERS, CRASHING, SLOW])
+"""The runtime ``conveyor worker --app worker_app`` loads (its backend comes from ``--backend``)."""

@@ -340,18 +340,19 @@ def test_the_sync_api_works_inside_a_running_event_loop() -> None:
 def test_correlation_ids_are_unique_and_a_forked_child_makes_its_own() -> None:
     """Runs get distinct 32-hex-digit correlation ids; a forked process never repeats its parent's."""
     from conveyor.engine import api
+    from conveyor.runtime.ownership import PROCESS
 
-    here = {api._IDENTITY.correlation_id() for _ in range(1000)}
+    here = {api._CORRELATION_IDS.new() for _ in range(1000)}
     assert len(here) == 1000
     assert all(len(value) == 32 and int(value, 16) >= 0 for value in here)
     reader, writer = os.pipe()
     child = os.fork()
     if child == 0:  # the child: report its owner name and next correlation id, then leave at once
-        os.write(writer, f"{api._IDENTITY.owner} {api._IDENTITY.correlation_id()}".encode())
+        os.write(writer, f"{PROCESS.name} {api._CORRELATION_IDS.new()}".encode())
         os._exit(0)
     os.close(writer)
     owner, correlation_id = os.read(reader, 1000).decode().split()
     os.waitpid(child, 0)
-    assert owner != api._IDENTITY.owner
+    assert owner != PROCESS.name
     assert correlation_id not in here
     assert correlation_id[:16] != next(iter(here))[:16]

@@ -7,15 +7,20 @@ from typing import Any
 import pydantic
 import pytest
 
-from conveyor import DefinitionError, Flow, InMemoryBackend, InvalidInputError, RunState, Workflow, task
-from conveyor.definition.registry import (
+from conveyor import (
+    DefinitionError,
+    Flow,
+    InMemoryBackend,
+    InvalidInputError,
     Registry,
-    UnknownWorkflowError,
-    default_registry,
-    qualified_name,
+    RunState,
+    Saga,
+    Workflow,
     run_by_name,
-    version_key,
+    step,
+    task,
 )
+from conveyor.definition.registry import UnknownWorkflowError, qualified_name, version_key
 
 
 def workflow(name: str, version: str, label: str = "") -> Workflow:
@@ -169,11 +174,18 @@ def test_run_by_name_starts_the_newest_version_durably_and_never_twice() -> None
     assert older.workflow_id.startswith("checkout-")
 
 
-def test_run_by_name_uses_the_registry_it_is_given_even_an_empty_one() -> None:
-    """An empty registry passed in is searched, not replaced by the default one."""
-    default_registry.register(workflow("only-in-default", "1"))
+def test_nothing_registers_itself_when_it_is_declared() -> None:
+    """Declaring a flow or a workflow class registers it nowhere: every registry starts empty."""
+
+    class Declared(Saga):
+        @step
+        def only(self) -> str:
+            return "ran"
+
+    workflow("declared-flow", "1")
+    assert len(Registry()) == 0
     with pytest.raises(UnknownWorkflowError):
-        run_by_name("only-in-default", None, backend=InMemoryBackend(), registry=Registry())
+        run_by_name("Declared", None, backend=InMemoryBackend(), registry=Registry())
 
 
 class Cart(pydantic.BaseModel):

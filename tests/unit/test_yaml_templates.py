@@ -23,7 +23,7 @@ from conveyor import (
     load_templates,
     retry_workflow,
 )
-from conveyor.definition.registry import Registry, run_by_name
+from conveyor import Registry, run_by_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEED_TEMPLATE = FIXTURES / "templates" / "order_processing_handler.yaml"
