@@ -1,4 +1,4 @@
-"""The benchmark's conveyor workflows, imported by the harness and by ``conveyor worker --import``.
+"""The benchmark's conveyor workflows, imported by the harness and loaded by ``conveyor worker --app``.
 
 In a worker process started with ``$BENCH_GO_FILE`` set, importing this module blocks until that file
 exists (after announcing the process in ``$BENCH_READY_DIR``): every worker is up, connected and has its
@@ -20,7 +20,7 @@ from benchmarks.common import (
     note_step,
     validate_body,
 )
-from conveyor import Flow, StepContext, task
+from conveyor import Conveyor, Flow, StepContext, task
 
 
 @task
@@ -92,3 +92,7 @@ def _wait_for_go() -> None:
 
 
 _wait_for_go()
+
+
+app = Conveyor(workflows=[SEQ, FJ, LATENCY, FAILOVER])
+"""The runtime the benchmark's workers load (``conveyor worker --app benchmarks.engines.conveyor_app``)."""

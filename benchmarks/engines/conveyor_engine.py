@@ -112,7 +112,7 @@ def throughput(backend: str, shape: str, count: int, repetitions: int) -> dict:
 
 
 def _worker_command(url: str, *extra: str) -> list[str]:
-    return python_command("-m", "conveyor.cli", "worker", "--backend", url, "--import", APP, *extra)
+    return python_command("-m", "conveyor.cli", "worker", "--backend", url, "--app", APP, *extra)
 
 
 def _stable_names() -> bool:
