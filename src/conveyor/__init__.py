@@ -13,6 +13,7 @@ from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results
 from conveyor.definition.registry import UnknownWorkflowError
+from conveyor.definition.resources import resource
 from conveyor.definition.saga import Saga, SagaResult, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
@@ -105,6 +106,7 @@ __all__ = [
     "load_template",
     "load_templates",
     "open_backend",
+    "resource",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",

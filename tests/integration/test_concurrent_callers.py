@@ -125,9 +125,7 @@ def _call_together(count: int, call: Callable[[], object]) -> list[object]:
 def test_fifty_threads_sharing_a_backend_run_each_step_once(backend_factory: Callable[[], Backend]) -> None:
     """50 threads calling run_durable_workflow with one id on one backend: each step once, all completed."""
     backend = backend_factory()
-    outcomes = _call_together(
-        CALLERS, lambda: run_durable_workflow(CHECKOUT, "order-1", {"id": 1}, backend)
-    )
+    outcomes = _call_together(CALLERS, lambda: run_durable_workflow(CHECKOUT, "order-1", {"id": 1}, backend))
     assert calls == {"reserve": 1, "charge": 1, "confirm": 1}
     for outcome in outcomes:
         assert not isinstance(outcome, BaseException), outcome

@@ -56,6 +56,7 @@ EXPECTED = [
     "load_template",
     "load_templates",
     "open_backend",
+    "resource",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",

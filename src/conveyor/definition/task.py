@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.codec import TypedCodec
+from conveyor.definition.resources import ResourceRef
 from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import DefinitionError
 
@@ -35,6 +36,7 @@ class StepContext:
         "correlation_id",
         "generation",
         "is_compensation",
+        "resources",
         "step_name",
         "workflow_id",
         "workflow_name",
@@ -50,7 +52,10 @@ class StepContext:
         correlation_id: str,
         is_compensation: bool = False,
         generation: int = 0,
+        resources: Mapping[str, Any] | None = None,
     ) -> None:
+        self.resources: Mapping[str, Any] = resources if resources is not None else {}
+        """The runtime's resources, by name (see :meth:`resource`)."""
         self.workflow_id = workflow_id
         self.workflow_name = workflow_name
         self.step_name = step_name
@@ -68,6 +73,10 @@ class StepContext:
         retry = f":retry{self.generation}" if self.generation else ""
         undo = ":undo" if self.is_compensation else ""
         return f"{self.workflow_id}:{self.step_name}{retry}{undo}"
+
+    def resource(self, name: str) -> Any:
+        """The runtime's resource ``name`` (a database, a gateway client), built on first use."""
+        return self.resources[name]
 
     def __repr__(self) -> str:
         return (
@@ -95,6 +104,8 @@ class CallableShape:
     context_parameter: str | None
     accepts_var_keyword: bool
     returns: TypedCodec
+    resource_parameters: tuple[tuple[str, str], ...] = ()
+    """(parameter, resource name) for each parameter declared ``= resource(name)``."""
 
     @property
     def required(self) -> tuple[Parameter, ...]:
@@ -119,11 +130,15 @@ def describe_callable(fn: Callable[..., Any], *, what: str) -> CallableShape:
         ) from exc
     parameters: list[Parameter] = []
     context_parameter = None
+    resource_parameters: list[tuple[str, str]] = []
     var_keyword = False
     for parameter in signature.parameters.values():
         annotation = hints.get(parameter.name, Any)
         if annotation is StepContext:
             context_parameter = parameter.name
+            continue
+        if isinstance(parameter.default, ResourceRef):
+            resource_parameters.append((parameter.name, parameter.default.name))
             continue
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             var_keyword = True
@@ -144,6 +159,7 @@ def describe_callable(fn: Callable[..., Any], *, what: str) -> CallableShape:
         context_parameter=context_parameter,
         accepts_var_keyword=var_keyword,
         returns=TypedCodec(hints.get("return", Any)),
+        resource_parameters=tuple(resource_parameters),
     )
 
 

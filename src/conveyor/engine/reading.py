@@ -11,9 +11,7 @@ from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import RunNotFoundError
 
 
-def read_status(
-    workflow_id: str, backend: Backend, workflow: Workflow | None = None
-) -> WorkflowStatus:
+def read_status(workflow_id: str, backend: Backend, workflow: Workflow | None = None) -> WorkflowStatus:
     """Read the run ``workflow_id`` from ``backend`` (from any process).
 
     Pass ``workflow`` to get ``output()`` back as the declared type rather than plain JSON values.

@@ -140,9 +140,7 @@ class Conveyor:
 
     def using(self, backend: Backend | str) -> Conveyor:
         """A runtime like this one (same workflows, resources, clock and lease) on another ``backend``."""
-        other = Conveyor(
-            backend, clock=self.clock, lease_seconds=self.lease_seconds, registry=self.registry
-        )
+        other = Conveyor(backend, clock=self.clock, lease_seconds=self.lease_seconds, registry=self.registry)
         other.resources = self.resources
         return other
 
