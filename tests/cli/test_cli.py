@@ -64,7 +64,7 @@ def test_migrate_creates_the_schema_on_postgres(
 def test_a_worker_needs_an_app_with_workflows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`conveyor worker` without --app, with an --app that is not a runtime, or with no workflows: one line."""
+    """`conveyor worker` with no --app, an --app that is not a runtime, or no workflows: one line."""
     monkeypatch.delenv("CONVEYOR_APP", raising=False)
     url = f"sqlite:///{tmp_path / 'c.db'}"
     assert main(["worker", "--backend", url]) == 2

@@ -214,7 +214,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_processes_calling_one_id_at_once_run_each_step_once(database_url: str, tmp_path: Path) -> None:
-    """Six processes call run_durable_workflow with one id: each step runs once, every caller sees completed."""
+    """Six processes call run_durable_workflow with one id: each step runs once, all see it completed."""
     log = tmp_path / "calls.log"
     callers = [_spawn(database_url, "order-p", log, 0.5) for _ in range(6)]
     outputs = [caller.communicate(timeout=60) for caller in callers]
@@ -224,7 +224,7 @@ def test_processes_calling_one_id_at_once_run_each_step_once(database_url: str, 
 
 
 def test_a_run_whose_process_was_killed_is_taken_over_at_once(database_url: str, tmp_path: Path) -> None:
-    """A caller of a run whose driver was SIGKILLed on this machine resumes it without waiting for its lease."""
+    """A caller of a run whose driver was SIGKILLed on this machine resumes it without awaiting its lease."""
     log = tmp_path / "calls.log"
     victim = _spawn(database_url, "order-k", log, 60.0)
     deadline = time.monotonic() + 30

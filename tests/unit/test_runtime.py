@@ -240,7 +240,7 @@ def test_from_path_loads_the_runtime_a_module_names(tmp_path: Path, monkeypatch:
     assert Conveyor.from_path("shop_app") is shop_app.app
     assert Conveyor.from_path("shop_app:other") is shop_app.other
     with pytest.raises(
-        ConfigurationError, match="shop_app:not_an_app must be a conveyor.Conveyor, but is int"
+        ConfigurationError, match=r"shop_app:not_an_app must be a conveyor\.Conveyor, but is int"
     ):
         Conveyor.from_path("shop_app:not_an_app")
     with pytest.raises(ConfigurationError, match="cannot import 'no_such_module'"):

@@ -14,6 +14,7 @@ from conveyor import (
     FakeClock,
     InMemoryBackend,
     InvalidInputError,
+    Registry,
     RunState,
     SqliteBackend,
     StepState,
@@ -22,8 +23,8 @@ from conveyor import (
     load_template,
     load_templates,
     retry_workflow,
+    run_by_name,
 )
-from conveyor import Registry, run_by_name
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SEED_TEMPLATE = FIXTURES / "templates" / "order_processing_handler.yaml"
