@@ -11,7 +11,7 @@ from conveyor.core import Failure, RunState, StepState
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results
 from conveyor.definition.registry import Registry, UnknownWorkflowError, default_registry, run_by_name
-from conveyor.definition.saga import Saga, SagaResult, step
+from conveyor.definition.steps import step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.engine import (
@@ -49,6 +49,7 @@ from conveyor.errors import (
     WorkflowFailedError,
     WorkflowMismatchError,
 )
+from conveyor.saga import Saga, SagaResult
 
 __version__ = "0.1.0"
 

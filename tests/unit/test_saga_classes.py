@@ -26,7 +26,8 @@ from conveyor import (
 )
 from conveyor.definition.arguments import from_input, from_result
 from conveyor.definition.registry import Registry, default_registry
-from conveyor.definition.saga import Saga, SagaResult, step
+from conveyor.definition.steps import step
+from conveyor.saga import Saga, SagaResult
 
 # -- the shop the reactors work against (the seed's Order, InventoryService, PaymentService, EmailService) --
 
@@ -736,7 +737,7 @@ def test_abstract_base_classes_are_not_workflows() -> None:
 def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None:
     """With asynchronous = True, run() records the run and returns at once; a worker executes it."""
     from conveyor import InMemoryBackend, Worker
-    from conveyor.definition.saga import SagaHandle
+    from conveyor.saga import SagaHandle
 
     class Greeting(Saga, registry=None):
         asynchronous = True
