@@ -4,6 +4,11 @@
 that overrides a step keeps its place), checks the class can be created with no arguments, and builds one
 step per ``@step`` method: its function (the method called on a fresh instance), its undo, its options, and
 its arguments (a parameter left unbound takes the same-named field of the workflow input).
+
+The steps run in the order they are declared: each waits for every step declared before it (it depends on
+the steps that nothing declared after them waits for yet, which is the one before it when none is
+parallel). A ``parallel=True`` step waits only for what it reads and its ``after=``. Either way a step may
+wait only for steps declared before it, so the graph follows the page and cannot have a cycle.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ def compile_class(cls: type[WorkflowClass]) -> Workflow:
         value = getattr(cls, option)
         if value is not None and not isinstance(value, RetryPolicy):
             raise DefinitionError(f"{option} of {where} must be a RetryPolicy, not {value!r}")
-    steps = [_step_definition(cls, declared, undo_name) for declared, undo_name in declarations(cls).values()]
+    declared = declarations(cls)
+    order = declaration_order(cls, [step for step, _ in declared.values()])
+    steps = [_step_definition(cls, step, undo, order[step.name]) for step, undo in declared.values()]
     if not steps:
         raise DefinitionError(f"{where} declares no steps; decorate its step methods with @step")
     name = cls.workflow_name or cls.__name__
@@ -74,6 +81,30 @@ def declarations(cls: type) -> dict[str, tuple[StepMethod, str | None]]:
     return declared
 
 
+def declaration_order(cls: type, steps: list[StepMethod]) -> dict[str, tuple[str, ...]]:
+    """What each of ``steps`` (in declaration order) waits for: the steps before it, unless it is parallel,
+    and its ``after=``. Refuses a step that reads or waits for a step declared after it."""
+    position = {step.name: index for index, step in enumerate(steps)}
+    waits: dict[str, tuple[str, ...]] = {}
+    before: dict[str, set[str]] = {}  # every step each one waits for, directly or not
+    open_ends: list[str] = []  # the steps declared so far that none declared after them waits for
+    for index, step in enumerate(steps):
+        explicit = (*step.after, *Arguments(dict(step.bindings)).sources)
+        for name in explicit:
+            if position.get(name, -1) > index:
+                raise DefinitionError(
+                    f"step {step.name!r} of saga {cls.__name__} waits for {name!r}, which is declared after "
+                    f"it; the steps of a class run in the order they are declared, so declare {name!r} first"
+                )
+        implicit = () if step.parallel else tuple(open_ends)
+        waits[step.name] = tuple(dict.fromkeys((*implicit, *step.after)))
+        known = [name for name in (*implicit, *explicit) if name in before]
+        before[step.name] = set(known).union(*(before[name] for name in known))
+        open_ends = [name for name in open_ends if name not in before[step.name]]
+        open_ends.append(step.name)
+    return waits
+
+
 def _check_instantiable(cls: type, where: str) -> None:
     try:
         signature = inspect.signature(cls)
@@ -102,7 +133,9 @@ def _method(cls: type, name: str, what: str) -> Callable[..., Any]:
     raise DefinitionError(f"{what} ({name!r}) is not defined on {cls.__name__}")
 
 
-def _step_definition(cls: type, declared: StepMethod, undo_name: str | None) -> StepDefinition:
+def _step_definition(
+    cls: type, declared: StepMethod, undo_name: str | None, waits_for: tuple[str, ...]
+) -> StepDefinition:
     name = declared.name
     fn = _method(cls, name, f"step {name!r} of {cls.__name__}")
     undo = None
@@ -121,4 +154,4 @@ def _step_definition(cls: type, declared: StepMethod, undo_name: str | None) -> 
     bindings: dict[str, Source] = dict(declared.bindings)
     for parameter in spec.shape.parameters:
         bindings.setdefault(parameter.name, from_input(parameter.name))
-    return StepDefinition(name, spec, Arguments(bindings), depends_on=declared.after)
+    return StepDefinition(name, spec, Arguments(bindings), depends_on=waits_for)

@@ -34,6 +34,7 @@ class StepMethod:
         *,
         bindings: Mapping[str, Source],
         after: tuple[str, ...],
+        parallel: bool,
         retries: RetryPolicy | None,
         timeout_secs: float | timedelta | None,
         compensation_retries: RetryPolicy | None,
@@ -44,6 +45,9 @@ class StepMethod:
         self.fn = fn
         self.bindings = Arguments(dict(bindings)).by_parameter
         self.after = after
+        if not isinstance(parallel, bool):
+            raise DefinitionError(f"parallel= of step {fn.__name__!r} must be a bool, not {parallel!r}")
+        self.parallel = parallel
         self.retries = retries
         self.timeout_secs = timeout_secs
         self.compensation_retries = compensation_retries
@@ -102,6 +106,7 @@ def step(fn: Callable[..., Any], /) -> StepMethod: ...
 def step(
     *,
     after: str | Named | Sequence[str | Named] = (),
+    parallel: bool = False,
     retries: RetryPolicy | None = None,
     timeout_secs: float | timedelta | None = None,
     compensation_retries: RetryPolicy | None = None,
@@ -116,6 +121,7 @@ def step(
     /,
     *,
     after: str | Named | Sequence[str | Named] = (),
+    parallel: bool = False,
     retries: RetryPolicy | None = None,
     timeout_secs: float | timedelta | None = None,
     compensation_retries: RetryPolicy | None = None,
@@ -125,10 +131,15 @@ def step(
 ) -> Any:
     """Declare a method of a workflow class (a :class:`~conveyor.Saga`) as a step.
 
+    A step runs after every step declared before it. With ``parallel=True`` it waits only for the steps
+    it reads and those it names in ``after``, so it may run alongside the steps declared just before it;
+    the next step without ``parallel`` waits for all of them again.
+
     Keyword arguments bind parameters: ``@step(order=from_result("validate_order", "order"))``; a parameter
     whose name is one of the options below is bound with ``arguments={"retries": from_input()}`` instead.
-    Options: ``after`` (steps to wait for without reading them), ``retries`` (overrides the class's
-    ``retry_defaults``), ``timeout_secs``, ``compensation_retries``, ``description`` (else the docstring).
+    Options: ``after`` (steps to wait for without reading them), ``parallel``, ``retries`` (overrides the
+    class's ``retry_defaults``), ``timeout_secs``, ``compensation_retries``, ``description`` (else the
+    docstring).
     """
 
     def declare(function: Callable[..., Any]) -> StepMethod:
@@ -136,6 +147,7 @@ def step(
             function,
             bindings={**(arguments or {}), **bindings},
             after=_names(after),
+            parallel=parallel,
             retries=retries,
             timeout_secs=timeout_secs,
             compensation_retries=compensation_retries,

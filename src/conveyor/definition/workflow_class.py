@@ -16,12 +16,13 @@
         def release_reservation(self, reservation_id: str, **_: Any) -> None: ...
 
 A step's parameters are bound by name (``from_result``, ``from_input``); a parameter left unbound takes the
-same-named field of the workflow input. The steps a step reads are its dependencies, so steps that read
-nothing from each other may run concurrently; ``after=`` orders a step after others it does not read. An
-undo names what it needs: any argument of its step, any field of the step's result, or ``result`` (the whole
-result). A subclass inherits every step; overriding a step's method changes what the step does and keeps
-its arguments, options and undo, while ``@step`` in the subclass declares the step afresh (keeping its undo
-unless it declares another). Each class is compiled once, when it is defined, into
+same-named field of the workflow input. The steps run in the order they are declared, each after every
+step declared before it; a ``@step(parallel=True)`` step waits only for the steps it reads and those its
+``after=`` names, so it may run alongside the steps declared just before it. An undo names what it needs:
+any argument of its step, any field of the step's result, or ``result`` (the whole result). A subclass
+inherits every step, in its base's order; overriding a step's method changes what the step does and keeps
+its place, arguments, options and undo, while ``@step`` in the subclass declares the step afresh (keeping
+its place, and its undo unless it declares another). Each class is compiled once, when it is defined, into
 :attr:`WorkflowClass.workflow` and registered in :data:`~conveyor.definition.registry.default_registry`.
 
 conveyor creates a fresh instance (with no arguments) for every step and undo call: keep what a run needs in
