@@ -87,7 +87,6 @@ class OrderProcessing(Saga, registry=orders_registry):
 
     @step(
         order=from_result(check_inventory, "order"),
-        after=reserve_inventory,
         retries=RetryPolicy(
             max_attempts=2, backoff="fixed", initial_delay_secs=3, non_retryable_errors=PERMANENT_ERRORS
         ),
@@ -105,7 +104,6 @@ class OrderProcessing(Saga, registry=orders_registry):
     @step(
         order=from_result(check_inventory, "order"),
         reservation_id=from_result(reserve_inventory, "reservation_id"),
-        after=process_payment,
     )
     def update_inventory(self, order: Order, reservation_id: str) -> dict[str, bool]:
         """Turn the reservation into a permanent reduction of the stock."""
@@ -117,7 +115,7 @@ class OrderProcessing(Saga, registry=orders_registry):
         """Put the units back on the shelf."""
         services.release_stock(current_system(), order.id)
 
-    @step(order=from_result(check_inventory, "order"), after=update_inventory)
+    @step(order=from_result(check_inventory, "order"))
     def ship_order(self, order: Order) -> dict[str, str]:
         """Book the carrier; the reservation is confirmed as the order is marked shipped."""
         return {"shipment_id": services.ship_order(current_system(), order.id)}
@@ -130,7 +128,6 @@ class OrderProcessing(Saga, registry=orders_registry):
     @step(
         order=from_result(check_inventory, "order"),
         payment_id=from_result(process_payment, "payment_id"),
-        after=ship_order,
     )
     def update_order_status(self, order: Order, payment_id: str) -> dict[str, Any]:
         """Mark the order completed and queue its confirmation email, in one transaction."""
@@ -140,7 +137,6 @@ class OrderProcessing(Saga, registry=orders_registry):
     @step(
         order=from_result(check_inventory, "order"),
         payment_id=from_result(process_payment, "payment_id"),
-        after=update_order_status,
         retries=RetryPolicy(max_attempts=3, backoff="linear", initial_delay_secs=1),
     )
     def send_confirmation(self, order: Order, payment_id: str) -> dict[str, bool]:

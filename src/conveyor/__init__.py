@@ -14,7 +14,7 @@ from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, 
 from conveyor.definition.arguments import from_input, from_result, from_results
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.resources import resource
-from conveyor.definition.saga import Saga, SagaResult, step
+from conveyor.definition.steps import step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
@@ -51,6 +51,7 @@ from conveyor.runtime.adapters import (
     start_workflow,
     start_workflow_async,
 )
+from conveyor.saga import Saga, SagaResult
 
 __version__ = "0.1.0"
 

@@ -26,7 +26,8 @@ from conveyor import (
 )
 from conveyor.definition.arguments import from_input, from_result
 from conveyor.definition.registry import Registry, default_registry
-from conveyor.definition.saga import Saga, SagaResult, step
+from conveyor.definition.steps import step
+from conveyor.saga import Saga, SagaResult
 
 # -- the shop the reactors work against (the seed's Order, InventoryService, PaymentService, EmailService) --
 
@@ -171,7 +172,7 @@ class OrderProcessing(Saga):
             raise RuntimeError(f"Insufficient inventory: {unavailable}")
         return {"inventory_checked": True}
 
-    @step(order=ORDER, after=check_inventory)
+    @step(order=ORDER)
     def reserve_inventory(self, order: Order) -> dict[str, str]:
         reservation_id = services.reserve_items(order.items)
         if not reservation_id:
@@ -183,11 +184,7 @@ class OrderProcessing(Saga):
         if reservation_id:
             services.release_reservation(reservation_id)
 
-    @step(
-        order=ORDER,
-        after=reserve_inventory,
-        retries=RetryPolicy(max_attempts=2, backoff="fixed", initial_delay_secs=30),
-    )
+    @step(order=ORDER, retries=RetryPolicy(max_attempts=2, backoff="fixed", initial_delay_secs=30))
     def process_payment(self, order: Order) -> dict[str, Any]:
         payment = services.charge(
             amount=order.total_cents,
@@ -204,7 +201,7 @@ class OrderProcessing(Saga):
         if payment_id:
             services.refund(payment_id)
 
-    @step(order=ORDER, reservation_id=from_result(reserve_inventory, "reservation_id"), after=process_payment)
+    @step(order=ORDER, reservation_id=from_result(reserve_inventory, "reservation_id"))
     def update_inventory(self, order: Order, reservation_id: str) -> dict[str, bool]:
         if not services.confirm_reservation(reservation_id):
             raise RuntimeError("Inventory update failed")
@@ -215,7 +212,7 @@ class OrderProcessing(Saga):
         if reservation_id:
             services.restore_from_reservation(reservation_id)
 
-    @step(order=ORDER, payment_id=from_result(process_payment, "payment_id"), after=update_inventory)
+    @step(order=ORDER, payment_id=from_result(process_payment, "payment_id"))
     def update_order_status(self, order: Order, payment_id: str) -> dict[str, bool]:
         services.update_order(order.id, status="completed", payment_id=payment_id)
         return {"order_completed": True}
@@ -223,7 +220,6 @@ class OrderProcessing(Saga):
     @step(
         order=ORDER,
         payment_id=from_result(process_payment, "payment_id"),
-        after=update_order_status,
         retries=RetryPolicy(max_attempts=3, backoff="linear", initial_delay_secs=10),
     )
     def send_confirmation(self, order: Order, payment_id: str) -> dict[str, bool]:
@@ -391,7 +387,7 @@ def test_redeclaring_a_step_in_a_subclass_replaces_its_options_and_keeps_its_und
     """@step in a subclass declares the step afresh (new retries), but the inherited undo stays."""
 
     class PatientReservations(OrderProcessing, registry=None):
-        @step(order=ORDER, after="check_inventory", retries=RetryPolicy(max_attempts=4, initial_delay_secs=1))
+        @step(order=ORDER, retries=RetryPolicy(max_attempts=4, initial_delay_secs=1))
         def reserve_inventory(self, order: Order) -> dict[str, str]:
             return {"reservation_id": "res_patient"}
 
@@ -452,29 +448,30 @@ def test_invalid_input_fails_before_any_step_runs_naming_the_field(shop: Service
     assert backend.load_run("bad-order") is None
 
 
-def test_the_dependency_graph_follows_the_bindings_and_after() -> None:
-    """A step depends on the steps it reads (from_result) and those it waits for (after=)."""
+def test_the_dependency_graph_follows_the_declaration_order_and_the_bindings() -> None:
+    """A step depends on the step declared before it, then on the steps it reads (from_result)."""
     workflow = OrderProcessing.workflow
+    assert workflow.step("validate_order").depends_on == ()
     assert workflow.step("check_inventory").depends_on == ("validate_order",)
-    assert set(workflow.step("update_inventory").depends_on) == {
+    assert workflow.step("reserve_inventory").depends_on == ("check_inventory", "validate_order")
+    assert workflow.step("update_inventory").depends_on == (
+        "process_payment",
         "validate_order",
         "reserve_inventory",
-        "process_payment",
-    }
-    assert workflow.step("validate_order").depends_on == ()
+    )
 
 
-def test_steps_that_read_nothing_from_each_other_run_concurrently() -> None:
-    """Two independent steps meet at a barrier: it only opens if they run at the same time."""
+def test_parallel_steps_that_read_nothing_from_each_other_run_concurrently() -> None:
+    """Two parallel=True steps meet at a barrier: it only opens if they run at the same time."""
     barrier = threading.Barrier(2, timeout=5)
 
     class Parallel(Saga, registry=None):
-        @step
+        @step(parallel=True)
         def left(self) -> str:
             barrier.wait()
             return "L"
 
-        @step
+        @step(parallel=True)
         def right(self) -> str:
             barrier.wait()
             return "R"
@@ -486,6 +483,95 @@ def test_steps_that_read_nothing_from_each_other_run_concurrently() -> None:
     result = Parallel.run()
     assert result.success, result.error
     assert result.step_results["both"] == "LR"
+
+
+def test_steps_run_one_after_another_by_default() -> None:
+    """Without parallel=, steps that read nothing from each other still run in declaration order, one at
+    a time: a step declared first is never overtaken, however long it takes."""
+    events: list[str] = []
+
+    class InOrder(Saga, registry=None):
+        @step
+        async def slow(self) -> None:
+            events.append("slow started")
+            await asyncio.sleep(0.05)
+            events.append("slow ended")
+
+        @step
+        def fast(self) -> None:
+            events.append("fast")
+
+    assert InOrder.run().success
+    assert events == ["slow started", "slow ended", "fast"]
+
+
+def test_a_step_after_parallel_ones_waits_for_all_of_them() -> None:
+    """The next step without parallel= joins every parallel step declared before it."""
+
+    class FanOut(Saga, registry=None):
+        @step
+        def order(self) -> int:
+            return 1
+
+        @step(parallel=True, n=from_result(order))
+        def email(self, n: int) -> int:
+            return n
+
+        @step(parallel=True, n=from_result(order))
+        def invoice(self, n: int) -> int:
+            return n
+
+        @step(parallel=True)
+        def audit(self) -> int:
+            return 0
+
+        @step
+        def archive(self) -> None: ...
+
+        @step
+        def close(self) -> None: ...
+
+    workflow = FanOut.workflow
+    assert workflow.step("email").depends_on == ("order",)
+    assert workflow.step("invoice").depends_on == ("order",)
+    assert workflow.step("audit").depends_on == ()
+    assert workflow.step("archive").depends_on == ("email", "invoice", "audit")
+    assert workflow.step("close").depends_on == ("archive",)
+    result = FanOut.run()
+    assert result.success, result.error
+    assert result.completed_steps[-2:] == ("archive", "close")
+
+
+def test_a_parallel_step_still_waits_for_its_after() -> None:
+    """parallel=True drops the wait for the steps before it, not the ones after= names."""
+
+    class Notify(Saga, registry=None):
+        @step
+        def charge(self) -> None: ...
+
+        @step
+        def ship(self) -> None: ...
+
+        @step(parallel=True, after=charge)
+        def receipt(self) -> None: ...
+
+    assert Notify.workflow.step("receipt").depends_on == ("charge",)
+
+
+def test_a_subclass_keeps_the_place_of_the_steps_it_redeclares_and_appends_new_ones() -> None:
+    """A step redeclared with @step stays where the base class put it; a new step runs after all others."""
+
+    class Audited(OrderProcessing, registry=None):
+        @step(order=ORDER, retries=RetryPolicy(max_attempts=4, initial_delay_secs=1))
+        def reserve_inventory(self, order: Order) -> dict[str, str]:
+            return {"reservation_id": "res_audited"}
+
+        @step
+        def audit(self) -> None: ...
+
+    assert Audited.workflow.step_names == (*OrderProcessing.workflow.step_names, "audit")
+    assert Audited.workflow.step("reserve_inventory").depends_on[0] == "check_inventory"
+    assert Audited.workflow.step("audit").depends_on == ("send_confirmation",)
 
 
 def test_each_class_is_compiled_once_and_registered_in_the_default_registry() -> None:
@@ -575,7 +661,7 @@ def test_an_undo_asking_for_something_unknown_fails_with_a_clear_message() -> No
         @reserve.undo
         def release(self, reservation: str) -> None: ...
 
-        @step(after=reserve)
+        @step
         def fail(self) -> None:
             raise NonRetryableError("declined")
 
@@ -643,16 +729,26 @@ def test_reading_a_step_the_class_does_not_have_fails_when_the_class_is_defined(
             def check(self, order: dict[str, Any]) -> None: ...
 
 
-def test_a_cycle_through_after_fails_when_the_class_is_defined() -> None:
-    """Steps waiting for each other are refused with the cycle spelled out."""
-    with pytest.raises(DefinitionError, match="cycle"):
+def test_waiting_for_a_step_declared_later_fails_when_the_class_is_defined() -> None:
+    """Steps run in the order they are declared: after= or a binding naming a later step is refused."""
+    with pytest.raises(DefinitionError, match="step 'a' of saga Loop waits for 'b', which is declared after"):
 
         class Loop(Saga, registry=None):
             @step(after="b")
             def a(self) -> None: ...
 
-            @step(after="a")
+            @step
             def b(self) -> None: ...
+
+    with pytest.raises(DefinitionError, match="waits for 'later', which is declared after it"):
+
+        class Ahead(Saga, registry=None):
+            @step(parallel=True, value=from_result("later"))
+            def early(self, value: int) -> None: ...
+
+            @step(parallel=True)
+            def later(self) -> int:
+                return 1
 
 
 def declares_no_steps() -> None:
@@ -681,6 +777,23 @@ def takes_a_positional_only_parameter() -> None:
             return cents
 
 
+def hides_a_helper_of_its_base_class() -> None:
+    class Helpers(Saga, abstract=True):
+        def total(self) -> int:
+            return 1
+
+    class Hides(Helpers, registry=None):
+        @step
+        def total(self) -> int:
+            return 2
+
+
+def sets_parallel_to_a_string() -> None:
+    class Vague(Saga, registry=None):
+        @step(parallel="yes")  # type: ignore[arg-type]
+        def ok(self) -> None: ...
+
+
 def sets_retry_defaults_to_a_number() -> None:
     class BadRetries(Saga, registry=None):
         retry_defaults = 3  # type: ignore[assignment]
@@ -699,6 +812,8 @@ def sets_retry_defaults_to_a_number() -> None:
             r"created with no arguments for each step, but its __init__ requires \['database'\]",
         ),
         (takes_a_positional_only_parameter, "parameter 'cents' cannot take one"),
+        (hides_a_helper_of_its_base_class, "may not be called 'total': Helpers has an attribute"),
+        (sets_parallel_to_a_string, "parallel= of step 'ok' must be a bool"),
         (sets_retry_defaults_to_a_number, "retry_defaults of saga BadRetries must be a RetryPolicy"),
     ],
 )
@@ -736,7 +851,7 @@ def test_abstract_base_classes_are_not_workflows() -> None:
 def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None:
     """With asynchronous = True, run() records the run and returns at once; a worker executes it."""
     from conveyor import InMemoryBackend, Worker
-    from conveyor.definition.saga import SagaHandle
+    from conveyor.saga import SagaHandle
 
     class Greeting(Saga, registry=None):
         asynchronous = True
