@@ -24,7 +24,6 @@ from conveyor import RetryPolicy, Saga, StepContext, from_result, step
 from examples.orders import domain, services
 from examples.orders.domain import Order, OrderStatus
 from examples.orders.fulfilment import UNDO_RETRIES
-from examples.orders.registry import orders_registry
 from examples.orders.relay import OutboxRelay
 from examples.orders.services import PERMANENT_ERRORS
 from examples.orders.system import current_system
@@ -38,7 +37,7 @@ class OrderInput(BaseModel):
     order_id: str = Field(min_length=1)
 
 
-class OrderProcessing(Saga, registry=orders_registry):
+class OrderProcessing(Saga):
     """Validate an order, check and reserve its stock, charge it, ship it, complete it and confirm it."""
 
     namespace = "orders"
@@ -154,7 +153,7 @@ class OrderProcessing(Saga, registry=orders_registry):
         return {"confirmation_sent": sent}
 
 
-class PartialOrderProcessing(OrderProcessing, registry=orders_registry):
+class PartialOrderProcessing(OrderProcessing):
     """Like OrderProcessing, but ships what is on the shelf and drops the rest (seed 000's subclass)."""
 
     def check_inventory(self, order: Order) -> dict[str, Any]:
@@ -165,7 +164,7 @@ class PartialOrderProcessing(OrderProcessing, registry=orders_registry):
         return {"order": partial, "inventory_checked": True}
 
 
-class OrderCancellation(Saga, registry=orders_registry):
+class OrderCancellation(Saga):
     """Cancel an order: refund and restock a completed one; stop an in-flight one (it then undoes itself)."""
 
     namespace = "orders"

@@ -206,7 +206,7 @@ def test_only_built_workflows_and_real_names_can_be_registered() -> None:
     """Registering a Flow (not built) or with an empty namespace is a DefinitionError."""
     registry = Registry()
     flow: Any = Flow("x").then(task(name="a")(lambda v: v))
-    with pytest.raises(DefinitionError, match="only a built Workflow"):
+    with pytest.raises(DefinitionError, match="only a built workflow or a workflow class"):
         registry.register(flow)
     with pytest.raises(DefinitionError, match="a namespace must be a non-empty string"):
         registry.register(workflow("x", "1"), namespace="")

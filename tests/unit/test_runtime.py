@@ -14,6 +14,7 @@ import pytest
 
 from conveyor import (
     Conveyor,
+    DefinitionError,
     Flow,
     InMemoryBackend,
     InvalidArgumentError,
@@ -72,7 +73,7 @@ def test_running_an_unregistered_name_names_what_is_registered() -> None:
 
 def test_register_refuses_what_is_not_a_workflow() -> None:
     """register() names what it was given when it is neither a workflow nor a workflow class."""
-    with pytest.raises(InvalidArgumentError, match="register\\(\\) takes a built workflow"):
+    with pytest.raises(DefinitionError, match="only a built workflow or a workflow class can be registered"):
         Conveyor(InMemoryBackend()).register(add_one)
 
 

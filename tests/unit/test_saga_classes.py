@@ -25,7 +25,7 @@ from conveyor import (
     StepState,
 )
 from conveyor.definition.arguments import from_input, from_result
-from conveyor.definition.registry import Registry, default_registry
+from conveyor.definition.registry import Registry
 from conveyor.definition.steps import step
 from conveyor.saga import Saga, SagaResult
 
@@ -386,7 +386,7 @@ def test_partial_fulfilment_with_nothing_in_stock_fails_at_once(shop: Services) 
 def test_redeclaring_a_step_in_a_subclass_replaces_its_options_and_keeps_its_undo(shop: Services) -> None:
     """@step in a subclass declares the step afresh (new retries), but the inherited undo stays."""
 
-    class PatientReservations(OrderProcessing, registry=None):
+    class PatientReservations(OrderProcessing):
         @step(order=ORDER, retries=RetryPolicy(max_attempts=4, initial_delay_secs=1))
         def reserve_inventory(self, order: Order) -> dict[str, str]:
             return {"reservation_id": "res_patient"}
@@ -401,7 +401,7 @@ def test_redeclaring_a_step_in_a_subclass_replaces_its_options_and_keeps_its_und
 def test_overriding_an_undo_method_in_a_subclass_changes_the_undo(shop: Services) -> None:
     """The undo is looked up by method name, so a subclass may override it like any method."""
 
-    class LoudRelease(OrderProcessing, registry=None):
+    class LoudRelease(OrderProcessing):
         def release_reservation(self, reservation_id: str | None, **_: Any) -> None:
             services.journal.append(("release_reservation", f"loudly {reservation_id}"))
 
@@ -465,7 +465,7 @@ def test_parallel_steps_that_read_nothing_from_each_other_run_concurrently() -> 
     """Two parallel=True steps meet at a barrier: it only opens if they run at the same time."""
     barrier = threading.Barrier(2, timeout=5)
 
-    class Parallel(Saga, registry=None):
+    class Parallel(Saga):
         @step(parallel=True)
         def left(self) -> str:
             barrier.wait()
@@ -490,7 +490,7 @@ def test_steps_run_one_after_another_by_default() -> None:
     a time: a step declared first is never overtaken, however long it takes."""
     events: list[str] = []
 
-    class InOrder(Saga, registry=None):
+    class InOrder(Saga):
         @step
         async def slow(self) -> None:
             events.append("slow started")
@@ -508,7 +508,7 @@ def test_steps_run_one_after_another_by_default() -> None:
 def test_a_step_after_parallel_ones_waits_for_all_of_them() -> None:
     """The next step without parallel= joins every parallel step declared before it."""
 
-    class FanOut(Saga, registry=None):
+    class FanOut(Saga):
         @step
         def order(self) -> int:
             return 1
@@ -545,7 +545,7 @@ def test_a_step_after_parallel_ones_waits_for_all_of_them() -> None:
 def test_a_parallel_step_still_waits_for_its_after() -> None:
     """parallel=True drops the wait for the steps before it, not the ones after= names."""
 
-    class Notify(Saga, registry=None):
+    class Notify(Saga):
         @step
         def charge(self) -> None: ...
 
@@ -561,7 +561,7 @@ def test_a_parallel_step_still_waits_for_its_after() -> None:
 def test_a_subclass_keeps_the_place_of_the_steps_it_redeclares_and_appends_new_ones() -> None:
     """A step redeclared with @step stays where the base class put it; a new step runs after all others."""
 
-    class Audited(OrderProcessing, registry=None):
+    class Audited(OrderProcessing):
         @step(order=ORDER, retries=RetryPolicy(max_attempts=4, initial_delay_secs=1))
         def reserve_inventory(self, order: Order) -> dict[str, str]:
             return {"reservation_id": "res_audited"}
@@ -574,10 +574,10 @@ def test_a_subclass_keeps_the_place_of_the_steps_it_redeclares_and_appends_new_o
     assert Audited.workflow.step("audit").depends_on == ("send_confirmation",)
 
 
-def test_each_class_is_compiled_once_and_registered_in_the_default_registry() -> None:
-    """The class's workflow is built when it is defined and found by name in the default registry."""
-    assert default_registry.get("OrderProcessing") is OrderProcessing.workflow
-    assert default_registry.get("PartialOrderProcessing") is PartialOrderProcessing.workflow
+def test_each_class_is_compiled_once_when_it_is_defined() -> None:
+    """The class's workflow is built when it is defined, once, and registered nowhere by itself."""
+    assert OrderProcessing.workflow is OrderProcessing.workflow
+    assert PartialOrderProcessing.workflow is not OrderProcessing.workflow
     assert OrderProcessing.workflow.description.startswith("Seed 000's OrderProcessingReactor")
     assert OrderProcessing.workflow.step("process_payment").has_compensation
 
@@ -586,7 +586,8 @@ def test_class_attributes_name_namespace_and_version_the_workflow() -> None:
     """workflow_name, namespace and version decide the registry key and the recorded name."""
     registry = Registry()
 
-    class Checkout(Saga, registry=registry):
+    @registry.register
+    class Checkout(Saga):
         workflow_name = "checkout"
         namespace = "shop"
         version = "2.1"
@@ -630,7 +631,7 @@ def test_an_undo_names_the_step_arguments_result_fields_or_the_whole_result() ->
     """The undo gets what it names: step arguments, result fields, and ``result`` for the whole value."""
     seen: list[dict[str, Any]] = []
 
-    class Booking(Saga, registry=None):
+    class Booking(Saga):
         @step
         def hold_seat(self, flight: str, seat: str) -> dict[str, str]:
             return {"hold_id": f"{flight}-{seat}"}
@@ -653,7 +654,7 @@ def test_an_undo_names_the_step_arguments_result_fields_or_the_whole_result() ->
 def test_an_undo_asking_for_something_unknown_fails_with_a_clear_message() -> None:
     """An undo parameter that is neither an argument nor a result field fails the undo at once, named."""
 
-    class Broken(Saga, registry=None):
+    class Broken(Saga):
         @step
         def reserve(self, sku: str) -> dict[str, str]:
             return {"reservation_id": "r1"}
@@ -676,7 +677,7 @@ def test_an_undo_asking_for_something_unknown_fails_with_a_clear_message() -> No
 def test_steps_get_their_context_and_may_be_async() -> None:
     """A parameter annotated StepContext receives the context; async def steps are awaited."""
 
-    class Keys(Saga, registry=None):
+    class Keys(Saga):
         @step
         async def charge(self, amount: int, ctx: StepContext) -> str:
             await asyncio.sleep(0)
@@ -697,7 +698,7 @@ def test_step_methods_stay_plain_methods_for_unit_tests(shop: Services) -> None:
 def test_an_input_field_named_like_a_run_option_is_passed_as_a_mapping() -> None:
     """run({...}) takes the input as a mapping, for fields called backend, workflow_id or clock."""
 
-    class Echo(Saga, registry=None):
+    class Echo(Saga):
         @step
         def echo(self, backend: str) -> str:
             return backend
@@ -708,7 +709,7 @@ def test_an_input_field_named_like_a_run_option_is_passed_as_a_mapping() -> None
 def test_unbound_parameters_take_the_input_field_of_their_name_or_their_default() -> None:
     """A parameter without a binding reads the same-named input field; absent, its default applies."""
 
-    class Greeting(Saga, registry=None):
+    class Greeting(Saga):
         @step(name=from_input("who"))
         def greet(self, name: str, punctuation: str = "!") -> str:
             return f"hello {name}{punctuation}"
@@ -724,7 +725,7 @@ def test_reading_a_step_the_class_does_not_have_fails_when_the_class_is_defined(
     """An unknown step in from_result is a DefinitionError at class definition, naming it."""
     with pytest.raises(DefinitionError, match="depends on 'validate_ordr'"):
 
-        class Typo(Saga, registry=None):
+        class Typo(Saga):
             @step(order=from_result("validate_ordr", "order"))
             def check(self, order: dict[str, Any]) -> None: ...
 
@@ -733,7 +734,7 @@ def test_waiting_for_a_step_declared_later_fails_when_the_class_is_defined() -> 
     """Steps run in the order they are declared: after= or a binding naming a later step is refused."""
     with pytest.raises(DefinitionError, match="step 'a' of saga Loop waits for 'b', which is declared after"):
 
-        class Loop(Saga, registry=None):
+        class Loop(Saga):
             @step(after="b")
             def a(self) -> None: ...
 
@@ -742,7 +743,7 @@ def test_waiting_for_a_step_declared_later_fails_when_the_class_is_defined() -> 
 
     with pytest.raises(DefinitionError, match="waits for 'later', which is declared after it"):
 
-        class Ahead(Saga, registry=None):
+        class Ahead(Saga):
             @step(parallel=True, value=from_result("later"))
             def early(self, value: int) -> None: ...
 
@@ -752,18 +753,18 @@ def test_waiting_for_a_step_declared_later_fails_when_the_class_is_defined() -> 
 
 
 def declares_no_steps() -> None:
-    class Empty(Saga, registry=None):
+    class Empty(Saga):
         pass
 
 
 def names_a_step_run() -> None:
-    class Shadow(Saga, registry=None):
+    class Shadow(Saga):
         @step
         def run(self) -> None: ...
 
 
 def needs_init_arguments() -> None:
-    class NeedsDatabase(Saga, registry=None):
+    class NeedsDatabase(Saga):
         def __init__(self, database: object) -> None: ...
 
         @step
@@ -771,7 +772,7 @@ def needs_init_arguments() -> None:
 
 
 def takes_a_positional_only_parameter() -> None:
-    class Positional(Saga, registry=None):
+    class Positional(Saga):
         @step
         def total(self, cents: int, /) -> int:
             return cents
@@ -782,20 +783,20 @@ def hides_a_helper_of_its_base_class() -> None:
         def total(self) -> int:
             return 1
 
-    class Hides(Helpers, registry=None):
+    class Hides(Helpers):
         @step
         def total(self) -> int:
             return 2
 
 
 def sets_parallel_to_a_string() -> None:
-    class Vague(Saga, registry=None):
+    class Vague(Saga):
         @step(parallel="yes")  # type: ignore[arg-type]
         def ok(self) -> None: ...
 
 
 def sets_retry_defaults_to_a_number() -> None:
-    class BadRetries(Saga, registry=None):
+    class BadRetries(Saga):
         retry_defaults = 3  # type: ignore[assignment]
 
         @step
@@ -827,7 +828,7 @@ def test_undo_of_an_inherited_step_cannot_be_redeclared_from_a_subclass() -> Non
     """@Parent.step.undo in a subclass would change the parent too; it is refused."""
     with pytest.raises(DefinitionError, match="by overriding the undo method"):
 
-        class Sneaky(OrderProcessing, registry=None):
+        class Sneaky(OrderProcessing):
             @OrderProcessing.reserve_inventory.undo
             def other_release(self, **_: Any) -> None: ...
 
@@ -840,7 +841,7 @@ def test_abstract_base_classes_are_not_workflows() -> None:
         def first(self, value: int) -> int:
             return value + 1
 
-    class Concrete(Base, registry=None):
+    class Concrete(Base):
         pass
 
     with pytest.raises(DefinitionError, match="Base is not a workflow"):
@@ -853,7 +854,7 @@ def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None
     from conveyor import InMemoryBackend, Worker
     from conveyor.saga import SagaHandle
 
-    class Greeting(Saga, registry=None):
+    class Greeting(Saga):
         asynchronous = True
 
         @step
@@ -875,7 +876,7 @@ def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None
 def test_an_asynchronous_saga_needs_a_backend() -> None:
     """Without a backend there is nowhere for workers to find the run: a clear error says so."""
 
-    class Lonely(Saga, registry=None):
+    class Lonely(Saga):
         asynchronous = True
 
         @step

@@ -324,7 +324,7 @@ def test_a_successful_order_runs_every_step_in_the_seeds_order(fresh_shop: Shop)
 def test_the_asynchronous_form_hands_the_run_to_a_worker_in_the_same_order(fresh_shop: Shop) -> None:
     """``async true``: run() returns a handle at once; a worker runs the steps in the seed's order."""
 
-    class AsyncOrderProcessingReactor(OrderProcessingReactor, registry=None):
+    class AsyncOrderProcessingReactor(OrderProcessingReactor):
         asynchronous = True
 
     backend = InMemoryBackend()

@@ -282,7 +282,7 @@ def test_handler_classes_are_imported_from_dotted_or_ruby_style_paths(
                 handler_class: {handler_class}
             """,
         )
-        workflow = load_template(path, registry=None)
+        workflow = load_template(path)
         assert registry_free_run(workflow, {"a": 1}) == {"echo": {"echo": {"a": 1}}}
 
 
@@ -340,7 +340,7 @@ def test_a_handler_undo_runs_when_a_later_step_fails_for_good(tmp_path: Path) ->
 def test_a_handler_returning_something_other_than_a_dict_fails_the_step_clearly(tmp_path: Path) -> None:
     """Step results are dicts: anything else fails the step at once, saying so."""
     path = write(tmp_path, "name: odd\nstep_templates:\n  - name: odd\n    handler_class: x.NotADict\n")
-    workflow = load_template(path, handlers={"x.NotADict": NotADict}, registry=None)
+    workflow = load_template(path, handlers={"x.NotADict": NotADict})
     registry = Registry()
     registry.register(workflow)
     status = registry.run("odd", {}, backend=InMemoryBackend(), clock=FakeClock())
@@ -445,7 +445,7 @@ def test_mistakes_are_refused_at_load_time_naming_file_line_step_and_field(
     """Each mistake is a TemplateError (a DefinitionError) that says where it is and what is wrong."""
     path = write(tmp_path, text)
     with pytest.raises(TemplateError, match=message) as raised:
-        load_template(path, handlers=ERROR_HANDLERS, registry=None)
+        load_template(path, handlers=ERROR_HANDLERS)
     assert raised.value.file == str(path)
 
 
@@ -453,14 +453,14 @@ def test_an_unimportable_handler_names_the_module_that_is_missing(tmp_path: Path
     """Without handlers=, a handler_class whose module does not exist says which one."""
     path = write(tmp_path, "name: w\nstep_templates:\n  - name: a\n    handler_class: Nowhere::Handler\n")
     with pytest.raises(TemplateError, match=r":4: step 'a', field 'handler_class': .*no module 'nowhere'"):
-        load_template(path, registry=None)
+        load_template(path)
 
 
 def test_a_module_of_handlers_is_searched_by_class_name(tmp_path: Path, handlers: ModuleType) -> None:
     """handlers=<module> finds 'Ecommerce::StepHandlers::X' as the module's class X, or says it has none."""
     path = write(tmp_path, "name: w\nstep_templates:\n  - name: a\n    handler_class: Ecommerce::Missing\n")
     with pytest.raises(TemplateError, match="module 'ecommerce_handlers' has no handler class 'Missing'"):
-        load_template(path, handlers=handlers, registry=None)
+        load_template(path, handlers=handlers)
 
 
 # -- directories and versions ----------------------------------------------------------------------------

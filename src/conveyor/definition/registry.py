@@ -16,10 +16,12 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import DefinitionError
+
+T = TypeVar("T")
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of a workflow registered without one."""
@@ -83,27 +85,34 @@ class Registry:
         self._entries: dict[tuple[str, str, str], RegisteredWorkflow] = {}
         self._by_recorded_name: dict[tuple[str, str], RegisteredWorkflow] = {}
 
-    def register(
-        self, workflow: Workflow, *, namespace: str = DEFAULT_NAMESPACE, name: str | None = None
-    ) -> Workflow:
-        """Register ``workflow`` under (``namespace``, ``name`` or its own name, its version); return it.
+    def register(self, workflow: T, *, namespace: str | None = None, name: str | None = None) -> T:
+        """Register a built workflow, or a workflow class, under (namespace, name, version); return it.
 
-        The same key registered again replaces the earlier workflow. Two different keys may not share the
-        name and version a run records (``workflow.name``, ``workflow.version``): a worker could not tell
-        their runs apart.
+        A workflow class is registered under its ``namespace`` and ``workflow_name`` (else its class name)
+        unless they are given, so ``@registry.register`` works above a class. The same key registered again
+        replaces the earlier workflow. Two different keys may not share the name and version a run records
+        (``workflow.name``, ``workflow.version``): a worker could not tell their runs apart.
         """
-        if not isinstance(workflow, Workflow):
-            raise DefinitionError(f"only a built Workflow can be registered, not {type(workflow).__name__}")
-        namespace = _check_text(namespace, "a namespace")
-        name = _check_text(workflow.name if name is None else name, "a workflow name")
-        entry = RegisteredWorkflow(namespace, name, workflow.version, workflow)
-        key = (namespace, name, workflow.version)
-        recorded = (workflow.name, workflow.version)
+        given: Any = workflow
+        built = getattr(given, "workflow", given)
+        if not isinstance(built, Workflow):
+            raise DefinitionError(
+                f"only a built workflow or a workflow class can be registered, not {given!r}"
+            )
+        if built is not given:
+            namespace = namespace or getattr(given, "namespace", None)
+            name = name or getattr(given, "workflow_name", None) or getattr(given, "__name__", None)
+        namespace = _check_text(namespace or DEFAULT_NAMESPACE, "a namespace")
+        name = _check_text(built.name if name is None else name, "a workflow name")
+        workflow_ = built
+        entry = RegisteredWorkflow(namespace, name, workflow_.version, workflow_)
+        key = (namespace, name, workflow_.version)
+        recorded = (workflow_.name, workflow_.version)
         with self._lock:
             clash = self._by_recorded_name.get(recorded)
             if clash is not None and (clash.namespace, clash.name, clash.version) != key:
                 raise DefinitionError(
-                    f"workflow {workflow.name!r} v{workflow.version} is already registered as "
+                    f"workflow {workflow_.name!r} v{workflow_.version} is already registered as "
                     f"{clash.namespace}/{clash.name}; runs record only the workflow's name and version, so "
                     "two registered workflows may not share both"
                 )

@@ -162,23 +162,7 @@ class Conveyor:
 
         A workflow class's ``namespace`` and ``workflow_name`` attributes are used unless given here.
         """
-        built = getattr(workflow, "workflow", workflow)
-        if not isinstance(built, Workflow):
-            raise InvalidArgumentError(
-                f"register() takes a built workflow or a workflow class, not {workflow!r}",
-                argument="workflow",
-            )
-        if namespace is None:
-            namespace = getattr(workflow, "namespace", None)
-        if name is None and built is not workflow:
-            name = getattr(workflow, "workflow_name", None) or getattr(workflow, "__name__", None)
-        options: dict[str, str] = {}
-        if namespace is not None:
-            options["namespace"] = namespace
-        if name is not None:
-            options["name"] = name
-        self.registry.register(built, **options)
-        return workflow
+        return self.registry.register(workflow, namespace=namespace, name=name)
 
     def resource(self, name: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
         """Register the decorated function as the factory of resource ``name`` (built on first use)."""
