@@ -10,7 +10,7 @@
 - ``tutorial_order``: seed 003's tutorial flow (:mod:`examples.orders.tutorial`);
 - ``checkout``: seed 002's YAML checkout (``checkout.yaml`` and :mod:`examples.orders.checkout_handlers`).
 
-All are registered in :data:`orders_registry` (not conveyor's default registry).
+All are registered in :data:`orders_registry`, here: nothing registers itself when it is declared.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ CHECKOUT_TEMPLATE = Path(__file__).with_name("checkout.yaml")
 checkout = load_template(CHECKOUT_TEMPLATE, registry=orders_registry)
 """Seed 002's checkout, registered as ``orders/process_order`` 1.0.0 in :data:`orders_registry`."""
 
-orders_registry.register(order_fulfilment)
-orders_registry.register(tutorial_order)
+for workflow in (OrderProcessing, PartialOrderProcessing, OrderCancellation, order_fulfilment, tutorial_order):
+    orders_registry.register(workflow)
 
 __all__ = [
     "OrderCancellation",
