@@ -232,7 +232,7 @@ def test_a_run_whose_process_was_killed_is_taken_over_at_once(database_url: str,
         assert time.monotonic() < deadline, victim.communicate(timeout=5)
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=10)
+    victim.communicate(timeout=10)
     started = time.monotonic()
     survivor = _spawn(database_url, "order-k", log, 0.0)
     out, err = survivor.communicate(timeout=60)

@@ -36,14 +36,24 @@ class Backend(Protocol):
     """
 
     def start_run(
-        self, run: NewRun, *, owner: str, now: float, durable: bool = True
+        self,
+        run: NewRun,
+        *,
+        owner: str,
+        now: float,
+        durable: bool = True,
+        lease_seconds: float | None = None,
+        take_over_from: str | None = None,
     ) -> tuple[RunRecord, bool]:
-        """Record ``run``, or take over the run that already has its ``workflow_id``.
+        """Record ``run`` for ``owner`` to drive, or take over the run that already has its ``workflow_id``.
 
-        Returns the run's record and whether it was created. A new run gets epoch 1. An existing run that
-        has not ended is taken over: its epoch and ``recoveries`` go up by one and ``owner`` is recorded.
-        An existing run that has ended, or that a worker holds under a live lease, is returned unchanged
-        (its ``leased_until`` then says until when the worker holds it). ``durable=False`` lets the
+        Returns the run's record and whether it was created. A new run gets epoch 1, ``owner``, and with
+        ``lease_seconds`` a lease ending that long after the backend's clock. An existing run that has not
+        ended is taken over (its epoch and ``recoveries`` go up by one, ``owner`` and the new lease are
+        recorded) when no live lease holds it, or when its owner is ``take_over_from`` (the caller found that
+        owner dead). An existing run that has ended, or that another owner holds under a live lease, is
+        returned unchanged (its ``owner`` and ``leased_until`` say who holds it, until when). A taken-over
+        record carries the caller as its ``owner``. ``durable=False`` lets the
         backend skip flushing this one write to disk (it becomes durable with the next durable write);
         callers use it only where losing the write in a power cut loses nothing a caller was told about.
         """

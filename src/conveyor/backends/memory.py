@@ -51,14 +51,22 @@ class InMemoryBackend(ClosesOnExit):
         self._recorded_steps: dict[str, tuple[str, ...]] = {}
 
     def start_run(
-        self, run: NewRun, *, owner: str, now: float, durable: bool = True
+        self,
+        run: NewRun,
+        *,
+        owner: str,
+        now: float,
+        durable: bool = True,
+        lease_seconds: float | None = None,
+        take_over_from: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`)."""
         workflow_id = run.workflow_id
         with self._lock:
+            lease_end = None if lease_seconds is None else self._time() + lease_seconds
             if workflow_id not in self._fixed:
                 self._insert(run, run.state, epoch=1, now=now)
-                self._leases[workflow_id] = (owner, None)
+                self._leases[workflow_id] = (owner, lease_end)
                 self._active[workflow_id] = None
                 record = RunRecord(
                     workflow_id=workflow_id,
@@ -72,12 +80,16 @@ class InMemoryBackend(ClosesOnExit):
                     created_at=now,
                     updated_at=now,
                     epoch=1,
+                    leased_until=lease_end,
+                    owner=owner,
                 )
                 return record, True
             record = self._load(workflow_id)
-            if record.is_final or record.leased_until is not None:
+            if record.is_final:
                 return record, False
-            self._leases[workflow_id] = (owner, None)
+            if record.leased_until is not None and (take_over_from is None or record.owner != take_over_from):
+                return record, False
+            self._leases[workflow_id] = (owner, lease_end)
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
                 workflow_id
             ]
@@ -94,6 +106,8 @@ class InMemoryBackend(ClosesOnExit):
             record.epoch += 1
             record.recoveries += 1
             record.updated_at = now
+            record.owner = owner
+            record.leased_until = lease_end
             return record, False
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -161,8 +175,10 @@ class InMemoryBackend(ClosesOnExit):
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
         record = run_from_rows(row, steps)
         lease = self._leases.get(workflow_id)
-        if lease is not None and lease[1] is not None and lease[1] >= self._time():
-            record.leased_until = lease[1]
+        if lease is not None:
+            record.owner = lease[0]
+            if lease[1] is not None and lease[1] >= self._time():
+                record.leased_until = lease[1]
         return record
 
     # -- work for worker processes ------------------------------------------------------------------

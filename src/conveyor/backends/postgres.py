@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     Connection = psycopg.Connection[tuple[Any, ...]]
     Cursor = psycopg.Cursor[tuple[Any, ...]]
 
-_LEASED_UNTIL, _STEPS = 15, 16  # positions after the run's columns in the rows the queries return
+_LEASED_UNTIL, _STEPS, _OWNER = 15, 16, 17  # positions after the run's columns in the rows queries return
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -211,18 +211,29 @@ class PostgresBackend(ClosesOnExit):
     # -- runs driven in this process --------------------------------------------------------------------
 
     def start_run(
-        self, run: NewRun, *, owner: str, now: float, durable: bool = True
+        self,
+        run: NewRun,
+        *,
+        owner: str,
+        now: float,
+        durable: bool = True,
+        lease_seconds: float | None = None,
+        take_over_from: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`).
 
-        The caller holds the run without a lease (``lease_expires_at`` NULL): workers never claim it.
-        ``durable=False`` turns ``synchronous_commit`` off for this one transaction.
+        The lease is judged by the database's clock. ``durable=False`` turns ``synchronous_commit`` off for
+        this one transaction.
         """
         params = _run_params(run, state=run.state.value, epoch=1, owner=owner, now=now)
+        params["lease_seconds"] = lease_seconds
+        params["take_over_from"] = take_over_from
         with self._cursor("start a run") as cursor:
             cursor.execute(self._queries["insert_run" if durable else "insert_run_relaxed"], params)
             if cursor.rowcount == 1:
-                return run_from_rows(_new_row(params), ()), True
+                created = run_from_rows(_new_row(params), ())
+                created.owner = owner
+                return created, True
             cursor.execute(self._queries["take_over_run"], params)
             row = cursor.fetchone()
             if row is not None:
@@ -460,4 +471,5 @@ def _record(row: Sequence[Any]) -> RunRecord:
     steps: dict[str, list[Any]] = orjson.loads(row[_STEPS])
     record = run_from_rows(row[:_LEASED_UNTIL], [(name, *columns) for name, columns in steps.items()])
     record.leased_until = row[_LEASED_UNTIL]
+    record.owner = row[_OWNER] if len(row) > _OWNER else None  # claims return none: the claimer owns them
     return record

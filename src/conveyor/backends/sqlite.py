@@ -34,17 +34,17 @@ from conveyor.errors import BackendError, InvalidArgumentError
 Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
-_SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at FROM conveyor_runs WHERE workflow_id = ?"
-_LEASE = 15  # position of lease_expires_at in a row read with _SELECT_RUN
+_SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at, owner FROM conveyor_runs WHERE workflow_id = ?"
+_LEASE, _OWNER = 15, 16  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
-    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
-    "lease_expires_at = NULL WHERE workflow_id = ?"
+    "lease_expires_at = ? WHERE workflow_id = ?"
 )
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
@@ -188,40 +188,45 @@ class SqliteBackend(ClosesOnExit):
                     connection.execute("PRAGMA synchronous = FULL")
 
     def start_run(
-        self, run: NewRun, *, owner: str, now: float, durable: bool = True
+        self,
+        run: NewRun,
+        *,
+        owner: str,
+        now: float,
+        durable: bool = True,
+        lease_seconds: float | None = None,
+        take_over_from: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`)."""
         step_names = orjson.dumps(run.step_names).decode()
         with self._transaction(durable=durable) as cursor:
+            lease_end = None if lease_seconds is None else self.now() + lease_seconds
             row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
             if row is None:
                 cursor.execute(
                     _INSERT_RUN,
                     (
-                        run.workflow_id,
-                        run.workflow_name,
-                        run.workflow_version,
-                        run.state.value,
-                        run.input,
-                        run.correlation_id,
-                        step_names,
-                        now,
-                        now,
-                        1,
-                        owner,
+                        *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
+                        *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
                     ),
                 )
                 created = (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                     *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
                 )
-                return run_from_rows(created, ()), True
+                record = run_from_rows(created, ())
+                record.owner, record.leased_until = owner, lease_end
+                return record, True
             record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
-            if not record.is_final and record.leased_until is None:
-                cursor.execute(_TAKE_OVER, (owner, now, run.workflow_id))
-                record.epoch += 1
-                record.recoveries += 1
-                record.updated_at = now
+            if record.is_final:
+                return record, False
+            if record.leased_until is not None and (take_over_from is None or record.owner != take_over_from):
+                return record, False
+            cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
+            record.epoch += 1
+            record.recoveries += 1
+            record.updated_at = now
+            record.owner, record.leased_until = owner, lease_end
             return record, False
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -254,6 +259,7 @@ class SqliteBackend(ClosesOnExit):
 
     def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
         record = run_from_rows(row, step_rows)
+        record.owner = row[_OWNER]
         lease = row[_LEASE]
         if lease is not None and lease >= self.now():
             record.leased_until = lease

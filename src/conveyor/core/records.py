@@ -138,7 +138,9 @@ class RunRecord:
     error: Failure | None = None
     wake_at: float | None = None
     leased_until: float | None = None
-    """Set when a worker process holds the run under a lease that has not expired (as last read)."""
+    """Set when a process holds the run under a lease that has not expired (as last read)."""
+    owner: str | None = None
+    """Who last took the run (a worker's or a runtime's name), as last read; None if nobody holds it."""
     completed_count: int = 0
     """How many steps are in the completed state."""
     last_completion_order: int = 0

@@ -89,16 +89,11 @@ def owner_is_dead(owner: str | None) -> bool:
 
 
 @dataclass
-class LocalDrive:
-    """A run being driven in this process; waiters are woken when it is no longer."""
-
-    workflow_id: str
-    waiters: int = 0
-
-
-@dataclass
 class _Table:
-    drives: dict[str, LocalDrive] = field(default_factory=dict)
+    drives: set[str] = field(default_factory=set)
+    """The runs being driven in this process."""
+    waiters: int = 0
+    """How many callers wait for one of them to be let go (woken, all, whenever one is)."""
     changed: threading.Condition = field(default_factory=threading.Condition)
 
 
@@ -127,31 +122,26 @@ class LocalRuns:
         with table.changed:
             if workflow_id in table.drives:
                 return False
-            table.drives[workflow_id] = LocalDrive(workflow_id)
+            table.drives.add(workflow_id)
             return True
 
     def let_go(self, workflow_id: str) -> None:
-        """Stop being its driver, waking whoever waits for it."""
+        """Stop being its driver, waking whoever waits."""
         table = self._table
         with table.changed:
-            drive = table.drives.pop(workflow_id)
-            if drive.waiters:
+            table.drives.discard(workflow_id)
+            if table.waiters:
                 table.changed.notify_all()
 
     def wait_until_free(self, workflow_id: str, timeout_seconds: float | None = None) -> bool:
         """Wait until no caller of this process drives ``workflow_id``; False if the timeout passed."""
         table = self._table
         with table.changed:
-            drive = table.drives.get(workflow_id)
-            if drive is None:
-                return True
-            drive.waiters += 1
+            table.waiters += 1
             try:
                 return table.changed.wait_for(lambda: workflow_id not in table.drives, timeout_seconds)
             finally:
-                current = table.drives.get(workflow_id)
-                if current is drive:
-                    drive.waiters -= 1
+                table.waiters -= 1
 
 
 class Lease:

@@ -9,25 +9,30 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        r.generation,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
-       r.steps::text
+       r.steps::text, r.owner
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
 -- name: insert_run
 -- Every write below is one statement in autocommit mode: one round trip, no BEGIN or COMMIT of its own.
+-- With %(lease_seconds)s the caller holds the new run under a lease on the database's clock.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                           step_names, created_at, updated_at, epoch, recoveries, owner)
+                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at)
 VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
-        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s)
+        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
+        CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
+            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END)
 ON CONFLICT (workflow_id) DO NOTHING
 
 -- name: insert_run_relaxed
 -- insert_run with synchronous_commit off for this statement's own transaction alone (is_local = true): the
 -- commit does not wait for the flush to disk; the next durable commit flushes it too.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                           step_names, created_at, updated_at, epoch, recoveries, owner)
+                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at)
 SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
-       %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s
+       %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
+       CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
+            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END
   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 ON CONFLICT (workflow_id) DO NOTHING
 
@@ -44,18 +49,22 @@ WITH inserted AS (
 SELECT pg_notify('conveyor_work', '') FROM inserted
 
 -- name: take_over_run
--- An inline caller takes over a run that has not ended and that no worker holds under a live lease, and
--- reads it back in the same statement (so with the epoch it took it over at).
+-- An in-process caller takes over a run that has not ended and that no live lease holds (or whose owner it
+-- found dead: %(take_over_from)s), under a lease of its own, and reads it back in the same statement (so
+-- with the epoch it took it over at).
 UPDATE conveyor_runs AS r
-   SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s, lease_expires_at = NULL,
+   SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s,
+       lease_expires_at = CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
+            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
        updated_at = %(now)s
  WHERE r.workflow_id = %(workflow_id)s
    AND r.state IN ('pending', 'running', 'compensating')
-   AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8)
+   AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8
+        OR r.owner = %(take_over_from)s)
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
-          r.generation, NULL::float8,
-          r.steps::text
+          r.generation, r.lease_expires_at,
+          r.steps::text, r.owner
 
 -- name: write_checkpoint
 -- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
