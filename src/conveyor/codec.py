@@ -4,6 +4,10 @@ Encoding takes dicts, lists, strings, numbers, booleans, ``None``, dataclasses, 
 dates, times, decimals, UUIDs, enums, sets and tuples. Decoding gives plain JSON values back, or, when the
 reader declares a type, that type (through a pydantic ``TypeAdapter`` built once, when the step is declared).
 Nothing is ever pickled: reading a checkpoint can never execute code.
+
+A value is stored exactly or not at all: what would come back changed (NaN, infinity, integer dict keys)
+is refused with an :class:`EncodingError` naming the path to it. The hot path is one ``orjson.dumps``;
+only a value orjson refuses, or whose JSON holds ``null`` (which is how orjson writes NaN), is walked.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ import orjson
 import pydantic
 
 from conveyor.errors import EncodingError
-
-_OPTIONS = orjson.OPT_NON_STR_KEYS
+from conveyor.unstorable import Fault, find_fault, has_non_finite
 
 
 def _encode_other(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise TypeError("a decimal that is not finite")
         return str(value)
     if isinstance(value, set | frozenset):
         return sorted(value, key=repr)
@@ -36,15 +41,44 @@ def _encode_other(value: Any) -> Any:
 
 
 def encode(value: Any, *, what: str = "value") -> str:
-    """Return ``value`` as JSON text, or raise :class:`EncodingError` naming ``what`` could not be stored."""
+    """Return ``value`` as JSON text, or raise :class:`EncodingError` naming what in it cannot be stored.
+
+    ``what`` names the value in the error, and starts every path in it (``input.lines[2].price``). Refused:
+    anything JSON cannot hold, NaN and infinity, and dict keys that would come back as another type (see
+    :mod:`conveyor.unstorable`).
+    """
     try:
-        return orjson.dumps(value, default=_encode_other, option=_OPTIONS).decode()
-    except (TypeError, orjson.JSONEncodeError) as exc:
+        data = orjson.dumps(value, default=_encode_other)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        data = _encode_refused(value, what, exc)
+        text = data.decode()
+    else:
+        text = data.decode()
+        # orjson writes NaN and infinity as null: only then can a value hold one.
+        if "null" in text and has_non_finite(value):
+            fault = find_fault(value, what)
+            if fault is not None:
+                raise _refusal(what, fault) from None
+    return text
+
+
+def _encode_refused(value: Any, what: str, exc: TypeError) -> bytes:
+    """Name what orjson refused in ``value``, or encode it if all it refused were keys the codec keeps."""
+    fault = find_fault(value, what)
+    if fault is not None:
+        raise _refusal(what, fault) from exc
+    try:  # only keys kept as their text (UUIDs, datetimes, enums of text, str subclasses) remain
+        return orjson.dumps(value, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError as again:
         raise EncodingError(
-            f"{what} cannot be stored as JSON: {exc}. Return dicts, lists, strings, numbers, "
+            f"{what} cannot be stored as JSON: {again}. Return dicts, lists, strings, numbers, "
             "dataclasses, pydantic models, datetimes, decimals or UUIDs.",
             what=what,
-        ) from exc
+        ) from again
+
+
+def _refusal(what: str, fault: Fault) -> EncodingError:
+    return EncodingError(f"{what} cannot be stored as JSON: {fault}", what=what, path=fault.path)
 
 
 def decode(text: str | bytes) -> Any:

@@ -64,7 +64,7 @@ def new_run(workflow: Workflow, workflow_id: str, initial_input: Any, correlatio
         workflow_id=workflow_id,
         workflow_name=workflow.name,
         workflow_version=workflow.version,
-        input=encode(initial_input, what="initial_input"),
+        input=encode(initial_input, what="input"),
         correlation_id=correlation_id or _IDENTITY.correlation_id(),
         step_names=workflow.step_names,
     )

@@ -264,7 +264,7 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, _timeout_error(spec), started, finished)
         try:
-            result = encode(value, what=f"the result of step {spec.name!r}")
+            result = encode(value, what=f"result of step {spec.name!r}")
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         self.results[spec.name] = result
