@@ -25,6 +25,21 @@ import pydantic
 from conveyor.errors import EncodingError
 from conveyor.unstorable import Fault, find_fault, has_non_finite
 
+DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
+"""The largest value stored by default: 64 MiB of JSON.
+
+Well under every backend's own limit (PostgreSQL keeps a run's step results in one ``jsonb`` value, whose
+strings stop at 255 MiB, and text at 1 GB; SQLite's strings stop at 1 GB), and far past what a checkpoint
+should carry: every read of a run reads all its results. A backend with a lower limit says so with a
+``max_value_bytes`` attribute (see :func:`max_value_bytes`).
+"""
+
+
+def max_value_bytes(backend: object) -> int:
+    """The most bytes of JSON one value may take in ``backend``: its ``max_value_bytes``, or the default."""
+    limit: int = getattr(backend, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)
+    return limit
+
 
 def _encode_other(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
@@ -40,12 +55,12 @@ def _encode_other(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-encodable")
 
 
-def encode(value: Any, *, what: str = "value") -> str:
+def encode(value: Any, *, what: str = "value", max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> str:
     """Return ``value`` as JSON text, or raise :class:`EncodingError` naming what in it cannot be stored.
 
     ``what`` names the value in the error, and starts every path in it (``input.lines[2].price``). Refused:
-    anything JSON cannot hold, NaN and infinity, and dict keys that would come back as another type (see
-    :mod:`conveyor.unstorable`).
+    anything JSON cannot hold, NaN and infinity, dict keys that would come back as another type (see
+    :mod:`conveyor.unstorable`), and JSON longer than ``max_bytes`` (the error says the size and the limit).
     """
     try:
         data = orjson.dumps(value, default=_encode_other)
@@ -59,6 +74,15 @@ def encode(value: Any, *, what: str = "value") -> str:
             fault = find_fault(value, what)
             if fault is not None:
                 raise _refusal(what, fault) from None
+    if len(data) > max_bytes:
+        raise EncodingError(
+            f"{what} is {len(data):,} bytes as JSON; the limit is {max_bytes:,} bytes "
+            f"({_mebibytes(max_bytes)}). Store large data elsewhere (a file or an object store) and pass "
+            "a reference to it",
+            what=what,
+            size=len(data),
+            limit=max_bytes,
+        )
     return text
 
 
@@ -79,6 +103,10 @@ def _encode_refused(value: Any, what: str, exc: TypeError) -> bytes:
 
 def _refusal(what: str, fault: Fault) -> EncodingError:
     return EncodingError(f"{what} cannot be stored as JSON: {fault}", what=what, path=fault.path)
+
+
+def _mebibytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.3g} MiB"
 
 
 def decode(text: str | bytes) -> Any:
@@ -143,4 +171,12 @@ SUPPORTED_TYPES: tuple[type, ...] = (
     enum.Enum,
     pydantic.BaseModel,
 )
-__all__ = ["SUPPORTED_TYPES", "TypedCodec", "decode", "encode", "needs_adapter"]
+__all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
+    "SUPPORTED_TYPES",
+    "TypedCodec",
+    "decode",
+    "encode",
+    "max_value_bytes",
+    "needs_adapter",
+]

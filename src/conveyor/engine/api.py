@@ -13,7 +13,7 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.backends.memory import InMemoryBackend
 from conveyor.backends.sqlite import SqliteBackend
-from conveyor.codec import encode
+from conveyor.codec import DEFAULT_MAX_VALUE_BYTES, encode, max_value_bytes
 from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.records import NewRun, RunRecord
 from conveyor.definition.workflow import Workflow
@@ -56,15 +56,23 @@ _IDENTITY = _ProcessIdentity()
 _SYSTEM_CLOCK = SystemClock()
 
 
-def new_run(workflow: Workflow, workflow_id: str, initial_input: Any, correlation_id: str | None) -> NewRun:
-    """Check the input against the workflow's schema and encode it, before anything is stored."""
+def new_run(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any,
+    correlation_id: str | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> NewRun:
+    """Check the input against the workflow's schema and encode it (at most ``max_bytes`` of JSON), before
+    anything is stored."""
     if workflow.input_validator is not None:
         initial_input = workflow.input_validator(initial_input)
     return NewRun(
         workflow_id=workflow_id,
         workflow_name=workflow.name,
         workflow_version=workflow.version,
-        input=encode(initial_input, what="input"),
+        input=encode(initial_input, what="input", max_bytes=max_bytes),
         correlation_id=correlation_id or _IDENTITY.correlation_id(),
         step_names=workflow.step_names,
     )
@@ -119,7 +127,9 @@ def run_durable_workflow(
             )
         finally:
             default.close()
-    recorded = new_run(workflow, workflow_id, initial_input, correlation_id)
+    recorded = new_run(
+        workflow, workflow_id, initial_input, correlation_id, max_bytes=max_value_bytes(backend)
+    )
     return _start_and_drive(workflow, recorded, check_backend(backend), clock or _SYSTEM_CLOCK)
 
 

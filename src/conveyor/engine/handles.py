@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from conveyor.backends.base import Backend
+from conveyor.codec import max_value_bytes
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import new_run, same_workflow_or_raise
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
@@ -74,9 +75,10 @@ def start_workflow(
             "start_workflow needs the backend the workers read, e.g. SqliteBackend('conveyor.db')"
         )
     backend = check_backend(backend)
-    record, created = backend.submit_run(
-        new_run(workflow, workflow_id, initial_input, correlation_id), now=(clock or SystemClock()).now()
+    recorded = new_run(
+        workflow, workflow_id, initial_input, correlation_id, max_bytes=max_value_bytes(backend)
     )
+    record, created = backend.submit_run(recorded, now=(clock or SystemClock()).now())
     if not created:
         same_workflow_or_raise(record, workflow)
     return RunHandle(workflow_id, backend, workflow)
