@@ -5,9 +5,10 @@ dates, times, decimals, UUIDs, enums, sets and tuples. Decoding gives plain JSON
 reader declares a type, that type (through a pydantic ``TypeAdapter`` built once, when the step is declared).
 Nothing is ever pickled: reading a checkpoint can never execute code.
 
-A value is stored exactly or not at all: what would come back changed (NaN, infinity, integer dict keys)
-is refused with an :class:`EncodingError` naming the path to it. The hot path is one ``orjson.dumps``;
-only a value orjson refuses, or whose JSON holds ``null`` (which is how orjson writes NaN), is walked.
+A value is stored exactly or not at all: what would come back changed (NaN, infinity, integer dict keys),
+and any value marked secret, is refused with an :class:`EncodingError` naming the path to it. The hot path
+is one ``orjson.dumps``; only a value orjson refuses, or whose JSON holds ``null`` (which is how orjson
+writes NaN), is walked, and a pydantic model only if its class can hold a secret at all.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import orjson
 import pydantic
 
 from conveyor.errors import EncodingError
-from conveyor.unstorable import Fault, find_fault, has_non_finite
+from conveyor.unstorable import Fault, find_fault, find_secret, has_non_finite, model_may_hold_secret
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 """The largest value stored by default: 64 MiB of JSON.
@@ -43,6 +44,9 @@ def max_value_bytes(backend: object) -> int:
 
 def _encode_other(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
+        # pydantic would write a secret as "**********"; only models that can hold one are looked into.
+        if model_may_hold_secret(type(value)) and find_secret(value, "") is not None:
+            raise TypeError("a secret")  # named, with its path, by find_fault
         return value.model_dump(mode="json")
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
@@ -60,7 +64,9 @@ def encode(value: Any, *, what: str = "value", max_bytes: int = DEFAULT_MAX_VALU
 
     ``what`` names the value in the error, and starts every path in it (``input.lines[2].price``). Refused:
     anything JSON cannot hold, NaN and infinity, dict keys that would come back as another type (see
-    :mod:`conveyor.unstorable`), and JSON longer than ``max_bytes`` (the error says the size and the limit).
+    :mod:`conveyor.unstorable`), secrets (pydantic's ``SecretStr``, ``SecretBytes`` and ``Secret``,
+    anywhere in the value, models' fields included), and JSON longer than ``max_bytes`` (the error says the
+    size and the limit). The error never shows a secret's value.
     """
     try:
         data = orjson.dumps(value, default=_encode_other)
@@ -90,6 +96,8 @@ def _encode_refused(value: Any, what: str, exc: TypeError) -> bytes:
     """Name what orjson refused in ``value``, or encode it if all it refused were keys the codec keeps."""
     fault = find_fault(value, what)
     if fault is not None:
+        if fault.secret:
+            raise _refusal(what, fault) from None  # nothing of the secret in the chain of causes
         raise _refusal(what, fault) from exc
     try:  # only keys kept as their text (UUIDs, datetimes, enums of text, str subclasses) remain
         return orjson.dumps(value, default=_encode_other, option=orjson.OPT_NON_STR_KEYS)

@@ -9,8 +9,11 @@ encodes it and names the first thing it refuses, by its path (``input.lines[2].p
   integer enum), or that JSON has no text for; keys that are text, enums of text, UUIDs, datetimes, dates
   and times are kept, as the text they are stored as anywhere else;
 - two keys of one dict stored as the same text;
+- a secret (pydantic's ``SecretStr``, ``SecretBytes`` or ``Secret``), wherever it is;
 - an integer beyond 64 bits, text holding a lone surrogate, nesting deeper than JSON allows here, and any
   object JSON cannot hold.
+
+Messages never show a secret's value: a secret is named by its type and path only.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ import enum
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pydantic
+
+SECRET_TYPES: tuple[type, ...] = (pydantic.SecretStr, pydantic.SecretBytes, pydantic.Secret)
+"""The types that mark a value secret; the codec never stores one."""
 
 MAX_DEPTH = 254
 """How deeply containers may nest (orjson refuses deeper values)."""
@@ -43,6 +50,7 @@ class Fault:
 
     path: str
     problem: str
+    secret: bool = False
 
     def __str__(self) -> str:
         return f"{self.path} {self.problem}"
@@ -82,6 +90,8 @@ def key_text(key: Any) -> str | None:
 
 
 def _key_fault(key: Any, path: str) -> Fault:
+    if isinstance(key, SECRET_TYPES):
+        return Fault(path, f"has a secret ({type(key).__name__}) as a key; {SECRET_ADVICE}", secret=True)
     kind = type(key).__name__
     if isinstance(key, bool | int | float) or key is None or isinstance(key, enum.Enum):
         return Fault(
@@ -94,6 +104,91 @@ def _key_fault(key: Any, path: str) -> Fault:
         f"has the key {_short(key)} ({kind}); JSON object keys are strings and there is no text for this "
         "one: use str keys",
     )
+
+
+SECRET_ADVICE = (
+    "secrets are never stored in a checkpoint: exchange the secret for a token (a reference your vault "
+    "or payment provider resolves) before starting the run, and pass the token"
+)
+"""What the codec's refusal of a secret tells the caller to do."""
+
+
+def find_secret(value: Any, path: str, depth: int = 0) -> Fault | None:
+    """The first secret held anywhere in ``value`` (models, dataclasses and containers included)."""
+    if isinstance(value, SECRET_TYPES):
+        return Fault(path, f"is a secret ({type(value).__name__}); {SECRET_ADVICE}", secret=True)
+    if depth >= MAX_DEPTH or isinstance(value, str | int | float | type(None)):
+        return None
+    items: Any = ()
+    if isinstance(value, pydantic.BaseModel):
+        extra = value.__pydantic_extra__ or {}
+        computed = {name: getattr(value, name) for name in type(value).model_computed_fields}
+        fields = (*value.__dict__.items(), *extra.items(), *computed.items())
+        items = ((_child(path, name), item) for name, item in fields)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = (
+            (_child(path, field.name), getattr(value, field.name, None))
+            for field in dataclasses.fields(value)
+        )
+    elif isinstance(value, dict):
+        items = ((_child(path, str(key)), item) for key, item in value.items())
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    for child, item in items:
+        found = find_secret(item, child, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+_MAY_HOLD_SECRET: dict[type, bool] = {}
+
+
+def model_may_hold_secret(cls: type[pydantic.BaseModel]) -> bool:
+    """Whether instances of ``cls`` can hold a secret, judged once per class from its pydantic schema.
+
+    They can if the schema names a secret type, serializes anything with a function (as secret types do,
+    and custom serializers may), takes ``Any`` anywhere, or allows extra fields. Models that cannot are
+    never walked on the way to the checkpoint.
+    """
+    known = _MAY_HOLD_SECRET.get(cls)
+    if known is None:
+        known = _MAY_HOLD_SECRET[cls] = _schema_may_hold_secret(cls)
+    return known
+
+
+_FUNCTION_SERIALIZERS = ("function-plain", "function-wrap")
+
+
+def _schema_may_hold_secret(cls: type[pydantic.BaseModel]) -> bool:
+    try:
+        stack: list[Any] = [cls.__pydantic_core_schema__]
+    except Exception:  # a schema pydantic cannot give (yet): assume the worst
+        return True
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: Iterable[Any]
+        if isinstance(node, dict):
+            if node.get("type") == "any" or node.get("extra_fields_behavior") == "allow":
+                return True
+            serialization = node.get("serialization")
+            if isinstance(serialization, dict) and serialization.get("type") in _FUNCTION_SERIALIZERS:
+                return True
+            children = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        for child in children:
+            if isinstance(child, type) and issubclass(child, SECRET_TYPES):
+                return True
+            if isinstance(child, dict | list | tuple):
+                stack.append(child)
+    return False
 
 
 def has_non_finite(value: Any) -> bool:
@@ -134,6 +229,8 @@ def find_fault(value: Any, path: str, depth: int = 0) -> Fault | None:
         return _int_fault(value, path)
     if kind is float:
         return _float_fault(value, path)
+    if isinstance(value, SECRET_TYPES):
+        return find_secret(value, path)
     if depth >= MAX_DEPTH:
         return Fault(path, f"nests deeper than {MAX_DEPTH} levels, more than JSON allows here")
     if isinstance(value, enum.Enum):
@@ -213,6 +310,9 @@ def _items_fault(items: Any, path: str, depth: int) -> Fault | None:
 
 
 def _model_fault(value: pydantic.BaseModel, path: str, depth: int) -> Fault | None:
+    found = find_secret(value, path, depth)
+    if found is not None:
+        return found
     try:
         dumped = value.model_dump(mode="json")
     except Exception as exc:
