@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from conveyor.definition.names import check_name
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import DefinitionError
 
@@ -75,12 +76,6 @@ class RegisteredWorkflow:
     workflow: Workflow
 
 
-def _check_text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DefinitionError(f"{what} must be a non-empty string, not {value!r}")
-    return value
-
-
 class Registry:
     """Workflows by (namespace, name, version). Safe to use from several threads."""
 
@@ -100,8 +95,8 @@ class Registry:
         """
         if not isinstance(workflow, Workflow):
             raise DefinitionError(f"only a built Workflow can be registered, not {type(workflow).__name__}")
-        namespace = _check_text(namespace, "a namespace")
-        name = _check_text(workflow.name if name is None else name, "a workflow name")
+        namespace = check_name(namespace, "a namespace")
+        name = check_name(workflow.name if name is None else name, "a workflow name")
         entry = RegisteredWorkflow(namespace, name, workflow.version, workflow)
         key = (namespace, name, workflow.version)
         recorded = (workflow.name, workflow.version)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.codec import TypedCodec
+from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import DefinitionError
 
@@ -223,6 +224,7 @@ def make_task_spec(
     step_name = name if name is not None else getattr(fn, "__name__", None)
     if not isinstance(step_name, str) or not step_name.strip():
         raise DefinitionError(f"a task needs a non-empty name; {fn!r} has none (pass name=...)")
+    check_name(step_name, "a task's name")
     for policy, what in ((retries, "retries"), (compensation_retries, "compensation_retries")):
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise DefinitionError(f"{what} of task {step_name!r} must be a RetryPolicy, not {policy!r}")
