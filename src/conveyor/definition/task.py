@@ -23,6 +23,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _key_part(text: str) -> str:
+    """``text`` with ``%`` and ``:`` percent-escaped, so it never holds the key's separator."""
+    if "%" in text or ":" in text:
+        return text.replace("%", "%25").replace(":", "%3A")
+    return text
+
+
 class StepContext:
     """What a running step may know about itself.
 
@@ -62,13 +69,16 @@ class StepContext:
 
     @property
     def idempotency_key(self) -> str:
-        """A key stable across every attempt of this step (or of its undo) in this run.
+        """A key stable across every attempt of this step (or of its undo) in this run, and no other's.
 
-        A run retried by hand (see ``retry_workflow``) gives the steps that run again a new key.
+        ``{workflow_id}:{step_name}``, then ``:retry{n}`` after the run's n-th retry by hand (see
+        ``retry_workflow``: steps that run again get a new key) and ``:undo`` for the undo. A ``%`` or ``:``
+        inside the id or the name is written ``%25`` or ``%3A``, so two different steps never share a key,
+        and a key without them is what it has always been.
         """
         retry = f":retry{self.generation}" if self.generation else ""
         undo = ":undo" if self.is_compensation else ""
-        return f"{self.workflow_id}:{self.step_name}{retry}{undo}"
+        return f"{_key_part(self.workflow_id)}:{_key_part(self.step_name)}{retry}{undo}"
 
     def __repr__(self) -> str:
         return (
