@@ -66,7 +66,8 @@ def encode(value: Any, *, what: str = "value", max_bytes: int = DEFAULT_MAX_VALU
     anything JSON cannot hold, NaN and infinity, dict keys that would come back as another type (see
     :mod:`conveyor.unstorable`), secrets (pydantic's ``SecretStr``, ``SecretBytes`` and ``Secret``,
     anywhere in the value, models' fields included), and JSON longer than ``max_bytes`` (the error says the
-    size and the limit). The error never shows a secret's value.
+    size and the limit). The error never shows a secret's value; it carries ``what``, and ``path`` (the
+    part at fault) or ``size`` and ``limit`` (in bytes).
     """
     try:
         data = orjson.dumps(value, default=_encode_other)
