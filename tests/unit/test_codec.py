@@ -98,9 +98,10 @@ def test_encode_nested_dict_is_compact_and_keeps_key_order():
     )
 
 
-def test_encode_dict_with_non_string_keys_stringifies_them():
-    """Integer keys are allowed and become JSON strings."""
-    assert encode({1: "one", 2: "two"}) == '{"1":"one","2":"two"}'
+def test_encode_dict_with_integer_keys_is_refused():
+    """Integer keys would come back as strings, so they are refused (see test_codec_refusals.py)."""
+    with pytest.raises(EncodingError, match="has the key 1 "):
+        encode({1: "one", 2: "two"})
 
 
 def test_encode_dataclass_gives_its_fields():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from typing import Any
 
@@ -244,3 +245,38 @@ def test_retry_in_a_fork_branch_waits_on_the_fake_clock(is_async: bool) -> None:
     status = run_durable_workflow(workflow, "w", {}, InMemoryBackend(), clock=clock)
     assert status.output() == {"flaky": 2, "steady": "ok"}
     assert clock.sleeps == [3.0]
+
+
+def test_a_step_retried_past_attempt_1025_keeps_its_capped_backoff_and_completes() -> None:
+    """A step failing 1,100 times under a capped exponential policy waits the cap each time, then completes
+    (the delay after attempt 1,025 overflowed a float and the run never settled)."""
+    clock = FakeClock()
+    policy = RetryPolicy(max_retries=1_200, initial_delay_secs=0.5, max_delay_secs=2.0)
+    status = run_one(flaky(1_100), clock, retries=policy)
+    assert status.state is RunState.COMPLETED
+    assert status.output() == 1_101
+    assert clock.sleeps[1_020:1_100] == [2.0] * 80
+
+
+def test_an_undo_retried_past_attempt_1025_keeps_its_backoff_and_the_run_ends() -> None:
+    """An undo that keeps failing under a 1,100-retry compensation policy ends compensation_failed."""
+    clock = FakeClock()
+    undo_attempts = []
+
+    def undo(_: Any) -> None:
+        undo_attempts.append(1)
+        raise ConnectionError("the refund service is down")
+
+    @task(compensate=undo, compensation_retries=RetryPolicy(max_retries=1_100, initial_delay_secs=0.01))
+    def charge(_: Any) -> str:
+        return "pay-1"
+
+    @task
+    def ship(_: Any) -> None:
+        raise NonRetryableError("no courier")
+
+    workflow = Flow("undo-overflow").then(charge).then(ship).build()
+    status = run_durable_workflow(workflow, "w", {}, InMemoryBackend(), clock=clock)
+    assert status.state is RunState.COMPENSATION_FAILED
+    assert len(undo_attempts) == 1_101
+    assert all(math.isfinite(sleep) for sleep in clock.sleeps)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,6 @@ from conveyor import (
     Flow,
     InMemoryBackend,
     InvalidArgumentError,
-    LeaseLostError,
     RetryPolicy,
     RunNotFoundError,
     RunState,
@@ -145,13 +146,27 @@ def test_something_that_is_not_a_backend_is_refused() -> None:
         run_durable_workflow(Flow("x").then(add_one).build(), "w", 1, "sqlite:///x.db")  # type: ignore[arg-type]
 
 
-def test_without_a_backend_runs_are_kept_in_conveyor_db(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The default backend is SQLite in ./conveyor.db."""
-    monkeypatch.chdir(tmp_path)
-    status = run_durable_workflow(Flow("math").then(add_one).build(), "d-1", 1)
-    assert status.output() == 2
+def test_without_a_backend_runs_are_kept_in_conveyor_db(tmp_path: Path) -> None:
+    """With no backend and no $CONVEYOR_BACKEND, every spelling uses SQLite in ./conveyor.db."""
+    script = (
+        "from conveyor import Conveyor, Flow, Saga, run_durable_workflow, step, task\n"
+        "@task\n"
+        "def add_one(value: int) -> int:\n"
+        "    return value + 1\n"
+        "class Greet(Saga):\n"
+        "    @step\n"
+        "    def greet(self, name: str) -> str:\n"
+        "        return 'hi ' + name\n"
+        "print(run_durable_workflow(Flow('math').then(add_one).build(), 'd-1', 1).output())\n"
+        "print(Greet.run(name='ada', workflow_id='g-1').success)\n"
+        "print(Conveyor().status('g-1').state.value)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "CONVEYOR_BACKEND"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True", "completed"]
     assert (tmp_path / "conveyor.db").exists()
 
 
@@ -301,18 +316,29 @@ def test_current_context_outside_a_step_says_so() -> None:
 
 
 def test_a_run_taken_over_by_another_process_refuses_the_old_drivers_write() -> None:
-    """If another process takes the run over mid-step, this process's checkpoint is refused."""
+    """If another process takes the run over mid-step, this process's checkpoint is refused, and the caller
+    gets the run as the new owner leaves it (here the new owner died too, so the caller drives it)."""
     backend = InMemoryBackend()
+    calls: list[int] = []
 
     @task
     def slow(value: int) -> int:
-        backend.start_run(
-            NewRun("stolen", "steal", "1", "1", "c", ("slow",)), owner="other", now=0.0
-        )  # another process takes the run: the epoch moves on
+        calls.append(value)
+        if len(calls) == 1:  # another process finds our owner dead and takes the run: the epoch moves on
+            held = backend.load_run("stolen")
+            assert held is not None
+            backend.start_run(
+                NewRun("stolen", "steal", "1", "1", "c", ("slow",)),
+                owner="other",
+                now=0.0,
+                take_over_from=held.owner,
+            )
         return value
 
-    with pytest.raises(LeaseLostError, match="taken over by another process"):
-        run_durable_workflow(Flow("steal").then(slow).build(), "stolen", 1, backend)
+    status = run_durable_workflow(Flow("steal").then(slow).build(), "stolen", 1, backend)
+    assert status.is_completed()
+    assert calls == [1, 1]
+    assert status.recoveries == 2
 
 
 def test_the_async_twin_runs_the_workflow_from_async_code() -> None:

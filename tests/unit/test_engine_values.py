@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from conveyor import (
     get_workflow_status,
     run_durable_workflow,
     run_workflow,
+    start_workflow,
     task,
 )
 
@@ -124,15 +126,62 @@ def test_a_result_that_cannot_be_encoded_fails_the_step_and_stores_nothing_for_i
     assert step.result_json is None
     assert step.error is not None
     assert step.error.error_type == "EncodingError"
-    assert "the result of step 'leaky' cannot be stored as JSON" in step.error.message
+    assert "result of step 'leaky' cannot be stored as JSON" in step.error.message
 
 
 def test_an_input_that_cannot_be_encoded_is_refused_before_anything_is_stored() -> None:
-    """initial_input that JSON cannot hold raises EncodingError naming it; no run is recorded."""
+    """An input JSON cannot hold raises EncodingError naming the path (input.when); no run is recorded."""
     backend = InMemoryBackend()
-    with pytest.raises(EncodingError, match="initial_input cannot be stored as JSON"):
+    with pytest.raises(EncodingError, match=r"^input cannot be stored as JSON: input\.when is an object"):
         run_durable_workflow(TYPED, "w", {"when": object()}, backend)
     assert backend.load_run("w") is None
+
+
+@pytest.mark.parametrize(
+    ("initial_input", "message"),
+    [
+        ({"x": float("nan")}, "input.x is NaN"),
+        ({"x": [1.0, float("-inf")]}, "input.x[1] is -inf"),
+        ({"counts": {1: "one"}}, "input.counts has the key 1 (int)"),
+    ],
+)
+def test_an_input_that_would_be_stored_changed_is_refused_at_the_door(
+    initial_input: Any, message: str
+) -> None:
+    """NaN, infinity and integer keys in an input raise EncodingError naming the path; nothing is stored."""
+    backend = InMemoryBackend()
+    workflow = Flow("plain").then(task(lambda value: value, name="echo")).build()
+    with pytest.raises(EncodingError, match=f"^input cannot be stored as JSON: {re.escape(message)}"):
+        run_durable_workflow(workflow, "w", initial_input, backend)
+    assert backend.load_run("w") is None
+    with pytest.raises(EncodingError, match=re.escape(message)):
+        start_workflow(workflow, "w", initial_input, backend)
+    assert backend.load_run("w") is None
+
+
+@pytest.mark.parametrize(
+    ("result", "message"),
+    [
+        ({"lines": [{"price": 1.0}, {"price": 2.0}, {"price": float("nan")}]}, ".lines[2].price is NaN"),
+        ({"totals": {2024: 10}}, ".totals has the key 2024 (int)"),
+    ],
+)
+def test_a_result_that_would_be_stored_changed_fails_the_step_at_once(result: Any, message: str) -> None:
+    """A NaN or an integer key in a result fails the step without retries, naming the path; nothing stored."""
+
+    @task(retries=RetryPolicy(max_retries=3))
+    def charge(_: Any) -> Any:
+        return result
+
+    status = run_durable_workflow(Flow("nan").then(charge).build(), "w", {}, InMemoryBackend())
+    step = status.step("charge")
+    assert status.state is RunState.FAILED
+    assert step.attempts == 1
+    assert step.result_json is None
+    assert step.error is not None
+    assert step.error.error_type == "EncodingError"
+    assert not step.error.retryable
+    assert f"result of step 'charge'{message}" in step.error.message
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,12 @@ from datetime import timedelta
 import pytest
 
 from conveyor import DefinitionError, NonRetryableError, RetryPolicy
-from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, seconds
+from conveyor.definition.retry import (
+    DEFAULT_COMPENSATION_RETRIES,
+    LONGEST_RETRY_DELAY_SECONDS,
+    NO_RETRIES,
+    seconds,
+)
 
 ALMOST_ONE = 1.0 - 1e-12
 
@@ -98,6 +103,71 @@ def test_max_delay_keeps_huge_attempt_counts_finite():
     """Even after many attempts a capped exponential delay is the cap, not infinity."""
     policy = RetryPolicy(initial_delay_secs=1.0, max_delay_secs=60.0)
     assert policy.delay_after(500) == 60.0
+
+
+POLICY_SHAPES = [
+    pytest.param({"backoff": "exponential"}, id="exponential"),
+    pytest.param({"backoff": "exponential", "backoff_multiplier": 10.0}, id="exponential x10"),
+    pytest.param({"backoff": "exponential", "backoff_multiplier": 1.0000001}, id="exponential x1.0000001"),
+    pytest.param({"backoff": "linear"}, id="linear"),
+    pytest.param({"backoff": "fixed"}, id="fixed"),
+]
+ATTEMPTS = [1, 2, 1_023, 1_024, 1_025, 1_026, 5_000, 10**6, 10**6 + 1, 2**63, 10**400]
+
+
+@pytest.mark.parametrize("shape", POLICY_SHAPES)
+@pytest.mark.parametrize("cap", [None, 60.0])
+@pytest.mark.parametrize("jitter", [0.0, 0.3, 1.0])
+def test_delay_after_never_raises_and_stays_finite_for_any_attempt(shape, cap, jitter):
+    """Every backoff kind, with and without a cap and jitter, gives a finite delay for any attempt number
+    (an exponential one overflowed a float at attempt 1,025 and raised OverflowError, even with a cap)."""
+    policy = RetryPolicy(initial_delay_secs=1.5, max_delay_secs=cap, jitter=jitter, **shape)
+    for attempts in ATTEMPTS:
+        for random_unit in (0.0, 0.5, ALMOST_ONE):
+            delay = policy.delay_after(attempts, random_unit)
+            assert math.isfinite(delay)
+            assert 0.0 <= delay <= (cap if cap is not None else LONGEST_RETRY_DELAY_SECONDS)
+
+
+@pytest.mark.parametrize("attempts", range(1, 3_000, 7))
+def test_a_capped_exponential_delay_is_the_cap_once_it_gets_there_and_never_raises(attempts):
+    """Past the cap the delay is the cap, at every attempt up to thousands (attempt 1,025 raised)."""
+    policy = RetryPolicy(initial_delay_secs=1.0, max_delay_secs=60.0)
+    assert policy.delay_after(attempts) == min(2.0 ** min(attempts - 1, 10), 60.0)
+
+
+def test_delays_grow_smoothly_up_to_the_longest_delay_without_a_cap():
+    """Without a cap an exponential delay grows to LONGEST_RETRY_DELAY_SECONDS and stays there."""
+    policy = RetryPolicy(initial_delay_secs=1.0)
+    delays = [policy.delay_after(n) for n in range(1, 2_000)]
+    assert delays == sorted(delays)
+    assert delays[30] == 2.0**30
+    assert delays[-1] == LONGEST_RETRY_DELAY_SECONDS
+    assert (
+        RetryPolicy(initial_delay_secs=1.0, backoff="linear").delay_after(10**18)
+        == LONGEST_RETRY_DELAY_SECONDS
+    )
+
+
+def test_a_tiny_multiplier_is_not_cut_short():
+    """The exact schedule is kept for a multiplier just above one, however many attempts."""
+    policy = RetryPolicy(initial_delay_secs=1.0, backoff_multiplier=1.001)
+    assert policy.delay_after(5_001) == pytest.approx(1.001**5_000)
+
+
+def test_the_longest_delay_is_a_hundred_years_and_longer_delays_are_refused():
+    """Delays past a hundred years are refused when the policy is declared; the ceiling fits a datetime."""
+    assert LONGEST_RETRY_DELAY_SECONDS == 100 * 365.25 * 86_400
+    for argument in ("initial_delay_secs", "max_delay_secs"):
+        with pytest.raises(DefinitionError, match=f"{argument} must be at most 3,155,760,000 seconds"):
+            RetryPolicy(**{argument: LONGEST_RETRY_DELAY_SECONDS * 2})
+    RetryPolicy(initial_delay_secs=LONGEST_RETRY_DELAY_SECONDS, max_delay_secs=LONGEST_RETRY_DELAY_SECONDS)
+
+
+def test_a_zero_initial_delay_stays_zero_at_any_attempt():
+    """0 x an overflowing growth is still 0, not NaN."""
+    policy = RetryPolicy(initial_delay_secs=0.0, backoff_multiplier=10.0)
+    assert policy.delay_after(10**6) == 0.0
 
 
 # --- jitter ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pydantic
 import pytest
 
 from conveyor import (
+    Conveyor,
     DefinitionError,
     FakeClock,
     InMemoryBackend,
@@ -873,8 +874,8 @@ def test_an_asynchronous_saga_returns_a_handle_that_a_worker_completes() -> None
     assert handle.error is None
 
 
-def test_an_asynchronous_saga_needs_a_backend() -> None:
-    """Without a backend there is nowhere for workers to find the run: a clear error says so."""
+def test_an_asynchronous_saga_without_a_backend_goes_to_the_default_one() -> None:
+    """Without a backend, an asynchronous saga's run is recorded where every spelling records: the default."""
 
     class Lonely(Saga):
         asynchronous = True
@@ -883,5 +884,6 @@ def test_an_asynchronous_saga_needs_a_backend() -> None:
         def alone(self, name: str) -> str:
             return name
 
-    with pytest.raises(DefinitionError, match="Lonely is asynchronous: pass the backend"):
-        Lonely.run(name="x")
+    handle = Lonely.run(name="x", workflow_id="lonely-1")
+    assert handle.status == "running"
+    assert Conveyor().status("lonely-1").state is RunState.PENDING

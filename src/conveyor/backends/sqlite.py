@@ -278,7 +278,7 @@ class SqliteBackend(ClosesOnExit):
                 _INSERT_RUN,
                 (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
-                    *(run.correlation_id, step_names, now, now, 0, None),
+                    *(run.correlation_id, step_names, now, now, 0, None, None),
                 ),
             )
             created = (

@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from conveyor.definition.binding import FromBranches, FromPrevious, pydantic_input_validator
+from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import TaskSpec, make_task_spec
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -22,9 +23,7 @@ from conveyor.errors import DefinitionError
 def _spec(fn: Callable[..., Any], name: str | None) -> TaskSpec:
     spec = make_task_spec(fn)
     if name is not None:
-        if not isinstance(name, str) or not name.strip():
-            raise DefinitionError(f"a step name must be a non-empty string, not {name!r}")
-        spec = replace(spec, name=name)
+        spec = replace(spec, name=check_name(name, "a step name"))
     return spec
 
 
@@ -47,9 +46,7 @@ class Flow:
         compensation_retries: RetryPolicy | None = None,
         input_schema: Any = None,
     ) -> None:
-        if not isinstance(name, str) or not name.strip():
-            raise DefinitionError(f"a flow's name must be a non-empty string, not {name!r}")
-        self.name = name
+        self.name = check_name(name, "a flow's name")
         self._options: dict[str, Any] = {
             "version": str(version),
             "description": description,
@@ -101,9 +98,7 @@ class Fork:
         if not fns:
             raise DefinitionError(f"an empty branch in flow {self._flow.name!r}; give it at least one task")
         specs = tuple(_spec(fn, None) for fn in fns)
-        key = name if name is not None else specs[-1].name
-        if not isinstance(key, str) or not key.strip():
-            raise DefinitionError(f"a branch name must be a non-empty string, not {key!r}")
+        key = check_name(name if name is not None else specs[-1].name, "a branch name")
         if any(existing == key for existing, _ in self._branches):
             raise DefinitionError(
                 f"two branches of a fork in flow {self._flow.name!r} are both called {key!r}; "

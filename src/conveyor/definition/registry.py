@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from conveyor.definition.names import check_name
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import DefinitionError
 
@@ -71,12 +72,6 @@ class RegisteredWorkflow:
     workflow: Workflow
 
 
-def _check_text(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DefinitionError(f"{what} must be a non-empty string, not {value!r}")
-    return value
-
-
 class Registry:
     """Workflows by (namespace, name, version). Safe to use from several threads."""
 
@@ -102,8 +97,8 @@ class Registry:
         if built is not given:
             namespace = namespace or getattr(given, "namespace", None)
             name = name or getattr(given, "workflow_name", None) or getattr(given, "__name__", None)
-        namespace = _check_text(namespace or DEFAULT_NAMESPACE, "a namespace")
-        name = _check_text(built.name if name is None else name, "a workflow name")
+        namespace = check_name(DEFAULT_NAMESPACE if namespace is None else namespace, "a namespace")
+        name = check_name(built.name if name is None else name, "a workflow name")
         workflow_ = built
         entry = RegisteredWorkflow(namespace, name, workflow_.version, workflow_)
         key = (namespace, name, workflow_.version)

@@ -12,6 +12,11 @@ from conveyor.errors import DefinitionError
 Backoff = Literal["exponential", "linear", "fixed"]
 _BACKOFFS = ("exponential", "linear", "fixed")
 
+LONGEST_RETRY_DELAY_SECONDS = 100 * 365.25 * 86_400
+"""No retry waits longer than a hundred years, cap or no cap: every delay is a finite float, and a due time
+``now + delay`` stays a date (a policy may not declare longer delays)."""
+_MOST_ATTEMPTS = 2**62  # attempt counts past this give the same delays (and stay exact as floats)
+
 
 def seconds(value: float | timedelta | None, *, what: str) -> float | None:
     """Return ``value`` in seconds; ``what`` names the argument in the error for a negative or odd value."""
@@ -90,10 +95,10 @@ class RetryPolicy:
                 raise DefinitionError(f"non_retryable_errors must hold exception types, not {error!r}")
         set_ = object.__setattr__
         set_(self, "max_retries", max_retries)
-        set_(self, "initial_delay_secs", seconds(initial_delay_secs, what="initial_delay_secs"))
+        set_(self, "initial_delay_secs", _delay(initial_delay_secs, what="initial_delay_secs"))
         set_(self, "backoff_multiplier", float(backoff_multiplier))
         set_(self, "backoff", backoff)
-        set_(self, "max_delay_secs", seconds(max_delay_secs, what="max_delay_secs"))
+        set_(self, "max_delay_secs", _delay(max_delay_secs, what="max_delay_secs"))
         set_(self, "jitter", float(jitter))
         set_(self, "non_retryable_errors", errors)
 
@@ -114,22 +119,38 @@ class RetryPolicy:
         return attempts_made <= self.max_retries
 
     def delay_after(self, attempts_made: int, random_unit: float = 0.5) -> float:
-        """Seconds to wait after the ``attempts_made``-th failure; ``random_unit`` in [0, 1) drives jitter."""
-        n = max(attempts_made, 1)
+        """Seconds to wait after the ``attempts_made``-th failure; ``random_unit`` in [0, 1) drives jitter.
+
+        Never raises, for any attempt number: a delay that would grow past the cap (or past
+        :data:`LONGEST_RETRY_DELAY_SECONDS`) is the cap.
+        """
+        n = min(max(attempts_made, 1), _MOST_ATTEMPTS)
         base = self.initial_delay_secs
-        if self.backoff == "exponential":
-            delay = base * self.backoff_multiplier ** (n - 1)
+        if self.backoff == "exponential" and base:
+            try:
+                delay = base * self.backoff_multiplier ** (n - 1)
+            except OverflowError:  # the growth passed the largest float; so did the delay
+                delay = math.inf
         elif self.backoff == "linear":
             delay = base * n
         else:
             delay = base
-        if self.max_delay_secs is not None:
-            delay = min(delay, self.max_delay_secs)
+        cap = LONGEST_RETRY_DELAY_SECONDS if self.max_delay_secs is None else self.max_delay_secs
+        delay = min(delay, cap)
         if self.jitter:
-            delay *= 1.0 + self.jitter * (2.0 * random_unit - 1.0)
-            if self.max_delay_secs is not None:
-                delay = min(delay, self.max_delay_secs)
+            delay = min(delay * (1.0 + self.jitter * (2.0 * random_unit - 1.0)), cap)
         return max(delay, 0.0)
+
+
+def _delay(value: float | timedelta | None, *, what: str) -> float | None:
+    """A retry delay in seconds, at most :data:`LONGEST_RETRY_DELAY_SECONDS`."""
+    delay = seconds(value, what=what)
+    if delay is not None and delay > LONGEST_RETRY_DELAY_SECONDS:
+        raise DefinitionError(
+            f"{what} must be at most {LONGEST_RETRY_DELAY_SECONDS:,.0f} seconds (a hundred years), "
+            f"not {value!r}"
+        )
+    return delay
 
 
 NO_RETRIES = RetryPolicy.none()

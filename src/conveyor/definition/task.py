@@ -15,12 +15,20 @@ from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.codec import TypedCodec
+from conveyor.definition.names import check_name
 from conveyor.definition.resources import ResourceRef
 from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import DefinitionError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def _key_part(text: str) -> str:
+    """``text`` with ``%`` and ``:`` percent-escaped, so it never holds the key's separator."""
+    if "%" in text or ":" in text:
+        return text.replace("%", "%25").replace(":", "%3A")
+    return text
 
 
 class StepContext:
@@ -66,13 +74,16 @@ class StepContext:
 
     @property
     def idempotency_key(self) -> str:
-        """A key stable across every attempt of this step (or of its undo) in this run.
+        """A key stable across every attempt of this step (or of its undo) in this run, and no other's.
 
-        A run retried by hand (see ``retry_workflow``) gives the steps that run again a new key.
+        ``{workflow_id}:{step_name}``, then ``:retry{n}`` after the run's n-th retry by hand (see
+        ``retry_workflow``: steps that run again get a new key) and ``:undo`` for the undo. A ``%`` or ``:``
+        inside the id or the name is written ``%25`` or ``%3A``, so two different steps never share a key,
+        and a key without them is what it has always been.
         """
         retry = f":retry{self.generation}" if self.generation else ""
         undo = ":undo" if self.is_compensation else ""
-        return f"{self.workflow_id}:{self.step_name}{retry}{undo}"
+        return f"{_key_part(self.workflow_id)}:{_key_part(self.step_name)}{retry}{undo}"
 
     def resource(self, name: str) -> Any:
         """The runtime's resource ``name`` (a database, a gateway client), built on first use."""
@@ -239,6 +250,7 @@ def make_task_spec(
     step_name = name if name is not None else getattr(fn, "__name__", None)
     if not isinstance(step_name, str) or not step_name.strip():
         raise DefinitionError(f"a task needs a non-empty name; {fn!r} has none (pass name=...)")
+    check_name(step_name, "a task's name")
     for policy, what in ((retries, "retries"), (compensation_retries, "compensation_retries")):
         if policy is not None and not isinstance(policy, RetryPolicy):
             raise DefinitionError(f"{what} of task {step_name!r} must be a RetryPolicy, not {policy!r}")

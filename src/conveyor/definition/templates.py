@@ -30,6 +30,7 @@ import jsonschema
 import yaml
 
 from conveyor.definition.arguments import Arguments, from_input, from_results
+from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import make_task_spec
@@ -49,7 +50,7 @@ from conveyor.definition.template_source import (
     text_field,
 )
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
-from conveyor.errors import InvalidInputError
+from conveyor.errors import DefinitionError, InvalidInputError
 
 DEFAULT_RETRY_LIMIT = 3
 """Attempts a retryable step gets when its template gives no ``retry_limit`` (Tasker's default)."""
@@ -254,6 +255,7 @@ def _step_names(templates: list[Any], source: str) -> list[str]:
         check_fields(template, STEP_FIELDS, Place(source, getattr(template, "line", None), label), "a step")
         name = text_field(template, "name", source, label, required=True)
         assert name is not None
+        _check_name(template, "name", source, "a step name", step=label)
         if name in names:
             raise place_of(template, source, "name", name).error(f"a step called {name!r} is declared twice")
         names.append(name)
@@ -304,11 +306,30 @@ def _upstream(dependencies: Mapping[str, tuple[str, ...]], names: list[str]) -> 
     return upstream
 
 
+def _check_name(
+    mapping: Mapping[str, Any],
+    key: str,
+    source: str,
+    what: str,
+    *,
+    step: str | None = None,
+    value: object = None,
+) -> None:
+    """Refuse a name no backend can store, naming the file and line it was read from."""
+    try:
+        check_name(mapping.get(key) if value is None else value, what)
+    except DefinitionError as exc:
+        raise place_of(mapping, source, key, step).error(exc.message) from None
+
+
 def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template:
     top = check_fields(document, TEMPLATE_FIELDS, Place(source, 1), "a workflow template")
     name = text_field(top, "name", source, required=True)
     assert name is not None
+    _check_name(top, "name", source, "a workflow's name")
     namespace = text_field(top, "namespace_name", source) or "default"
+    if "namespace_name" in top:
+        _check_name(top, "namespace_name", source, "a namespace")
     version = top.get("version", "0.1.0")
     if isinstance(version, float):
         raise place_of(top, source, "version").error(
@@ -318,6 +339,7 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
         raise place_of(top, source, "version").error(
             f"must be a version string such as '1.0.0', not {version!r}"
         )
+    _check_name(top, "version", source, "a version", value=str(version))
     task_handler_class = text_field(top, "task_handler_class", source)
     schema = top.get("schema")
     if schema is not None and not isinstance(schema, dict):

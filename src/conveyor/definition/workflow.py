@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
+from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
 from conveyor.errors import DefinitionError
@@ -91,12 +92,6 @@ class Workflow:
         return f"<Workflow {self.name!r} v{self.version} steps={list(self.step_names)}>"
 
 
-def _check_name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise DefinitionError(f"{what} must be a non-empty string, not {value!r}")
-    return value
-
-
 def _topological_order(workflow_name: str, steps: Sequence[StepDefinition]) -> list[StepDefinition]:
     """Order steps so each follows its dependencies, keeping declaration order where the graph allows."""
     by_name = {step.name: step for step in steps}
@@ -143,13 +138,13 @@ def build_workflow(
     Raises :class:`~conveyor.errors.DefinitionError` for an empty workflow, a duplicate or unknown step
     name, a cycle, or a step whose function cannot take the arguments it will be given.
     """
-    _check_name(name, "a workflow's name")
-    version = _check_name(str(version), f"the version of workflow {name!r}")
+    check_name(name, "a workflow's name")
+    version = check_name(str(version), f"the version of workflow {name!r}")
     if not steps:
         raise DefinitionError(f"workflow {name!r} has no steps")
     seen: set[str] = set()
     for step in steps:
-        _check_name(step.name, f"a step name in workflow {name!r}")
+        check_name(step.name, f"a step name in workflow {name!r}")
         if step.name in seen:
             raise DefinitionError(
                 f"step {step.name!r} appears twice in workflow {name!r}; give one of them another "

@@ -7,7 +7,7 @@ import os
 import secrets
 from typing import Any
 
-from conveyor.codec import encode
+from conveyor.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from conveyor.core.records import NewRun, RunRecord
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import WorkflowMismatchError
@@ -36,15 +36,23 @@ class _CorrelationIds:
 _CORRELATION_IDS = _CorrelationIds()
 
 
-def new_run(workflow: Workflow, workflow_id: str, initial_input: Any, correlation_id: str | None) -> NewRun:
-    """Check the input against the workflow's schema and encode it, before anything is stored."""
+def new_run(
+    workflow: Workflow,
+    workflow_id: str,
+    initial_input: Any,
+    correlation_id: str | None,
+    *,
+    max_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> NewRun:
+    """Check the input against the workflow's schema and encode it (at most ``max_bytes`` of JSON), before
+    anything is stored."""
     if workflow.input_validator is not None:
         initial_input = workflow.input_validator(initial_input)
     return NewRun(
         workflow_id=workflow_id,
         workflow_name=workflow.name,
         workflow_version=workflow.version,
-        input=encode(initial_input, what="initial_input"),
+        input=encode(initial_input, what="input", max_bytes=max_bytes),
         correlation_id=correlation_id or _CORRELATION_IDS.new(),
         step_names=workflow.step_names,
     )

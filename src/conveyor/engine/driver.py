@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conveyor.backends.base import Backend
-from conveyor.codec import encode
+from conveyor.codec import encode, max_value_bytes
 from conveyor.core.decide import (
     Action,
     decide,
@@ -264,7 +264,9 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, _timeout_error(spec), started, finished)
         try:
-            result = encode(value, what=f"the result of step {spec.name!r}")
+            result = encode(
+                value, what=f"result of step {spec.name!r}", max_bytes=max_value_bytes(self.backend)
+            )
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         self.results[spec.name] = result

@@ -17,6 +17,8 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.backends.memory import InMemoryBackend
+from conveyor.backends.postgres import PostgresBackend
+from conveyor.backends.sqlite import SqliteBackend
 from conveyor.definition.registry import Registry as WorkflowCatalog
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
@@ -27,6 +29,7 @@ from conveyor.errors import InvalidArgumentError, WorkflowFailedError
 from conveyor.runtime.app import Conveyor, IfRunning
 
 _lock = threading.Lock()
+_KNOWN_BACKENDS = (InMemoryBackend, SqliteBackend, PostgresBackend)
 _default: Conveyor | None = None
 _by_backend: weakref.WeakKeyDictionary[Backend, dict[Clock | None, Conveyor]] = weakref.WeakKeyDictionary()
 
@@ -50,6 +53,8 @@ def runtime_for(backend: Backend | None, clock: Clock | None = None) -> Conveyor
         if clock is None:
             return default_runtime()
         backend = default_runtime().backend
+    if type(backend) not in _KNOWN_BACKENDS:
+        backend = check_backend(backend)
     runtimes = _by_backend.get(backend)
     if runtimes is not None:
         runtime = runtimes.get(clock)

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.backends.urls import open_backend
+from conveyor.codec import max_value_bytes
 from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.records import NewRun, RunRecord
 from conveyor.definition.registry import Registry, UnknownWorkflowError
@@ -205,7 +206,9 @@ class Conveyor:
         chosen = self._resolve(workflow, version)
         workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
         _check_if_running(if_running)
-        recorded = new_run(chosen, workflow_id, input, correlation_id)
+        recorded = new_run(
+            chosen, workflow_id, input, correlation_id, max_bytes=max_value_bytes(self.backend)
+        )
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
@@ -341,9 +344,10 @@ class Conveyor:
         """
         chosen = self._resolve(workflow, version)
         workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
-        record, created = self.backend.submit_run(
-            new_run(chosen, workflow_id, input, correlation_id), now=self.clock.now()
+        recorded = new_run(
+            chosen, workflow_id, input, correlation_id, max_bytes=max_value_bytes(self.backend)
         )
+        record, created = self.backend.submit_run(recorded, now=self.clock.now())
         if not created:
             same_workflow_or_raise(record, chosen)
         return RunHandle(workflow_id, self.backend, chosen)
