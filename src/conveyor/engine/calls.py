@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
@@ -156,6 +156,10 @@ def take_back_from_pool(offered: PoolCall) -> bool:
     return _pool.take_back(offered)
 
 
+class DeadlinePassed(Exception):
+    """The call ran past its timeout (the engine's deadline, never a TimeoutError the function raised)."""
+
+
 async def call_step(
     shape: CallableShape,
     args: tuple[Any, ...],
@@ -163,7 +167,11 @@ async def call_step(
     context: StepContext,
     timeout_seconds: float | None,
 ) -> Any:
-    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``."""
+    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``.
+
+    Raises :class:`DeadlinePassed` when the timeout passes; whatever the function raises, a
+    ``TimeoutError`` of its own included, comes out as it is.
+    """
     if shape.context_parameter is not None:
         kwargs = {**kwargs, shape.context_parameter: context}
     if shape.is_async:
@@ -179,7 +187,7 @@ async def call_step(
 
         if timeout_seconds is None:
             return await with_context()
-        return await asyncio.wait_for(with_context(), timeout_seconds)
+        return await _within(with_context(), timeout_seconds)
 
     def in_context() -> Any:
         token = set_context(context)
@@ -190,7 +198,22 @@ async def call_step(
 
     if timeout_seconds is None:
         return await asyncio.wrap_future(_pool.submit(in_context))
-    return await asyncio.wait_for(_in_own_thread(in_context), timeout_seconds)
+    return await _within(_in_own_thread(in_context), timeout_seconds)
+
+
+async def _within(call: Awaitable[Any], timeout_seconds: float) -> Any:
+    """Await ``call`` for at most ``timeout_seconds``; only this deadline raises DeadlinePassed."""
+    deadline = asyncio.timeout(timeout_seconds)
+    try:
+        async with deadline:
+            value = await call
+    except Exception:
+        if deadline.expired():  # whatever it raised once cancelled at the deadline
+            raise DeadlinePassed from None
+        raise
+    if deadline.expired():  # it ignored its cancellation and returned anyway, late
+        raise DeadlinePassed
+    return value
 
 
 def _in_own_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:

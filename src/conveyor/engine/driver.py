@@ -30,7 +30,14 @@ from conveyor.core.records import Checkpoint, RunRecord
 from conveyor.core.states import StepState
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec, Workflow
-from conveyor.engine.calls import PoolCall, call_step, offer_to_pool, run_coroutine, take_back_from_pool
+from conveyor.engine.calls import (
+    DeadlinePassed,
+    PoolCall,
+    call_step,
+    offer_to_pool,
+    run_coroutine,
+    take_back_from_pool,
+)
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context, reset_context, set_context
 from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
@@ -308,7 +315,7 @@ class RunDriver:
         try:
             args, kwargs = spec.build_arguments(self.run.input, self.results)
             value = await call_step(shape, args, kwargs, context, spec.timeout_seconds)
-        except TimeoutError:
+        except DeadlinePassed:
             return self._failed(spec, _timeout_error(spec), started)
         except Exception as exc:
             return self._failed(spec, exc, started)
@@ -361,7 +368,7 @@ class RunDriver:
         try:
             arguments = self._compensation_arguments(spec, shape)
             await call_step(shape, tuple(arguments), {}, context, spec.timeout_seconds)
-        except TimeoutError:
+        except DeadlinePassed:
             return self._compensated(spec, _timeout_error(spec))
         except Exception as exc:
             return self._compensated(spec, exc)
