@@ -11,6 +11,7 @@ EXPECTED = [
     "ConveyorError",
     "DefinitionError",
     "EncodingError",
+    "EngineError",
     "Failure",
     "FakeClock",
     "Flow",

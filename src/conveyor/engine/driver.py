@@ -8,6 +8,8 @@ no thread hand-off: the per-step cost is the call, the JSON encoding and one che
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import functools
 import queue
 import random
@@ -26,8 +28,8 @@ from conveyor.core.decide import (
     settle_failure,
     settle_success,
 )
-from conveyor.core.records import Checkpoint, RunRecord
-from conveyor.core.states import StepState
+from conveyor.core.records import Checkpoint, Failure, RunRecord
+from conveyor.core.states import RunState, StepState
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import (
@@ -40,7 +42,7 @@ from conveyor.engine.calls import (
 )
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context, reset_context, set_context
-from conveyor.errors import EncodingError, NonRetryableError, StepTimeoutError
+from conveyor.errors import EncodingError, EngineError, NonRetryableError, StepTimeoutError
 
 _Outcome = tuple[Any, Exception | None, float, float]
 """What one call of a step function gave: its value or error, and when it started and finished."""
@@ -262,6 +264,8 @@ class RunDriver:
         assert spec is not None
         return self._context(spec, self.run.steps[spec.name].attempts + 1)
 
+    # -- settling outcomes: every call to core's settle_* functions is in this section ---------------
+
     def _succeeded(
         self, spec: StepSpec, value: Any, started: float, finished: float | None = None
     ) -> Checkpoint:
@@ -274,22 +278,111 @@ class RunDriver:
             result = encode(value, what=f"the result of step {spec.name!r}")
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
+        except Exception as exc:  # the codec's own failure, not the value's
+            error = _engine_error(spec, "store the result of", exc)
+            return self._failed_for_good(spec, error, started, finished)
         self.results[spec.name] = result
-        return settle_success(self.workflow, self.run, spec, result, started, finished)
+        try:
+            return settle_success(self.workflow, self.run, spec, result, started, finished)
+        except Exception as exc:
+            error = _engine_error(spec, "record the result of", exc)
+            return self._failed_for_good(spec, error, started, finished)
 
     def _failed(
         self, spec: StepSpec, error: Exception, started: float, finished: float | None = None
     ) -> Checkpoint:
+        if finished is None:
+            finished = self.clock.now()
         self.errors[spec.name] = error
-        return settle_failure(
-            self.workflow,
-            self.run,
-            spec,
-            error,
-            retryable=not isinstance(error, NonRetryableError | EncodingError),
-            started=started,
-            finished=self.clock.now() if finished is None else finished,
-            random_unit=self.random_unit(),
+        saved = _Saved(self.run, spec.name)
+        try:
+            return settle_failure(
+                self.workflow,
+                self.run,
+                spec,
+                error,
+                retryable=not isinstance(error, NonRetryableError | EncodingError),
+                started=started,
+                finished=finished,
+                random_unit=self.random_unit(),
+            )
+        except Exception as exc:  # the retry policy raised, say: the step fails for good instead
+            saved.restore()
+            engine_error = _engine_error(spec, "record the failure of", exc, error)
+            return self._failed_for_good(spec, engine_error, started, finished)
+
+    def _failed_for_good(
+        self, spec: StepSpec, error: EngineError, started: float, finished: float
+    ) -> Checkpoint:
+        self.errors[spec.name] = error
+        try:
+            return settle_failure(
+                self.workflow, self.run, spec, error, retryable=False, started=started, finished=finished
+            )
+        except Exception as exc:
+            return self._dead_lettered(spec, error, exc, finished)
+
+    def _compensated(self, spec: StepSpec, error: Exception | None) -> Checkpoint:
+        finished = self.clock.now()
+        if error is None:
+            try:
+                return settle_compensation_success(self.workflow, self.run, spec, finished)
+            except Exception as exc:
+                engine_error = _engine_error(spec, "record the undo of", exc)
+                return self._undo_failed_for_good(spec, engine_error, finished)
+        saved = _Saved(self.run, spec.name)
+        try:
+            return settle_compensation_failure(
+                self.workflow,
+                self.run,
+                spec,
+                error,
+                retryable=not isinstance(error, NonRetryableError),
+                finished=finished,
+                random_unit=self.random_unit(),
+            )
+        except Exception as exc:  # the compensation retry policy raised: the undo fails for good
+            saved.restore()
+            engine_error = _engine_error(spec, "record the failure of the undo of", exc, error)
+            return self._undo_failed_for_good(spec, engine_error, finished)
+
+    def _undo_failed_for_good(self, spec: StepSpec, error: EngineError, finished: float) -> Checkpoint:
+        try:
+            return settle_compensation_failure(
+                self.workflow, self.run, spec, error, retryable=False, finished=finished
+            )
+        except Exception as exc:
+            return self._dead_lettered(spec, error, exc, finished)
+
+    def _dead_lettered(
+        self, spec: StepSpec, error: EngineError, exc: Exception, finished: float
+    ) -> Checkpoint:
+        """The last resort, when even failing the step (or its undo) for good raised: end the run here.
+
+        The run is dead-lettered (a person must look; it can be retried by hand once the cause is fixed)
+        with the engine's error, and no step record is written: each stays as last recorded.
+        """
+        run = self.run
+        run.in_flight.discard(spec.name)
+        record = run.steps[spec.name]
+        cause = EngineError(
+            f"{error.message}; failing it for good failed too: {_describe(exc)}", step_name=spec.name
+        )
+        cause.__cause__ = exc
+        run.error = Failure.from_exception(spec.name, cause, record.attempts, retryable=False)
+        run.state = RunState.DEAD_LETTERED
+        run.wake_at = None
+        run.updated_at = finished
+        return Checkpoint(
+            workflow_id=run.workflow_id,
+            epoch=run.epoch,
+            steps=(),
+            state=run.state,
+            output=run.output,
+            error=run.error,
+            wake_at=None,
+            at=finished,
+            generation=run.generation,
         )
 
     def _attempt_inline(self, spec: StepSpec, started: float) -> Checkpoint:
@@ -332,19 +425,6 @@ class RunDriver:
             arguments.append(step_args[0] if step_args else step_kwargs)
         return arguments
 
-    def _compensated(self, spec: StepSpec, error: Exception | None) -> Checkpoint:
-        if error is None:
-            return settle_compensation_success(self.workflow, self.run, spec, self.clock.now())
-        return settle_compensation_failure(
-            self.workflow,
-            self.run,
-            spec,
-            error,
-            retryable=not isinstance(error, NonRetryableError),
-            finished=self.clock.now(),
-            random_unit=self.random_unit(),
-        )
-
     def _compensate_inline(self, spec: StepSpec, shape: CallableShape) -> Checkpoint:
         record = self.run.steps[spec.name]
         context = self._context(spec, record.compensation_attempts + 1, compensation=True)
@@ -373,6 +453,48 @@ class RunDriver:
         except Exception as exc:
             return self._compensated(spec, exc)
         return self._compensated(spec, None)
+
+
+class _Saved:
+    """A step's record and the run's own fields as they were before a settle that may fail halfway.
+
+    The ``settle_*`` functions change the record before they consult the retry policy, which may raise;
+    :meth:`restore` puts back what they changed, so that failing the step for good starts from the truth.
+    """
+
+    __slots__ = ("fields", "record", "run", "saved")
+
+    def __init__(self, run: RunRecord, step_name: str) -> None:
+        self.run = run
+        self.record = run.steps[step_name]
+        self.saved = copy.copy(self.record)
+        self.fields = (run.state, run.completed_count, run.error, run.wake_at, run.output)
+
+    def restore(self) -> None:
+        """Put the record and the run's fields back as they were."""
+        for field in dataclasses.fields(self.saved):
+            setattr(self.record, field.name, getattr(self.saved, field.name))
+        run = self.run
+        run.state, run.completed_count, run.error, run.wake_at, run.output = self.fields
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message`` for an error, even one whose ``str()`` raises."""
+    try:
+        message = str(error)
+    except Exception:
+        message = "<str() failed>"
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _engine_error(
+    spec: StepSpec, doing: str, exc: Exception, outcome: BaseException | None = None
+) -> EngineError:
+    """The error ``spec`` fails with for good when conveyor could not ``doing`` it (it raised ``exc``)."""
+    what = f"step {spec.name!r}" if outcome is None else f"step {spec.name!r} ({_describe(outcome)})"
+    error = EngineError(f"conveyor could not {doing} {what}: {_describe(exc)}", step_name=spec.name)
+    error.__cause__ = exc
+    return error
 
 
 def _timeout_error(spec: StepSpec) -> StepTimeoutError:
