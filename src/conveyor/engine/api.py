@@ -132,7 +132,7 @@ def _start_and_drive(workflow: Workflow, recorded: NewRun, backend: Backend, clo
         if record.leased_until is not None:  # a live worker is running it: wait for it, do not steal it
             return wait_for_run(recorded.workflow_id, backend, workflow=workflow)
     if not record.is_final:
-        RunDriver(workflow, record, backend, clock).drive()
+        RunDriver(workflow, record, backend, clock).drive_to_end()
     return WorkflowStatus(record, workflow.output_codec)
 
 
@@ -169,7 +169,7 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     clock = clock or _SYSTEM_CLOCK
     record, _ = backend.start_run(recorded, owner=_IDENTITY.owner, now=clock.now())
     driver = RunDriver(workflow, record, backend, clock)
-    driver.drive()
+    driver.drive_to_end()
     status = WorkflowStatus(record, workflow.output_codec)
     if status.is_completed():
         return status.output()

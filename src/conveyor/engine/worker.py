@@ -23,7 +23,7 @@ from conveyor.backends.base import Backend
 from conveyor.core.records import RunRecord
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.clock import Clock, SystemClock
-from conveyor.engine.driver import RunDriver
+from conveyor.engine.driver import RunDriver, WaitUntil
 from conveyor.engine.group_commit import GroupCommitter
 from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
 
@@ -237,7 +237,7 @@ class Worker:
             record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
         )
         try:
-            driver.drive(release_on_wait=True)
+            outcome = driver.drive()
         except LeaseLostError:
             self.stats.leases_lost += 1
             log.warning("worker %s lost run %s to another worker", self.name, run.workflow_id)
@@ -247,8 +247,8 @@ class Worker:
             log.exception("worker %s failed driving run %s; handing it back", self.name, run.workflow_id)
             self._release(run, self.backend.now() + 1.0)
             return
-        if driver.waiting_until is not None:
-            self._release(run, driver.waiting_until)
+        if isinstance(outcome, WaitUntil):
+            self._release(run, outcome.at)
         else:
             self.stats.finished += 1
 
