@@ -20,10 +20,12 @@ Each exception's docstring is its default message. Each carries the context a pe
     ├── StepError                raised inside a step, recorded as its failure
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
     │   │   └── StepInputError   the step's input did not match its annotation
-    │   └── StepTimeoutError     the attempt ran past the step's timeout
+    │   ├── StepTimeoutError     the attempt ran past the step's timeout
+    │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
     │   └── LeaseLostError       another process took the run over; this one must stop
     └── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
+        └── UnknownResourceError a step asked for a resource the runtime does not have
 """
 
 from __future__ import annotations
@@ -122,6 +124,10 @@ class StepTimeoutError(StepError, TimeoutError):
     """The step ran past its timeout."""
 
 
+class EngineError(StepError):
+    """conveyor itself failed while handling a step's outcome, so the step fails for good."""
+
+
 class BackendError(ConveyorError):
     """The backend failed to read or write durable state."""
 
@@ -132,3 +138,7 @@ class LeaseLostError(BackendError):
 
 class ConfigurationError(ConveyorError):
     """conveyor is not set up for what was asked of it (a missing optional dependency, say)."""
+
+
+class UnknownResourceError(ConfigurationError, LookupError):
+    """A step asked for a resource the runtime does not have."""

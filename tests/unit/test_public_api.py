@@ -12,6 +12,7 @@ EXPECTED = [
     "ConveyorError",
     "DefinitionError",
     "EncodingError",
+    "EngineError",
     "Failure",
     "FakeClock",
     "Flow",

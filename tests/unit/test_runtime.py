@@ -18,13 +18,16 @@ from conveyor import (
     Flow,
     InMemoryBackend,
     InvalidArgumentError,
+    RetryPolicy,
     RunNotFoundError,
     RunNotRetryableError,
     Saga,
     SqliteBackend,
+    StepContext,
     UnknownResourceError,
     UnknownWorkflowError,
     get_workflow_status,
+    resource,
     run_durable_workflow,
     step,
     task,
@@ -294,3 +297,43 @@ def test_an_owner_whose_process_ended_is_dead_even_before_it_is_reaped() -> None
     assert owner_is_dead(owner)
     child.wait()
     assert owner_is_dead(owner)
+
+
+def test_steps_get_resources_as_declared_parameters_and_through_their_context() -> None:
+    """A parameter declared = resource(name) and context.resource(name) both give the runtime's resource."""
+
+    @task
+    def charge(order: dict, gateway: Any = resource("gateway")) -> dict:
+        return {**order, "charged_by": gateway["name"]}
+
+    @task
+    def notify(order: dict, ctx: StepContext) -> str:
+        return f"{order['charged_by']} then {ctx.resource('mailer')}"
+
+    flow = Flow("resourced").then(charge).then(notify).build()
+    app = Conveyor(InMemoryBackend(), workflows=[flow], resources={"gateway": {"name": "gw"}})
+    app.resources.add_factory("mailer", lambda: "mailer-1")
+    assert app.run("resourced", {"id": 1}).output() == "gw then mailer-1"
+    handle = app.start("resourced", {"id": 2})
+    app.worker(concurrency=1).run(until_idle=True)
+    assert handle.status().output() == "gw then mailer-1"
+
+
+def test_a_missing_resource_fails_the_step_at_once_naming_what_there_is() -> None:
+    """Asking for a resource the runtime lacks is a non-retryable step failure that names the known ones."""
+    tries: list[int] = []
+
+    @task(retries=RetryPolicy(max_retries=5))
+    def charge(order: dict, gateway: Any = resource("gateway")) -> dict:
+        tries.append(1)
+        return order
+
+    app = Conveyor(InMemoryBackend(), resources={"db": 1})
+    status = app.run(Flow("missing").then(charge).build(), {})
+    assert status.is_failed()
+    assert tries == []
+    failure = status.error()
+    assert failure is not None
+    assert failure.error_type == "UnknownResourceError"
+    assert failure.attempts == 1
+    assert "no resource named 'gateway'; this runtime has: db" in failure.message

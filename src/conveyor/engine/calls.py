@@ -1,223 +1,210 @@
-"""Calling step functions off the driving thread: async ones on conveyor's event loop, sync ones on threads.
+"""One call of a step's function, or of its undo: what to call, with which context, and what it gave.
 
-One event loop, on a daemon thread started on first use, runs every async step and every concurrent part of
-a run (fork branches): starting a loop per run would cost more than the steps. Sync steps that must run
-alongside others go to a pool of daemon threads; a sync step with a timeout gets a thread of its own, so
-that one abandoned at its timeout never holds a pool thread or blocks the process from exiting.
+The driver makes a :class:`StepCall` for each attempt; a :class:`~conveyor.engine.executor.StepExecutor`
+runs it, here or elsewhere, and records in it the value or the error and when the call started and ended.
+The driver then settles it, the same way for a step and for an undo.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import queue
-import threading
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from conveyor.core.records import RunRecord
 from conveyor.definition.task import CallableShape, StepContext
-from conveyor.engine.context import reset_context, set_context
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """The event loop conveyor runs concurrent work on, started on first use on a daemon thread."""
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="conveyor-event-loop", daemon=True).start()
-            _loop = loop
-        return _loop
+from conveyor.definition.workflow import StepSpec
+from conveyor.engine.clock import Clock
+from conveyor.engine.context import current_step_context
+from conveyor.errors import StepTimeoutError, UnknownResourceError
 
 
-def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
-    """Run ``coroutine`` on conveyor's event loop and wait for it, from any thread but that loop's own."""
-    loop = _background_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        raise RuntimeError("a run cannot be driven from inside one of its own async steps")
-    asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+class _NoResources(Mapping[str, Any]):
+    """The resources of a run driven without a runtime's: none, and a clear error when one is asked for."""
+
+    def __getitem__(self, name: str) -> Any:
+        raise UnknownResourceError(
+            f"no resource named {name!r}: this run is driven without resources (give them to the Conveyor "
+            "runtime or the Worker that drives it)",
+            resource=name,
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
 
 
-class PoolCall:
-    """One call handed to the step threads: run by a pool thread, or taken back by the thread that offered it.
+NO_RESOURCES: Mapping[str, Any] = _NoResources()
+"""The resources of a run driven without any."""
 
-    When it has run, ``on_done`` is called with it (on the pool thread); ``value`` or ``error`` then holds
-    what the call returned or raised.
+
+class StepCall:
+    """One attempt at a step (or, with ``undo``, at its compensation) of one run.
+
+    ``value`` (what the function returned) or ``error`` (what it raised, or the
+    :class:`~conveyor.errors.StepTimeoutError` of the engine's deadline), ``started`` and ``finished`` are
+    filled in by whoever runs it. ``ticket`` is the executor's own handle on a call it runs elsewhere.
     """
 
-    __slots__ = ("call", "error", "on_done", "state", "value")
+    __slots__ = (
+        "clock",
+        "error",
+        "finished",
+        "is_undo",
+        "resources",
+        "results",
+        "run",
+        "spec",
+        "started",
+        "ticket",
+        "value",
+    )
 
-    def __init__(self, call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> None:
-        self.call = call
-        self.on_done = on_done
-        self.state = _WAITING
-        self.value: Any = None
+    # Filled in by whoever runs the call (left unset until then: the whole of a step costs microseconds).
+    value: Any
+    finished: float
+    ticket: Any
+
+    def __init__(
+        self,
+        spec: StepSpec,
+        run: RunRecord,
+        results: dict[str, str],
+        clock: Clock,
+        started: float,
+        undo: bool = False,
+        resources: Mapping[str, Any] = NO_RESOURCES,
+    ) -> None:
+        self.spec = spec
+        self.resources = resources
+        """The runtime's resources, for the context and for parameters declared ``= resource(name)``."""
+        self.run = run
+        self.results = results
+        self.clock = clock
+        self.started = started
+        """When the call was made; a pool thread or the event loop stamps when it begins the call instead."""
+        self.is_undo = undo
         self.error: BaseException | None = None
 
+    @property
+    def shape(self) -> CallableShape:
+        """The function this call calls: the step's, or its undo's."""
+        task = self.spec.task
+        if self.is_undo:
+            assert task.compensation is not None
+            return task.compensation
+        return task.shape
 
-_WAITING, _RUNNING, _TAKEN_BACK = 0, 1, 2
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is ``async def`` (it must then be awaited on an event loop)."""
+        return self.shape.is_async
 
+    @property
+    def timeout_seconds(self) -> float | None:
+        """The step's timeout, which bounds its undo too."""
+        return self.spec.timeout_seconds
 
-def _let_go(*_: object) -> None:
-    """What a taken-back call is left holding instead of the call itself."""
+    @property
+    def runs_here(self) -> bool:
+        """Sync, with no timeout: it may run on whichever thread asks, the driving one included."""
+        if self.is_undo:
+            return not self.shape.is_async and self.spec.timeout_seconds is None
+        return self.spec.runs_inline
 
+    def __call__(self) -> StepContext:
+        """The step context of this attempt, built when asked for (most steps never ask).
 
-class _DaemonPool:
-    """Daemon threads for sync steps running alongside others; grows while all its threads are busy.
+        A call is its own context's factory: while it runs, ``current_step_context`` holds the call itself,
+        which costs nothing until :func:`~conveyor.current_context` calls it.
+        """
+        run = self.run
+        record = run.steps[self.spec.name]
+        return StepContext(
+            workflow_id=run.workflow_id,
+            workflow_name=run.workflow_name,
+            step_name=self.spec.name,
+            attempt=(record.compensation_attempts if self.is_undo else record.attempts) + 1,
+            correlation_id=run.correlation_id,
+            is_compensation=self.is_undo,
+            generation=run.generation,
+            resources=self.resources,
+        )
 
-    A call no thread has started yet can be taken back (:meth:`take_back`) by the thread that offered it,
-    which then runs it itself: a thread woken for it finds it gone and waits again.
-    """
-
-    def __init__(self, most: int = 64) -> None:
-        self._most = most
-        self._calls: queue.SimpleQueue[PoolCall] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads = 0
-        self._idle = 0
-        self._waiting = 0
-
-    def offer(self, call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> PoolCall:
-        """Queue ``call`` for a pool thread; ``on_done`` gets it once it has run there."""
-        offered = PoolCall(call, on_done)
-        with self._lock:
-            self._waiting += 1
-            if self._idle < self._waiting and self._threads < self._most:
-                self._threads += 1
-                self._idle += 1
-                threading.Thread(target=self._work, name="conveyor-step", daemon=True).start()
-        self._calls.put(offered)
-        return offered
-
-    def take_back(self, offered: PoolCall) -> bool:
-        """Withdraw ``offered`` if no pool thread has started it; True if the caller must now run it."""
-        with self._lock:
-            if offered.state != _WAITING:
-                return False
-            offered.state = _TAKEN_BACK
-            self._waiting -= 1
-        # The queue keeps the call until a pool thread wakes for it (which may be a while when the thread
-        # that offered it holds the GIL): let go of what it references now, so that the run it belongs
-        # to does not outlive its drive and burden the garbage collector.
-        offered.call = offered.on_done = _let_go
-        return True
-
-    def submit(self, call: Callable[[], Any]) -> Future[Any]:
-        """Run ``call`` on a pool thread; returns its future."""
-        future: Future[Any] = Future()
-
-        def settle(done: PoolCall) -> None:
-            if done.error is not None:
-                future.set_exception(done.error)
-            else:
-                future.set_result(done.value)
-
-        self.offer(call, settle)
-        return future
-
-    def _work(self) -> None:
-        while True:
-            offered = self._calls.get()
-            with self._lock:
-                if offered.state != _WAITING:
-                    continue  # taken back by the thread that offered it
-                offered.state = _RUNNING
-                self._waiting -= 1
-                self._idle -= 1
-            try:
-                offered.value = offered.call()
-            except BaseException as exc:
-                offered.error = exc
-            try:
-                offered.on_done(offered)
-            finally:
-                with self._lock:
-                    self._idle += 1
-
-
-_pool = _DaemonPool()
-
-
-def offer_to_pool(call: Callable[[], Any], on_done: Callable[[PoolCall], None]) -> PoolCall:
-    """Queue ``call`` for one of conveyor's daemon step threads; ``on_done`` gets it once it ran there."""
-    return _pool.offer(call, on_done)
-
-
-def take_back_from_pool(offered: PoolCall) -> bool:
-    """Withdraw a call no pool thread has started; True if it was withdrawn (the caller runs it)."""
-    return _pool.take_back(offered)
-
-
-async def call_step(
-    shape: CallableShape,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    context: StepContext,
-    timeout_seconds: float | None,
-) -> Any:
-    """Call a step function (or undo) with ``context`` current, within ``timeout_seconds``."""
-    if shape.context_parameter is not None:
-        kwargs = {**kwargs, shape.context_parameter: context}
-    if shape.is_async:
-        token = set_context(context)
+    def run_here(self) -> None:
+        """Call a sync function on this thread and record what it returned or raised, and when it ended."""
+        token = current_step_context.set(self)
         try:
-            coroutine = shape.fn(*args, **kwargs)
+            if self.is_undo:
+                self.value = self._call()
+            else:  # the hot path, written out
+                spec = self.spec
+                shape = spec.task.shape
+                args, kwargs = spec.build_arguments(self.run.input, self.results)
+                if shape.context_parameter is not None:
+                    kwargs[shape.context_parameter] = self()
+                if shape.resource_parameters:
+                    self._add_resources(shape, kwargs)
+                self.value = shape.fn(*args, **kwargs)
+        except Exception as exc:
+            self.error = exc
         finally:
-            reset_context(token)
+            current_step_context.reset(token)
+        self.finished = self.clock.now()
 
-        async def with_context() -> Any:
-            set_context(context)  # this task runs in its own copy of the context
-            return await coroutine
-
-        if timeout_seconds is None:
-            return await with_context()
-        return await asyncio.wait_for(with_context(), timeout_seconds)
-
-    def in_context() -> Any:
-        token = set_context(context)
+    def invoke(self) -> Any:
+        """Call a sync function on this thread with the context current; return its value or raise."""
+        token = current_step_context.set(self)
         try:
-            return shape.fn(*args, **kwargs)
+            return self._call()
         finally:
-            reset_context(token)
+            current_step_context.reset(token)
 
-    if timeout_seconds is None:
-        return await asyncio.wrap_future(_pool.submit(in_context))
-    return await asyncio.wait_for(_in_own_thread(in_context), timeout_seconds)
+    async def invoke_async(self) -> Any:
+        """Await an async function in this task with the context current; return its value or raise."""
+        current_step_context.set(self)  # the task runs in a copy of the context of its own
+        return await self._call()
 
+    def deadline_passed(self) -> None:
+        """Record that the call ran past the step's timeout (the engine's deadline, not its own error)."""
+        self.value = None
+        self.error = timeout_error(self.spec)
 
-def _in_own_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run ``call`` on a daemon thread of its own: one overrunning its timeout never blocks exit."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
+    def _call(self) -> Any:
+        spec = self.spec
+        if self.is_undo:
+            shape = self.shape
+            args, kwargs = self._undo_arguments(shape)
         else:
-            future.set_result(value)
+            shape = spec.task.shape
+            args, kwargs = spec.build_arguments(self.run.input, self.results)
+        if shape.context_parameter is not None:
+            kwargs[shape.context_parameter] = self()
+        if shape.resource_parameters:
+            self._add_resources(shape, kwargs)
+        return shape.fn(*args, **kwargs)
 
-    def target() -> None:
-        try:
-            value = call()
-        except BaseException as exc:
-            _call_soon(loop, settle, None, exc)
-            return
-        _call_soon(loop, settle, value, None)
+    def _add_resources(self, shape: CallableShape, kwargs: dict[str, Any]) -> None:
+        """Fill each parameter declared ``= resource(name)`` with the runtime's resource of that name."""
+        resources = self.resources
+        for parameter, name in shape.resource_parameters:
+            kwargs[parameter] = resources[name]
 
-    threading.Thread(target=target, name="conveyor-timed-step", daemon=True).start()
-    return future
+    def _undo_arguments(self, shape: CallableShape) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The undo gets the step's result and, if it takes a second parameter, the step's input."""
+        spec = self.spec
+        result = self.run.steps[spec.name].result
+        assert result is not None
+        arguments: list[Any] = [spec.task.shape.returns.decode(result)]
+        if len(shape.parameters) >= 2:
+            step_args, step_kwargs = spec.build_arguments(self.run.input, self.results)
+            arguments.append(step_args[0] if step_args else step_kwargs)
+        return tuple(arguments), {}
 
 
-def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # the loop closed: the run gave up on this call (timed out)
-        loop.call_soon_threadsafe(callback, *args)
+def timeout_error(spec: StepSpec) -> StepTimeoutError:
+    """The error of an attempt at ``spec`` (or its undo) that ran past the step's timeout."""
+    return StepTimeoutError(
+        f"step {spec.name!r} ran past its timeout of {spec.timeout_seconds:g} s", step_name=spec.name
+    )

@@ -16,14 +16,17 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.core.records import RunRecord
 from conveyor.definition.workflow import Workflow
+from conveyor.engine.calls import NO_RESOURCES
 from conveyor.engine.clock import Clock, SystemClock
-from conveyor.engine.driver import RunDriver
+from conveyor.engine.driver import RunDriver, WaitUntil
+from conveyor.engine.executor import StepExecutor
 from conveyor.engine.group_commit import GroupCommitter
 from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
 
@@ -71,6 +74,8 @@ class Worker:
         name: str | None = None,
         clock: Clock | None = None,
         group_commit: bool = True,
+        resources: Mapping[str, Any] = NO_RESOURCES,
+        executor: StepExecutor | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}")
@@ -95,6 +100,9 @@ class Worker:
         self._slot_freed = threading.Event()
         self._queue: queue.SimpleQueue[RunRecord | None] = queue.SimpleQueue()
         self.group_commit = group_commit
+        self.resources = resources
+        """What steps may ask for by name (a runtime's resources)."""
+        self.executor = executor
         self._committer: GroupCommitter | None = None
 
     # -- the claim loop ---------------------------------------------------------------------------
@@ -234,10 +242,12 @@ class Worker:
             run,
             self.backend,
             self.clock,
+            executor=self.executor,
+            resources=self.resources,
             record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
         )
         try:
-            driver.drive(release_on_wait=True)
+            outcome = driver.drive()
         except LeaseLostError:
             self.stats.leases_lost += 1
             log.warning("worker %s lost run %s to another worker", self.name, run.workflow_id)
@@ -247,8 +257,8 @@ class Worker:
             log.exception("worker %s failed driving run %s; handing it back", self.name, run.workflow_id)
             self._release(run, self.backend.now() + 1.0)
             return
-        if driver.waiting_until is not None:
-            self._release(run, driver.waiting_until)
+        if isinstance(outcome, WaitUntil):
+            self._release(run, outcome.at)
         else:
             self.stats.finished += 1
 

@@ -23,6 +23,7 @@ from conveyor.definition.registry import Registry as WorkflowCatalog
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
 from conveyor.engine.clock import Clock
+from conveyor.engine.executor import shared_executor
 from conveyor.engine.handles import RunHandle
 from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import InvalidArgumentError, WorkflowFailedError
@@ -120,7 +121,7 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     Steps retry and compensate exactly as in a durable run, but nothing outlives the process. If the run
     does not complete, raises :class:`~conveyor.errors.WorkflowFailedError` naming the step that failed.
     """
-    with Conveyor(InMemoryBackend(), clock=clock) as runtime:
+    with Conveyor(InMemoryBackend(), clock=clock, executor=shared_executor()) as runtime:
         status = runtime.run(check_workflow(workflow), initial_input)
     if status.is_completed():
         return status.output()

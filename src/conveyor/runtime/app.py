@@ -38,6 +38,7 @@ from conveyor.engine.api import new_run, same_workflow_or_raise
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
+from conveyor.engine.executor import StepExecutor
 from conveyor.engine.handles import RunHandle
 from conveyor.engine.reading import wait_for_run
 from conveyor.engine.status import WorkflowStatus
@@ -81,6 +82,7 @@ class Conveyor:
     :meth:`close`), or ``None`` for ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``. ``workflows``
     are registered at once (built workflows or workflow classes); ``resources`` are handed to steps by name.
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
+    ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Conveyor:
         clock: Clock | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         registry: Registry | None = None,
+        executor: StepExecutor | None = None,
     ) -> None:
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
@@ -110,6 +113,9 @@ class Conveyor:
         self.resources = Resources(resources)
         """What steps may ask for by name (see :meth:`resource`)."""
         self.clock: Clock = clock or _SYSTEM_CLOCK
+        self._owns_executor = executor is None
+        self.executor = executor if executor is not None else StepExecutor()
+        """Where step functions run: this thread, a pool of threads, an event loop (started when needed)."""
         self.lease_seconds = float(lease_seconds)
         self.owner = PROCESS.new_owner()
         """How this runtime names itself as the owner of the runs it drives in process."""
@@ -301,9 +307,9 @@ class Conveyor:
                 )
             return None
         lease = self._heartbeat.hold(record.workflow_id, record.epoch)
-        driver = RunDriver(workflow, record, backend, clock)
+        driver = RunDriver(workflow, record, backend, clock, executor=self.executor, resources=self.resources)
         try:
-            driver.drive()
+            driver.drive_to_end()
         except LeaseLostError:
             return None  # taken over after our lease ended: the new owner's outcome is the run's
         except BaseException:
@@ -358,6 +364,8 @@ class Conveyor:
         if not workflows:
             raise ConfigurationError("this runtime has no workflows registered; a worker needs some")
         options.setdefault("clock", None if self.clock is _SYSTEM_CLOCK else self.clock)
+        options.setdefault("resources", self.resources)
+        options.setdefault("executor", self.executor)
         return Worker(self.backend, workflows, **options)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -437,6 +445,8 @@ class Conveyor:
     def close(self) -> None:
         """Stop the heartbeat, close what resource factories built, and the backend if it opened it."""
         self._heartbeat.close()
+        if self._owns_executor:
+            self.executor.close()
         self.resources.close()
         if self._owns_backend:
             with self._open_lock:

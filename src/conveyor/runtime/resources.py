@@ -13,11 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from conveyor.errors import ConfigurationError, InvalidArgumentError
-
-
-class UnknownResourceError(ConfigurationError, LookupError):
-    """A step asked for a resource the runtime does not have."""
+from conveyor.errors import InvalidArgumentError, UnknownResourceError
 
 
 def _check_name(name: object) -> str:
