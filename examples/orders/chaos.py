@@ -160,7 +160,7 @@ def start_worker(url: str, scenario: Scenario, log: IO[str]) -> subprocess.Popen
     }
     command = [
         *(sys.executable, "-m", "conveyor.cli", "worker", "--backend", url),
-        *("--import", "examples.orders.workflows", "--concurrency", str(scenario.concurrency)),
+        *("--app", "examples.orders.workflows", "--concurrency", str(scenario.concurrency)),
         *("--lease-seconds", str(scenario.lease_seconds), "--poll-interval-seconds", "1"),
         *("--grace-seconds", "10"),
     ]

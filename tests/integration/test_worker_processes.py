@@ -24,7 +24,7 @@ import worker_app  # noqa: E402
 
 from postgres_support import PostgresDatabase, terminate_sessions  # noqa: E402
 
-WORKER_COMMAND = (sys.executable, "-m", "conveyor.cli", "-v", "worker", "--import", "worker_app")
+WORKER_COMMAND = (sys.executable, "-m", "conveyor.cli", "-v", "worker", "--app", "worker_app")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
