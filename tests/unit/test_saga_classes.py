@@ -24,6 +24,7 @@ from conveyor import (
     SqliteBackend,
     StepContext,
     StepState,
+    Workflow,
 )
 from conveyor.definition.arguments import from_input, from_result
 from conveyor.definition.registry import Registry
@@ -576,9 +577,12 @@ def test_a_subclass_keeps_the_place_of_the_steps_it_redeclares_and_appends_new_o
 
 
 def test_each_class_is_compiled_once_when_it_is_defined() -> None:
-    """The class's workflow is built when it is defined, once, and registered nowhere by itself."""
-    assert OrderProcessing.workflow is OrderProcessing.workflow
+    """The class's workflow is built when it is defined (each subclass its own), and registered nowhere."""
+    assert isinstance(OrderProcessing.__dict__["workflow"], Workflow)
+    assert OrderProcessing.workflow.step_names[0] == "validate_order"
+    assert isinstance(PartialOrderProcessing.__dict__["workflow"], Workflow)
     assert PartialOrderProcessing.workflow is not OrderProcessing.workflow
+    assert len(Registry()) == 0
     assert OrderProcessing.workflow.description.startswith("Seed 000's OrderProcessingReactor")
     assert OrderProcessing.workflow.step("process_payment").has_compensation
 

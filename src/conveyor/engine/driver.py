@@ -101,6 +101,8 @@ class RunDriver:
         self.clock = clock
         self.executor = executor or shared_executor()
         self.resources = resources
+        self.max_value_bytes = max_value_bytes(backend)
+        """The most JSON a step's result may take in this backend (read once, not per step)."""
         """What steps may ask for by name (the runtime's resources)."""
         self.random_unit = random_unit
         self.record_checkpoint = record_checkpoint or backend.record_checkpoint
@@ -255,9 +257,7 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, timeout_error(spec), started, finished)
         try:
-            result = encode(
-                value, what=f"result of step {spec.name!r}", max_bytes=max_value_bytes(self.backend)
-            )
+            result = encode(value, what=f"result of step {spec.name!r}", max_bytes=self.max_value_bytes)
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         except Exception as exc:  # the codec's own failure, not the value's

@@ -33,14 +33,7 @@ class RunHandle:
         status = self.wait(timeout)
         if status.is_completed():
             return status.output()
-        failure = status.error()
-        raise WorkflowFailedError(
-            f"run {self.workflow_id!r} ended {status.state.value}: {failure}",
-            workflow_id=self.workflow_id,
-            step_name=failure.step_name if failure else None,
-            attempts=failure.attempts if failure else 0,
-            status=status,
-        )
+        raise run_failed_error(status, f"run {self.workflow_id!r}")
 
     async def result_async(self, timeout_seconds: float | None = None) -> Any:
         """:meth:`result` for async code (waits on a worker thread)."""
@@ -48,3 +41,15 @@ class RunHandle:
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.workflow_id!r}>"
+
+
+def run_failed_error(status: WorkflowStatus, what: str) -> WorkflowFailedError:
+    """The error for a run that ended without completing: ``what`` (the run, or the workflow) and why."""
+    failure = status.error()
+    return WorkflowFailedError(
+        f"{what} ended {status.state.value}: {failure}",
+        workflow_id=status.workflow_id,
+        step_name=failure.step_name if failure else None,
+        attempts=failure.attempts if failure else 0,
+        status=status,
+    )

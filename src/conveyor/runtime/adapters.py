@@ -17,22 +17,28 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.backends.memory import InMemoryBackend
-from conveyor.backends.postgres import PostgresBackend
-from conveyor.backends.sqlite import SqliteBackend
 from conveyor.definition.registry import Registry as WorkflowCatalog
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import shared_executor
-from conveyor.engine.handles import RunHandle
+from conveyor.engine.handles import RunHandle, run_failed_error
 from conveyor.engine.status import WorkflowStatus
-from conveyor.errors import InvalidArgumentError, WorkflowFailedError
+from conveyor.errors import InvalidArgumentError
 from conveyor.runtime.app import Conveyor, IfRunning
 
 _lock = threading.Lock()
-_KNOWN_BACKENDS = (InMemoryBackend, SqliteBackend, PostgresBackend)
 _default: Conveyor | None = None
 _by_backend: weakref.WeakKeyDictionary[Backend, dict[Clock | None, Conveyor]] = weakref.WeakKeyDictionary()
+
+
+_last: tuple[Any, Any, Conveyor | None] = (None, None, None)
+"""The backend, clock and runtime of the last lookup (kept by weak reference otherwise)."""
+
+
+def _remember(backend: Backend, clock: Clock | None, runtime: Conveyor) -> None:
+    global _last
+    _last = (backend, clock, runtime)
 
 
 def default_runtime() -> Conveyor:
@@ -54,18 +60,21 @@ def runtime_for(backend: Backend | None, clock: Clock | None = None) -> Conveyor
         if clock is None:
             return default_runtime()
         backend = default_runtime().backend
-    if type(backend) not in _KNOWN_BACKENDS:
-        backend = check_backend(backend)
-    runtimes = _by_backend.get(backend)
+    last = _last
+    if last[0] is backend and last[1] is clock and last[2] is not None:  # one backend, call after call
+        return last[2]
+    runtimes = _by_backend.get(check_backend(backend))
     if runtimes is not None:
         runtime = runtimes.get(clock)
         if runtime is not None:
+            _remember(backend, clock, runtime)
             return runtime
     with _lock:
         runtimes = _by_backend.setdefault(check_backend(backend), {})
         runtime = runtimes.get(clock)
         if runtime is None:
             runtime = runtimes[clock] = Conveyor(backend, clock=clock)
+        _remember(backend, clock, runtime)
         return runtime
 
 
@@ -88,7 +97,7 @@ def run_durable_workflow(
     return runtime_for(backend, clock).run(
         check_workflow(workflow),
         initial_input,
-        workflow_id=check_workflow_id(workflow_id),
+        workflow_id=workflow_id,  # checked by the runtime
         correlation_id=correlation_id,
         if_running=if_running,
     )
@@ -126,13 +135,8 @@ def run_workflow(workflow: Workflow, initial_input: Any = None, *, clock: Clock 
     if status.is_completed():
         return status.output()
     failure = status.error()
-    raise WorkflowFailedError(
-        f"workflow {status.workflow_name!r} ended {status.state.value}: {failure}",
-        workflow_id=status.workflow_id,
-        step_name=failure.step_name if failure else None,
-        attempts=failure.attempts if failure else 0,
-        status=status,
-    ) from (status.exceptions.get(failure.step_name) if failure is not None else None)
+    cause = status.exceptions.get(failure.step_name) if failure is not None else None
+    raise run_failed_error(status, f"workflow {status.workflow_name!r}") from cause
 
 
 def get_workflow_status(
@@ -214,11 +218,16 @@ class Registry(WorkflowCatalog):
         clock: Clock | None = None,
     ) -> WorkflowStatus:
         """Run the registered workflow ``name`` (newest version unless ``version``) and wait for its end."""
-        return runtime_for(backend, clock).run(
-            self.get(name, version, namespace),
+        return run_by_name(
+            name,
             input,
+            registry=self,
+            backend=backend,
             workflow_id=workflow_id,
+            version=version,
+            namespace=namespace,
             correlation_id=correlation_id,
+            clock=clock,
         )
 
     def start(

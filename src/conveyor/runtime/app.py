@@ -120,6 +120,7 @@ class Conveyor:
         self.owner = PROCESS.new_owner()
         """How this runtime names itself as the owner of the runs it drives in process."""
         self._open_lock = threading.Lock()
+        self._value_limit: int | None = None
         self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
         for workflow in workflows:
@@ -163,6 +164,12 @@ class Conveyor:
                     self._backend = opened
                 backend = self._backend
         return backend
+
+    def _max_value_bytes(self) -> int:
+        limit = self._value_limit
+        if limit is None:
+            limit = self._value_limit = max_value_bytes(self.backend)
+        return limit
 
     def register(self, workflow: T, *, namespace: str | None = None, name: str | None = None) -> T:
         """Register a built workflow or a workflow class, and return it (usable as a class decorator).
@@ -209,12 +216,11 @@ class Conveyor:
         :class:`~conveyor.errors.RunAlreadyRunningError` instead). Returns the run's status, whatever
         its outcome.
         """
-        chosen = self._resolve(workflow, version)
+        chosen = workflow if type(workflow) is Workflow else self._resolve(workflow, version)
         workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
-        _check_if_running(if_running)
-        recorded = new_run(
-            chosen, workflow_id, input, correlation_id, max_bytes=max_value_bytes(self.backend)
-        )
+        if if_running != "wait":
+            _check_if_running(if_running)
+        recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
@@ -253,8 +259,10 @@ class Conveyor:
         return self._run_recorded(chosen, stored, if_running)
 
     def _run_recorded(self, workflow: Workflow, recorded: NewRun, if_running: IfRunning) -> WorkflowStatus:
-        self.backend  # noqa: B018 (opens the backend, and with it the table of local runs)
         local = self._local
+        if local is None:
+            self.backend  # noqa: B018 (opens the backend, and with it the table of local runs)
+            local = self._local
         assert local is not None
         workflow_id = recorded.workflow_id
         while True:
@@ -306,7 +314,7 @@ class Conveyor:
                     owner=record.owner,
                 )
             return None
-        lease = self._heartbeat.hold(record.workflow_id, record.epoch)
+        self._heartbeat.hold(record.workflow_id, record.epoch)
         driver = RunDriver(workflow, record, backend, clock, executor=self.executor, resources=self.resources)
         try:
             driver.drive_to_end()
@@ -318,8 +326,8 @@ class Conveyor:
                 backend.release_run(workflow_id=record.workflow_id, epoch=driver.run.epoch, wake_at=None)
             raise
         finally:
-            self._heartbeat.drop(lease)
-        return WorkflowStatus(driver.run, workflow.output_codec, dict(driver.errors))
+            self._heartbeat.drop(record.workflow_id)
+        return WorkflowStatus(driver.run, workflow.output_codec, driver.errors)
 
     def _wait_for_other_owner(self, workflow: Workflow, workflow_id: str) -> WorkflowStatus | None:
         """Wait while another process drives the run; its status once it ended, None once it is free."""
@@ -350,9 +358,7 @@ class Conveyor:
         """
         chosen = self._resolve(workflow, version)
         workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
-        recorded = new_run(
-            chosen, workflow_id, input, correlation_id, max_bytes=max_value_bytes(self.backend)
-        )
+        recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         record, created = self.backend.submit_run(recorded, now=self.clock.now())
         if not created:
             same_workflow_or_raise(record, chosen)

@@ -94,7 +94,12 @@ class _Table:
     """The runs being driven in this process."""
     waiters: int = 0
     """How many callers wait for one of them to be let go (woken, all, whenever one is)."""
-    changed: threading.Condition = field(default_factory=threading.Condition)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """Guards the table; taken directly (a C-level lock) on the hot path, through ``changed`` by waiters."""
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
 
 _TABLES: weakref.WeakKeyDictionary[Backend, _Table] = weakref.WeakKeyDictionary()
@@ -119,7 +124,7 @@ class LocalRuns:
     def try_take(self, workflow_id: str) -> bool:
         """Become the one driver of ``workflow_id`` in this process; False if another already is."""
         table = self._table
-        with table.changed:
+        with table.lock:
             if workflow_id in table.drives:
                 return False
             table.drives.add(workflow_id)
@@ -128,7 +133,7 @@ class LocalRuns:
     def let_go(self, workflow_id: str) -> None:
         """Stop being its driver, waking whoever waits."""
         table = self._table
-        with table.changed:
+        with table.lock:
             table.drives.discard(workflow_id)
             if table.waiters:
                 table.changed.notify_all()
@@ -144,50 +149,39 @@ class LocalRuns:
                 table.waiters -= 1
 
 
-class Lease:
-    """The right to write one run, at one epoch; lost when another process takes the run over."""
-
-    __slots__ = ("epoch", "lost", "workflow_id")
-
-    def __init__(self, workflow_id: str, epoch: int) -> None:
-        self.workflow_id = workflow_id
-        self.epoch = epoch
-        self.lost = False
-
-
 class Heartbeat:
     """Renews the leases of the runs one owner drives, every third of the lease, on a daemon thread.
 
-    The thread starts with the first lease held and renews all of them in one backend call per round;
-    a lease the backend says is lost is marked so, and its driver stops before its next write.
+    The thread starts with the first lease held and renews all of them in one backend call per round.
+    Holding and dropping a lease is a dict write under a lock: most runs end long before the first round.
+    A lease the backend reports lost is dropped (the run's next fenced write is refused, and its caller
+    then waits for the new owner).
     """
 
     def __init__(self, backend: Callable[[], Backend], owner: str, lease_seconds: float) -> None:
         self._backend = backend
         self.owner = owner
         self.lease_seconds = lease_seconds
-        self._held: dict[str, Lease] = {}
+        self._held: dict[str, int] = {}
+        """workflow_id -> the epoch it is held at."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def hold(self, workflow_id: str, epoch: int) -> Lease:
+    def hold(self, workflow_id: str, epoch: int) -> None:
         """Keep renewing the lease on ``workflow_id`` at ``epoch`` until :meth:`drop`."""
-        lease = Lease(workflow_id, epoch)
         with self._lock:
-            self._held[workflow_id] = lease
+            self._held[workflow_id] = epoch
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._renew, name=f"conveyor-heartbeat-{self.owner}", daemon=True
                 )
                 self._thread.start()
-        return lease
 
-    def drop(self, lease: Lease) -> None:
-        """Stop renewing ``lease``."""
+    def drop(self, workflow_id: str) -> None:
+        """Stop renewing the lease on ``workflow_id``."""
         with self._lock:
-            if self._held.get(lease.workflow_id) is lease:
-                del self._held[lease.workflow_id]
+            self._held.pop(workflow_id, None)
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
@@ -197,15 +191,15 @@ class Heartbeat:
                 continue
             try:
                 lost = self._backend().extend_leases(
-                    owner=self.owner,
-                    leases={workflow_id: lease.epoch for workflow_id, lease in held.items()},
-                    lease_seconds=self.lease_seconds,
+                    owner=self.owner, leases=held, lease_seconds=self.lease_seconds
                 )
             except BackendError:
                 log.warning("could not renew the leases of %d runs; trying again", len(held), exc_info=True)
                 continue
             for workflow_id in lost:
-                held[workflow_id].lost = True
+                with self._lock:
+                    if self._held.get(workflow_id) == held[workflow_id]:
+                        del self._held[workflow_id]
                 log.warning("run %s was taken over by another process", workflow_id)
 
     def close(self) -> None:
