@@ -228,8 +228,16 @@ def test_run_whose_lease_expired_is_recovered_by_another_owner(
         1,
     )
     with pytest.raises(LeaseLostError):
-        write(backend, "run-1", first.epoch, StepRecord("a", StepState.COMPLETED, 1), state=RunState.RUNNING)
-    write(backend, "run-1", second.epoch, StepRecord("b", StepState.COMPLETED, 1), state=RunState.RUNNING)
+        write(
+            backend,
+            "run-1",
+            first.epoch,
+            StepRecord("a", StepState.COMPLETED, 1, "1"),
+            state=RunState.RUNNING,
+        )
+    write(
+        backend, "run-1", second.epoch, StepRecord("b", StepState.COMPLETED, 1, "1"), state=RunState.RUNNING
+    )
     loaded = must_load(backend, "run-1")
     assert (loaded.steps["a"].state, loaded.steps["b"].state) == (StepState.PENDING, StepState.COMPLETED)
     assert (loaded.epoch, loaded.recoveries) == (2, 1)
@@ -267,7 +275,7 @@ def test_run_past_max_recoveries_is_dead_lettered_with_its_failure(
     """After its workers died twice with max_recoveries=1, the run is dead-lettered, not claimed again."""
     submit(backend, new_run, "run-1")
     [first] = backend.claim_runs(owner="worker-1", limit=1, lease_seconds=EXPIRED, max_recoveries=1)
-    write(backend, "run-1", first.epoch, StepRecord("a", StepState.COMPLETED, 1), state=RunState.RUNNING)
+    write(backend, "run-1", first.epoch, StepRecord("a", StepState.COMPLETED, 1, "1"), state=RunState.RUNNING)
     [second] = backend.claim_runs(owner="worker-2", limit=1, lease_seconds=EXPIRED, max_recoveries=1)
     assert second.recoveries == 1
 

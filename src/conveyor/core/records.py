@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
+from conveyor.errors import CorruptRunError
 
 MAX_TRACEBACK_CHARS = 8000
 
@@ -145,6 +146,9 @@ class RunRecord:
     """How many steps are in the completed state."""
     last_completion_order: int = 0
     in_flight: set[str] = field(default_factory=set)
+    corruption: CorruptRunError | None = None
+    """Set when the stored run could not be read: the record then stands for it as ``failed`` with this
+    error (see :func:`conveyor.backends.rows.run_from_rows`), and nothing may drive or retry it."""
 
     @property
     def is_final(self) -> bool:

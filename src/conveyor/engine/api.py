@@ -61,6 +61,8 @@ def new_run(
 def same_workflow_or_raise(record: RunRecord, workflow: Workflow) -> None:
     """Raise WorkflowMismatchError unless the stored run belongs to ``workflow`` (name, version, steps)."""
     workflow_id = record.workflow_id
+    if record.corruption is not None:  # it reads as failed, and nothing will run it: no step can mismatch
+        return
     if record.workflow_name != workflow.name or record.workflow_version != workflow.version:
         raise WorkflowMismatchError(
             f"run {workflow_id!r} belongs to workflow {record.workflow_name!r} "

@@ -237,6 +237,8 @@ class Conveyor:
         _check_if_running(if_running)
         backend = self.backend
         record = self._load(workflow_id)
+        if record.corruption is not None:  # its rows cannot be read: nothing can run it until they are fixed
+            raise record.corruption
         chosen = self._workflow_of(record) if workflow is None else self._resolve(workflow, None)
         same_workflow_or_raise(record, chosen)
         if record.state not in RETRYABLE_RUN_STATES:

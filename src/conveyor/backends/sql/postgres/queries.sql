@@ -184,3 +184,11 @@ SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, 
 
 -- name: now
 SELECT extract(epoch FROM clock_timestamp())::float8
+
+-- name: fail_corrupt_run
+-- End a run the caller just took (at %(epoch)s) whose row cannot be read: failed, with its CorruptRunError,
+-- held by nobody, so that no worker claims it again.
+UPDATE conveyor_runs
+   SET state = 'failed', error = %(error)s, owner = NULL, lease_expires_at = NULL, wake_at = NULL,
+       epoch = epoch + 1, updated_at = extract(epoch FROM clock_timestamp())::float8
+ WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
