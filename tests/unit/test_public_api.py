@@ -10,6 +10,8 @@ EXPECTED = [
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
+    "CorruptRunError",
+    "DefinitionChangedError",
     "DefinitionError",
     "EncodingError",
     "EngineError",
