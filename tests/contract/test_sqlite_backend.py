@@ -145,7 +145,7 @@ def test_opening_twice_runs_migrations_once(open_sqlite: OpenSqlite, db_path: Pa
     first.close()
     open_sqlite()
 
-    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,), (3,)]
 
 
 def test_a_file_at_schema_1_gets_the_claim_order_index_and_keeps_its_runs(
@@ -161,7 +161,7 @@ def test_a_file_at_schema_1_gets_the_claim_order_index_and_keeps_its_runs(
 
     backend = open_sqlite()
 
-    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,)]
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,), (3,)]
     assert query(db_path, "SELECT name FROM sqlite_master WHERE name = 'conveyor_runs_queue'") == [
         ("conveyor_runs_queue",)
     ]

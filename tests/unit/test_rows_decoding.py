@@ -21,7 +21,7 @@ FAILURE = Failure("a", "ValueError", "boom", 1).to_dict()
 
 RUN_ROW: tuple[Any, ...] = (
     *("run-1", "orders", "1", "running", '{"x": 1}', None, None, "corr-1", '["a", "b"]'),
-    *(1.0, 2.0, None, 1, 0, 0),
+    *(1.0, 2.0, None, 1, 0, 0, "0123456789abcdef"),
 )
 STEP_ROW = step_to_row(StepRecord("a", StepState.COMPLETED, 1, '{"ok": true}', completion_order=1))
 
@@ -41,6 +41,7 @@ RUN_COLUMNS = {
     "epoch": 12,
     "recoveries": 13,
     "generation": 14,
+    "definition_hash": 15,
 }
 STEP_COLUMNS = {
     "state": 1,
@@ -76,6 +77,7 @@ BAD_RUN_VALUES = [
     ("epoch", -1),
     ("recoveries", None),
     ("generation", 1.5),
+    ("definition_hash", 5),
 ]
 BAD_STEP_VALUES = [
     ("state", "bogus"),

@@ -43,8 +43,8 @@ class InMemoryBackend(ClosesOnExit):
         self._leases: dict[str, tuple[str, float | None]] = {}
         self._active: dict[str, None] = {}  # runs not final, oldest first
         # What never changes about a run: (workflow_id, name, version, input, correlation_id, step_names
-        # as JSON, created_at); and what does: (state, output, error, updated_at, wake_at, epoch, recoveries,
-        # generation).
+        # as JSON, created_at, definition_hash); and what does: (state, output, error, updated_at, wake_at,
+        # epoch, recoveries, generation).
         self._fixed: dict[str, tuple[Any, ...]] = {}
         self._changing: dict[str, tuple[Any, ...]] = {}
         self._steps: dict[tuple[str, str], StepRow] = {}
@@ -82,6 +82,7 @@ class InMemoryBackend(ClosesOnExit):
                     epoch=1,
                     leased_until=lease_end,
                     owner=owner,
+                    definition_hash=run.definition_hash,
                 )
                 return record, True
             record = self._load(workflow_id)
@@ -176,6 +177,7 @@ class InMemoryBackend(ClosesOnExit):
             epoch,
             recoveries,
             generation,
+            fixed[7],
         )
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
         record = run_from_rows(row, steps)
@@ -198,6 +200,7 @@ class InMemoryBackend(ClosesOnExit):
             run.correlation_id,
             orjson.dumps(run.step_names).decode(),
             now,
+            run.definition_hash,
         )
         self._changing[workflow_id] = (RUN_STATE_TEXT[state], None, None, now, None, epoch, 0, 0)
         self._recorded_steps[workflow_id] = ()

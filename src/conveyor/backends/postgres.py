@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     Connection = psycopg.Connection[tuple[Any, ...]]
     Cursor = psycopg.Cursor[tuple[Any, ...]]
 
-_LEASED_UNTIL, _STEPS, _OWNER = 15, 16, 17  # positions after the run's columns in the rows queries return
+_EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
+_LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -246,7 +247,7 @@ class PostgresBackend(ClosesOnExit):
             if row is not None:
                 record = _record(row)
                 if record.corruption is not None:  # taken, but its rows cannot be read: end it here
-                    self._fail_corrupt(cursor, record, row[12])
+                    self._fail_corrupt(cursor, record, row[_EPOCH])
                 return record, False
             return self._must_load(cursor, run.workflow_id), False  # ended, or a worker holds it
 
@@ -351,7 +352,7 @@ class PostgresBackend(ClosesOnExit):
             ]
             for record, row in zip(records, rows, strict=True):
                 if record.corruption is not None:  # it fails, alone, instead of stopping the worker
-                    self._fail_corrupt(cursor, record, row[12])
+                    self._fail_corrupt(cursor, record, row[_EPOCH])
                 elif record.state is RunState.DEAD_LETTERED:
                     # A separate statement: until it commits, readers derive the same error from the run.
                     cursor.execute(
@@ -456,6 +457,7 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
         "now": now,
         "epoch": epoch,
         "owner": owner,
+        "definition_hash": run.definition_hash,
     }
 
 
@@ -486,7 +488,7 @@ def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         *(params["workflow_id"], params["workflow_name"], params["workflow_version"], params["state"]),
         *(params["input"], None, None, params["correlation_id"], params["step_names"]),
-        *(params["now"], params["now"], None, params["epoch"], 0, 0),
+        *(params["now"], params["now"], None, params["epoch"], 0, 0, params["definition_hash"]),
     )
 
 

@@ -17,7 +17,7 @@ completion_order, compensation_attempts, compensation_error)"""
 
 RunRow = tuple[Any, ...]
 """(workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, step_names,
-created_at, updated_at, wake_at, epoch, recoveries, generation)"""
+created_at, updated_at, wake_at, epoch, recoveries, generation, definition_hash)"""
 
 STEP_COLUMNS = (
     "step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at, "
@@ -25,7 +25,7 @@ STEP_COLUMNS = (
 )
 RUN_COLUMNS = (
     "workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, "
-    "step_names, created_at, updated_at, wake_at, epoch, recoveries, generation"
+    "step_names, created_at, updated_at, wake_at, epoch, recoveries, generation, definition_hash"
 )
 
 
@@ -110,6 +110,10 @@ class _Reader:
         if type(value) is not str:
             raise self.corrupt(column, value, "which is not text")
         return value
+
+    def maybe_text(self, column: str, value: object) -> str | None:
+        """``value``, checked to be text or NULL."""
+        return None if value is None else self.text(column, value)
 
     def json(self, column: str, value: object) -> str:
         """``value``, checked to be JSON text."""
@@ -244,6 +248,7 @@ def decode_run(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRec
         epoch=read.count("epoch", row[12]),
         recoveries=recoveries,
         generation=read.count("generation", row[14]),
+        definition_hash=read.maybe_text("definition_hash", row[15]),
         completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
         last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
     )
@@ -310,6 +315,7 @@ def corrupt_run(row: Sequence[Any], step_rows: Iterable[Sequence[Any]], error: C
         epoch=count(row[12]),
         recoveries=count(row[13]),
         generation=count(row[14]),
+        definition_hash=row[15] if type(row[15]) is str else None,
         error=failure,
         corruption=error,
     )

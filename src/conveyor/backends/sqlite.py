@@ -38,12 +38,12 @@ Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at, owner FROM conveyor_runs WHERE workflow_id = ?"
-_LEASE, _OWNER = 15, 16  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
+_LEASE, _OWNER = 16, 17  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
-    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
+    "definition_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -224,11 +224,13 @@ class SqliteBackend(ClosesOnExit):
                     (
                         *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                         *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
+                        run.definition_hash,
                     ),
                 )
                 created = (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                     *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
+                    run.definition_hash,
                 )
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
@@ -299,12 +301,13 @@ class SqliteBackend(ClosesOnExit):
                 _INSERT_RUN,
                 (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
-                    *(run.correlation_id, step_names, now, now, 0, None, None),
+                    *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
                 ),
             )
             created = (
                 *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
                 *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
+                run.definition_hash,
             )
         self._signal_work()
         return run_from_rows(created, ()), True

@@ -113,6 +113,8 @@ class NewRun:
     correlation_id: str
     step_names: tuple[str, ...]
     state: RunState = RunState.RUNNING
+    definition_hash: str | None = None
+    """The hash of the workflow's definition (see ``Workflow.definition_hash``)."""
 
 
 @dataclass(slots=True)
@@ -142,6 +144,8 @@ class RunRecord:
     """Set when a process holds the run under a lease that has not expired (as last read)."""
     owner: str | None = None
     """Who last took the run (a worker's or a runtime's name), as last read; None if nobody holds it."""
+    definition_hash: str | None = None
+    """The hash of the definition the run was recorded by; None for runs recorded before there was one."""
     completed_count: int = 0
     """How many steps are in the completed state."""
     last_completion_order: int = 0

@@ -257,6 +257,7 @@ class Conveyor:
             input=record.input,  # checked when the run was first recorded
             correlation_id=record.correlation_id,
             step_names=chosen.step_names,
+            definition_hash=record.definition_hash,  # what it was recorded by (checked just above)
         )
         return self._run_recorded(chosen, stored, if_running)
 
