@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from conveyor import (
     Flow,
     InMemoryBackend,
     SqliteBackend,
+    Workflow,
     WorkflowMismatchError,
     task,
 )
@@ -211,3 +214,37 @@ def test_a_run_recorded_before_definition_hashes_is_still_served_on_postgres(
         assert record.definition_hash is None
         status = Conveyor(backend).run(SEQUENTIAL, {"id": 1}, workflow_id="old-1")
         assert status.output() == {"id": 1, "valid": True, "charged": True}
+
+
+@pytest.mark.parametrize(
+    ("recorded_by", "worker_has"),
+    [(SEQUENTIAL, FORKED), (CHAIN, REORDERED)],
+    ids=["forked-worker-on-a-sequential-run", "reordered-worker-on-a-chain-run"],
+)
+def test_a_worker_drives_only_runs_recorded_by_the_definition_it_has(
+    backend: Backend, recorded_by: Workflow, worker_has: Workflow
+) -> None:
+    """A worker whose "orders" v1 is another definition hands the run back untouched (no step run, no
+    crash); a worker that has the definition the run recorded completes it."""
+    started = Conveyor(backend).start(recorded_by, {"id": 4}, workflow_id="order-4")
+    changed = Conveyor(backend, workflows=[worker_has]).worker(concurrency=1, poll_interval_seconds=0.1)
+    thread = threading.Thread(target=changed.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while changed.stats.released == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert changed.stats.released >= 1, changed.stats
+        assert changed.stats.errors == 0, changed.stats  # a clean hand-back, not a driver that crashed
+        status = started.status()
+        assert status.is_running()
+        assert [step.attempts for step in status.steps] == [0] * len(recorded_by.step_names)
+    finally:
+        changed.stop()
+        thread.join(timeout=10)
+    record = backend.load_run("order-4")
+    assert record is not None
+    backend.release_run(workflow_id="order-4", epoch=record.epoch, wake_at=None)  # claimable at once
+    Conveyor(backend, workflows=[recorded_by]).worker(concurrency=1).run(until_idle=True)
+    expected = Conveyor(InMemoryBackend()).run(recorded_by, {"id": 4}).output()
+    assert started.status().output() == expected

@@ -59,6 +59,12 @@ def new_run(
     )
 
 
+def recorded_by(run: RunRecord, workflow: Workflow) -> bool:
+    """Whether ``run`` was recorded by this definition of ``workflow`` (or before definitions were hashed)."""
+    stored = run.definition_hash
+    return stored is None or not workflow.definition_hash or stored == workflow.definition_hash
+
+
 def same_workflow_or_raise(record: RunRecord, workflow: Workflow) -> None:
     """Raise WorkflowMismatchError unless the stored run belongs to ``workflow``: its name and version,
     and the definition the run recorded (DefinitionChangedError) or, for a run recorded before definitions
@@ -73,7 +79,7 @@ def same_workflow_or_raise(record: RunRecord, workflow: Workflow) -> None:
             workflow_id=workflow_id,
         )
     stored_hash = record.definition_hash
-    if stored_hash is not None and workflow.definition_hash and stored_hash != workflow.definition_hash:
+    if stored_hash is not None and not recorded_by(record, workflow):
         raise definition_changed(record, workflow, stored_hash)
     unknown = set(record.steps) - set(workflow.step_names)
     if unknown:
