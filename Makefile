@@ -33,7 +33,8 @@ clean:
 
 # conveyor against Sayiir and DBOS (docs/benchmarks.md). The peers go into .venv-bench only, never into
 # conveyor's dependencies; a peer that cannot be installed is named in the table and the rest still runs.
-# BENCH_ARGS passes options to benchmarks/run.py (e.g. BENCH_ARGS=--quick, or --no-scale).
+# BENCH_ARGS passes options to benchmarks/run.py (e.g. BENCH_ARGS=--quick, or --no-scale, or
+# '--against HEAD~1' to measure the last commit beside this build, cell by cell, and print the ratios).
 bench:
 	@if [ ! -f .venv-bench/.installed ]; then \
 		$(PYTHON) -m venv .venv-bench && \

@@ -73,6 +73,7 @@ def render(
         ".venv-bench/bin/python benchmarks/run.py --quick   # smaller sizes; leaves this page alone",
         ".venv-bench/bin/python benchmarks/run.py --only conveyor --groups one-client",
         ".venv-bench/bin/python benchmarks/run.py --skip-peers --scale   # conveyor, with the scale check",
+        "make bench BENCH_ARGS='--skip-peers --no-scale --against HEAD~1'  # beside the last commit",
         "```",
         "",
         _run_summary(record, results_path),

@@ -40,6 +40,8 @@ class Cell:
     """(kind, bound): ``min_value``, ``max_value``, ``max_us_per_step``, ``max_max``."""
     timeout: float = 900.0
     result: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """The same measurement at the ``--against`` commit, when one was given."""
 
     @property
     def key(self) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import docs, report
+from benchmarks import baseline, docs, report
 from benchmarks.common import REPO, SERVER_URL, error_result
 from benchmarks.plan import ENGINES, GROUPS, MODULES, Cell, cells
 
@@ -40,11 +40,19 @@ RESULTS = REPO / "benchmarks" / "results"
 PEER_PACKAGES = {"sayiir": "sayiir", "dbos": "dbos"}
 
 
-def measure(module: str, name: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+def measure(
+    module: str, name: str, params: dict[str, Any], timeout: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run one measurement in a fresh process and return its result (or the error that stopped it)."""
     command = [sys.executable, "-m", "benchmarks.measure", module, name, json.dumps(params)]
     process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
@@ -209,6 +217,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--doc", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite docs/benchmarks.md (default: on for a full run)")  # fmt: skip
     parser.add_argument("--no-hardware", action="store_true", help="skip the hardware limits")
+    parser.add_argument("--against", metavar="REF",
+                        help="measure conveyor at commit REF too, cell by cell; print ratios")  # fmt: skip
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="with --against: measure each cell this many times at each build")  # fmt: skip
     parser.add_argument("--from-results", type=Path, metavar="JSON",
                         help="print a results file's table and rewrite the docs from it")  # fmt: skip
     return parser.parse_args(argv)
@@ -228,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     write_doc = full_run if arguments.doc is None else arguments.doc
     started = time.time()
     snapshot, source = snapshot_source()
+    against = baseline.export(arguments.against) if arguments.against else None
     monitor = LoadMonitor()
     postgres_problem = None if arguments.skip_postgres else postgres_reachable()
     planned = cells(arguments.quick, engines, groups, postgres=not arguments.skip_postgres)
@@ -255,11 +268,22 @@ def main(argv: list[str] | None = None) -> int:
             cell.result = {"kind": "error", "error": missing[cell.engine]}
         elif cell.backend == "postgres" and postgres_problem:
             cell.result = {"kind": "error", "error": postgres_problem}
-        else:
-            began = time.perf_counter()
-            cell.result = measure(MODULES[cell.engine], cell.measurement, cell.params, cell.timeout)
-            cell.result["seconds"] = round(time.perf_counter() - began, 1)
+        elif against is None or cell.engine != "conveyor":
+            cell.result = timed(cell)
+        else:  # both builds, one right after the other, in turns, the best of each kept
+            other = baseline.environment(against[0])
+            mine, theirs = [], []
+            for turn in range(arguments.pairs):
+                if (index + turn) % 2:
+                    mine.append(timed(cell))
+                    theirs.append(timed(cell, other))
+                else:
+                    theirs.append(timed(cell, other))
+                    mine.append(timed(cell))
+            cell.result, cell.baseline = baseline.best(mine), baseline.best(theirs)
         log(f"[{index}/{len(planned)}] {cell.key}: {report.result_label(cell.result)}")
+        if cell.baseline:
+            log(f"    at {against[1] if against else ''}: {report.result_label(cell.baseline)}")
 
     extra: dict[str, Any] = {}
     if "conveyor" in engines and not arguments.no_profile:
@@ -282,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report.text_table(table))
     print()
+    if against is not None:
+        baseline.remove(against[0])
+        print(baseline.lines(planned, against[1], report.result_label))
+        print()
     if "scale" in extra:
         print(report.scale_lines(extra["scale"]))
         print()
@@ -315,6 +343,14 @@ def main(argv: list[str] | None = None) -> int:
         page.write_text(docs.render(record, planned, table, path.relative_to(REPO).as_posix()))
         log(f"wrote {page.relative_to(REPO)}")
     return 0
+
+
+def timed(cell: Cell, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Measure one cell (with ``env``, at another build) and note how long it took."""
+    began = time.perf_counter()
+    result = measure(MODULES[cell.engine], cell.measurement, cell.params, cell.timeout, env)
+    result["seconds"] = round(time.perf_counter() - began, 1)
+    return result
 
 
 def rerender(path: Path) -> int:

@@ -10,6 +10,7 @@ every completed step, newest first. The seeds' module functions (:func:`run_dura
 
 from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteBackend, open_backend
 from conveyor.core import Failure, RunState, StepState
+from conveyor.core.records import RunPage, RunSummary
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results
 from conveyor.definition.registry import UnknownWorkflowError
@@ -86,7 +87,9 @@ __all__ = [
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
+    "RunPage",
     "RunState",
+    "RunSummary",
     "Saga",
     "SagaResult",
     "SqliteBackend",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from conveyor.backends import SqliteBackend
+from conveyor.backends.sqlite import _migrations
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
@@ -138,6 +139,17 @@ def test_opening_creates_the_file_and_its_tables(
     assert {"conveyor_runs", "conveyor_steps", "conveyor_migrations"} <= tables
 
 
+ALL_VERSIONS = [(version,) for version, _ in _migrations()]
+"""Every migration this conveyor ships, as conveyor_migrations records them."""
+
+
+def test_the_migrations_shipped_are_numbered_from_one_without_repeats() -> None:
+    """Each migration file has a number of its own; the first is 1."""
+    versions = [version for (version,) in ALL_VERSIONS]
+    assert versions[0] == 1
+    assert len(set(versions)) == len(versions)
+
+
 def test_opening_twice_runs_migrations_once(open_sqlite: OpenSqlite, db_path: Path) -> None:
     """Opening a file twice (once while open, once after close) records each migration version once."""
     first = open_sqlite()
@@ -145,7 +157,7 @@ def test_opening_twice_runs_migrations_once(open_sqlite: OpenSqlite, db_path: Pa
     first.close()
     open_sqlite()
 
-    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,), (3,)]
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == ALL_VERSIONS
 
 
 def test_a_file_at_schema_1_gets_the_claim_order_index_and_keeps_its_runs(
@@ -161,7 +173,7 @@ def test_a_file_at_schema_1_gets_the_claim_order_index_and_keeps_its_runs(
 
     backend = open_sqlite()
 
-    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == [(1,), (2,), (3,)]
+    assert query(db_path, "SELECT version FROM conveyor_migrations ORDER BY version") == ALL_VERSIONS
     assert query(db_path, "SELECT name FROM sqlite_master WHERE name = 'conveyor_runs_queue'") == [
         ("conveyor_runs_queue",)
     ]

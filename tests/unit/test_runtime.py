@@ -288,14 +288,17 @@ def test_an_owner_whose_process_ended_is_dead_even_before_it_is_reaped() -> None
     """A process of this machine that exited, or was killed and not yet reaped, is dead."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     owner = f"{PROCESS.machine}:{child.pid}:feed/1"
-    assert not owner_is_dead(owner)
-    child.kill()
-    deadline = 50
-    while not owner_is_dead(owner) and deadline:  # a zombie until waited for
-        deadline -= 1
-        subprocess.run([sys.executable, "-c", "pass"], check=True)
-    assert owner_is_dead(owner)
-    child.wait()
+    try:
+        assert not owner_is_dead(owner)
+        child.kill()
+        deadline = 50
+        while not owner_is_dead(owner) and deadline:  # a zombie until waited for
+            deadline -= 1
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+        assert owner_is_dead(owner)
+    finally:  # reaped whatever happened above, so no test leaves a process behind
+        child.kill()
+        child.wait()
     assert owner_is_dead(owner)
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
-from conveyor.core.records import Checkpoint, NewRun, RunRecord
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
+
+if TYPE_CHECKING:
+    from conveyor.backends.listing import RunQuery
 
 
 class ClosesOnExit:
@@ -72,6 +75,14 @@ class Backend(Protocol):
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record with all its steps, or ``None`` if there is no such run."""
+        ...
+
+    def list_runs(self, query: RunQuery) -> list[RunSummary]:
+        """The runs ``query`` asks for, newest first, at most ``query.limit + 1`` of them.
+
+        The extra one tells the caller another page follows. A row that cannot be read is listed with
+        its ``problem`` named, never raised.
+        """
         ...
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_STATE_TEXT,
@@ -24,7 +25,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
-from conveyor.core.records import Checkpoint, NewRun, RunRecord, StepRecord
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, StepRecord
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 
 _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
@@ -187,6 +188,18 @@ class InMemoryBackend(ClosesOnExit):
             if lease[1] is not None and lease[1] >= self._time():
                 record.leased_until = lease[1]
         return record
+
+    def list_runs(self, query: RunQuery) -> list[RunSummary]:
+        """The runs ``query`` asks for, newest first (at most one more than its limit)."""
+        with self._lock:
+            changing = self._changing
+            rows = [
+                (*fixed[:3], changing[workflow_id][0], fixed[4], fixed[6], *changing[workflow_id][3:1:-1])
+                for workflow_id, fixed in self._fixed.items()
+            ]
+        matching = [summary for summary in map(summary_from_row, rows) if query.matches(summary)]
+        matching.sort(key=lambda summary: (summary.created_at, summary.workflow_id), reverse=True)
+        return matching[: query.limit + 1]
 
     # -- work for worker processes ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
 from conveyor.backends.rows import (
     corrupt_run,
@@ -32,7 +33,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
-from conveyor.core.records import Checkpoint, NewRun, RunRecord
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
 from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError
 
@@ -292,6 +293,14 @@ class PostgresBackend(ClosesOnExit):
         """Return the run's record with all its steps (read in one statement), or ``None``."""
         with self._cursor("load a run") as cursor:
             return self._load(cursor, workflow_id)
+
+    def list_runs(self, query: RunQuery) -> list[RunSummary]:
+        """The runs ``query`` asks for, newest first (at most one more than its limit), in one statement."""
+        statement, params = query.sql("%s")
+        with self._cursor("list runs") as cursor:
+            cursor.execute(statement.encode(), params)
+            rows = cursor.fetchall()
+        return [summary_from_row(row) for row in rows]
 
     def _load(self, cursor: Cursor, workflow_id: str) -> RunRecord | None:
         cursor.execute(self._queries["load_run"], {"workflow_id": workflow_id})

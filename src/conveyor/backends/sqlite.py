@@ -19,6 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_COLUMNS,
@@ -31,7 +32,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
-from conveyor.core.records import Checkpoint, NewRun, RunRecord
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.errors import BackendError, InvalidArgumentError
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -279,6 +280,16 @@ class SqliteBackend(ClosesOnExit):
             finally:
                 cursor.close()
         return None if row is None else self._record(row, steps)
+
+    def list_runs(self, query: RunQuery) -> list[RunSummary]:
+        """The runs ``query`` asks for, newest first (at most one more than its limit), in one read."""
+        statement, params = query.sql("?")
+        with self._lock:
+            try:
+                rows = self._connection.execute(statement, params).fetchall()
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed listing runs: {exc}") from exc
+        return [summary_from_row(row) for row in rows]
 
     def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
         record = run_from_rows(row, step_rows)

@@ -8,6 +8,7 @@ text they are stored as, so what a run holds is cheap to keep and identical befo
 from __future__ import annotations
 
 import traceback as traceback_module
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,52 @@ class RunRecord:
     def is_final(self) -> bool:
         """Whether the run has ended."""
         return self.state in FINAL_RUN_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One line of a list of runs: who it is, where it stands, and the message of its error if it has one."""
+
+    workflow_id: str
+    workflow_name: str
+    workflow_version: str
+    state: RunState | None
+    """None only when the stored state could not be read (``problem`` says why)."""
+    correlation_id: str
+    created_at: float
+    """When the run was recorded, in epoch seconds."""
+    updated_at: float
+    error_message: str | None = None
+    problem: str | None = None
+    """Set when part of the stored run cannot be read: the run's own status names the whole fault."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as a JSON-ready dict."""
+        return {
+            "workflow_id": self.workflow_id,
+            "workflow_name": self.workflow_name,
+            "workflow_version": self.workflow_version,
+            "state": None if self.state is None else self.state.value,
+            "correlation_id": self.correlation_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "error_message": self.error_message,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of a list of runs, newest first, and the token that asks for the next (None at the end)."""
+
+    runs: tuple[RunSummary, ...]
+    next_page: str | None = None
+
+    def __iter__(self) -> Iterator[RunSummary]:
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
 
 
 @dataclass(slots=True)

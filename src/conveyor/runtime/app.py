@@ -28,10 +28,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
+from conveyor.backends.listing import RunQuery, check_limit, page_token, read_page_token
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
 from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
-from conveyor.core.records import NewRun, RunRecord
+from conveyor.core.records import NewRun, RunPage, RunRecord
+from conveyor.core.states import RunState
 from conveyor.definition.registry import Registry, UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import new_run, same_workflow_or_raise
@@ -396,6 +398,39 @@ class Conveyor:
         workflow = self._known_workflow(record)
         return wait_for_run(workflow_id, self.backend, timeout_seconds=timeout, workflow=workflow)
 
+    def runs(
+        self,
+        workflow: Workflow | type | str | None = None,
+        *,
+        state: RunState | str | Iterable[RunState | str] | None = None,
+        limit: int = 50,
+        page: str | None = None,
+    ) -> RunPage:
+        """The runs recorded, newest first, ``limit`` at a time (at most 1,000).
+
+        ``workflow`` keeps the runs of one workflow (a workflow, a class, or a name); ``state`` those in
+        one state or any of several. ``page`` is the ``next_page`` token of the page before, for the next
+        one; a run recorded meanwhile never makes another appear twice.
+        """
+        query = RunQuery(
+            workflow_name=None if workflow is None else self._workflow_name(workflow),
+            states=_states(state),
+            before=None if page is None else read_page_token(page),
+            limit=check_limit(limit),
+        )
+        found = self.backend.list_runs(query)
+        if len(found) <= query.limit:
+            return RunPage(tuple(found))
+        return RunPage(tuple(found[: query.limit]), page_token(found[query.limit - 1]))
+
+    def _workflow_name(self, workflow: Workflow | type | str) -> str:
+        if isinstance(workflow, str):
+            try:
+                return self.registry.get(workflow).name
+            except UnknownWorkflowError:
+                return workflow  # runs of workflows this runtime does not know are listed too
+        return self._resolve(workflow, None).name
+
     def _load(self, workflow_id: str) -> RunRecord:
         record = self.backend.load_run(workflow_id)
         if record is None:
@@ -441,6 +476,10 @@ class Conveyor:
         """:meth:`start` for async code."""
         return await asyncio.to_thread(lambda: self.start(workflow, input, **options))
 
+    async def runs_async(self, workflow: Workflow | type | str | None = None, **options: Any) -> RunPage:
+        """:meth:`runs` for async code."""
+        return await asyncio.to_thread(self.runs, workflow, **options)
+
     async def status_async(self, workflow_id: str) -> WorkflowStatus:
         """:meth:`status` for async code."""
         return await asyncio.to_thread(self.status, workflow_id)
@@ -472,6 +511,21 @@ class Conveyor:
     def __repr__(self) -> str:
         where = self._backend_url or (repr(self._backend) if self._backend is not None else "default")
         return f"<Conveyor {where} workflows={len(self.registry)}>"
+
+
+def _states(state: RunState | str | Iterable[RunState | str] | None) -> tuple[RunState, ...]:
+    """The states a listing keeps, each checked: a misspelt one is a clear error, not an empty list."""
+    if state is None:
+        return ()
+    given = [state] if isinstance(state, str) else list(state)
+    chosen = []
+    for one in given:
+        try:
+            chosen.append(RunState(one))
+        except ValueError:
+            known = ", ".join(member.value for member in RunState)
+            raise InvalidArgumentError(f"{one!r} is not a run state; the states are {known}") from None
+    return tuple(chosen)
 
 
 def _check_if_running(if_running: object) -> None:
