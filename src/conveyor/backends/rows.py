@@ -160,7 +160,41 @@ _SHOWN_CHARS = 80
 
 
 def step_from_row(row: Sequence[Any], workflow_id: str = "") -> StepRecord:
-    """The record a row stores; :class:`CorruptRunError` if a column of it cannot be read."""
+    """The record a row stores; :class:`CorruptRunError` if a column of it cannot be read.
+
+    The common row (every type as written, no errors stored) is checked in one expression; anything else
+    goes through :func:`_read_step`, which names the column at fault.
+    """
+    if len(row) == _STEP_WIDTH:
+        name, state_text, attempts, result, error, next_at, started, finished, order, undos, undo_error = row
+        state = _STEP_STATES.get(state_text)
+        if (
+            state is not None
+            and type(name) is str
+            and type(attempts) is int
+            and type(undos) is int
+            and attempts >= 0
+            and undos >= 0
+            and error is None
+            and undo_error is None
+            and (order is None or type(order) is int)
+            and (next_at is None or type(next_at) in _NUMBERS)
+            and (started is None or type(started) in _NUMBERS)
+            and (finished is None or type(finished) in _NUMBERS)
+            and (type(result) is str if state is StepState.COMPLETED else result is None)
+        ):
+            try:
+                if result is not None:
+                    orjson.loads(result)
+            except orjson.JSONDecodeError:
+                pass  # named below
+            else:
+                return StepRecord(name, state, attempts, result, None, next_at, started, finished, order, undos)
+    return _read_step(row, workflow_id)
+
+
+def _read_step(row: Sequence[Any], workflow_id: str) -> StepRecord:
+    """:func:`step_from_row` column by column: raises :class:`CorruptRunError` naming the first bad one."""
     read = _Reader(workflow_id)
     if len(row) != _STEP_WIDTH:
         raise read.corrupt("steps", row[0] if len(row) == 1 else tuple(row), "which is not a step's row")
