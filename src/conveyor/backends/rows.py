@@ -189,7 +189,9 @@ def step_from_row(row: Sequence[Any], workflow_id: str = "") -> StepRecord:
             except orjson.JSONDecodeError:
                 pass  # named below
             else:
-                return StepRecord(name, state, attempts, result, None, next_at, started, finished, order, undos)
+                return StepRecord(
+                    name, state, attempts, result, None, next_at, started, finished, order, undos
+                )
     return _read_step(row, workflow_id)
 
 
