@@ -169,3 +169,31 @@ def test_the_memory_backend_fails_a_claimed_run_whose_step_row_went_bad() -> Non
     assert failed.error is not None
     assert "'bogus'" in failed.error.message
     assert backend.claim_runs(owner="w", limit=10, lease_seconds=60, max_recoveries=5) == []
+
+
+def test_running_a_corrupt_memory_run_again_returns_it_failed_and_ends_it() -> None:
+    """In process, a run whose step row went bad: run() on its id returns it failed with CorruptRunError
+    and stores it failed, so that no worker claims it; retry() refuses it."""
+    from conveyor import Conveyor, Flow, task
+
+    @task
+    def only(x: int) -> int:
+        return x
+
+    flow = Flow("memory-corrupt").then(only).build()
+    backend = InMemoryBackend()
+    app = Conveyor(backend, workflows=[flow])
+    app.run(flow, 1, workflow_id="bad")
+    backend._changing["bad"] = ("running", *backend._changing["bad"][1:])
+    backend._active["bad"] = None
+    backend._steps[("bad", "only")] = with_value(backend._steps[("bad", "only")], 2, "many")
+
+    status = app.run(flow, 1, workflow_id="bad")
+
+    assert status.is_failed()
+    assert status.error() is not None
+    assert status.error().error_type == "CorruptRunError"  # type: ignore[union-attr]
+    assert backend._changing["bad"][0] == "failed"
+    assert backend.claim_runs(owner="w", limit=10, lease_seconds=60, max_recoveries=5) == []
+    with pytest.raises(CorruptRunError, match="column attempts holds 'many'"):
+        app.retry("bad")
