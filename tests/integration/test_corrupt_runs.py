@@ -236,7 +236,8 @@ def test_a_corrupt_run_fails_alone_while_the_worker_completes_the_others(
 @pytest.mark.parametrize(("database", "case"), CASES, indirect=["database"])
 def test_status_and_run_of_a_corrupt_run_report_it_failed(database: Database, case: str) -> None:
     """Reading a corrupt run, or running its id again in process, gives its failed status, never a raw
-    ValueError; retrying it by hand raises CorruptRunError."""
+    ValueError; running it stores it failed (when it was a run to drive); retrying it raises
+    CorruptRunError."""
     corruption = CORRUPTIONS[case]
     backend = database.open()
     app = Conveyor(backend, workflows=[FLOW])
@@ -248,6 +249,9 @@ def test_status_and_run_of_a_corrupt_run_report_it_failed(database: Database, ca
         again = app.run(FLOW, {"id": "bad"}, workflow_id="bad")
         assert again.is_failed()
         assert again.error() is not None
+        stored = database.query("SELECT state FROM conveyor_runs WHERE workflow_id = ?", ("bad",))
+        # A state this conveyor does not know (a newer one's, say) is left as it is; any other run is ended.
+        assert stored == [("bogus",) if case == "unknown run state" else ("failed",)]
         if not corruption.healed_by_failing:  # else its row is sound again, and a retry runs it
             with pytest.raises(CorruptRunError, match="bad"):
                 app.retry("bad")
