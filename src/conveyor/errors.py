@@ -13,6 +13,8 @@ Each exception's docstring is its default message. Each carries the context a pe
     ├── RunError                 about one run
     │   ├── RunNotFoundError
     │   ├── WorkflowMismatchError
+    │   │   └── DefinitionChangedError the run was recorded by another definition of its workflow
+    │   ├── CorruptRunError      a stored row of the run cannot be read; the run fails alone
     │   ├── RunNotRetryableError   retry asked of a run that did not fail
     │   ├── RunAlreadyRunningError another caller is driving this run (asked not to wait)
     │   ├── InvalidTransitionError
@@ -78,6 +80,29 @@ class RunNotFoundError(RunError, LookupError):
 
 class WorkflowMismatchError(RunError):
     """A run with this workflow_id exists but belongs to a different workflow."""
+
+
+class DefinitionChangedError(WorkflowMismatchError):
+    """A run with this workflow_id was recorded by a different definition of the same workflow."""
+
+    workflow_name: str
+    stored_hash: str
+    """The definition hash the run recorded."""
+    new_hash: str
+    """The definition hash of the workflow it was asked to run under."""
+    added_steps: tuple[str, ...]
+    """Steps the new definition has that the recorded one did not."""
+    removed_steps: tuple[str, ...]
+    """Steps the recorded definition had that the new one does not."""
+
+
+class CorruptRunError(RunError):
+    """A stored row of this run cannot be read, so the run cannot go on; it fails alone."""
+
+    column: str
+    """Where the bad value is: ``conveyor_runs.<column>`` or ``conveyor_steps.<column>``."""
+    step_name: str | None
+    """The step whose row is at fault, when it is a step's."""
 
 
 class RunNotRetryableError(RunError):

@@ -61,6 +61,11 @@ def write(backend: Backend, workflow_id: str, epoch: int, *steps: StepRecord, st
     backend.record_checkpoint(checkpoint(workflow_id, epoch, *steps, state=state))
 
 
+def completed(name: str) -> StepRecord:
+    """The record of step ``name`` completed at its first attempt (with a result, as every one has)."""
+    return StepRecord(name, StepState.COMPLETED, 1, "1")
+
+
 def must_load(backend: Backend, workflow_id: str) -> RunRecord:
     """Load a run that must exist."""
     record = backend.load_run(workflow_id)
@@ -228,8 +233,16 @@ def test_run_whose_lease_expired_is_recovered_by_another_owner(
         1,
     )
     with pytest.raises(LeaseLostError):
-        write(backend, "run-1", first.epoch, StepRecord("a", StepState.COMPLETED, 1), state=RunState.RUNNING)
-    write(backend, "run-1", second.epoch, StepRecord("b", StepState.COMPLETED, 1), state=RunState.RUNNING)
+        write(
+            backend,
+            "run-1",
+            first.epoch,
+            StepRecord("a", StepState.COMPLETED, 1, "1"),
+            state=RunState.RUNNING,
+        )
+    write(
+        backend, "run-1", second.epoch, StepRecord("b", StepState.COMPLETED, 1, "1"), state=RunState.RUNNING
+    )
     loaded = must_load(backend, "run-1")
     assert (loaded.steps["a"].state, loaded.steps["b"].state) == (StepState.PENDING, StepState.COMPLETED)
     assert (loaded.epoch, loaded.recoveries) == (2, 1)
@@ -267,7 +280,7 @@ def test_run_past_max_recoveries_is_dead_lettered_with_its_failure(
     """After its workers died twice with max_recoveries=1, the run is dead-lettered, not claimed again."""
     submit(backend, new_run, "run-1")
     [first] = backend.claim_runs(owner="worker-1", limit=1, lease_seconds=EXPIRED, max_recoveries=1)
-    write(backend, "run-1", first.epoch, StepRecord("a", StepState.COMPLETED, 1), state=RunState.RUNNING)
+    write(backend, "run-1", first.epoch, completed("a"), state=RunState.RUNNING)
     [second] = backend.claim_runs(owner="worker-2", limit=1, lease_seconds=EXPIRED, max_recoveries=1)
     assert second.recoveries == 1
 

@@ -59,6 +59,8 @@ class Backend(Protocol):
         record carries the caller as its ``owner``. ``durable=False`` lets the
         backend skip flushing this one write to disk (it becomes durable with the next durable write);
         callers use it only where losing the write in a power cut loses nothing a caller was told about.
+        An existing run whose rows cannot be read is returned as :func:`~conveyor.backends.rows.run_from_rows`
+        reads it (failed, ``corruption`` set); if the caller could have taken it over, it is stored failed.
         """
         ...
 
@@ -74,7 +76,11 @@ class Backend(Protocol):
         ...
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
-        """Return the run's record with all its steps, or ``None`` if there is no such run."""
+        """Return the run's record with all its steps, or ``None`` if there is no such run.
+
+        Never raises for what the rows hold: a run that cannot be read comes back failed with a
+        ``CorruptRunError`` failure and ``corruption`` set (nothing is written).
+        """
         ...
 
     def list_runs(self, query: RunQuery) -> list[RunSummary]:
@@ -118,6 +124,8 @@ class Backend(Protocol):
         ``workflow_names``, only runs of those workflows are claimed (a worker claims what it can run).
         With ``reclaim_own``, runs still leased to ``owner`` are ready too: a worker restarted under the
         same name takes back at once what its previous life held, without waiting for the leases to expire.
+        A ready run whose rows cannot be read is stored ``failed`` with its ``CorruptRunError`` (held by
+        nobody, never claimed again) instead of being returned.
         """
         ...
 

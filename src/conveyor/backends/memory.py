@@ -44,8 +44,8 @@ class InMemoryBackend(ClosesOnExit):
         self._leases: dict[str, tuple[str, float | None]] = {}
         self._active: dict[str, None] = {}  # runs not final, oldest first
         # What never changes about a run: (workflow_id, name, version, input, correlation_id, step_names
-        # as JSON, created_at); and what does: (state, output, error, updated_at, wake_at, epoch, recoveries,
-        # generation).
+        # as JSON, created_at, definition_hash); and what does: (state, output, error, updated_at, wake_at,
+        # epoch, recoveries, generation).
         self._fixed: dict[str, tuple[Any, ...]] = {}
         self._changing: dict[str, tuple[Any, ...]] = {}
         self._steps: dict[tuple[str, str], StepRow] = {}
@@ -83,12 +83,18 @@ class InMemoryBackend(ClosesOnExit):
                     epoch=1,
                     leased_until=lease_end,
                     owner=owner,
+                    definition_hash=run.definition_hash,
                 )
                 return record, True
             record = self._load(workflow_id)
-            if record.is_final:
+            held = record.leased_until is not None and (
+                take_over_from is None or record.owner != take_over_from
+            )
+            if record.corruption is not None:
+                if not held and self._changing[workflow_id][_STATE] in READY_RUN_STATES:
+                    self._fail_corrupt(workflow_id, record, now)
                 return record, False
-            if record.leased_until is not None and (take_over_from is None or record.owner != take_over_from):
+            if record.is_final or held:
                 return record, False
             self._leases[workflow_id] = (owner, lease_end)
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
@@ -172,6 +178,7 @@ class InMemoryBackend(ClosesOnExit):
             epoch,
             recoveries,
             generation,
+            fixed[7],
         )
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
         record = run_from_rows(row, steps)
@@ -206,6 +213,7 @@ class InMemoryBackend(ClosesOnExit):
             run.correlation_id,
             orjson.dumps(run.step_names).decode(),
             now,
+            run.definition_hash,
         )
         self._changing[workflow_id] = (RUN_STATE_TEXT[state], None, None, now, None, epoch, 0, 0)
         self._recorded_steps[workflow_id] = ()
@@ -264,8 +272,27 @@ class InMemoryBackend(ClosesOnExit):
                     *changing[_RECOVERIES + 1 :],
                 )
                 self._leases[workflow_id] = (owner, now + lease_seconds)
-                claimed.append(self._load(workflow_id))
+                record = self._load(workflow_id)
+                if record.corruption is None:
+                    claimed.append(record)
+                else:  # a run whose rows cannot be read: it fails, alone, instead of stopping the worker
+                    self._fail_corrupt(workflow_id, record, now)
         return claimed
+
+    def _fail_corrupt(self, workflow_id: str, record: RunRecord, now: float) -> None:
+        changing = self._changing[workflow_id]
+        epoch = changing[_EPOCH]
+        self._changing[workflow_id] = (
+            RUN_STATE_TEXT[RunState.FAILED],
+            changing[1],
+            failure_to_text(record.error),
+            now,
+            None,
+            (epoch if type(epoch) is int else 0) + 1,
+            *changing[_RECOVERIES:],
+        )
+        self._active.pop(workflow_id, None)
+        self._leases.pop(workflow_id, None)
 
     def _dead_letter(self, workflow_id: str, recoveries: int, now: float) -> None:
         completed = [

@@ -25,7 +25,14 @@ import orjson
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
-from conveyor.backends.rows import failure_to_text, lease_lost, run_from_rows, step_to_row
+from conveyor.backends.rows import (
+    corrupt_run,
+    corrupt_value,
+    failure_to_text,
+    lease_lost,
+    run_from_rows,
+    step_to_row,
+)
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
 from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError
@@ -47,7 +54,8 @@ if TYPE_CHECKING:
     Connection = psycopg.Connection[tuple[Any, ...]]
     Cursor = psycopg.Cursor[tuple[Any, ...]]
 
-_LEASED_UNTIL, _STEPS, _OWNER = 15, 16, 17  # positions after the run's columns in the rows queries return
+_EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
+_LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -238,7 +246,10 @@ class PostgresBackend(ClosesOnExit):
             cursor.execute(self._queries["take_over_run"], params)
             row = cursor.fetchone()
             if row is not None:
-                return _record(row), False
+                record = _record(row)
+                if record.corruption is not None:  # taken, but its rows cannot be read: end it here
+                    self._fail_corrupt(cursor, record, row[_EPOCH])
+                return record, False
             return self._must_load(cursor, run.workflow_id), False  # ended, or a worker holds it
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -341,16 +352,30 @@ class PostgresBackend(ClosesOnExit):
         }
         with self._cursor("claim runs", claims=True) as cursor:
             cursor.execute(self._queries["claim_runs"], params)
-            records = [_record(row) for row in cursor.fetchall()]
-            claimed = [record for record in records if record.state is not RunState.DEAD_LETTERED]
-            for record in records:
-                if record.state is RunState.DEAD_LETTERED:
+            rows = cursor.fetchall()
+            records = [_record(row) for row in rows]
+            claimed = [
+                record
+                for record in records
+                if record.state is not RunState.DEAD_LETTERED and record.corruption is None
+            ]
+            for record, row in zip(records, rows, strict=True):
+                if record.corruption is not None:  # it fails, alone, instead of stopping the worker
+                    self._fail_corrupt(cursor, record, row[_EPOCH])
+                elif record.state is RunState.DEAD_LETTERED:
                     # A separate statement: until it commits, readers derive the same error from the run.
                     cursor.execute(
                         self._queries["set_run_error"],
                         {"error": failure_to_text(record.error), "workflow_id": record.workflow_id},
                     )
         return claimed
+
+    def _fail_corrupt(self, cursor: Cursor, record: RunRecord, epoch: int) -> None:
+        """End a run this caller just took whose rows cannot be read: failed, with its CorruptRunError."""
+        cursor.execute(
+            self._queries["fail_corrupt_run"],
+            {"workflow_id": record.workflow_id, "epoch": epoch, "error": failure_to_text(record.error)},
+        )
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
         """Renew the leases ``owner`` still holds at the given epochs; return the ids whose lease was lost."""
@@ -441,6 +466,7 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
         "now": now,
         "epoch": epoch,
         "owner": owner,
+        "definition_hash": run.definition_hash,
     }
 
 
@@ -471,14 +497,25 @@ def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         *(params["workflow_id"], params["workflow_name"], params["workflow_version"], params["state"]),
         *(params["input"], None, None, params["correlation_id"], params["step_names"]),
-        *(params["now"], params["now"], None, params["epoch"], 0, 0),
+        *(params["now"], params["now"], None, params["epoch"], 0, 0, params["definition_hash"]),
     )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:
-    """The record of a row read by ``load_run`` or ``claim_runs``: run columns, leased_until, steps."""
-    steps: dict[str, list[Any]] = orjson.loads(row[_STEPS])
-    record = run_from_rows(row[:_LEASED_UNTIL], [(name, *columns) for name, columns in steps.items()])
+    """The record of a row read by ``load_run`` or ``claim_runs``: run columns, leased_until, steps.
+
+    Never raises for what the row holds: a run whose row cannot be read comes back failed (see
+    :func:`~conveyor.backends.rows.run_from_rows`).
+    """
+    try:
+        steps = orjson.loads(row[_STEPS])
+        step_rows = [(name, *columns) for name, columns in steps.items()]
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        why = "which is not an object of step name to step columns"
+        error = corrupt_value(str(row[0]), "steps", row[_STEPS], why)
+        record = corrupt_run(row[:_LEASED_UNTIL], (), error)
+    else:
+        record = run_from_rows(row[:_LEASED_UNTIL], step_rows)
     record.leased_until = row[_LEASED_UNTIL]
     record.owner = row[_OWNER] if len(row) > _OWNER else None  # claims return none: the claimer owns them
     return record

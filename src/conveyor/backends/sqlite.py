@@ -21,8 +21,11 @@ import orjson
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.rows import (
+    READY_RUN_STATES,
     RUN_COLUMNS,
     STEP_COLUMNS,
+    corrupt_value,
+    corruption_failure,
     dead_letter_failure,
     failure_to_text,
     lease_lost,
@@ -36,12 +39,12 @@ Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at, owner FROM conveyor_runs WHERE workflow_id = ?"
-_LEASE, _OWNER = 15, 16  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
+_LEASE, _OWNER = 16, 17  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
-    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
+    "definition_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -77,6 +80,10 @@ _NEXT_WAKE = (
     "FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') "
     "AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)"
 )
+_FAIL_CORRUPT = (
+    "UPDATE conveyor_runs SET state = 'failed', error = ?, owner = NULL, lease_expires_at = NULL, "
+    "wake_at = NULL, epoch = epoch + 1, updated_at = ? WHERE workflow_id = ?"
+)
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
 _FENCED_UPDATE = (
     "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ? "
@@ -108,6 +115,15 @@ def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
     elif checkpoint.steps:
         cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
     return True
+
+
+def _names(step_names: object) -> list[str]:
+    """A run's step names, or none if its ``step_names`` column cannot be read."""
+    try:
+        names = orjson.loads(step_names)  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, TypeError):
+        return []
+    return [name for name in names if type(name) is str] if type(names) is list else []
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -209,19 +225,26 @@ class SqliteBackend(ClosesOnExit):
                     (
                         *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                         *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
+                        run.definition_hash,
                     ),
                 )
                 created = (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                     *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
+                    run.definition_hash,
                 )
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
                 return record, True
             record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
-            if record.is_final:
+            held = record.leased_until is not None and (
+                take_over_from is None or record.owner != take_over_from
+            )
+            if record.corruption is not None:
+                if not held and row[3] in READY_RUN_STATES:  # a run it could drive: end it, here
+                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
                 return record, False
-            if record.leased_until is not None and (take_over_from is None or record.owner != take_over_from):
+            if record.is_final or held:
                 return record, False
             cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
             record.epoch += 1
@@ -270,9 +293,9 @@ class SqliteBackend(ClosesOnExit):
 
     def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
         record = run_from_rows(row, step_rows)
-        record.owner = row[_OWNER]
-        lease = row[_LEASE]
-        if lease is not None and lease >= self.now():
+        owner, lease = row[_OWNER], row[_LEASE]
+        record.owner = owner if type(owner) is str else None
+        if type(lease) in (int, float) and lease >= self.now():
             record.leased_until = lease
         return record
 
@@ -289,12 +312,13 @@ class SqliteBackend(ClosesOnExit):
                 _INSERT_RUN,
                 (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
-                    *(run.correlation_id, step_names, now, now, 0, None, None),
+                    *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
                 ),
             )
             created = (
                 *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
                 *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
+                run.definition_hash,
             )
         self._signal_work()
         return run_from_rows(created, ()), True
@@ -321,6 +345,11 @@ class SqliteBackend(ClosesOnExit):
                     break
                 if workflow_names is not None and name not in workflow_names:
                     continue
+                if type(recoveries) is not int:  # a run whose row is corrupt: it fails, alone, here
+                    error = corrupt_value(workflow_id, "recoveries", recoveries, "which is not a count")
+                    failure = corruption_failure(error)
+                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(failure), now, workflow_id))
+                    continue
                 recoveries += 1 if previous_owner is not None else 0
                 if recoveries > max_recoveries:
                     completed = [
@@ -330,7 +359,7 @@ class SqliteBackend(ClosesOnExit):
                             (workflow_id, "completed"),
                         )
                     ]
-                    failure = dead_letter_failure(orjson.loads(step_names), completed, recoveries)
+                    failure = dead_letter_failure(_names(step_names), completed, recoveries)
                     cursor.execute(_DEAD_LETTER, (failure_to_text(failure), recoveries, now, workflow_id))
                     continue
                 cursor.execute(_CLAIM, (owner, now + lease_seconds, recoveries, now, workflow_id))
@@ -338,7 +367,11 @@ class SqliteBackend(ClosesOnExit):
             claimed = []
             for workflow_id in claimed_ids:
                 row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
-                claimed.append(self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,))))
+                record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+                if record.corruption is None:
+                    claimed.append(record)
+                else:  # a run whose rows cannot be read: it fails, alone, instead of stopping the worker
+                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, workflow_id))
         return claimed
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
@@ -367,7 +400,9 @@ class SqliteBackend(ClosesOnExit):
         """When the earliest run waiting on a timer becomes due, or None."""
         with self._lock:
             row = self._connection.execute(_NEXT_WAKE).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        # SQLite orders numbers before text: a time that is not a number (a corrupt row) comes out only
+        # when no run has a real one.
+        return None if row is None or type(row[0]) not in (int, float) else float(row[0])
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Block until a run may have become ready, or the timeout passes.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
+from conveyor.errors import CorruptRunError
 
 MAX_TRACEBACK_CHARS = 8000
 
@@ -113,6 +114,8 @@ class NewRun:
     correlation_id: str
     step_names: tuple[str, ...]
     state: RunState = RunState.RUNNING
+    definition_hash: str | None = None
+    """The hash of the workflow's definition (see ``Workflow.definition_hash``)."""
 
 
 @dataclass(slots=True)
@@ -142,10 +145,15 @@ class RunRecord:
     """Set when a process holds the run under a lease that has not expired (as last read)."""
     owner: str | None = None
     """Who last took the run (a worker's or a runtime's name), as last read; None if nobody holds it."""
+    definition_hash: str | None = None
+    """The hash of the definition the run was recorded by; None for runs recorded before there was one."""
     completed_count: int = 0
     """How many steps are in the completed state."""
     last_completion_order: int = 0
     in_flight: set[str] = field(default_factory=set)
+    corruption: CorruptRunError | None = None
+    """Set when the stored run could not be read: the record then stands for it as ``failed`` with this
+    error (see :func:`conveyor.backends.rows.run_from_rows`), and nothing may drive or retry it."""
 
     @property
     def is_final(self) -> bool:

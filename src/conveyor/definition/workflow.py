@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
@@ -69,6 +72,10 @@ class Workflow:
     """Whether each step depends on exactly the one before it (the engine takes a shortcut then)."""
     input_validator: InputValidator | None = field(default=None, repr=False)
     """Checks (and may convert) the workflow input before a run is recorded; raises InvalidInputError."""
+    definition_hash: str = ""
+    """A stable hash of the graph (step names, order, dependencies, how each step takes its input, the
+    output step), computed once when built. Each run stores it, and refuses another definition of its
+    workflow on its id (:class:`~conveyor.errors.DefinitionChangedError`). Step code is not part of it."""
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -90,6 +97,19 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} v{self.version} steps={list(self.step_names)}>"
+
+
+def definition_hash(steps: Sequence[StepSpec], output_step: str | None) -> str:
+    """The hash of a built graph: 16 hex digits of SHA-256 over its steps' names, dependencies and input
+    kinds, in order, and its output step. The same definition has the same hash in every process."""
+    graph = {
+        "steps": [
+            [step.name, list(step.depends_on), type(step.binding).__name__, list(step.binding.sources)]
+            for step in steps
+        ],
+        "output": output_step,
+    }
+    return hashlib.sha256(orjson.dumps(graph)).hexdigest()[:16]
 
 
 def _topological_order(workflow_name: str, steps: Sequence[StepDefinition]) -> list[StepDefinition]:
@@ -191,6 +211,7 @@ def build_workflow(
         by_name=MappingProxyType({step.name: step for step in built}),
         step_names=tuple(step.name for step in built),
         input_validator=input_validator,
+        definition_hash=definition_hash(built, output_step),
         is_chain=all(
             step.depends_on == ((built[index - 1].name,) if index else ()) for index, step in enumerate(built)
         ),

@@ -10,7 +10,7 @@ from typing import Any
 from conveyor.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from conveyor.core.records import NewRun, RunRecord
 from conveyor.definition.workflow import Workflow
-from conveyor.errors import WorkflowMismatchError
+from conveyor.errors import DefinitionChangedError, WorkflowMismatchError
 
 
 class _CorrelationIds:
@@ -55,18 +55,32 @@ def new_run(
         input=encode(initial_input, what="input", max_bytes=max_bytes),
         correlation_id=correlation_id or _CORRELATION_IDS.new(),
         step_names=workflow.step_names,
+        definition_hash=workflow.definition_hash or None,
     )
 
 
+def recorded_by(run: RunRecord, workflow: Workflow) -> bool:
+    """Whether ``run`` was recorded by this definition of ``workflow`` (or before definitions were hashed)."""
+    stored = run.definition_hash
+    return stored is None or not workflow.definition_hash or stored == workflow.definition_hash
+
+
 def same_workflow_or_raise(record: RunRecord, workflow: Workflow) -> None:
-    """Raise WorkflowMismatchError unless the stored run belongs to ``workflow`` (name, version, steps)."""
+    """Raise WorkflowMismatchError unless the stored run belongs to ``workflow``: its name and version,
+    and the definition the run recorded (DefinitionChangedError) or, for a run recorded before definitions
+    were hashed, its steps."""
     workflow_id = record.workflow_id
+    if record.corruption is not None:  # it reads as failed, and nothing will run it: no step can mismatch
+        return
     if record.workflow_name != workflow.name or record.workflow_version != workflow.version:
         raise WorkflowMismatchError(
             f"run {workflow_id!r} belongs to workflow {record.workflow_name!r} "
             f"v{record.workflow_version}, not {workflow.name!r} v{workflow.version}",
             workflow_id=workflow_id,
         )
+    stored_hash = record.definition_hash
+    if stored_hash is not None and not recorded_by(record, workflow):
+        raise definition_changed(record, workflow, stored_hash)
     unknown = set(record.steps) - set(workflow.step_names)
     if unknown:
         raise WorkflowMismatchError(
@@ -74,3 +88,28 @@ def same_workflow_or_raise(record: RunRecord, workflow: Workflow) -> None:
             f"v{workflow.version} does not declare; was the workflow changed without a new version?",
             workflow_id=workflow_id,
         )
+
+
+def definition_changed(record: RunRecord, workflow: Workflow, stored_hash: str) -> DefinitionChangedError:
+    """The error for ``workflow`` asked to run a run recorded by another definition of it."""
+    stored, new = record.step_names, workflow.step_names
+    added = tuple(name for name in new if name not in stored)
+    removed = tuple(name for name in stored if name not in new)
+    if added or removed:
+        parts = [f"{what} {list(names)}" for what, names in (("adds", added), ("removes", removed)) if names]
+        change = "the new definition " + " and ".join(parts)
+    elif stored != new:
+        change = f"the same steps, in another order ({list(stored)} before, {list(new)} now)"
+    else:
+        change = "the same steps, with other dependencies or inputs"
+    return DefinitionChangedError(
+        f"run {record.workflow_id!r} was recorded by another definition of workflow {workflow.name!r} "
+        f"v{workflow.version} (definition {stored_hash}, now {workflow.definition_hash}): {change}. "
+        "Give the changed workflow a new version (or name), or use a new workflow_id",
+        workflow_id=record.workflow_id,
+        workflow_name=workflow.name,
+        stored_hash=stored_hash,
+        new_hash=workflow.definition_hash,
+        added_steps=added,
+        removed_steps=removed,
+    )

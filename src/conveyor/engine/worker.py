@@ -23,6 +23,7 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.core.records import RunRecord
 from conveyor.definition.workflow import Workflow
+from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver, WaitUntil
@@ -228,12 +229,14 @@ class Worker:
 
     def _drive(self, run: RunRecord) -> None:
         workflow = self.workflows.get((run.workflow_name, run.workflow_version))
-        if workflow is None:
+        if workflow is None or not recorded_by(run, workflow):  # another worker may have its definition
             log.error(
-                "run %s needs workflow %r v%s, which this worker does not have; handing it back",
+                "run %s needs workflow %r v%s (definition %s), which this worker does not have; "
+                "handing it back",
                 run.workflow_id,
                 run.workflow_name,
                 run.workflow_version,
+                run.definition_hash or "any",
             )
             self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
             return

@@ -239,6 +239,8 @@ class Conveyor:
         _check_if_running(if_running)
         backend = self.backend
         record = self._load(workflow_id)
+        if record.corruption is not None:  # its rows cannot be read: nothing can run it until they are fixed
+            raise record.corruption
         chosen = self._workflow_of(record) if workflow is None else self._resolve(workflow, None)
         same_workflow_or_raise(record, chosen)
         if record.state not in RETRYABLE_RUN_STATES:
@@ -257,6 +259,7 @@ class Conveyor:
             input=record.input,  # checked when the run was first recorded
             correlation_id=record.correlation_id,
             step_names=chosen.step_names,
+            definition_hash=record.definition_hash,  # what it was recorded by (checked just above)
         )
         return self._run_recorded(chosen, stored, if_running)
 

@@ -1,12 +1,12 @@
 -- The queries PostgresBackend runs, one per "-- name:" section (loaded by conveyor.backends.postgres_sql).
--- Run columns come in the order of conveyor.backends.rows.RunRow, then leased_until, then the steps (the
--- jsonb object of schema 3) as text. "Now" is always the database's clock.
+-- Run columns come in the order of conveyor.backends.rows.RunRow (definition_hash last, schema 4), then
+-- leased_until, then the steps (the jsonb object of schema 3) as text. "Now" is always the database's clock.
 
 -- name: load_run
 -- A run and all its steps: one row.
 SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
        r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
-       r.generation,
+       r.generation, r.definition_hash,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
        r.steps::text, r.owner
@@ -17,22 +17,26 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
 -- Every write below is one statement in autocommit mode: one round trip, no BEGIN or COMMIT of its own.
 -- With %(lease_seconds)s the caller holds the new run under a lease on the database's clock.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at)
+                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
+                           definition_hash)
 VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
         %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
         CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
-            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END)
+            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
+        %(definition_hash)s)
 ON CONFLICT (workflow_id) DO NOTHING
 
 -- name: insert_run_relaxed
 -- insert_run with synchronous_commit off for this statement's own transaction alone (is_local = true): the
 -- commit does not wait for the flush to disk; the next durable commit flushes it too.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at)
+                           step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
+                           definition_hash)
 SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
        CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
-            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END
+            ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
+       %(definition_hash)s
   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 ON CONFLICT (workflow_id) DO NOTHING
 
@@ -40,9 +44,10 @@ ON CONFLICT (workflow_id) DO NOTHING
 -- insert_run for a pending run, announced to idle workers (the notification is sent when it commits).
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                               step_names, created_at, updated_at, epoch, recoveries, owner)
+                               step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
-            %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s)
+            %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
+            %(definition_hash)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id
 )
@@ -63,7 +68,7 @@ UPDATE conveyor_runs AS r
         OR r.owner = %(take_over_from)s)
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
-          r.generation, r.lease_expires_at,
+          r.generation, r.definition_hash, r.lease_expires_at,
           r.steps::text, r.owner
 
 -- name: write_checkpoint
@@ -139,7 +144,7 @@ UPDATE conveyor_runs AS r
  WHERE r.workflow_id = ready.workflow_id
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
-          r.generation, r.lease_expires_at,
+          r.generation, r.definition_hash, r.lease_expires_at,
           r.steps::text
 
 -- name: set_run_error
@@ -184,3 +189,11 @@ SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, 
 
 -- name: now
 SELECT extract(epoch FROM clock_timestamp())::float8
+
+-- name: fail_corrupt_run
+-- End a run the caller just took (at %(epoch)s) whose row cannot be read: failed, with its CorruptRunError,
+-- held by nobody, so that no worker claims it again.
+UPDATE conveyor_runs
+   SET state = 'failed', error = %(error)s, owner = NULL, lease_expires_at = NULL, wake_at = NULL,
+       epoch = epoch + 1, updated_at = extract(epoch FROM clock_timestamp())::float8
+ WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
