@@ -70,14 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         import uvicorn
 
-        from conveyor.backends.urls import open_backend
         from examples.orders.api import create_app
+        from examples.orders.workflows import shop_runtime
 
-        backend = open_backend(arguments.db)
-        try:
-            uvicorn.run(create_app(system, backend), host=arguments.host, port=arguments.port)
-        finally:
-            backend.close()
+        with shop_runtime(arguments.db, system=system) as shop:
+            uvicorn.run(create_app(shop), host=arguments.host, port=arguments.port)
         return 0
     finally:
         system.close()

@@ -1,15 +1,17 @@
 """The order API (FastAPI): place an order, follow it, cancel it. An edge: it calls services and conveyor.
 
 - ``POST /orders``: the body is validated (a bad field is named: ``items.0.quantity``); the order is
-  recorded and its workflow started with ``conveyor.start_workflow``; the answer, ``202``, carries the order
-  id and its status URL. The same ``Idempotency-Key`` header returns the same order (and starts nothing
-  new); the same key with another body is refused with ``422``.
+  recorded and its workflow started through the shop's runtime (``shop.start``); the answer, ``202``,
+  carries the order id and its status URL. The same ``Idempotency-Key`` header returns the same order
+  (and starts nothing new); the same key with another body is refused with ``422``.
 - ``GET /orders/{id}``: the order, its status history, and its workflow's steps with their attempts,
   timings and errors (and the cancellation's, if one was asked for).
 - ``POST /orders/{id}/cancel``: ``202`` and the cancellation's run; ``409`` once the order has shipped
   (until delivered) or failed.
 
-The workflows run in ``conveyor worker`` processes, not here.
+The workflows run in ``conveyor worker`` processes, not here. The API reads and starts runs through the
+:class:`~conveyor.Conveyor` it is given (:func:`examples.orders.workflows.shop_runtime`), and reaches the
+application's database through that runtime's ``"system"`` resource.
 """
 
 from __future__ import annotations
@@ -21,19 +23,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor import (
-    Backend,
-    RunNotFoundError,
-    StepStatus,
-    WorkflowStatus,
-    get_workflow_status,
-    start_workflow,
-)
+from conveyor import Conveyor, RunNotFoundError, StepStatus, WorkflowStatus
 from examples.orders import domain, services
 from examples.orders.adapters.orders import UnknownOrderError
 from examples.orders.fulfilment import order_fulfilment
 from examples.orders.sagas import OrderCancellation, PartialOrderProcessing
-from examples.orders.system import OrderSystem
+from examples.orders.system import SYSTEM_RESOURCE, OrderSystem
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -104,8 +99,9 @@ def _run(status: WorkflowStatus) -> dict[str, Any]:
     }
 
 
-def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
-    """The API over ``system`` (the application's database), starting runs in ``backend`` (conveyor's)."""
+def create_app(shop: Conveyor) -> FastAPI:
+    """The API over the shop's runtime: it starts and reads runs there, and uses its ``"system"``."""
+    system: OrderSystem = shop.resources[SYSTEM_RESOURCE]
     app = FastAPI(title="conveyor orders", version="1")
 
     @app.exception_handler(RequestValidationError)
@@ -123,7 +119,7 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
         if workflow_id is None:
             return None
         try:
-            return _run(get_workflow_status(workflow_id, backend))
+            return _run(shop.status(workflow_id))
         except RunNotFoundError:
             return None
 
@@ -153,7 +149,7 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
             return _field_error(422, "body", str(exc))
         workflow = PartialOrderProcessing.workflow if body.allow_partial else order_fulfilment
         # Starting is idempotent: a replayed request also heals a crash between recording and starting.
-        start_workflow(workflow, placed.workflow_id, {"order_id": placed.order_id}, backend)
+        shop.start(workflow, {"order_id": placed.order_id}, workflow_id=placed.workflow_id)
         url = f"/orders/{placed.order_id}"
         response.headers["Location"] = url
         if not placed.created:
@@ -210,9 +206,7 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
                 status_code=409,
                 content={"detail": f"order {order_id} is {order.status.value}; it cannot be cancelled now"},
             )
-        run = start_workflow(
-            OrderCancellation.workflow, cancellation_id(order_id), {"order_id": order_id}, backend
-        )
+        run = shop.start(OrderCancellation, {"order_id": order_id}, workflow_id=cancellation_id(order_id))
         response.headers["Location"] = f"/orders/{order_id}"
         return {"order_id": order_id, "cancellation_id": run.workflow_id, "status_url": f"/orders/{order_id}"}
 

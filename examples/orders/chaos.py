@@ -26,8 +26,7 @@ from typing import IO
 
 from fastapi.testclient import TestClient
 
-from conveyor import Backend, RunNotFoundError, RunState, get_workflow_status
-from conveyor.backends.urls import open_backend
+from conveyor import Conveyor, RunNotFoundError, RunState
 from examples.orders import services
 from examples.orders.adapters import audit
 from examples.orders.api import cancellation_id, create_app
@@ -35,6 +34,7 @@ from examples.orders.check import Invariant, check_invariants
 from examples.orders.domain import CANCELLABLE_IN_FLIGHT, FINAL_STATES, OrderStatus
 from examples.orders.relay import OutboxRelay
 from examples.orders.system import DATABASE_VARIABLE, FAULTS_VARIABLE, Faults, OrderSystem
+from examples.orders.workflows import shop_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the ``examples`` package (worker processes import it from there)."""
@@ -167,13 +167,13 @@ def start_worker(url: str, scenario: Scenario, log: IO[str]) -> subprocess.Popen
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def _run_summary(backend: Backend, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
+def _run_summary(shop: Conveyor, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
     """Run states, retries, compensated runs, undone steps and recovered runs over ``workflow_ids``."""
     states: Counter[str] = Counter()
     retries = compensated = undone = recovered = 0
     for workflow_id in workflow_ids:
         try:
-            status = get_workflow_status(workflow_id, backend)
+            status = shop.status(workflow_id)
         except RunNotFoundError:
             continue
         states[status.state.value] += 1
@@ -193,8 +193,8 @@ def run_chaos(
     report = on_progress or (lambda progress: None)
     started = time.monotonic()
     rng = random.Random(scenario.seed)
-    backend = open_backend(url)
     system = OrderSystem.open(url, scenario.faults)
+    shop = shop_runtime(url, system=system)
     try:
         system.db.drop_schema()
         system.db.create_schema()
@@ -206,7 +206,7 @@ def run_chaos(
         log = log_path.open("a")
         workers: list[subprocess.Popen[str]] = []
         try:
-            with TestClient(create_app(system, backend)) as client:
+            with TestClient(create_app(shop)) as client:
                 order_ids, replays, replays_matched = _submit(
                     client, rng, scenario, system, relay, progress, report
                 )
@@ -214,7 +214,7 @@ def run_chaos(
                 progress.phase = "processing"
                 workers.extend(start_worker(url, scenario, log) for _ in range(scenario.workers))
                 relay_thread.start()
-                cancelled = _process(client, rng, scenario, system, backend, relay, workers, progress, report)
+                cancelled = _process(client, rng, scenario, system, shop, relay, workers, progress, report)
                 progress.phase = "checking"
                 report(progress)
         except Exception as exc:
@@ -234,7 +234,7 @@ def run_chaos(
                 relay_thread.join(5)
             log.close()
         states, retries, compensated, undone, recovered = _run_summary(
-            backend, [services.workflow_id_for(order_id) for order_id in order_ids]
+            shop, [services.workflow_id_for(order_id) for order_id in order_ids]
         )
         with system.db.transaction(readonly=True) as tx:
             latencies = audit.order_latencies(tx)
@@ -260,8 +260,8 @@ def run_chaos(
             worker_log=log_path,
         )
     finally:
+        shop.close()
         system.close()
-        backend.close()
     return outcome
 
 
@@ -301,7 +301,7 @@ def _process(
     rng: random.Random,
     scenario: Scenario,
     system: OrderSystem,
-    backend: Backend,
+    shop: Conveyor,
     relay: OutboxRelay,
     workers: list[subprocess.Popen[str]],
     progress: Progress,
@@ -333,7 +333,7 @@ def _process(
             count = scenario.cancel_completed_rate * scenario.orders
             cancelled |= _cancel_some(system, client, rng, {OrderStatus.COMPLETED}, count)
         done = progress.finished == scenario.orders and progress.emails_pending == 0
-        if done and completed_cancelled and _cancellations_ended(backend, cancelled):
+        if done and completed_cancelled and _cancellations_ended(shop, cancelled):
             return cancelled
         report(progress)
         if all(worker.poll() is not None for worker in workers):
@@ -368,10 +368,10 @@ def _cancel_some(
     }
 
 
-def _cancellations_ended(backend: Backend, order_ids: set[str]) -> bool:
+def _cancellations_ended(shop: Conveyor, order_ids: set[str]) -> bool:
     for order_id in order_ids:
         try:
-            if get_workflow_status(cancellation_id(order_id), backend).is_running():
+            if shop.status(cancellation_id(order_id)).is_running():
                 return False
         except RunNotFoundError:
             continue

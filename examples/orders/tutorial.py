@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Flow, NonRetryableError, RetryPolicy, StepContext, task
+from conveyor import Flow, NonRetryableError, RetryPolicy, StepContext, resource, task
 from examples.orders import services
 from examples.orders.adapters.payments import CardDeclinedError, IdempotencyKeyReusedError
-from examples.orders.system import current_system
+from examples.orders.system import OrderSystem
 
 
 @task
@@ -34,9 +34,11 @@ def validate_order(order: dict[str, Any]) -> dict[str, Any]:
     return {**order, "validated": True}
 
 
-def refund_charge(payment: dict[str, Any], context: StepContext) -> None:
+def refund_charge(
+    payment: dict[str, Any], context: StepContext, system: OrderSystem = resource("system")
+) -> None:
     """Undo of ``charge_payment``: refund it."""
-    services.refund_payment(current_system(), payment["payment_id"], context.idempotency_key)
+    services.refund_payment(system, payment["payment_id"], context.idempotency_key)
 
 
 @task(
@@ -49,9 +51,11 @@ def refund_charge(payment: dict[str, Any], context: StepContext) -> None:
     ),
     compensate=refund_charge,
 )
-def charge_payment(order: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def charge_payment(
+    order: dict[str, Any], context: StepContext, system: OrderSystem = resource("system")
+) -> dict[str, Any]:
     """Charge payment with automatic retries; the idempotency key makes the retries charge once."""
-    charge = current_system().gateway.charge(
+    charge = system.gateway.charge(
         amount_cents=order["amount_cents"],
         currency="usd",
         card_token=order.get("card_token", "tok_visa"),
@@ -62,9 +66,8 @@ def charge_payment(order: dict[str, Any], context: StepContext) -> dict[str, Any
 
 
 @task
-def check_inventory(order: dict[str, Any]) -> dict[str, Any]:
+def check_inventory(order: dict[str, Any], system: OrderSystem = resource("system")) -> dict[str, Any]:
     """Verify the item is in stock."""
-    system = current_system()
     with system.db.transaction(readonly=True) as tx:
         available = system.inventory.available(tx).get(order["sku"], 0)
     return {**order, "in_stock": available >= order.get("quantity", 1)}
