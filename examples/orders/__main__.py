@@ -2,7 +2,8 @@
 
 python -m examples.orders demo [--db URL] [--orders 300]   the chaos demo (a fresh SQLite file by default)
 python -m examples.orders check --db URL                   the invariant check on any database
-python -m examples.orders serve --db URL [--port 8000]     the HTTP API (run workers beside it)
+python -m examples.orders serve --db URL [--port 8000]     the HTTP API (run workers beside it; it needs
+                                                           $ORDERS_API_TOKENS and/or $ORDERS_ADMIN_TOKEN)
 python -m examples.orders relay --db URL                   the outbox relay (sends the queued emails)
 python -m examples.orders setup --db URL                   create the tables and stock the demo catalogue
 """
@@ -51,6 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from examples.orders import services
     from examples.orders.system import OrderSystem
 
+    if arguments.command == "serve":
+        from examples.orders.access import AccessConfigurationError, ApiAccess
+
+        try:  # before anything opens: a door with no lock never starts
+            access = ApiAccess.from_environment()
+            access.require_tokens()
+        except AccessConfigurationError as exc:
+            print(f"python -m examples.orders serve: {exc}", file=sys.stderr)
+            return 2
     system = OrderSystem.open(arguments.db, create_schema=True)
     try:
         if arguments.command == "setup":
@@ -74,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from examples.orders.workflows import shop_runtime
 
         with shop_runtime(arguments.db, system=system) as shop:
-            uvicorn.run(create_app(shop), host=arguments.host, port=arguments.port)
+            app = create_app(shop, access)
+            uvicorn.run(app, host=arguments.host, port=arguments.port)
         return 0
     finally:
         system.close()

@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from conveyor import Conveyor, RunNotFoundError, RunState
 from examples.orders import services
+from examples.orders.access import ApiAccess
 from examples.orders.adapters import audit
 from examples.orders.api import cancellation_id, create_app
 from examples.orders.check import Invariant, check_invariants
@@ -130,20 +131,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, max(0, round(fraction * len(values)) - 1))]
 
 
+CUSTOMERS = 25
+"""How many customers place the scenario's orders, each with an API token of their own."""
+DECLINED_CARD = "4000000000000002"
+GOOD_CARDS = ("4242424242424242", "5555555555554444")
+"""Test card numbers (see :data:`examples.orders.adapters.payments.TEST_CARDS`): tokenised at the door."""
+
+
+def customer_tokens() -> dict[str, str]:
+    """Each demo customer's API token, by customer id."""
+    return {f"customer-{number:02d}": f"demo-token-for-customer-{number:02d}" for number in range(CUSTOMERS)}
+
+
+def _customer_of(number: int) -> str:
+    return f"customer-{number % CUSTOMERS:02d}"
+
+
 def _random_order(rng: random.Random, scenario: Scenario, number: int) -> dict[str, object]:
     wanted = rng.choice((1, 1, 2, 3))
     skus = sorted(set(rng.choices([sku for sku, *_ in CATALOGUE], POPULARITY, k=wanted)))
-    card = (
-        "tok_chargeDeclined"
-        if rng.random() < scenario.decline_rate
-        else rng.choice(("tok_visa", "tok_mastercard"))
-    )
+    card = DECLINED_CARD if rng.random() < scenario.decline_rate else rng.choice(GOOD_CARDS)
     address = (
         f"{number} Undeliverable Lane" if rng.random() < scenario.undeliverable_rate else f"{number} Tea St"
     )
     return {
-        "customer_email": f"customer{number}@example.com",
-        "card_token": card,
+        "customer_email": f"{_customer_of(number)}@example.com",
+        "card_number": card,
         "shipping_address": address,
         "items": [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in skus],
         "allow_partial": rng.random() < scenario.partial_rate,
@@ -206,7 +219,9 @@ def run_chaos(
         log = log_path.open("a")
         workers: list[subprocess.Popen[str]] = []
         try:
-            with TestClient(create_app(shop)) as client:
+            tokens = customer_tokens()
+            access = ApiAccess({token: customer for customer, token in tokens.items()})
+            with TestClient(create_app(shop, access)) as client:
                 order_ids, replays, replays_matched = _submit(
                     client, rng, scenario, system, relay, progress, report
                 )
@@ -280,14 +295,14 @@ def _submit(
     replays = matched = 0
     for number in range(scenario.orders):
         body = _random_order(rng, scenario, number)
-        key = f"demo-{scenario.seed}-{number}"
-        answer = client.post("/orders", json=body, headers={"Idempotency-Key": key})
+        headers = {"Idempotency-Key": f"demo-{scenario.seed}-{number}", **_bearer(_customer_of(number))}
+        answer = client.post("/orders", json=body, headers=headers)
         answer.raise_for_status()
         order_id = answer.json()["order_id"]
         order_ids.append(order_id)
         if rng.random() < scenario.replay_rate:  # the client's retry of a request it got no answer to
             replays += 1
-            again = client.post("/orders", json=body, headers={"Idempotency-Key": key})
+            again = client.post("/orders", json=body, headers=headers)
             matched += again.json()["order_id"] == order_id
         progress.submitted = number + 1
         if number % 10 == 0:
@@ -363,9 +378,16 @@ def _cancel_some(
     with system.db.transaction(readonly=True) as tx:
         candidates = [order for status in statuses for order in audit.order_ids_with_status(tx, status.value)]
     chosen = rng.sample(sorted(candidates), min(len(candidates), round(count)))
-    return {
-        order_id for order_id in chosen if client.post(f"/orders/{order_id}/cancel").status_code in (200, 202)
-    }
+    accepted = set()
+    for order_id in chosen:  # each by the customer who placed it
+        owner = _bearer(services.get_order(system, order_id).customer_id)
+        if client.post(f"/orders/{order_id}/cancel", headers=owner).status_code in (200, 202):
+            accepted.add(order_id)
+    return accepted
+
+
+def _bearer(customer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {customer_tokens()[customer]}"}
 
 
 def _cancellations_ended(shop: Conveyor, order_ids: set[str]) -> bool:

@@ -14,12 +14,20 @@ cents throughout; nothing here ever holds a float amount.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 Cents = int
 """An amount of money in the smallest unit of its currency (cents for USD and EUR)."""
+CARD_TOKEN_PATTERN = re.compile(r"tok_[A-Za-z0-9_]{1,64}")
+"""What a card token looks like. An order keeps the gateway's token for its card, never the number."""
+
+
+def is_card_token(value: object) -> bool:
+    """Whether ``value`` looks like a card token (``tok_`` then letters, digits or ``_``)."""
+    return isinstance(value, str) and CARD_TOKEN_PATTERN.fullmatch(value) is not None
 
 
 class OrderStatus(StrEnum):
@@ -112,8 +120,13 @@ class Order:
     id: str
     customer_email: str
     card_token: str
+    """The payment gateway's token for the card (``tok_…``): the card number is never held."""
     shipping_address: str
     lines: tuple[OrderLine, ...]
+    customer_id: str = ""
+    """Who placed the order (the API's caller): only they, and an admin, may see or cancel it."""
+    card_last4: str | None = None
+    card_brand: str | None = None
     status: OrderStatus = OrderStatus.CREATED
     currency: str = "usd"
     tax_cents: Cents = 0
@@ -186,12 +199,20 @@ def new_order(
     items: Iterable[tuple[str, int]],
     prices: Mapping[str, Cents],
     currency: str = "usd",
+    customer_id: str = "",
+    card_last4: str | None = None,
+    card_brand: str | None = None,
 ) -> Order:
-    """A new order in ``created`` for ``items`` (SKU, quantity), priced from the catalogue ``prices``."""
+    """A new order in ``created`` for ``items`` (SKU, quantity), priced from the catalogue ``prices``.
+
+    ``card_token`` must be a token (``tok_…``): a card number is refused, and the error does not repeat it.
+    """
     if "@" not in customer_email.strip("@"):
         raise InvalidOrderError(f"customer_email {customer_email!r} is not an email address")
     if not card_token:
         raise InvalidOrderError("card_token is required")
+    if not is_card_token(card_token):
+        raise InvalidOrderError("card_token must be a card token (tok_...), never a card number")
     lines = []
     for sku, quantity in items:
         if sku not in prices:
@@ -210,6 +231,9 @@ def new_order(
         card_token=card_token,
         shipping_address=shipping_address,
         lines=tuple(lines),
+        customer_id=customer_id,
+        card_last4=card_last4,
+        card_brand=card_brand,
         currency=currency,
     )
 

@@ -21,7 +21,7 @@ the parameter ``system: OrderSystem = resource("system")``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import Flow, RetryPolicy, StepContext, resource, task
 from examples.orders import services
@@ -50,6 +50,8 @@ UNDO_RETRIES = RetryPolicy(max_attempts=12, initial_delay_secs=0.1, max_delay_se
 
 class OrderInput(BaseModel):
     """The workflow's input: which order to process."""
+
+    model_config = ConfigDict(extra="forbid")  # an unexpected field (a card, say) is refused, not dropped
 
     order_id: str = Field(min_length=1)
 

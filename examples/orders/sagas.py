@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import RetryPolicy, Saga, StepContext, from_result, resource, step
 from examples.orders import domain, services
@@ -35,6 +35,8 @@ log = logging.getLogger("orders.sagas")
 
 class OrderInput(BaseModel):
     """``validate_args do required(:order_id).filled(:string) end``."""
+
+    model_config = ConfigDict(extra="forbid")  # an unexpected field (a card, say) is refused, not dropped
 
     order_id: str = Field(min_length=1)
 

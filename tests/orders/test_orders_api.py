@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from examples.orders import services
+from examples.orders.access import ApiAccess
 from examples.orders.api import create_app
 from examples.orders.system import OrderSystem
 from examples.orders.workflows import shop_runtime
@@ -17,7 +18,7 @@ from conveyor import SqliteBackend, get_workflow_status
 
 ORDER = {
     "customer_email": "ada@example.com",
-    "card_token": "tok_visa",
+    "card_number": "4242 4242 4242 4242",
     "shipping_address": "1 Tea St",
     "items": [{"sku": "mug", "quantity": 2}, {"sku": "kettle", "quantity": 1}],
 }
@@ -25,8 +26,10 @@ ORDER = {
 
 @pytest.fixture
 def client(shop: OrderSystem, backend: SqliteBackend) -> Iterator[TestClient]:
-    """The API over the test shop, in this process."""
-    with shop_runtime(backend, system=shop) as runtime, TestClient(create_app(runtime)) as api:
+    """The API over the test shop, in this process, called by the customer ``ada``."""
+    access = ApiAccess({"ada-token-0123456789": "ada"})
+    with shop_runtime(backend, system=shop) as runtime, TestClient(create_app(runtime, access)) as api:
+        api.headers["Authorization"] = "Bearer ada-token-0123456789"
         yield api
 
 
@@ -143,7 +146,7 @@ def test_a_failed_order_shows_the_step_that_failed_and_why(
     client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
     """A declined card: the order failed, its reason, the failing step's error, and the undone steps."""
-    order_id = post_order(client, {**ORDER, "card_token": "tok_chargeDeclined"}).json()["order_id"]
+    order_id = post_order(client, {**ORDER, "card_number": "4000 0000 0000 0002"}).json()["order_id"]
     drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["status"] == "failed"
@@ -206,7 +209,7 @@ def test_a_failed_order_cannot_be_cancelled(
     client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
     """409 for an order that already failed."""
-    order_id = post_order(client, {**ORDER, "card_token": "tok_chargeDeclined"}).json()["order_id"]
+    order_id = post_order(client, {**ORDER, "card_number": "4000 0000 0000 0002"}).json()["order_id"]
     drive(shop, backend)
     answer = client.post(f"/orders/{order_id}/cancel")
     assert answer.status_code == 409
