@@ -7,6 +7,10 @@ conveyor status order-1001 --backend sqlite:///conveyor.db
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
+
+Every option is checked as it is parsed (:mod:`conveyor.cli_arguments`). Whatever goes wrong is one line on
+stderr: exit 2 for a bad argument or a backend that cannot be opened, 1 for an error while the command
+runs, 3 when ``start --wait --timeout`` runs out before the run ends; a traceback only with ``--verbose``.
 """
 
 from __future__ import annotations
