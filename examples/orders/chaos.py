@@ -1,8 +1,9 @@
 """The chaos scenario the demo shows and the end-to-end test asserts: many orders, faults, a killed worker.
 
 :func:`run_chaos` on a database URL: resets the application's tables and stocks a catalogue (some SKUs
-scarce); submits the orders through the HTTP API (declined cards, undeliverable addresses, partial
-fulfilment, requests repeated with the same Idempotency-Key); starts ``conveyor worker`` processes and an
+scarce); submits the orders through the HTTP API as 25 customers, each with their own token, paying with
+test card numbers (declined cards, undeliverable addresses, partial fulfilment, requests repeated with the
+same Idempotency-Key); starts ``conveyor worker`` processes and an
 outbox relay on the full queue; cancels some orders in flight and some once completed; kills one worker
 with SIGKILL midway; waits for every order to end and every email to go; stops the rest; and checks the
 invariants. The simulated providers misbehave as :class:`~examples.orders.system.Faults` says: gateway
@@ -138,9 +139,10 @@ GOOD_CARDS = ("4242424242424242", "5555555555554444")
 """Test card numbers (see :data:`examples.orders.adapters.payments.TEST_CARDS`): tokenised at the door."""
 
 
-def customer_tokens() -> dict[str, str]:
-    """Each demo customer's API token, by customer id."""
-    return {f"customer-{number:02d}": f"demo-token-for-customer-{number:02d}" for number in range(CUSTOMERS)}
+CUSTOMER_TOKENS = {
+    f"customer-{number:02d}": f"demo-token-for-customer-{number:02d}" for number in range(CUSTOMERS)
+}
+"""Each demo customer's API token, by customer id (the demo's API accepts these, and no others)."""
 
 
 def _customer_of(number: int) -> str:
@@ -219,8 +221,7 @@ def run_chaos(
         log = log_path.open("a")
         workers: list[subprocess.Popen[str]] = []
         try:
-            tokens = customer_tokens()
-            access = ApiAccess({token: customer for customer, token in tokens.items()})
+            access = ApiAccess({token: customer for customer, token in CUSTOMER_TOKENS.items()})
             with TestClient(create_app(shop, access)) as client:
                 order_ids, replays, replays_matched = _submit(
                     client, rng, scenario, system, relay, progress, report
@@ -387,7 +388,7 @@ def _cancel_some(
 
 
 def _bearer(customer: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {customer_tokens()[customer]}"}
+    return {"Authorization": f"Bearer {CUSTOMER_TOKENS[customer]}"}
 
 
 def _cancellations_ended(shop: Conveyor, order_ids: set[str]) -> bool:

@@ -226,6 +226,13 @@ def test_a_customer_sees_and_cancels_only_their_own_orders(
     assert client.post(f"/orders/{order_id}/cancel", headers=bearer(ADA)).status_code == 202
 
 
+def test_an_admin_token_reads_every_order_but_places_none(client: TestClient) -> None:
+    """The admin's token is for looking after orders: placing one with it is a 403."""
+    answer = client.post("/orders", json=ORDER, headers=bearer(ADMIN))
+    assert answer.status_code == 403
+    assert "customer" in answer.json()["detail"]
+
+
 def test_an_idempotency_key_belongs_to_the_customer_who_used_it(client: TestClient) -> None:
     """Bob reusing Ada's key makes his own order: he neither gets hers back nor learns its id."""
     first = client.post("/orders", json=ORDER, headers={**bearer(ADA), "Idempotency-Key": "k-1"})
