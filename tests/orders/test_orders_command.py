@@ -1,4 +1,4 @@
-"""``python -m examples.orders``, as a subprocess: each bad argument is one line on stderr, a non-zero exit."""
+"""``python -m examples.orders`` as a subprocess: each bad argument is one line on stderr, a non-zero exit."""
 
 from __future__ import annotations
 
