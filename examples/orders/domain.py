@@ -18,16 +18,31 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 Cents = int
 """An amount of money in the smallest unit of its currency (cents for USD and EUR)."""
-CARD_TOKEN_PATTERN = re.compile(r"tok_[A-Za-z0-9_]{1,64}")
-"""What a card token looks like. An order keeps the gateway's token for its card, never the number."""
+CARD_TOKEN_PATTERN = re.compile(r"tok_(?![A-Za-z0-9_]*[0-9]{12})[A-Za-z0-9_]{1,64}")
+"""What a card token looks like: ``tok_`` then letters, digits or ``_``, and never twelve digits in a row
+(a card number behind a ``tok_`` prefix is still a card number). An order keeps the gateway's token for
+its card, never the number."""
 
 
 def is_card_token(value: object) -> bool:
-    """Whether ``value`` looks like a card token (``tok_`` then letters, digits or ``_``)."""
+    """Whether ``value`` looks like a card token (see :data:`CARD_TOKEN_PATTERN`)."""
     return isinstance(value, str) and CARD_TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def _card_token(value: str) -> str:
+    if not is_card_token(value):  # the error does not repeat the value: it may be a card number
+        raise ValueError("must be a card token (tok_ then letters, digits or _), never a card number")
+    return value
+
+
+CardToken = Annotated[str, AfterValidator(_card_token)]
+"""A string field that holds a card token (for pydantic models at the doors: the API, the workflows)."""
 
 
 class OrderStatus(StrEnum):

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from conveyor import Flow, NonRetryableError, RetryPolicy, StepContext, resource, task
 from examples.orders import services
 from examples.orders.adapters.payments import CardDeclinedError, IdempotencyKeyReusedError
-from examples.orders.domain import CARD_TOKEN_PATTERN
+from examples.orders.domain import CardToken
 from examples.orders.system import OrderSystem
 
 
@@ -36,7 +36,7 @@ class TutorialOrder(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    card_token: str = Field(default="tok_visa", pattern=f"^{CARD_TOKEN_PATTERN.pattern}$")
+    card_token: CardToken = "tok_visa"
 
 
 @task

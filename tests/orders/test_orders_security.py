@@ -126,12 +126,13 @@ def test_a_card_number_is_tokenised_at_the_door_and_never_stored(
     assert CARD not in caplog.text
 
 
+@pytest.mark.parametrize("token", [CARD, f"tok_{CARD}", f"tok_visa_{CARD}_x"])
 def test_a_card_number_sent_as_the_token_is_refused_and_never_stored(
-    shop_on: tuple[str, OrderSystem, Conveyor], client: TestClient
+    shop_on: tuple[str, OrderSystem, Conveyor], client: TestClient, token: str
 ) -> None:
-    """A card number where a token goes is a 422 naming the field, and is stored nowhere."""
+    """A card number where a token goes (even behind ``tok_``) is a 422 naming the field, stored nowhere."""
     url, _, _ = shop_on
-    body = {key: value for key, value in ORDER.items() if key != "card_number"} | {"card_token": CARD}
+    body = {key: value for key, value in ORDER.items() if key != "card_number"} | {"card_token": token}
     answer = client.post("/orders", json=body, headers=bearer(ADA))
     assert answer.status_code == 422
     assert "card_token" in answer.json()["detail"]
@@ -174,6 +175,10 @@ def test_a_card_as_a_secret_in_a_workflow_input_is_refused_before_anything_is_st
     [
         (tutorial_order, {"order_id": "1", "amount_cents": 1, "customer_email": "a@b.c", "card_token": CARD}),
         (checkout, {"cart_items": [{"sku": "mug", "quantity": 1}], "payment_info": {"token": CARD},
+                    "customer_info": {"email": "a@b.c"}}),
+        (tutorial_order, {"order_id": "1", "amount_cents": 1, "customer_email": "a@b.c",
+                          "card_token": f"tok_{CARD}"}),
+        (checkout, {"cart_items": [{"sku": "mug", "quantity": 1}], "payment_info": {"token": f"tok_{CARD}"},
                     "customer_info": {"email": "a@b.c"}}),
     ],
 )  # fmt: skip

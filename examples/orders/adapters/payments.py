@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+import string
 import time
 import uuid
 from dataclasses import dataclass
@@ -247,7 +248,8 @@ class PaymentGateway:
         """
         digits = check_card_number(number)
         self._network(may_fail=False)
-        card = CardToken(token=f"tok_{secrets.token_hex(12)}", brand=card_brand(digits), last4=digits[-4:])
+        random_letters = "".join(secrets.choice(string.ascii_letters) for _ in range(24))  # no digit runs
+        card = CardToken(token=f"tok_{random_letters}", brand=card_brand(digits), last4=digits[-4:])
         decline = TEST_CARDS.get(digits)
         with self.db.transaction() as tx:
             tx.execute(_INSERT_CARD, (card.token, card.brand, card.last4, decline, time.time()))
