@@ -2,7 +2,8 @@
 
 python -m examples.orders demo [--db URL] [--orders 300]   the chaos demo (a fresh SQLite file by default)
 python -m examples.orders check --db URL                   the invariant check on any database
-python -m examples.orders serve --db URL [--port 8000]     the HTTP API (run workers beside it)
+python -m examples.orders serve --db URL [--port 8000]     the HTTP API (run workers beside it; it needs
+                                                           $ORDERS_API_TOKENS and/or $ORDERS_ADMIN_TOKEN)
 python -m examples.orders relay --db URL                   the outbox relay (sends the queued emails)
 python -m examples.orders setup --db URL                   create the tables and stock the demo catalogue
 """
@@ -13,33 +14,85 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A parser whose every error is one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` on one line (not the whole usage) and exit 2."""
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _database_url(text: str) -> str:
+    if not text.isprintable() or not text.strip():
+        raise argparse.ArgumentTypeError(f"must be printable text, not {text!r}")
+    if urlsplit(text).scheme not in ("sqlite", "postgresql", "postgres"):
+        raise argparse.ArgumentTypeError(f"must be sqlite:///path.db or postgresql://..., not {text!r}")
+    return text
 
 
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    top = argparse.ArgumentParser(prog="python -m examples.orders", description="The conveyor order shop.")
+    top = _OneLineParser(prog="python -m examples.orders", description="The conveyor order shop.")
     commands = top.add_subparsers(dest="command", required=True)
+    url_help = "sqlite:///path.db or postgresql://..."
     demo = commands.add_parser("demo", help="orders with faults through two workers, one killed midway")
-    demo.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary folder)")
-    demo.add_argument("--orders", type=int, default=300, help="how many orders (default 300)")
+    demo.add_argument("--db", type=_database_url, help="database URL (default: a fresh SQLite file)")
+    demo.add_argument(
+        "--orders", type=_whole_number(1, 100_000), default=300, help="how many orders (default 300)"
+    )
     check = commands.add_parser("check", help="check the invariants on a database")
-    check.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://...")
-    serve = commands.add_parser("serve", help="serve the HTTP API")
-    serve.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://...")
+    check.add_argument("--db", required=True, type=_database_url, help=url_help)
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API (needs $ORDERS_API_TOKENS or $ORDERS_ADMIN_TOKEN)"
+    )
+    serve.add_argument("--db", required=True, type=_database_url, help=url_help)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_whole_number(1, 65_535), default=8000)
     relay = commands.add_parser("relay", help="send the emails queued in the outbox, until interrupted")
-    relay.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://...")
+    relay.add_argument("--db", required=True, type=_database_url, help=url_help)
     setup = commands.add_parser("setup", help="create the tables and stock the demo catalogue")
-    setup.add_argument("--db", required=True, help="sqlite:///path.db or postgresql://...")
+    setup.add_argument("--db", required=True, type=_database_url, help=url_help)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its exit status."""
+    """Run one command; its exit status (whatever fails is one line on stderr)."""
     arguments = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(arguments)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, naming the database: the traceback helps nobody running the shop
+        where = f" (on {arguments.db})" if getattr(arguments, "db", None) else ""
+        message = " ".join(str(exc).split())
+        print(
+            f"python -m examples.orders {arguments.command}: {type(exc).__name__}: {message}{where}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "demo":
         from examples.orders.demo import run_demo
 
@@ -51,6 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from examples.orders import services
     from examples.orders.system import OrderSystem
 
+    if arguments.command == "serve":
+        from examples.orders.access import AccessConfigurationError, ApiAccess
+
+        try:  # before anything opens: a door with no lock never starts
+            access = ApiAccess.from_environment()
+            access.require_tokens()
+        except AccessConfigurationError as exc:
+            print(f"python -m examples.orders serve: {exc}", file=sys.stderr)
+            return 2
     system = OrderSystem.open(arguments.db, create_schema=True)
     try:
         if arguments.command == "setup":
@@ -70,14 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         import uvicorn
 
-        from conveyor.backends.urls import open_backend
         from examples.orders.api import create_app
+        from examples.orders.workflows import shop_runtime
 
-        backend = open_backend(arguments.db)
-        try:
-            uvicorn.run(create_app(system, backend), host=arguments.host, port=arguments.port)
-        finally:
-            backend.close()
+        with shop_runtime(arguments.db, system=system) as shop:
+            app = create_app(shop, access)
+            uvicorn.run(app, host=arguments.host, port=arguments.port)
         return 0
     finally:
         system.close()

@@ -1,72 +1,66 @@
 """The order API (FastAPI): place an order, follow it, cancel it. An edge: it calls services and conveyor.
 
-- ``POST /orders``: the body is validated (a bad field is named: ``items.0.quantity``); the order is
-  recorded and its workflow started with ``conveyor.start_workflow``; the answer, ``202``, carries the order
-  id and its status URL. The same ``Idempotency-Key`` header returns the same order (and starts nothing
-  new); the same key with another body is refused with ``422``.
+Every request carries ``Authorization: Bearer <token>`` (see :mod:`examples.orders.access`); without a
+known token the answer is ``401``. A customer sees and cancels only their own orders: another's is a
+``404``, as if it did not exist; an admin token sees every order.
+
+- ``POST /orders``: the body is checked strictly (:mod:`examples.orders.api_models`: a bad field is named,
+  ``items.0.quantity``; nothing is coerced; text is printable). A ``card_number`` is exchanged for the
+  gateway's token at once: the order keeps the token and the last four digits, never the number. The
+  order is recorded and its workflow started through the shop's runtime (``shop.start``); the answer,
+  ``202``, carries the order id and its status URL. The same ``Idempotency-Key`` header from the same
+  customer returns the same order (and starts nothing new); the same key with another body is refused
+  with ``422``.
 - ``GET /orders/{id}``: the order, its status history, and its workflow's steps with their attempts,
   timings and errors (and the cancellation's, if one was asked for).
 - ``POST /orders/{id}/cancel``: ``202`` and the cancellation's run; ``409`` once the order has shipped
   (until delivered) or failed.
+- ``GET /products``: the catalogue.
 
-The workflows run in ``conveyor worker`` processes, not here.
+The workflows run in ``conveyor worker`` processes, not here. The API reads and starts runs through the
+:class:`~conveyor.Conveyor` it is given (:func:`examples.orders.workflows.shop_runtime`), and reaches the
+application's database through that runtime's ``"system"`` resource.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor import (
-    Backend,
-    RunNotFoundError,
-    StepStatus,
-    WorkflowStatus,
-    get_workflow_status,
-    start_workflow,
-)
+from conveyor import Conveyor, RunNotFoundError, StepStatus, WorkflowStatus
 from examples.orders import domain, services
+from examples.orders.access import ApiAccess, Caller
 from examples.orders.adapters.orders import UnknownOrderError
+from examples.orders.api_models import ORDER_ID, OrderAccepted, OrderIn, Text
 from examples.orders.fulfilment import order_fulfilment
 from examples.orders.sagas import OrderCancellation, PartialOrderProcessing
-from examples.orders.system import OrderSystem
+from examples.orders.system import SYSTEM_RESOURCE, OrderSystem
 
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-
-class ItemIn(BaseModel):
-    """One line of an order as submitted."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(gt=0, le=1_000)
+OrderId = Annotated[str, Path(pattern=ORDER_ID)]
 
 
-class OrderIn(BaseModel):
-    """An order as submitted to ``POST /orders``."""
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    """Who sent the request, by its bearer token; 401 if nobody the API knows."""
+    access: ApiAccess = request.app.state.access
+    found = access.caller(authorization)
+    if found is None:
+        raise HTTPException(
+            status_code=401,
+            detail="send Authorization: Bearer <token> with a token this shop issued",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return found
 
-    model_config = ConfigDict(extra="forbid")
 
-    customer_email: str = Field(pattern=EMAIL, max_length=254)
-    card_token: str = Field(min_length=1, max_length=100)
-    shipping_address: str = Field(min_length=1, max_length=500)
-    items: list[ItemIn] = Field(min_length=1, max_length=50)
-    allow_partial: bool = False
-    """Ship what is on the shelf and drop the rest (seed 000's partial fulfilment), instead of failing."""
+Authenticated = Annotated[Caller, Depends(_caller)]
+"""A route's caller: every route takes one, so no route answers without a known token."""
 
 
-class OrderAccepted(BaseModel):
-    """The answer to ``POST /orders``."""
-
-    order_id: str
-    workflow_id: str
-    status: str
-    status_url: str
+def _not_found(order_id: str) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": f"no order {order_id!r}"})
 
 
 def _field_error(status: int, field: str, message: str) -> JSONResponse:
@@ -104,14 +98,22 @@ def _run(status: WorkflowStatus) -> dict[str, Any]:
     }
 
 
-def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
-    """The API over ``system`` (the application's database), starting runs in ``backend`` (conveyor's)."""
-    app = FastAPI(title="conveyor orders", version="1")
+def create_app(shop: Conveyor, access: ApiAccess) -> FastAPI:
+    """The API over the shop's runtime, for the callers ``access`` knows.
+
+    It starts and reads runs through ``shop`` and uses its ``"system"``. With no token in ``access``,
+    there is no API: :class:`~examples.orders.access.AccessConfigurationError` (a ``ValueError``).
+    """
+    access.require_tokens()
+    system: OrderSystem = shop.resources[SYSTEM_RESOURCE]
+    # No unauthenticated door: the interactive docs and the schema are off too.
+    app = FastAPI(title="conveyor orders", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.access = access
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
-        for error in exc.errors():
+        for error in exc.errors():  # the message only: pydantic's "input" would repeat what was sent
             location = [str(part) for part in error.get("loc", ())]
             if location and location[0] in ("body", "header", "path", "query"):
                 location = location[1:]
@@ -123,27 +125,49 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
         if workflow_id is None:
             return None
         try:
-            return _run(get_workflow_status(workflow_id, backend))
+            return _run(shop.status(workflow_id))
         except RunNotFoundError:
             return None
+
+    def order_for(who: Caller, order_id: str) -> domain.Order | None:
+        """The order, if it exists and ``who`` may see it (None looks the same either way)."""
+        try:
+            order = services.get_order(system, order_id)
+        except UnknownOrderError:
+            return None
+        return order if who.may_see(order.customer_id) else None
 
     @app.post("/orders", status_code=202, response_model=OrderAccepted)
     def place_order(
         body: OrderIn,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+        who: Authenticated,
+        idempotency_key: Annotated[Text | None, Header(min_length=1, max_length=200)] = None,
     ) -> Any:
         """Record an order and start its workflow; 202 with its status URL."""
+        if who.customer_id is None:
+            return JSONResponse(
+                status_code=403, content={"detail": "orders are placed with a customer's token"}
+            )
         prices = services.catalogue_prices(system)
         for index, item in enumerate(body.items):
             if item.sku not in prices:
                 return _field_error(422, f"items.{index}.sku", f"unknown SKU {item.sku!r}")
+        if body.card_number is not None:  # tokenised at the door: the number goes no further
+            card = system.gateway.tokenize_card(body.card_number.get_secret_value())
+            token, last4, brand = card.token, card.last4, card.brand
+        else:
+            assert body.card_token is not None  # OrderIn asks for exactly one
+            token, last4, brand = body.card_token, None, None
         request = services.OrderRequest(
             customer_email=body.customer_email,
-            card_token=body.card_token,
+            card_token=token,
             shipping_address=body.shipping_address,
             items=tuple((item.sku, item.quantity) for item in body.items),
             allow_partial=body.allow_partial,
+            customer_id=who.customer_id,
+            card_last4=last4,
+            card_brand=brand,
         )
         try:
             placed = services.place_order(system, request, idempotency_key)
@@ -153,7 +177,7 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
             return _field_error(422, "body", str(exc))
         workflow = PartialOrderProcessing.workflow if body.allow_partial else order_fulfilment
         # Starting is idempotent: a replayed request also heals a crash between recording and starting.
-        start_workflow(workflow, placed.workflow_id, {"order_id": placed.order_id}, backend)
+        shop.start(workflow, {"order_id": placed.order_id}, workflow_id=placed.workflow_id)
         url = f"/orders/{placed.order_id}"
         response.headers["Location"] = url
         if not placed.created:
@@ -167,18 +191,20 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
         )
 
     @app.get("/orders/{order_id}")
-    def get_order(order_id: str) -> Any:
+    def get_order(order_id: OrderId, who: Authenticated) -> Any:
         """The order, its history, and its workflow's steps with their timings and errors."""
-        try:
-            order = services.get_order(system, order_id)
-        except UnknownOrderError:
-            return JSONResponse(status_code=404, content={"detail": f"no order {order_id!r}"})
+        order = order_for(who, order_id)
+        if order is None:
+            return _not_found(order_id)
         history, created_at = services.status_history(system, order_id)
         return {
             "order_id": order.id,
+            "customer_id": order.customer_id,
             "status": order.status.value,
             "cancel_requested": order.cancel_requested,
             "customer_email": order.customer_email,
+            "card_brand": order.card_brand,
+            "card_last4": order.card_last4,
             "currency": order.currency,
             "total_cents": order.total_cents,
             "lines": [
@@ -197,12 +223,11 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
         }
 
     @app.post("/orders/{order_id}/cancel", status_code=202)
-    def cancel_order(order_id: str, response: Response) -> Any:
+    def cancel_order(order_id: OrderId, response: Response, who: Authenticated) -> Any:
         """Cancel the order: refund and restock a completed one, stop an in-flight one."""
-        try:
-            order = services.get_order(system, order_id)
-        except UnknownOrderError:
-            return JSONResponse(status_code=404, content={"detail": f"no order {order_id!r}"})
+        order = order_for(who, order_id)
+        if order is None:
+            return _not_found(order_id)
         if order.status is domain.OrderStatus.CANCELLED:
             return JSONResponse(status_code=200, content={"order_id": order_id, "status": "cancelled"})
         if order.status not in (*domain.CANCELLABLE_IN_FLIGHT, domain.OrderStatus.COMPLETED):
@@ -210,14 +235,12 @@ def create_app(system: OrderSystem, backend: Backend) -> FastAPI:
                 status_code=409,
                 content={"detail": f"order {order_id} is {order.status.value}; it cannot be cancelled now"},
             )
-        run = start_workflow(
-            OrderCancellation.workflow, cancellation_id(order_id), {"order_id": order_id}, backend
-        )
+        run = shop.start(OrderCancellation, {"order_id": order_id}, workflow_id=cancellation_id(order_id))
         response.headers["Location"] = f"/orders/{order_id}"
         return {"order_id": order_id, "cancellation_id": run.workflow_id, "status_url": f"/orders/{order_id}"}
 
     @app.get("/products")
-    def list_products() -> Any:
+    def list_products(who: Authenticated) -> Any:
         """The catalogue: price and units available per SKU."""
         return [
             {"sku": sku, "price_cents": price, "available": available}

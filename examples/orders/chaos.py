@@ -1,8 +1,9 @@
 """The chaos scenario the demo shows and the end-to-end test asserts: many orders, faults, a killed worker.
 
 :func:`run_chaos` on a database URL: resets the application's tables and stocks a catalogue (some SKUs
-scarce); submits the orders through the HTTP API (declined cards, undeliverable addresses, partial
-fulfilment, requests repeated with the same Idempotency-Key); starts ``conveyor worker`` processes and an
+scarce); submits the orders through the HTTP API as 25 customers, each with their own token, paying with
+test card numbers (declined cards, undeliverable addresses, partial fulfilment, requests repeated with the
+same Idempotency-Key); starts ``conveyor worker`` processes and an
 outbox relay on the full queue; cancels some orders in flight and some once completed; kills one worker
 with SIGKILL midway; waits for every order to end and every email to go; stops the rest; and checks the
 invariants. The simulated providers misbehave as :class:`~examples.orders.system.Faults` says: gateway
@@ -26,15 +27,16 @@ from typing import IO
 
 from fastapi.testclient import TestClient
 
-from conveyor import Backend, RunNotFoundError, RunState, get_workflow_status
-from conveyor.backends.urls import open_backend
+from conveyor import Conveyor, RunNotFoundError, RunState
 from examples.orders import services
+from examples.orders.access import ApiAccess
 from examples.orders.adapters import audit
 from examples.orders.api import cancellation_id, create_app
 from examples.orders.check import Invariant, check_invariants
 from examples.orders.domain import CANCELLABLE_IN_FLIGHT, FINAL_STATES, OrderStatus
 from examples.orders.relay import OutboxRelay
 from examples.orders.system import DATABASE_VARIABLE, FAULTS_VARIABLE, Faults, OrderSystem
+from examples.orders.workflows import shop_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 """The folder holding the ``examples`` package (worker processes import it from there)."""
@@ -130,20 +132,33 @@ def percentile(values: list[float], fraction: float) -> float:
     return values[min(len(values) - 1, max(0, round(fraction * len(values)) - 1))]
 
 
+CUSTOMERS = 25
+"""How many customers place the scenario's orders, each with an API token of their own."""
+DECLINED_CARD = "4000000000000002"
+GOOD_CARDS = ("4242424242424242", "5555555555554444")
+"""Test card numbers (see :data:`examples.orders.adapters.payments.TEST_CARDS`): tokenised at the door."""
+
+
+CUSTOMER_TOKENS = {
+    f"customer-{number:02d}": f"demo-token-for-customer-{number:02d}" for number in range(CUSTOMERS)
+}
+"""Each demo customer's API token, by customer id (the demo's API accepts these, and no others)."""
+
+
+def _customer_of(number: int) -> str:
+    return f"customer-{number % CUSTOMERS:02d}"
+
+
 def _random_order(rng: random.Random, scenario: Scenario, number: int) -> dict[str, object]:
     wanted = rng.choice((1, 1, 2, 3))
     skus = sorted(set(rng.choices([sku for sku, *_ in CATALOGUE], POPULARITY, k=wanted)))
-    card = (
-        "tok_chargeDeclined"
-        if rng.random() < scenario.decline_rate
-        else rng.choice(("tok_visa", "tok_mastercard"))
-    )
+    card = DECLINED_CARD if rng.random() < scenario.decline_rate else rng.choice(GOOD_CARDS)
     address = (
         f"{number} Undeliverable Lane" if rng.random() < scenario.undeliverable_rate else f"{number} Tea St"
     )
     return {
-        "customer_email": f"customer{number}@example.com",
-        "card_token": card,
+        "customer_email": f"{_customer_of(number)}@example.com",
+        "card_number": card,
         "shipping_address": address,
         "items": [{"sku": sku, "quantity": rng.randint(1, 3)} for sku in skus],
         "allow_partial": rng.random() < scenario.partial_rate,
@@ -167,13 +182,13 @@ def start_worker(url: str, scenario: Scenario, log: IO[str]) -> subprocess.Popen
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def _run_summary(backend: Backend, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
+def _run_summary(shop: Conveyor, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
     """Run states, retries, compensated runs, undone steps and recovered runs over ``workflow_ids``."""
     states: Counter[str] = Counter()
     retries = compensated = undone = recovered = 0
     for workflow_id in workflow_ids:
         try:
-            status = get_workflow_status(workflow_id, backend)
+            status = shop.status(workflow_id)
         except RunNotFoundError:
             continue
         states[status.state.value] += 1
@@ -193,8 +208,8 @@ def run_chaos(
     report = on_progress or (lambda progress: None)
     started = time.monotonic()
     rng = random.Random(scenario.seed)
-    backend = open_backend(url)
     system = OrderSystem.open(url, scenario.faults)
+    shop = shop_runtime(url, system=system)
     try:
         system.db.drop_schema()
         system.db.create_schema()
@@ -206,7 +221,8 @@ def run_chaos(
         log = log_path.open("a")
         workers: list[subprocess.Popen[str]] = []
         try:
-            with TestClient(create_app(system, backend)) as client:
+            access = ApiAccess({token: customer for customer, token in CUSTOMER_TOKENS.items()})
+            with TestClient(create_app(shop, access)) as client:
                 order_ids, replays, replays_matched = _submit(
                     client, rng, scenario, system, relay, progress, report
                 )
@@ -214,7 +230,7 @@ def run_chaos(
                 progress.phase = "processing"
                 workers.extend(start_worker(url, scenario, log) for _ in range(scenario.workers))
                 relay_thread.start()
-                cancelled = _process(client, rng, scenario, system, backend, relay, workers, progress, report)
+                cancelled = _process(client, rng, scenario, system, shop, relay, workers, progress, report)
                 progress.phase = "checking"
                 report(progress)
         except Exception as exc:
@@ -234,7 +250,7 @@ def run_chaos(
                 relay_thread.join(5)
             log.close()
         states, retries, compensated, undone, recovered = _run_summary(
-            backend, [services.workflow_id_for(order_id) for order_id in order_ids]
+            shop, [services.workflow_id_for(order_id) for order_id in order_ids]
         )
         with system.db.transaction(readonly=True) as tx:
             latencies = audit.order_latencies(tx)
@@ -260,8 +276,8 @@ def run_chaos(
             worker_log=log_path,
         )
     finally:
+        shop.close()
         system.close()
-        backend.close()
     return outcome
 
 
@@ -280,14 +296,14 @@ def _submit(
     replays = matched = 0
     for number in range(scenario.orders):
         body = _random_order(rng, scenario, number)
-        key = f"demo-{scenario.seed}-{number}"
-        answer = client.post("/orders", json=body, headers={"Idempotency-Key": key})
+        headers = {"Idempotency-Key": f"demo-{scenario.seed}-{number}", **_bearer(_customer_of(number))}
+        answer = client.post("/orders", json=body, headers=headers)
         answer.raise_for_status()
         order_id = answer.json()["order_id"]
         order_ids.append(order_id)
         if rng.random() < scenario.replay_rate:  # the client's retry of a request it got no answer to
             replays += 1
-            again = client.post("/orders", json=body, headers={"Idempotency-Key": key})
+            again = client.post("/orders", json=body, headers=headers)
             matched += again.json()["order_id"] == order_id
         progress.submitted = number + 1
         if number % 10 == 0:
@@ -301,7 +317,7 @@ def _process(
     rng: random.Random,
     scenario: Scenario,
     system: OrderSystem,
-    backend: Backend,
+    shop: Conveyor,
     relay: OutboxRelay,
     workers: list[subprocess.Popen[str]],
     progress: Progress,
@@ -333,7 +349,7 @@ def _process(
             count = scenario.cancel_completed_rate * scenario.orders
             cancelled |= _cancel_some(system, client, rng, {OrderStatus.COMPLETED}, count)
         done = progress.finished == scenario.orders and progress.emails_pending == 0
-        if done and completed_cancelled and _cancellations_ended(backend, cancelled):
+        if done and completed_cancelled and _cancellations_ended(shop, cancelled):
             return cancelled
         report(progress)
         if all(worker.poll() is not None for worker in workers):
@@ -363,15 +379,22 @@ def _cancel_some(
     with system.db.transaction(readonly=True) as tx:
         candidates = [order for status in statuses for order in audit.order_ids_with_status(tx, status.value)]
     chosen = rng.sample(sorted(candidates), min(len(candidates), round(count)))
-    return {
-        order_id for order_id in chosen if client.post(f"/orders/{order_id}/cancel").status_code in (200, 202)
-    }
+    accepted = set()
+    for order_id in chosen:  # each by the customer who placed it
+        owner = _bearer(services.get_order(system, order_id).customer_id)
+        if client.post(f"/orders/{order_id}/cancel", headers=owner).status_code in (200, 202):
+            accepted.add(order_id)
+    return accepted
 
 
-def _cancellations_ended(backend: Backend, order_ids: set[str]) -> bool:
+def _bearer(customer: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {CUSTOMER_TOKENS[customer]}"}
+
+
+def _cancellations_ended(shop: Conveyor, order_ids: set[str]) -> bool:
     for order_id in order_ids:
         try:
-            if get_workflow_status(cancellation_id(order_id), backend).is_running():
+            if shop.status(cancellation_id(order_id)).is_running():
                 return False
         except RunNotFoundError:
             continue

@@ -5,7 +5,9 @@ Tasker's order of work, made safe: the payment is charged before the stock is ta
 releases the stock through ``UpdateInventoryHandler.undo``: the "charged but no order" of the seed's Black
 Friday cannot happen. The confirmation is queued in the outbox, so a flaky email server never fails a paid
 checkout. Errors retrying cannot fix are raised as ``NonRetryableError``; the rest are retried as the
-template's ``retry_limit`` says. Amounts are integer cents; the seed's 8 % tax is rounded half up.
+template's ``retry_limit`` says. Amounts are integer cents; the seed's 8 % tax is rounded half up. Each
+handler gets the shop's :class:`~examples.orders.system.OrderSystem` through its step context
+(``step.resource("system")``), from the runtime that runs it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from conveyor import NonRetryableError, StepContext
 from examples.orders import domain, services
 from examples.orders.adapters.inventory import OutOfStockError
 from examples.orders.adapters.payments import CardDeclinedError, IdempotencyKeyReusedError
-from examples.orders.system import current_system
 
 TAX_BASIS_POINTS = 800
 """8 %, as in the seed."""
@@ -27,7 +28,7 @@ class ValidateCartHandler:
 
     def process(self, context: dict[str, Any], results: dict[str, Any], step: StepContext) -> dict[str, Any]:
         """Price every item from the catalogue; refuse unknown products and items short of stock."""
-        system = current_system()
+        system = step.resource("system")
         with system.db.transaction(readonly=True) as tx:
             prices = system.inventory.prices(tx)
             available = system.inventory.available(tx)
@@ -60,7 +61,7 @@ class ProcessPaymentHandler:
         """Charge the total with the step's idempotency key; a decline is final, a 503 is retried."""
         totals = results["validate_cart"]
         try:
-            charge = current_system().gateway.charge(
+            charge = step.resource("system").gateway.charge(
                 amount_cents=totals["total_cents"],
                 currency="usd",
                 card_token=context["payment_info"]["token"],
@@ -75,15 +76,15 @@ class ProcessPaymentHandler:
         self, result: dict[str, Any], context: dict[str, Any], results: dict[str, Any], step: StepContext
     ) -> None:
         """Refund the charge."""
-        services.refund_payment(current_system(), result["payment_id"], step.idempotency_key)
+        services.refund_payment(step.resource("system"), result["payment_id"], step.idempotency_key)
 
 
 class UpdateInventoryHandler:
     """Update inventory levels: take the units off the shelf (the database refuses to oversell)."""
 
-    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    def process(self, context: dict[str, Any], results: dict[str, Any], step: StepContext) -> dict[str, Any]:
         """Reserve and confirm the cart's units in one transaction."""
-        system = current_system()
+        system = step.resource("system")
         order_id = results["validate_cart"]["order_id"]
         quantities = domain.quantities_by_sku(
             domain.OrderLine(item["sku"], item["quantity"], item["price_cents"])
@@ -97,15 +98,17 @@ class UpdateInventoryHandler:
             raise NonRetryableError(str(exc)) from exc
         return {"reservation_id": reservation_id}
 
-    def undo(self, result: dict[str, Any], context: dict[str, Any], results: dict[str, Any]) -> None:
+    def undo(
+        self, result: dict[str, Any], context: dict[str, Any], results: dict[str, Any], step: StepContext
+    ) -> None:
         """Put the units back."""
-        services.release_stock(current_system(), results["validate_cart"]["order_id"])
+        services.release_stock(step.resource("system"), results["validate_cart"]["order_id"])
 
 
 class CreateOrderHandler:
     """Create order record: paid and reserved, so it waits for shipment."""
 
-    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    def process(self, context: dict[str, Any], results: dict[str, Any], step: StepContext) -> dict[str, Any]:
         """Record the order as ``awaiting_shipment`` with its payment and reservation."""
         cart = results["validate_cart"]
         customer = context["customer_info"]
@@ -118,7 +121,7 @@ class CreateOrderHandler:
             prices={item["sku"]: item["price_cents"] for item in cart["validated_items"]},
         )
         order = services.record_paid_order(
-            current_system(),
+            step.resource("system"),
             order,
             tax_cents=cart["tax_cents"],
             payment_id=results["process_payment"]["payment_id"],
@@ -126,17 +129,19 @@ class CreateOrderHandler:
         )
         return {"order_id": order.id, "status": order.status.value}
 
-    def undo(self, result: dict[str, Any], context: dict[str, Any], results: dict[str, Any]) -> None:
+    def undo(
+        self, result: dict[str, Any], context: dict[str, Any], results: dict[str, Any], step: StepContext
+    ) -> None:
         """Mark the order failed."""
-        services.fail_recorded_order(current_system(), result["order_id"])
+        services.fail_recorded_order(step.resource("system"), result["order_id"])
 
 
 class SendConfirmationHandler:
     """Queue the order confirmation email; the relay delivers it, retrying on its own."""
 
-    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    def process(self, context: dict[str, Any], results: dict[str, Any], step: StepContext) -> dict[str, Any]:
         """Put the confirmation in the outbox."""
-        message_id = services.queue_confirmation(current_system(), results["create_order"]["order_id"])
+        message_id = services.queue_confirmation(step.resource("system"), results["create_order"]["order_id"])
         return {"confirmation_queued": True, "message_id": message_id}
 
 

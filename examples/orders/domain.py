@@ -14,12 +14,35 @@ cents throughout; nothing here ever holds a float amount.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 Cents = int
 """An amount of money in the smallest unit of its currency (cents for USD and EUR)."""
+CARD_TOKEN_PATTERN = re.compile(r"tok_(?![A-Za-z0-9_]*[0-9]{12})[A-Za-z0-9_]{1,64}")
+"""What a card token looks like: ``tok_`` then letters, digits or ``_``, and never twelve digits in a row
+(a card number behind a ``tok_`` prefix is still a card number). An order keeps the gateway's token for
+its card, never the number."""
+
+
+def is_card_token(value: object) -> bool:
+    """Whether ``value`` looks like a card token (see :data:`CARD_TOKEN_PATTERN`)."""
+    return isinstance(value, str) and CARD_TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def _card_token(value: str) -> str:
+    if not is_card_token(value):  # the error does not repeat the value: it may be a card number
+        raise ValueError("must be a card token (tok_ then letters, digits or _), never a card number")
+    return value
+
+
+CardToken = Annotated[str, AfterValidator(_card_token)]
+"""A string field that holds a card token (for pydantic models at the doors: the API, the workflows)."""
 
 
 class OrderStatus(StrEnum):
@@ -112,8 +135,13 @@ class Order:
     id: str
     customer_email: str
     card_token: str
+    """The payment gateway's token for the card (``tok_…``): the card number is never held."""
     shipping_address: str
     lines: tuple[OrderLine, ...]
+    customer_id: str = ""
+    """Who placed the order (the API's caller): only they, and an admin, may see or cancel it."""
+    card_last4: str | None = None
+    card_brand: str | None = None
     status: OrderStatus = OrderStatus.CREATED
     currency: str = "usd"
     tax_cents: Cents = 0
@@ -186,12 +214,20 @@ def new_order(
     items: Iterable[tuple[str, int]],
     prices: Mapping[str, Cents],
     currency: str = "usd",
+    customer_id: str = "",
+    card_last4: str | None = None,
+    card_brand: str | None = None,
 ) -> Order:
-    """A new order in ``created`` for ``items`` (SKU, quantity), priced from the catalogue ``prices``."""
+    """A new order in ``created`` for ``items`` (SKU, quantity), priced from the catalogue ``prices``.
+
+    ``card_token`` must be a token (``tok_…``): a card number is refused, and the error does not repeat it.
+    """
     if "@" not in customer_email.strip("@"):
         raise InvalidOrderError(f"customer_email {customer_email!r} is not an email address")
     if not card_token:
         raise InvalidOrderError("card_token is required")
+    if not is_card_token(card_token):
+        raise InvalidOrderError("card_token must be a card token (tok_...), never a card number")
     lines = []
     for sku, quantity in items:
         if sku not in prices:
@@ -210,6 +246,9 @@ def new_order(
         card_token=card_token,
         shipping_address=shipping_address,
         lines=tuple(lines),
+        customer_id=customer_id,
+        card_last4=card_last4,
+        card_brand=card_brand,
         currency=currency,
     )
 

@@ -14,16 +14,19 @@ every completed step, newest first; the first step's undo runs last and settles 
 transient errors and lost responses cause charge the card once. Completing the order queues its
 confirmation email in the same transaction; the relay sends it, so a failing email never reaches this
 workflow.
+
+Every step gets the shop's :class:`~examples.orders.system.OrderSystem` from the runtime that runs it, as
+the parameter ``system: OrderSystem = resource("system")``.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor import Flow, RetryPolicy, StepContext, task
+from conveyor import Flow, RetryPolicy, StepContext, resource, task
 from examples.orders import services
 from examples.orders.services import PERMANENT_ERRORS
-from examples.orders.system import current_system
+from examples.orders.system import OrderSystem
 
 STEP_RETRIES = RetryPolicy(
     max_attempts=5,
@@ -48,6 +51,8 @@ UNDO_RETRIES = RetryPolicy(max_attempts=12, initial_delay_secs=0.1, max_delay_se
 class OrderInput(BaseModel):
     """The workflow's input: which order to process."""
 
+    model_config = ConfigDict(extra="forbid")  # an unexpected field (a card, say) is refused, not dropped
+
     order_id: str = Field(min_length=1)
 
 
@@ -61,59 +66,61 @@ class OrderProgress(BaseModel):
     shipment_id: str | None = None
 
 
-def settle(progress: OrderProgress, context: StepContext) -> None:
+def settle(progress: OrderProgress, context: StepContext, system: OrderSystem = resource("system")) -> None:
     """Undo of ``accept_order``: refund whatever is still charged, restock, end ``failed``/``cancelled``."""
-    services.settle_failed_order(current_system(), progress.order_id, context.idempotency_key)
+    services.settle_failed_order(system, progress.order_id, context.idempotency_key)
 
 
 @task(compensate=settle)
-def accept_order(order: OrderInput) -> OrderProgress:
+def accept_order(order: OrderInput, system: OrderSystem = resource("system")) -> OrderProgress:
     """Read the order the workflow is for."""
-    found = services.get_order(current_system(), order.order_id)
+    found = services.get_order(system, order.order_id)
     return OrderProgress(order_id=found.id, total_cents=found.total_cents)
 
 
-def release(progress: OrderProgress) -> None:
+def release(progress: OrderProgress, system: OrderSystem = resource("system")) -> None:
     """Undo of ``reserve_stock``: put the units back on the shelf."""
-    services.release_stock(current_system(), progress.order_id)
+    services.release_stock(system, progress.order_id)
 
 
 @task(compensate=release)
-def reserve_stock(progress: OrderProgress) -> OrderProgress:
+def reserve_stock(progress: OrderProgress, system: OrderSystem = resource("system")) -> OrderProgress:
     """Hold the order's units; the database refuses to go below zero (out of stock fails the order)."""
-    reservation_id = services.reserve_stock(current_system(), progress.order_id)
+    reservation_id = services.reserve_stock(system, progress.order_id)
     return progress.model_copy(update={"reservation_id": reservation_id})
 
 
-def refund(progress: OrderProgress, context: StepContext) -> None:
+def refund(progress: OrderProgress, context: StepContext, system: OrderSystem = resource("system")) -> None:
     """Undo of ``charge_payment``: refund the charge (the undo's own idempotency key refunds it once)."""
     if progress.payment_id is not None:
-        services.refund_payment(current_system(), progress.payment_id, context.idempotency_key)
+        services.refund_payment(system, progress.payment_id, context.idempotency_key)
 
 
 @task(retries=CHARGE_RETRIES, compensate=refund)
-def charge_payment(progress: OrderProgress, context: StepContext) -> OrderProgress:
+def charge_payment(
+    progress: OrderProgress, context: StepContext, system: OrderSystem = resource("system")
+) -> OrderProgress:
     """Charge the card with the step's idempotency key: the same on every attempt, so one charge."""
-    payment_id = services.charge_order(current_system(), progress.order_id, context.idempotency_key)
+    payment_id = services.charge_order(system, progress.order_id, context.idempotency_key)
     return progress.model_copy(update={"payment_id": payment_id})
 
 
-def cancel_label(progress: OrderProgress) -> None:
+def cancel_label(progress: OrderProgress, system: OrderSystem = resource("system")) -> None:
     """Undo of ``ship_order``: cancel the shipping label."""
-    services.cancel_shipment(current_system(), progress.order_id)
+    services.cancel_shipment(system, progress.order_id)
 
 
 @task(compensate=cancel_label)
-def ship_order(progress: OrderProgress) -> OrderProgress:
+def ship_order(progress: OrderProgress, system: OrderSystem = resource("system")) -> OrderProgress:
     """Book the carrier; a refused address fails the order, after it was paid (then: refund, restock)."""
-    shipment_id = services.ship_order(current_system(), progress.order_id)
+    shipment_id = services.ship_order(system, progress.order_id)
     return progress.model_copy(update={"shipment_id": shipment_id})
 
 
 @task
-def complete_order(progress: OrderProgress) -> OrderProgress:
+def complete_order(progress: OrderProgress, system: OrderSystem = resource("system")) -> OrderProgress:
     """Mark the order completed and queue its confirmation email, in one transaction."""
-    services.complete_order(current_system(), progress.order_id)
+    services.complete_order(system, progress.order_id)
     return progress
 
 

@@ -10,7 +10,9 @@ They follow the RubyReactor originals step for step, with three changes the doma
   ``send_confirmation`` only tries to deliver it at once. The seed notes the flaw this removes: there, an
   email that kept failing refunded an order that was, in fact, complete.
 
-Retry delays are the seed's divided by ten: the simulated gateway recovers in milliseconds.
+Retry delays are the seed's divided by ten: the simulated gateway recovers in milliseconds. Every step and
+undo gets the shop's :class:`~examples.orders.system.OrderSystem` from the runtime that runs it, as the
+parameter ``system: OrderSystem = resource("system")``.
 """
 
 from __future__ import annotations
@@ -18,21 +20,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor import RetryPolicy, Saga, StepContext, from_result, step
+from conveyor import RetryPolicy, Saga, StepContext, from_result, resource, step
 from examples.orders import domain, services
 from examples.orders.domain import Order, OrderStatus
 from examples.orders.fulfilment import UNDO_RETRIES
 from examples.orders.relay import OutboxRelay
 from examples.orders.services import PERMANENT_ERRORS
-from examples.orders.system import current_system
+from examples.orders.system import OrderSystem
 
 log = logging.getLogger("orders.sagas")
 
 
 class OrderInput(BaseModel):
     """``validate_args do required(:order_id).filled(:string) end``."""
+
+    model_config = ConfigDict(extra="forbid")  # an unexpected field (a card, say) is refused, not dropped
 
     order_id: str = Field(min_length=1)
 
@@ -48,13 +52,13 @@ class OrderProcessing(Saga):
     compensation_retry_defaults = UNDO_RETRIES
 
     @step
-    def validate_order(self, order_id: str) -> dict[str, Order]:
+    def validate_order(self, order_id: str, system: OrderSystem = resource("system")) -> dict[str, Order]:
         """The order must exist, be new, and not be cancelled.
 
         A cancellation the customer asked for is not refused here but by the next guarded step, so that
         this step's undo runs and ends the order ``cancelled``.
         """
-        order = services.get_order(current_system(), order_id)
+        order = services.get_order(system, order_id)
         if order.status is OrderStatus.CANCELLED:
             raise domain.OrderCancelledError("Order cancelled")
         if order.status is not OrderStatus.CREATED:
@@ -62,27 +66,29 @@ class OrderProcessing(Saga):
         return {"order": order}
 
     @validate_order.undo
-    def settle_failed_order(self, order_id: str, context: StepContext, **_: Any) -> None:
+    def settle_failed_order(
+        self, order_id: str, context: StepContext, system: OrderSystem = resource("system"), **_: Any
+    ) -> None:
         """Refund, restock and end the order ``failed`` (``cancelled`` if the customer asked)."""
-        services.settle_failed_order(current_system(), order_id, context.idempotency_key)
+        services.settle_failed_order(system, order_id, context.idempotency_key)
 
     @step(order=from_result(validate_order, "order"))
-    def check_inventory(self, order: Order) -> dict[str, Any]:
+    def check_inventory(self, order: Order, system: OrderSystem = resource("system")) -> dict[str, Any]:
         """Every line must be on the shelf now (advisory: the reservation is what the database enforces)."""
-        unavailable = services.unavailable_items(current_system(), order)
+        unavailable = services.unavailable_items(system, order)
         if unavailable:
             raise domain.InsufficientInventoryError(f"Insufficient inventory: {unavailable}")
         return {"order": order, "inventory_checked": True}
 
     @step(order=from_result(check_inventory, "order"))
-    def reserve_inventory(self, order: Order) -> dict[str, str]:
+    def reserve_inventory(self, order: Order, system: OrderSystem = resource("system")) -> dict[str, str]:
         """Hold the units of the order's kept lines."""
-        return {"reservation_id": services.reserve_stock(current_system(), order.id)}
+        return {"reservation_id": services.reserve_stock(system, order.id)}
 
     @reserve_inventory.undo
-    def release_reservation(self, order: Order, **_: Any) -> None:
+    def release_reservation(self, order: Order, system: OrderSystem = resource("system"), **_: Any) -> None:
         """Put the reserved units back."""
-        services.release_stock(current_system(), order.id)
+        services.release_stock(system, order.id)
 
     @step(
         order=from_result(check_inventory, "order"),
@@ -90,47 +96,55 @@ class OrderProcessing(Saga):
             max_attempts=2, backoff="fixed", initial_delay_secs=3, non_retryable_errors=PERMANENT_ERRORS
         ),
     )
-    def process_payment(self, order: Order, context: StepContext) -> dict[str, Any]:
+    def process_payment(
+        self, order: Order, context: StepContext, system: OrderSystem = resource("system")
+    ) -> dict[str, Any]:
         """Charge the order's total, with the step's idempotency key."""
-        payment_id = services.charge_order(current_system(), order.id, context.idempotency_key)
+        payment_id = services.charge_order(system, order.id, context.idempotency_key)
         return {"payment_id": payment_id, "payment_amount": order.total_cents}
 
     @process_payment.undo
-    def refund_payment(self, payment_id: str, context: StepContext, **_: Any) -> None:
+    def refund_payment(
+        self, payment_id: str, context: StepContext, system: OrderSystem = resource("system"), **_: Any
+    ) -> None:
         """Refund the charge."""
-        services.refund_payment(current_system(), payment_id, context.idempotency_key)
+        services.refund_payment(system, payment_id, context.idempotency_key)
 
     @step(
         order=from_result(check_inventory, "order"),
         reservation_id=from_result(reserve_inventory, "reservation_id"),
     )
-    def update_inventory(self, order: Order, reservation_id: str) -> dict[str, bool]:
+    def update_inventory(
+        self, order: Order, reservation_id: str, system: OrderSystem = resource("system")
+    ) -> dict[str, bool]:
         """Turn the reservation into a permanent reduction of the stock."""
-        services.confirm_stock(current_system(), order.id)
+        services.confirm_stock(system, order.id)
         return {"inventory_updated": True}
 
     @update_inventory.undo
-    def restore_inventory(self, order: Order, **_: Any) -> None:
+    def restore_inventory(self, order: Order, system: OrderSystem = resource("system"), **_: Any) -> None:
         """Put the units back on the shelf."""
-        services.release_stock(current_system(), order.id)
+        services.release_stock(system, order.id)
 
     @step(order=from_result(check_inventory, "order"))
-    def ship_order(self, order: Order) -> dict[str, str]:
+    def ship_order(self, order: Order, system: OrderSystem = resource("system")) -> dict[str, str]:
         """Book the carrier; the reservation is confirmed as the order is marked shipped."""
-        return {"shipment_id": services.ship_order(current_system(), order.id)}
+        return {"shipment_id": services.ship_order(system, order.id)}
 
     @ship_order.undo
-    def cancel_shipment(self, order: Order, **_: Any) -> None:
+    def cancel_shipment(self, order: Order, system: OrderSystem = resource("system"), **_: Any) -> None:
         """Cancel the shipping label."""
-        services.cancel_shipment(current_system(), order.id)
+        services.cancel_shipment(system, order.id)
 
     @step(
         order=from_result(check_inventory, "order"),
         payment_id=from_result(process_payment, "payment_id"),
     )
-    def update_order_status(self, order: Order, payment_id: str) -> dict[str, Any]:
+    def update_order_status(
+        self, order: Order, payment_id: str, system: OrderSystem = resource("system")
+    ) -> dict[str, Any]:
         """Mark the order completed and queue its confirmation email, in one transaction."""
-        completed = services.complete_order(current_system(), order.id)
+        completed = services.complete_order(system, order.id)
         return {"order_completed": completed.status is OrderStatus.COMPLETED, "payment_id": payment_id}
 
     @step(
@@ -138,13 +152,15 @@ class OrderProcessing(Saga):
         payment_id=from_result(process_payment, "payment_id"),
         retries=RetryPolicy(max_attempts=3, backoff="linear", initial_delay_secs=1),
     )
-    def send_confirmation(self, order: Order, payment_id: str) -> dict[str, bool]:
+    def send_confirmation(
+        self, order: Order, payment_id: str, system: OrderSystem = resource("system")
+    ) -> dict[str, bool]:
         """Try to deliver the queued confirmation now; if that fails, the relay retries it later.
 
         It never fails: the order is complete and paid, and nothing about an email may undo that.
         """
         try:
-            sent = OutboxRelay(current_system()).deliver_now(f"{services.CONFIRMATION}:{order.id}")
+            sent = OutboxRelay(system).deliver_now(f"{services.CONFIRMATION}:{order.id}")
         except Exception:  # the relay will send it; this step is only a head start
             log.warning(
                 "could not send the confirmation of order %s now; the relay will", order.id, exc_info=True
@@ -156,9 +172,9 @@ class OrderProcessing(Saga):
 class PartialOrderProcessing(OrderProcessing):
     """Like OrderProcessing, but ships what is on the shelf and drops the rest (seed 000's subclass)."""
 
-    def check_inventory(self, order: Order) -> dict[str, Any]:
+    def check_inventory(self, order: Order, system: OrderSystem = resource("system")) -> dict[str, Any]:
         """Drop the lines the shelf cannot cover; fail only when none can be fulfilled."""
-        partial, unavailable = services.drop_unavailable_lines(current_system(), order.id)
+        partial, unavailable = services.drop_unavailable_lines(system, order.id)
         if unavailable:
             return {"order": partial, "unavailable_items": unavailable}
         return {"order": partial, "inventory_checked": True}
@@ -174,12 +190,14 @@ class OrderCancellation(Saga):
     )
 
     @step
-    def load_order(self, order_id: str) -> dict[str, Order]:
+    def load_order(self, order_id: str, system: OrderSystem = resource("system")) -> dict[str, Order]:
         """The order must exist."""
-        return {"order": services.get_order(current_system(), order_id)}
+        return {"order": services.get_order(system, order_id)}
 
     @step(order=from_result(load_order, "order"))
-    def cancel_order(self, order: Order, context: StepContext) -> dict[str, Any]:
+    def cancel_order(
+        self, order: Order, context: StepContext, system: OrderSystem = resource("system")
+    ) -> dict[str, Any]:
         """Refund and restock a completed order, or flag an in-flight one; then it ends ``cancelled``."""
-        outcome = services.cancel_order(current_system(), order.id, context.idempotency_key)
+        outcome = services.cancel_order(system, order.id, context.idempotency_key)
         return {"cancelled": True, "outcome": outcome}

@@ -58,17 +58,29 @@ class NotCancellableError(domain.OrderError):
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """What a customer submits: who, how they pay, where to ship, and (SKU, quantity) items."""
+    """What a customer submits: who, how they pay (a card token), where to ship, and (SKU, quantity) items.
+
+    ``customer_id`` is who placed it (the API's caller); ``card_last4`` and ``card_brand`` describe the
+    card the token stands for, when the card was tokenised at the door.
+    """
 
     customer_email: str
     card_token: str
     shipping_address: str
     items: tuple[tuple[str, int], ...]
     allow_partial: bool = False
+    customer_id: str = ""
+    card_last4: str | None = None
+    card_brand: str | None = None
 
     def fingerprint(self) -> str:
-        """A digest of the request, to tell a replay (same request, same key) from a key reused."""
-        text = json.dumps([self.customer_email, self.card_token, self.shipping_address, self.items])
+        """A digest of the request, to tell a replay (same request, same key) from a key reused.
+
+        A card tokenised at the door gets a new token on every request, so it counts by its brand and last
+        four digits; a token given as it is counts as itself.
+        """
+        card = f"{self.card_brand}:{self.card_last4}" if self.card_last4 else self.card_token
+        text = json.dumps([self.customer_id, self.customer_email, card, self.shipping_address, self.items])
         return hashlib.sha256(f"{text}|{self.allow_partial}".encode()).hexdigest()[:32]
 
 
@@ -128,12 +140,17 @@ def place_order(
         shipping_address=request.shipping_address,
         items=request.items,
         prices=prices,
+        customer_id=request.customer_id,
+        card_last4=request.card_last4,
+        card_brand=request.card_brand,
     )
     order = replace(order, workflow_id=workflow_id_for(order_id))
     fingerprint = request.fingerprint()
+    # A key is the customer's own: another customer's same key is another key (and learns nothing).
+    scoped_key = None if idempotency_key is None else json.dumps([request.customer_id, idempotency_key])
     with system.db.transaction() as tx:
         stored_id, stored_fingerprint = system.orders.add(
-            tx, order, idempotency_key=idempotency_key, fingerprint=fingerprint
+            tx, order, idempotency_key=scoped_key, fingerprint=fingerprint
         )
     if stored_fingerprint != fingerprint:
         raise IdempotencyConflictError(

@@ -1,13 +1,13 @@
 """Wiring: the database, the adapters and the simulated providers of one process, built from a URL.
 
-:class:`OrderSystem` holds everything the services need. Worker processes (``conveyor worker --import
-examples.orders.workflows``) build theirs from the environment on first use:
+:class:`OrderSystem` holds everything the services need. The shop's runtime hands it to the workflows'
+steps as its resource ``"system"`` (see :func:`examples.orders.workflows.shop_runtime`): the API and the
+tests give theirs to the runtime they build; worker processes (``conveyor worker --app
+examples.orders.workflows``) build it on first use with :meth:`OrderSystem.from_environment`:
 
 - ``ORDERS_DATABASE_URL``: the application's database, which is also conveyor's (default: the
   ``CONVEYOR_BACKEND`` the CLI reads, else ``sqlite:///orders.db``);
 - ``ORDERS_FAULTS``: a JSON :class:`Faults`, how the simulated providers misbehave (default: never).
-
-Tests and the API hand theirs in with :func:`use_system`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from examples.orders.adapters.db import Database
@@ -30,6 +27,8 @@ from examples.orders.adapters.shipping import Carrier, CarrierBehaviour
 DATABASE_VARIABLE = "ORDERS_DATABASE_URL"
 FAULTS_VARIABLE = "ORDERS_FAULTS"
 DEFAULT_URL = "sqlite:///orders.db"
+SYSTEM_RESOURCE = "system"
+"""The name the shop's runtime holds its :class:`OrderSystem` under, for steps to ask for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +88,12 @@ class OrderSystem:
             db.create_schema()
         return cls(db, faults or Faults())
 
+    @classmethod
+    def from_environment(cls) -> OrderSystem:
+        """The system a worker process builds: ``$ORDERS_DATABASE_URL`` and ``$ORDERS_FAULTS``."""
+        text = os.environ.get(FAULTS_VARIABLE)
+        return cls.open(database_url_from_env(), Faults.from_json(text) if text else None)
+
     def close(self) -> None:
         """Close the database connections."""
         self.db.close()
@@ -97,30 +102,3 @@ class OrderSystem:
 def database_url_from_env() -> str:
     """The application's database URL, as worker processes find it in their environment."""
     return os.environ.get(DATABASE_VARIABLE) or os.environ.get("CONVEYOR_BACKEND") or DEFAULT_URL
-
-
-_lock = threading.Lock()
-_current: OrderSystem | None = None
-
-
-def current_system() -> OrderSystem:
-    """The system the workflows' steps use in this process (built from the environment on first use)."""
-    global _current
-    with _lock:
-        if _current is None:
-            text = os.environ.get(FAULTS_VARIABLE)
-            _current = OrderSystem.open(database_url_from_env(), Faults.from_json(text) if text else None)
-        return _current
-
-
-@contextmanager
-def use_system(system: OrderSystem) -> Iterator[OrderSystem]:
-    """Make ``system`` the one the workflows' steps use in this process, until the block ends."""
-    global _current
-    with _lock:
-        previous, _current = _current, system
-    try:
-        yield system
-    finally:
-        with _lock:
-            _current = previous

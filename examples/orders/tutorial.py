@@ -8,7 +8,8 @@
 The tutorial's tasks, with real work behind them: ``charge_payment`` charges the simulated gateway with the
 step's idempotency key (amounts in cents, not the tutorial's float dollars), ``check_inventory`` reads the
 shelf, and ``finalize`` refuses an order whose item is out of stock, which refunds the charge made in the
-other branch (``charge_payment``'s undo). The input is the tutorial's dict::
+other branch (``charge_payment``'s undo). The input is the tutorial's dict, whose ``card_token`` must be a
+card token (:class:`TutorialOrder` refuses a card number before the run is recorded)::
 
     {"order_id": "1001", "customer_email": "alice@example.com", "sku": "widget-42", "quantity": 1,
      "amount_cents": 9999, "card_token": "tok_visa"}
@@ -18,10 +19,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Flow, NonRetryableError, RetryPolicy, StepContext, task
+from pydantic import BaseModel, ConfigDict
+
+from conveyor import Flow, NonRetryableError, RetryPolicy, StepContext, resource, task
 from examples.orders import services
 from examples.orders.adapters.payments import CardDeclinedError, IdempotencyKeyReusedError
-from examples.orders.system import current_system
+from examples.orders.domain import CardToken
+from examples.orders.system import OrderSystem
+
+
+class TutorialOrder(BaseModel):
+    """What the tutorial's input must hold at the door: its card is a token, never a card number.
+
+    The rest of the tutorial's dict is kept as it is (its steps read it as a dict).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    card_token: CardToken = "tok_visa"
 
 
 @task
@@ -34,9 +49,11 @@ def validate_order(order: dict[str, Any]) -> dict[str, Any]:
     return {**order, "validated": True}
 
 
-def refund_charge(payment: dict[str, Any], context: StepContext) -> None:
+def refund_charge(
+    payment: dict[str, Any], context: StepContext, system: OrderSystem = resource("system")
+) -> None:
     """Undo of ``charge_payment``: refund it."""
-    services.refund_payment(current_system(), payment["payment_id"], context.idempotency_key)
+    services.refund_payment(system, payment["payment_id"], context.idempotency_key)
 
 
 @task(
@@ -49,12 +66,14 @@ def refund_charge(payment: dict[str, Any], context: StepContext) -> None:
     ),
     compensate=refund_charge,
 )
-def charge_payment(order: dict[str, Any], context: StepContext) -> dict[str, Any]:
+def charge_payment(
+    order: dict[str, Any], context: StepContext, system: OrderSystem = resource("system")
+) -> dict[str, Any]:
     """Charge payment with automatic retries; the idempotency key makes the retries charge once."""
-    charge = current_system().gateway.charge(
+    charge = system.gateway.charge(
         amount_cents=order["amount_cents"],
         currency="usd",
-        card_token=order.get("card_token", "tok_visa"),
+        card_token=order["card_token"],
         reference=f"tutorial-{order['order_id']}",
         idempotency_key=context.idempotency_key,
     )
@@ -62,9 +81,8 @@ def charge_payment(order: dict[str, Any], context: StepContext) -> dict[str, Any
 
 
 @task
-def check_inventory(order: dict[str, Any]) -> dict[str, Any]:
+def check_inventory(order: dict[str, Any], system: OrderSystem = resource("system")) -> dict[str, Any]:
     """Verify the item is in stock."""
-    system = current_system()
     with system.db.transaction(readonly=True) as tx:
         available = system.inventory.available(tx).get(order["sku"], 0)
     return {**order, "in_stock": available >= order.get("quantity", 1)}
@@ -81,7 +99,7 @@ def finalize(results: dict[str, Any]) -> str:
 
 
 tutorial_order = (
-    Flow("orders.tutorial")
+    Flow("orders.tutorial", input_schema=TutorialOrder)
     .then(validate_order)
     .fork()
     .branch(charge_payment)

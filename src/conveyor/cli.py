@@ -7,6 +7,10 @@ conveyor status order-1001 --backend sqlite:///conveyor.db
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
+
+Every option is checked as it is parsed (:mod:`conveyor.cli_arguments`). Whatever goes wrong is one line on
+stderr: exit 2 for a bad argument or a backend that cannot be opened, 1 for an error while the command
+runs, 3 when ``start --wait --timeout`` runs out before the run ends; a traceback only with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -17,29 +21,61 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from conveyor.errors import ConfigurationError, ConveyorError, InvalidArgumentError
+from conveyor.cli_arguments import (
+    OneLineParser,
+    json_input,
+    non_negative_seconds,
+    one_line,
+    positive_seconds,
+    text,
+    whole_number,
+    workflow_id,
+)
+from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.runtime.app import BACKEND_VARIABLE, Conveyor, default_backend_url
 
 APP_VARIABLE = "CONVEYOR_APP"
+MAX_WORKERS_PER_PROCESS = 1_000
+"""The most runs one worker process drives at once (``--concurrency``): each is a thread."""
+
+
+def _from_environment(variable: str) -> str | None:
+    """``$variable``, checked like the option it stands for (None when unset or blank)."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    try:
+        return text(value)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigurationError(f"${variable} {exc}") from None
 
 
 def _runtime(arguments: argparse.Namespace) -> Conveyor:
     """The runtime a command works with: the ``--app`` one, on ``--backend`` when that is given too."""
-    app_path = getattr(arguments, "app", None) or os.environ.get(APP_VARIABLE, "").strip() or None
+    app_path = getattr(arguments, "app", None) or _from_environment(APP_VARIABLE)
+    backend = arguments.backend or _from_environment(BACKEND_VARIABLE)
     if app_path is None:
         if getattr(arguments, "needs_app", False):
             raise ConfigurationError(
                 f"conveyor {arguments.command} needs --app MODULE:ATTRIBUTE (or ${APP_VARIABLE}), the "
                 "conveyor.Conveyor that registers your workflows"
             )
-        return Conveyor(arguments.backend or default_backend_url())
+        return Conveyor(backend or default_backend_url())
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    app = Conveyor.from_path(app_path)
+    try:
+        app = Conveyor.from_path(app_path)
+    except ConveyorError:
+        raise
+    except Exception as exc:  # the user's module failed as it was imported: name it and its error
+        raise ConfigurationError(
+            f"importing --app {app_path!r} failed: {type(exc).__name__}: {one_line(exc)}"
+        ) from exc
     return app if arguments.backend is None else app.using(arguments.backend)
 
 
@@ -72,14 +108,17 @@ def _migrate(arguments: argparse.Namespace, app: Conveyor) -> int:
 
 
 def _start(arguments: argparse.Namespace, app: Conveyor) -> int:
-    try:
-        initial_input = json.loads(arguments.input)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgumentError(f"--input is not JSON: {exc}", argument="input") from exc
     handle = app.start(
-        arguments.name, initial_input, workflow_id=arguments.workflow_id, version=arguments.version
+        arguments.name, arguments.input, workflow_id=arguments.workflow_id, version=arguments.version
     )
-    status = handle.wait(arguments.timeout) if arguments.wait else handle.status()
+    if arguments.wait:
+        try:
+            status = handle.wait(arguments.timeout)
+        except TimeoutError as exc:
+            print(f"conveyor: {exc} (a worker runs it: is one running?)", file=sys.stderr)
+            return 3
+    else:
+        status = handle.status()
     print(json.dumps(status.to_dict(), indent=2, default=str))
     return 1 if status.is_failed() else 0
 
@@ -92,7 +131,7 @@ def _status(arguments: argparse.Namespace, app: Conveyor) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line parser (also used to render the CLI's documentation)."""
-    top = argparse.ArgumentParser(prog="conveyor", description="Durable workflows and sagas.")
+    top = OneLineParser(prog="conveyor", description="Durable workflows and sagas.")
     top.add_argument("--verbose", "-v", action="store_true", help="log what workers do")
     commands = top.add_subparsers(dest="command", required=True)
 
@@ -100,11 +139,13 @@ def parser() -> argparse.ArgumentParser:
         added = commands.add_parser(name, help=help)
         added.add_argument(
             "--app",
+            type=text,
             metavar="MODULE:ATTRIBUTE",
             help=f"the conveyor.Conveyor runtime to use, e.g. myapp.workflows:app (default: ${APP_VARIABLE})",
         )
         added.add_argument(
             "--backend",
+            type=text,
             default=None,
             help="sqlite:///path.db, postgresql://user@host/db or memory:// (default: the app's backend, "
             f"else ${BACKEND_VARIABLE}, else sqlite:///conveyor.db)",
@@ -113,33 +154,45 @@ def parser() -> argparse.ArgumentParser:
         return added
 
     worker = command("worker", "claim and run workflows", needs_app=True)
-    worker.add_argument("--concurrency", type=int, default=4, help="runs driven at once (default 4)")
-    worker.add_argument("--lease-seconds", type=float, default=30.0, help="how long a claim lasts (30)")
-    worker.add_argument("--poll-interval-seconds", type=float, default=5.0, help="fallback poll (5)")
-    worker.add_argument("--max-recoveries", type=int, default=5, help="dead-letter after this many (5)")
-    worker.add_argument("--grace-seconds", type=float, default=30.0, help="on SIGTERM, time to finish (30)")
+    concurrency = whole_number(1, MAX_WORKERS_PER_PROCESS)
+    worker.add_argument("--concurrency", type=concurrency, default=4, help="runs driven at once (default 4)")
+    worker.add_argument(
+        "--lease-seconds", type=positive_seconds, default=30.0, help="how long a claim lasts (30)"
+    )
+    worker.add_argument(
+        "--poll-interval-seconds", type=positive_seconds, default=5.0, help="fallback poll (5)"
+    )
+    worker.add_argument(
+        "--max-recoveries", type=whole_number(0, 1_000_000), default=5, help="dead-letter after this many (5)"
+    )
+    worker.add_argument(
+        "--grace-seconds", type=non_negative_seconds, default=30.0, help="on SIGTERM, time to finish (30)"
+    )
     worker.add_argument("--until-idle", action="store_true", help="exit once no work is left")
     worker.add_argument(
         "--name",
+        type=text,
         help="a stable name for this worker (e.g. its host and slot): restarted under it, the worker "
         "takes back at once the runs it held when it died (default: unique per process)",
     )
     worker.set_defaults(run=_worker)
 
     start = command("start", "start a workflow by name", needs_app=True)
-    start.add_argument("name", help="the workflow's name")
-    start.add_argument("--input", default="null", help="the input, as JSON (default: null)")
-    start.add_argument("--workflow-id", help="the run's id (default: a new one)")
-    start.add_argument("--version", help="the workflow's version (default: the newest)")
+    start.add_argument("name", type=text, help="the workflow's name")
+    start.add_argument("--input", type=json_input, default="null", help="the input, as JSON (default: null)")
+    start.add_argument("--workflow-id", type=workflow_id, help="the run's id (default: a new one)")
+    start.add_argument("--version", type=text, help="the workflow's version (default: the newest)")
     start.add_argument("--wait", action="store_true", help="wait for the run to end (a worker runs it)")
-    start.add_argument("--timeout", type=float, default=None, help="with --wait, give up after this long")
+    start.add_argument(
+        "--timeout", type=positive_seconds, default=None, help="with --wait, give up after this many seconds"
+    )
     start.set_defaults(run=_start)
 
     migrate = command("migrate", "create or update the database schema")
     migrate.set_defaults(run=_migrate)
 
     status = command("status", "print a run's status as JSON")
-    status.add_argument("workflow_id")
+    status.add_argument("workflow_id", type=workflow_id)
     status.set_defaults(run=_status)
     return top
 
@@ -155,13 +208,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = _runtime(arguments)
         app.backend  # noqa: B018 (opens it: a bad URL is a usage error, before anything runs)
     except ConveyorError as exc:
-        print(f"conveyor: {exc}", file=sys.stderr)
+        print(f"conveyor: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         result: Any = arguments.run(arguments, app)
         return int(result)
     except ConveyorError as exc:
-        print(f"conveyor: {exc}", file=sys.stderr)
+        print(f"conveyor: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("conveyor: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, in conveyor or a step: one line, the traceback with --verbose
+        if arguments.verbose:
+            traceback.print_exc()
+        print(
+            f"conveyor: unexpected {type(exc).__name__}: {one_line(exc)} (-v prints the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         app.close()

@@ -113,7 +113,9 @@ def test_start_with_input_that_is_not_json_says_so(
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
     url = f"sqlite:///{tmp_path / 'c.db'}"
     common = ["--backend", url, "--app", "worker_app"]
-    assert main(["start", "orders", *common, "--input", "{oops", "--workflow-id", "bad-1"]) == 1
-    assert "--input is not JSON" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["start", "orders", *common, "--input", "{oops", "--workflow-id", "bad-1"])
+    assert refused.value.code == 2
+    assert "argument --input: is not JSON" in capsys.readouterr().err
     assert main(["status", "bad-1", "--backend", url]) == 1
     assert "no run 'bad-1'" in capsys.readouterr().err

@@ -14,7 +14,7 @@ _ROOT = str(Path(__file__).parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from examples.orders.system import OrderSystem, use_system  # noqa: E402
+from examples.orders.system import OrderSystem  # noqa: E402
 from orders_support import make_system  # noqa: E402 - needs the path set just above
 
 from conveyor import SqliteBackend  # noqa: E402
@@ -37,10 +37,9 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def shop(sqlite_url: str) -> Iterator[OrderSystem]:
-    """A shop on SQLite, used by the workflows' steps in this process; no faults unless a test sets some."""
+    """A shop on SQLite; no faults unless a test sets some (runtimes built over it hand it to the steps)."""
     system = make_system(sqlite_url)
-    with use_system(system):
-        yield system
+    yield system
     system.close()
 
 

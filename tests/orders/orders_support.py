@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from examples.orders import services
 from examples.orders.system import Faults, OrderSystem
-from examples.orders.workflows import (
-    OrderCancellation,
-    OrderProcessing,
-    PartialOrderProcessing,
-    order_fulfilment,
-)
+from examples.orders.workflows import shop_runtime
 
-from conveyor import Backend, Worker
+from conveyor import Backend, FakeClock, InMemoryBackend, Saga, SagaResult, WorkflowStatus
 
 PRODUCTS = (
     ("kettle", "Stovetop kettle", 3_499, 50),
@@ -47,12 +43,32 @@ def make_system(url: str, faults: Faults | None = None, rng: random.Random | Non
     return system
 
 
-def drive(backend: Backend) -> None:
-    """Run every runnable order workflow in this process until none is left (a worker, until idle)."""
-    workflows = [order_fulfilment, OrderProcessing.workflow, PartialOrderProcessing.workflow]
-    Worker(backend, [*workflows, OrderCancellation.workflow], concurrency=4, poll_interval_seconds=0.05).run(
-        until_idle=True
-    )
+def drive(system: OrderSystem, backend: Backend) -> None:
+    """Run every runnable shop workflow in this process until none is left (a worker, until idle)."""
+    with shop_runtime(backend, system=system) as runtime:
+        runtime.worker(concurrency=4, poll_interval_seconds=0.05).run(until_idle=True)
+
+
+def run_here(
+    system: OrderSystem, backend: Backend, workflow: Any, workflow_id: str, input: Any
+) -> WorkflowStatus:
+    """Run ``workflow`` to its end in this process through the shop's runtime (retry delays pass at once)."""
+    with shop_runtime(backend, system=system, clock=FakeClock()) as runtime:
+        return runtime.run(workflow, input, workflow_id=workflow_id)
+
+
+def run_saga(
+    system: OrderSystem,
+    saga: type[Saga],
+    order_id: str,
+    *,
+    backend: Backend | None = None,
+    workflow_id: str | None = None,
+) -> SagaResult:
+    """Run a workflow class for ``order_id`` through the shop's runtime (in memory unless ``backend``)."""
+    with shop_runtime(backend or InMemoryBackend(), system=system, clock=FakeClock()) as runtime:
+        status = runtime.run(saga, {"order_id": order_id}, workflow_id=workflow_id)
+    return SagaResult(status, saga.workflow)  # type: ignore[attr-defined]
 
 
 def order_request(

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from examples.orders import services
+from examples.orders.access import ApiAccess
 from examples.orders.api import create_app
 from examples.orders.system import OrderSystem
+from examples.orders.workflows import shop_runtime
 from fastapi.testclient import TestClient
 from orders_support import drive
 
@@ -16,7 +18,7 @@ from conveyor import SqliteBackend, get_workflow_status
 
 ORDER = {
     "customer_email": "ada@example.com",
-    "card_token": "tok_visa",
+    "card_number": "4242 4242 4242 4242",
     "shipping_address": "1 Tea St",
     "items": [{"sku": "mug", "quantity": 2}, {"sku": "kettle", "quantity": 1}],
 }
@@ -24,8 +26,10 @@ ORDER = {
 
 @pytest.fixture
 def client(shop: OrderSystem, backend: SqliteBackend) -> Iterator[TestClient]:
-    """The API over the test shop, in this process."""
-    with TestClient(create_app(shop, backend)) as api:
+    """The API over the test shop, in this process, called by the customer ``ada``."""
+    access = ApiAccess({"ada-token-0123456789": "ada"})
+    with shop_runtime(backend, system=shop) as runtime, TestClient(create_app(runtime, access)) as api:
+        api.headers["Authorization"] = "Bearer ada-token-0123456789"
         yield api
 
 
@@ -113,10 +117,12 @@ def test_a_missing_field_is_named(client: TestClient) -> None:
     assert answer.json()["errors"] == [{"field": "shipping_address", "message": "Field required"}]
 
 
-def test_a_processed_order_shows_its_steps_with_timings(client: TestClient, backend: SqliteBackend) -> None:
+def test_a_processed_order_shows_its_steps_with_timings(
+    client: TestClient, backend: SqliteBackend, shop: OrderSystem
+) -> None:
     """Once a worker ran it, the order is completed and each step has its attempts and timings."""
     order_id = post_order(client).json()["order_id"]
-    drive(backend)
+    drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["status"] == "completed"
     assert [entry["to"] for entry in state["history"]][-1] == "completed"
@@ -137,11 +143,11 @@ def test_a_processed_order_shows_its_steps_with_timings(client: TestClient, back
 
 
 def test_a_failed_order_shows_the_step_that_failed_and_why(
-    client: TestClient, backend: SqliteBackend
+    client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
     """A declined card: the order failed, its reason, the failing step's error, and the undone steps."""
-    order_id = post_order(client, {**ORDER, "card_token": "tok_chargeDeclined"}).json()["order_id"]
-    drive(backend)
+    order_id = post_order(client, {**ORDER, "card_number": "4000 0000 0000 0002"}).json()["order_id"]
+    drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["status"] == "failed"
     assert "card declined" in state["failure_reason"]
@@ -154,7 +160,7 @@ def test_a_failed_order_shows_the_step_that_failed_and_why(
 
 
 def test_a_partial_order_runs_the_partial_fulfilment_workflow(
-    client: TestClient, backend: SqliteBackend
+    client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
     """allow_partial starts seed 000's partial subclass: the missing line is dropped, the rest ships."""
     body = {
@@ -163,7 +169,7 @@ def test_a_partial_order_runs_the_partial_fulfilment_workflow(
         "allow_partial": True,
     }
     order_id = post_order(client, body).json()["order_id"]
-    drive(backend)
+    drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["workflow"]["workflow"] == "orders.PartialOrderProcessing"
     assert state["status"] == "completed"
@@ -172,14 +178,14 @@ def test_a_partial_order_runs_the_partial_fulfilment_workflow(
 
 
 def test_cancelling_an_order_in_flight_stops_and_undoes_it(
-    client: TestClient, backend: SqliteBackend
+    client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
     """Cancelled before the worker gets to it: 202, then the order ends cancelled with nothing charged."""
     order_id = post_order(client).json()["order_id"]
     answer = client.post(f"/orders/{order_id}/cancel")
     assert answer.status_code == 202
     assert answer.json()["cancellation_id"] == f"cancel-{order_id}"
-    drive(backend)
+    drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["status"] == "cancelled"
     assert state["cancellation"]["state"] == "completed"
@@ -191,18 +197,20 @@ def test_cancelling_a_completed_order_refunds_it(
 ) -> None:
     """A completed order is cancelled by the cancellation workflow: refunded and restocked."""
     order_id = post_order(client).json()["order_id"]
-    drive(backend)
+    drive(shop, backend)
     assert client.post(f"/orders/{order_id}/cancel").status_code == 202
-    drive(backend)
+    drive(shop, backend)
     assert client.get(f"/orders/{order_id}").json()["status"] == "cancelled"
     assert sum(charge.refundable_cents for charge in shop.gateway.charges_for(order_id)) == 0
     assert client.post(f"/orders/{order_id}/cancel").status_code == 200
 
 
-def test_a_failed_order_cannot_be_cancelled(client: TestClient, backend: SqliteBackend) -> None:
+def test_a_failed_order_cannot_be_cancelled(
+    client: TestClient, backend: SqliteBackend, shop: OrderSystem
+) -> None:
     """409 for an order that already failed."""
-    order_id = post_order(client, {**ORDER, "card_token": "tok_chargeDeclined"}).json()["order_id"]
-    drive(backend)
+    order_id = post_order(client, {**ORDER, "card_number": "4000 0000 0000 0002"}).json()["order_id"]
+    drive(shop, backend)
     answer = client.post(f"/orders/{order_id}/cancel")
     assert answer.status_code == 409
     assert "failed" in answer.json()["detail"]

@@ -37,7 +37,7 @@ def busy_shop(shop: OrderSystem, backend: SqliteBackend) -> OrderSystem:
     for request in requests:
         placed = services.place_order(shop, request)
         start_workflow(order_fulfilment, placed.workflow_id, {"order_id": placed.order_id}, backend)
-    drive(backend)
+    drive(shop, backend)
     OutboxRelay(shop).deliver_due()
     return shop
 

@@ -11,17 +11,11 @@ from examples.orders.adapters.db import Database
 from examples.orders.domain import OrderStatus
 from examples.orders.relay import OutboxRelay
 from examples.orders.sagas import OrderProcessing, PartialOrderProcessing
-from examples.orders.system import OrderSystem, use_system
-from examples.orders.workflows import checkout, orders_registry, tutorial_order
-from orders_support import order_request
+from examples.orders.system import OrderSystem
+from examples.orders.workflows import app, checkout, tutorial_order
+from orders_support import order_request, run_here, run_saga
 
-from conveyor import (
-    FakeClock,
-    InvalidInputError,
-    RunState,
-    SqliteBackend,
-    run_durable_workflow,
-)
+from conveyor import InvalidInputError, RunState, SqliteBackend, run_durable_workflow
 
 SEED_000_STEPS = (
     "validate_order",
@@ -58,7 +52,7 @@ def shelf(system: OrderSystem) -> dict[str, int]:
 def test_order_processing_completes_every_step(shop: OrderSystem) -> None:
     """Seed 000's success spec: the result is a success and send_confirmation completed."""
     order_id = place(shop, ("mug", 1))
-    result = OrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, OrderProcessing, order_id)
     assert result.success
     assert result.completed_steps == SEED_000_STEPS
     assert result.step_results["process_payment"]["payment_amount"] == 1_250
@@ -70,7 +64,7 @@ def test_order_processing_completes_every_step(shop: OrderSystem) -> None:
 def test_a_failed_payment_releases_the_reservation(shop: OrderSystem) -> None:
     """Seed 000's payment-failure spec: a failure naming the payment, and the reservation released."""
     order_id = place(shop, ("kettle", 3), card="tok_chargeDeclined")
-    result = OrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, OrderProcessing, order_id)
     assert not result.success
     assert result.error is not None
     assert result.error.step_name == "process_payment"
@@ -83,7 +77,7 @@ def test_a_failed_payment_releases_the_reservation(shop: OrderSystem) -> None:
 def test_missing_stock_fails_at_check_inventory_with_nothing_to_undo_but_the_order(shop: OrderSystem) -> None:
     """The seed's first failure case: no stock was touched, and the order ends failed."""
     order_id = place(shop, ("matcha", 5))
-    result = OrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, OrderProcessing, order_id)
     assert result.error is not None
     assert result.error.step_name == "check_inventory"
     assert "Insufficient inventory" in result.error.message
@@ -95,7 +89,7 @@ def test_a_failing_email_server_never_refunds_a_completed_order(shop: OrderSyste
     """The seed's flaw, removed: the email fails, the order stays paid and complete; the relay sends it."""
     shop.mailer.failure_rate = 1.0
     order_id = place(shop, ("mug", 1))
-    result = OrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, OrderProcessing, order_id)
     assert result.success
     assert result.step_results["send_confirmation"] == {"confirmation_sent": False}
     assert services.get_order(shop, order_id).status is OrderStatus.COMPLETED
@@ -108,7 +102,7 @@ def test_a_failing_email_server_never_refunds_a_completed_order(shop: OrderSyste
 def test_the_partial_subclass_ships_what_is_on_the_shelf(shop: OrderSystem) -> None:
     """Seed 000's subclass: the unavailable line is dropped and only the kept line is charged and taken."""
     order_id = place(shop, ("mug", 2), ("matcha", 5), partial=True)
-    result = PartialOrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, PartialOrderProcessing, order_id)
     assert result.success
     assert result.step_results["check_inventory"]["unavailable_items"] == ["matcha"]
     assert result.step_results["process_payment"]["payment_amount"] == 2_500
@@ -121,7 +115,7 @@ def test_the_partial_subclass_ships_what_is_on_the_shelf(shop: OrderSystem) -> N
 def test_the_partial_subclass_fails_when_nothing_is_available(shop: OrderSystem) -> None:
     """With no line on the shelf the partial order fails at check_inventory, charging nothing."""
     order_id = place(shop, ("matcha", 5), partial=True)
-    result = PartialOrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, PartialOrderProcessing, order_id)
     assert result.error is not None
     assert result.error.step_name == "check_inventory"
     assert "none of its items is available" in result.error.message
@@ -132,7 +126,7 @@ def test_a_partial_order_cancelled_before_it_runs_ends_cancelled(shop: OrderSyst
     """A cancellation requested before the saga starts stops it at the reservation and settles the order."""
     order_id = place(shop, ("mug", 1), partial=True)
     assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
-    result = PartialOrderProcessing.run(order_id=order_id, clock=FakeClock())
+    result = run_saga(shop, PartialOrderProcessing, order_id)
     assert result.error is not None
     assert result.error.step_name == "reserve_inventory"
     assert result.status.step("validate_order").state.value == "compensated"
@@ -161,7 +155,7 @@ def test_the_tutorial_flow_charges_and_checks_stock_in_parallel(
     shop: OrderSystem, backend: SqliteBackend
 ) -> None:
     """Seed 003's order-v2 flow completes with the tutorial's output."""
-    status = run_durable_workflow(tutorial_order, "order-1001", TUTORIAL_ORDER, backend, clock=FakeClock())
+    status = run_here(shop, backend, tutorial_order, "order-1001", TUTORIAL_ORDER)
     assert status.output() == "Order complete: paid=True, stock=True"
     [charge] = shop.gateway.charges_for("tutorial-1001")
     assert charge.amount_cents == 3_499
@@ -172,7 +166,7 @@ def test_the_tutorial_flow_refunds_the_charge_when_the_item_is_out_of_stock(
 ) -> None:
     """The parallel charge is undone when finalize finds the item out of stock."""
     order = {**TUTORIAL_ORDER, "sku": "matcha", "quantity": 3, "order_id": "1002"}
-    status = run_durable_workflow(tutorial_order, "order-1002", order, backend, clock=FakeClock())
+    status = run_here(shop, backend, tutorial_order, "order-1002", order)
     assert status.state is RunState.COMPENSATED
     assert status.step("charge_payment").state.value == "compensated"
     [charge] = shop.gateway.charges_for("tutorial-1002")
@@ -190,7 +184,7 @@ def test_the_yaml_checkout_charges_with_tax_takes_stock_and_records_the_order(
     shop: OrderSystem, backend: SqliteBackend
 ) -> None:
     """Seed 002's checkout: 8 % tax in cents, the order awaiting shipment, its confirmation queued."""
-    status = run_durable_workflow(checkout, "cart-1", CART, backend, clock=FakeClock())
+    status = run_here(shop, backend, checkout, "cart-1", CART)
     assert status.state is RunState.COMPLETED
     totals = status.output()["validate_cart"]
     assert (totals["subtotal_cents"], totals["tax_cents"], totals["total_cents"]) == (5_999, 480, 6_479)
@@ -225,8 +219,7 @@ def test_the_yaml_checkout_refunds_when_the_stock_runs_out_after_payment(
     """Tasker's "payment succeeds, inventory update fails": the charge is refunded and no order is left."""
     cart = {**CART, "cart_items": [{"sku": "matcha", "quantity": 2}]}
     racing = OrderSystem(shop.db, shop.faults, SoldOutDuringPayment(sqlite_url))
-    with use_system(racing):
-        status = run_durable_workflow(checkout, "cart-2", cart, backend, clock=FakeClock())
+    status = run_here(racing, backend, checkout, "cart-2", cart)
     assert status.state is RunState.COMPENSATED
     error = status.error()
     assert error is not None
@@ -248,9 +241,9 @@ def test_the_yaml_checkout_names_the_bad_field(shop: OrderSystem, backend: Sqlit
     assert shop.gateway.charges_for("cart-3") == []
 
 
-def test_the_shop_registers_its_workflows_in_its_own_registry() -> None:
-    """All six are in the shop's registry by name."""
-    names = sorted(workflow.name for workflow in orders_registry.workflows())
+def test_the_shop_runtime_registers_its_workflows() -> None:
+    """All six are registered with the shop's runtime by name."""
+    names = sorted(workflow.name for workflow in app.workflows())
     assert names == [
         "order_fulfilment",
         "orders.OrderCancellation",

@@ -8,11 +8,11 @@ import pytest
 from examples.orders import domain, services
 from examples.orders.domain import OrderStatus
 from examples.orders.sagas import OrderCancellation
-from examples.orders.system import Faults, OrderSystem, use_system
+from examples.orders.system import Faults, OrderSystem
 from examples.orders.workflows import order_fulfilment
-from orders_support import ScriptedRandom, make_system, order_request
+from orders_support import ScriptedRandom, make_system, order_request, run_here, run_saga
 
-from conveyor import FakeClock, RunState, SqliteBackend, WorkflowStatus, run_durable_workflow
+from conveyor import RunState, SqliteBackend, WorkflowStatus
 
 
 def place(
@@ -22,12 +22,10 @@ def place(
     return services.place_order(system, order_request(*items, card=card, address=address)).order_id
 
 
-def run(backend: SqliteBackend, order_id: str) -> WorkflowStatus:
+def run(system: OrderSystem, backend: SqliteBackend, order_id: str) -> WorkflowStatus:
     """Run the order's workflow to its end in this process (retry delays pass at once)."""
     workflow_id = services.workflow_id_for(order_id)
-    return run_durable_workflow(
-        order_fulfilment, workflow_id, {"order_id": order_id}, backend, clock=FakeClock()
-    )
+    return run_here(system, backend, order_fulfilment, workflow_id, {"order_id": order_id})
 
 
 def net_charged(system: OrderSystem, order_id: str) -> int:
@@ -46,8 +44,7 @@ def faulty_shop(sqlite_url: str) -> Iterator[OrderSystem]:
     """A shop whose gateway fails when the test's script says (``faulty_shop.rng.values``)."""
     faults = Faults(gateway_transient_rate=0.5, gateway_lost_response_rate=0.5)
     system = make_system(sqlite_url, faults, ScriptedRandom())
-    with use_system(system):
-        yield system
+    yield system
     system.close()
 
 
@@ -56,7 +53,7 @@ def test_an_order_is_reserved_charged_shipped_completed_and_its_email_queued(
 ) -> None:
     """Every step completes; the charge carries the step's idempotency key; one email waits in the outbox."""
     order_id = place(shop, ("mug", 2), ("kettle", 1))
-    status = run(backend, order_id)
+    status = run(shop, backend, order_id)
     assert status.state is RunState.COMPLETED
     order = services.get_order(shop, order_id)
     assert order.status is OrderStatus.COMPLETED
@@ -74,7 +71,7 @@ def test_a_declined_card_releases_the_stock_and_fails_the_order(
 ) -> None:
     """The payment fails for good: the reservation is undone, the order ends failed, saying why."""
     order_id = place(shop, ("mug", 2), card="tok_chargeDeclined")
-    status = run(backend, order_id)
+    status = run(shop, backend, order_id)
     assert status.state is RunState.COMPENSATED
     error = status.error()
     assert error is not None
@@ -98,7 +95,7 @@ def test_a_declined_card_releases_the_stock_and_fails_the_order(
 def test_an_order_out_of_stock_fails_without_a_charge(shop: OrderSystem, backend: SqliteBackend) -> None:
     """The reservation is refused by the database; nothing was charged and nothing is held."""
     order_id = place(shop, ("mug", 1), ("matcha", 3))
-    status = run(backend, order_id)
+    status = run(shop, backend, order_id)
     assert status.state is RunState.COMPENSATED
     assert status.step("reserve_stock").error is not None
     order = services.get_order(shop, order_id)
@@ -113,7 +110,7 @@ def test_a_refused_address_after_payment_refunds_and_restocks(
 ) -> None:
     """Shipping fails once the card was charged: the charge is refunded and the units go back."""
     order_id = place(shop, ("kettle", 2), address="9 Undeliverable Road")
-    status = run(backend, order_id)
+    status = run(shop, backend, order_id)
     assert status.state is RunState.COMPENSATED
     assert status.step("charge_payment").state.value == "compensated"
     [charge] = shop.gateway.charges_for(order_id)
@@ -129,7 +126,7 @@ def test_a_503_and_a_lost_response_are_retried_into_one_charge(
     assert isinstance(faulty_shop.rng, ScriptedRandom)
     faulty_shop.rng.values = [0.0, 0.9, 0.0, 0.9]  # 503; then charged but lost; then answered
     order_id = place(faulty_shop, ("mug", 1))
-    status = run(backend, order_id)
+    status = run(faulty_shop, backend, order_id)
     assert status.state is RunState.COMPLETED
     assert status.step("charge_payment").attempts == 3
     assert len(faulty_shop.gateway.charges_for(order_id)) == 1
@@ -143,7 +140,7 @@ def test_a_charge_whose_every_answer_was_lost_is_refunded_when_the_order_fails(
     assert isinstance(faulty_shop.rng, ScriptedRandom)
     faulty_shop.rng.values = [0.9, 0.0] + [0.0] * 7  # charged but lost; then 503 until retries run out
     order_id = place(faulty_shop, ("mug", 1))
-    status = run(backend, order_id)
+    status = run(faulty_shop, backend, order_id)
     assert status.state is RunState.COMPENSATED
     assert status.step("charge_payment").attempts == 8
     [charge] = faulty_shop.gateway.charges_for(order_id)
@@ -158,7 +155,7 @@ def test_an_order_cancelled_before_it_runs_ends_cancelled_with_nothing_charged(
     """The customer cancels before processing: the workflow stops at its first guarded step."""
     order_id = place(shop, ("mug", 1))
     assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
-    status = run(backend, order_id)
+    status = run(shop, backend, order_id)
     assert status.state is RunState.COMPENSATED
     error = status.error()
     assert error is not None
@@ -187,8 +184,8 @@ def test_a_completed_order_cancelled_is_refunded_and_restocked(
 ) -> None:
     """Seed 000's OrderCancellation: a completed order gets its money back and its units return."""
     order_id = place(shop, ("kettle", 1), ("mug", 1))
-    run(backend, order_id)
-    result = OrderCancellation.run(order_id=order_id, backend=backend, workflow_id=f"cancel-{order_id}")
+    run(shop, backend, order_id)
+    result = run_saga(shop, OrderCancellation, order_id, backend=backend, workflow_id=f"cancel-{order_id}")
     assert result.success
     assert result.step_results["cancel_order"] == {"cancelled": True, "outcome": "refunded"}
     assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
@@ -202,7 +199,7 @@ def test_a_shipped_order_cannot_be_cancelled(shop: OrderSystem, backend: SqliteB
     services.reserve_stock(shop, order_id)
     services.charge_order(shop, order_id, "charge-key")
     services.ship_order(shop, order_id)
-    result = OrderCancellation.run(order_id=order_id, backend=backend)
+    result = run_saga(shop, OrderCancellation, order_id, backend=backend)
     assert not result.success
     assert result.error is not None
     assert "is shipped; it cannot be cancelled now" in result.error.message
@@ -213,8 +210,8 @@ def test_a_shipped_order_cannot_be_cancelled(shop: OrderSystem, backend: SqliteB
 def test_running_an_order_again_repeats_nothing(shop: OrderSystem, backend: SqliteBackend) -> None:
     """The same workflow id returns the finished run: no second charge, no second reservation."""
     order_id = place(shop, ("mug", 1))
-    first = run(backend, order_id)
-    again = run(backend, order_id)
+    first = run(shop, backend, order_id)
+    again = run(shop, backend, order_id)
     assert again.state is first.state is RunState.COMPLETED
     assert len(shop.gateway.charges_for(order_id)) == 1
     assert shelf(shop)["mug"] == 49

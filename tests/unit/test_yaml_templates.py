@@ -125,7 +125,8 @@ def test_input_that_breaks_the_schema_is_refused_before_anything_is_stored(
         assert backend.load_run("bad-1") is None
     assert raised.value.fields == ["cart_items.0.product_id", "payment_info"]
     message = str(raised.value)
-    assert "field 'cart_items.0.product_id': 'one' is not of type 'integer'" in message
+    assert "field 'cart_items.0.product_id': is not of type 'integer'" in message
+    assert "'one'" not in message  # the value itself is never repeated: it could be a secret
     assert "field 'payment_info': is required" in message
     assert handlers.shop.calls == []
 

@@ -241,6 +241,7 @@ TABLES = (
     "shipments",
     "gateway_refunds",
     "gateway_charges",
+    "gateway_cards",
     "reservation_lines",
     "reservations",
     "order_history",

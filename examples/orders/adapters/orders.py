@@ -26,7 +26,8 @@ class UnknownOrderError(LookupError):
 
 _COLUMNS = (
     "id, customer_email, card_token, shipping_address, status, currency, cancel_requested, "
-    "payment_id, reservation_id, shipment_id, failure_reason, workflow_id, tax_cents"
+    "payment_id, reservation_id, shipment_id, failure_reason, workflow_id, tax_cents, customer_id, "
+    "card_last4, card_brand"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM orders WHERE id = ?"
 _SELECT_LINES = (
@@ -35,7 +36,8 @@ _SELECT_LINES = (
 _INSERT = (
     "INSERT INTO orders (id, idempotency_key, request_fingerprint, customer_email, card_token, "
     "shipping_address, currency, status, cancel_requested, tax_cents, total_cents, workflow_id, created_at, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "updated_at, customer_id, card_last4, card_brand) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _INSERT_LINE = (
     "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents, dropped) "
@@ -87,6 +89,7 @@ class OrderRepository:
                 *(order.shipping_address, order.currency, order.status.value, order.tax_cents),
                 order.total_cents,
                 *(order.workflow_id, at, at),
+                *(order.customer_id, order.card_last4, order.card_brand),
             ),
         )
         if inserted:
@@ -190,4 +193,7 @@ def _order(row: Row, lines: list[Row]) -> Order:
         failure_reason=values[10],
         workflow_id=values[11],
         tax_cents=int(values[12]),
+        customer_id=values[13],
+        card_last4=values[14],
+        card_brand=values[15],
     )

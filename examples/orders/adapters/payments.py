@@ -5,9 +5,17 @@ What a real provider does, and this one too:
 - **Idempotency keys.** A charge or refund carries a key. The same key again replays the stored outcome
   (the charge, or the same decline) without charging twice; the same key with different parameters is
   refused with :class:`IdempotencyKeyReusedError`.
-- **Test cards.** ``tok_visa`` and ``tok_mastercard`` succeed; ``tok_chargeDeclined``,
-  ``tok_chargeDeclinedInsufficientFunds`` and ``tok_chargeDeclinedExpiredCard`` are declined
-  (:class:`CardDeclinedError`, not worth retrying).
+- **Tokens, not card numbers.** :meth:`PaymentGateway.tokenize_card` takes a card number and returns a
+  :class:`CardToken` (``tok_…``, the brand and the last four digits); charges take the token. The vault
+  (``gateway_cards``) keeps what the token stands for, never the number; :meth:`PaymentGateway.charge`
+  refuses anything that is not a token (:class:`NotACardTokenError`), so a card number cannot reach a
+  table by that road either.
+- **Test cards.** The numbers in :data:`TEST_CARDS` behave as a provider's test cards do: ``4242 4242
+  4242 4242`` and ``5555 5555 5555 4444`` succeed, ``4000 0000 0000 0002`` (and the insufficient-funds
+  and expired ones) are declined. The fixed tokens ``tok_visa`` and ``tok_mastercard`` succeed;
+  ``tok_chargeDeclined``, ``tok_chargeDeclinedInsufficientFunds`` and ``tok_chargeDeclinedExpiredCard``
+  are declined (:class:`CardDeclinedError`, not worth retrying). A token the gateway never issued is
+  declined as ``invalid_token``.
 - **Faults**, set by :class:`GatewayBehaviour`: latency on every call, transient errors before anything
   happens (:class:`GatewayUnavailableError`), and responses lost after the charge or refund was made
   (:class:`ResponseLostError`): the caller cannot tell whether it went through, and must retry with the
@@ -22,13 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import random
+import secrets
+import string
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Literal
 
 from examples.orders.adapters.db import Database, Row, Transaction
-from examples.orders.domain import Cents
+from examples.orders.domain import Cents, is_card_token
 
 DECLINING_CARDS = {
     "tok_chargeDeclined": "generic_decline",
@@ -36,6 +46,16 @@ DECLINING_CARDS = {
     "tok_chargeDeclinedExpiredCard": "expired_card",
 }
 """Test card tokens the gateway declines, with the decline code it gives."""
+ACCEPTED_TEST_TOKENS = frozenset({"tok_visa", "tok_mastercard"})
+"""Fixed test tokens the gateway accepts (a provider's documented test tokens)."""
+TEST_CARDS = {
+    "4242424242424242": None,
+    "5555555555554444": None,
+    "4000000000000002": "generic_decline",
+    "4000000000009995": "insufficient_funds",
+    "4000000000000069": "expired_card",
+}
+"""Test card numbers and how their charges end: ``None`` succeeds, else the decline code."""
 
 
 class GatewayError(Exception):
@@ -75,6 +95,51 @@ class UnknownChargeError(GatewayError, LookupError):
     """No charge has this id."""
 
 
+class NotACardTokenError(GatewayError, ValueError):
+    """A charge was given something that is not a card token (a card number, say); nothing was charged."""
+
+
+class InvalidCardNumberError(GatewayError, ValueError):
+    """The card number is not one (not 12 to 19 digits, or its check digit is wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CardToken:
+    """What a card is known by once it was tokenised: the token, its brand and its last four digits."""
+
+    token: str
+    brand: str
+    last4: str
+
+
+def check_card_number(number: str) -> str:
+    """``number`` without spaces or dashes, if it is a card number (12-19 digits, Luhn check digit).
+
+    The error never repeats the number.
+    """
+    digits = number.replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and 12 <= len(digits) <= 19):
+        raise InvalidCardNumberError("a card number is 12 to 19 digits (spaces and dashes allowed)")
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        value = int(digit) * (2 if position % 2 else 1)
+        total += value - 9 if value > 9 else value
+    if total % 10:
+        raise InvalidCardNumberError("the card number's check digit is wrong (a typo?)")
+    return digits
+
+
+def card_brand(digits: str) -> str:
+    """The card's brand from its first digits (``visa``, ``mastercard``, ``amex``, else ``unknown``)."""
+    if digits.startswith("4"):
+        return "visa"
+    if digits[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(digits[:4]) <= 2720:
+        return "mastercard"
+    if digits[:2] in {"34", "37"}:
+        return "amex"
+    return "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayBehaviour:
     """How the simulator misbehaves: latency (uniform, in seconds) and the rates of each fault."""
@@ -111,6 +176,10 @@ class Refund:
     amount_cents: Cents
 
 
+_INSERT_CARD = (
+    "INSERT INTO gateway_cards (token, brand, last4, decline_code, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+_CARD_BY_TOKEN = "SELECT decline_code FROM gateway_cards WHERE token = ?"
 _CHARGE_COLUMNS = "id, reference, amount_cents, currency, status, decline_code, refunded_cents, fingerprint"
 _CHARGE_BY_KEY = f"SELECT {_CHARGE_COLUMNS} FROM gateway_charges WHERE idempotency_key = ?"
 _CHARGE_BY_ID = f"SELECT {_CHARGE_COLUMNS} FROM gateway_charges WHERE id = ?"
@@ -172,26 +241,51 @@ class PaymentGateway:
                 f"timed out waiting for the gateway's answer ({what} may have gone through)"
             )
 
+    def tokenize_card(self, number: str) -> CardToken:
+        """Keep the card in the vault and return its token (a new one each time); the number is not kept.
+
+        Raises :class:`InvalidCardNumberError` (which never repeats the number).
+        """
+        digits = check_card_number(number)
+        self._network(may_fail=False)
+        random_letters = "".join(secrets.choice(string.ascii_letters) for _ in range(24))  # no digit runs
+        card = CardToken(token=f"tok_{random_letters}", brand=card_brand(digits), last4=digits[-4:])
+        decline = TEST_CARDS.get(digits)
+        with self.db.transaction() as tx:
+            tx.execute(_INSERT_CARD, (card.token, card.brand, card.last4, decline, time.time()))
+        return card
+
+    def _decline_code(self, tx: Transaction, card_token: str) -> str | None:
+        if card_token in ACCEPTED_TEST_TOKENS:
+            return None
+        if card_token in DECLINING_CARDS:
+            return DECLINING_CARDS[card_token]
+        row = tx.one(_CARD_BY_TOKEN, (card_token,))
+        return "invalid_token" if row is None else row[0]
+
     def charge(
         self, *, amount_cents: Cents, currency: str, card_token: str, reference: str, idempotency_key: str
     ) -> Charge:
-        """Charge ``amount_cents`` to the card; the same ``idempotency_key`` never charges twice.
+        """Charge ``amount_cents`` to the card ``card_token``; one ``idempotency_key`` never charges twice.
 
-        Raises :class:`CardDeclinedError` (also when replaying a declined key), the transient
-        :class:`GatewayUnavailableError` and :class:`ResponseLostError`, or
+        Raises :class:`NotACardTokenError` for anything but a token (nothing is stored then),
+        :class:`CardDeclinedError` (also when replaying a declined key, and for a token the gateway never
+        issued), the transient :class:`GatewayUnavailableError` and :class:`ResponseLostError`, or
         :class:`IdempotencyKeyReusedError`.
         """
         if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
             raise ValueError(f"amount_cents must be a positive integer, not {amount_cents!r}")
         if not idempotency_key:
             raise ValueError("an idempotency key is required")
+        if not is_card_token(card_token):
+            raise NotACardTokenError("charge takes a card token (tok_...), never a card number")
         self._network()
         fingerprint = _fingerprint("charge", amount_cents, currency, card_token, reference)
         created = False
         with self.db.transaction() as tx:
             row = tx.one(_CHARGE_BY_KEY, (idempotency_key,))
             if row is None:
-                decline = DECLINING_CARDS.get(card_token)
+                decline = self._decline_code(tx, card_token)
                 charge_id = f"ch_{uuid.uuid4().hex[:24]}"
                 status = "declined" if decline else "succeeded"
                 created = bool(

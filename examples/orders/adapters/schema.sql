@@ -32,8 +32,11 @@ CREATE TABLE IF NOT EXISTS orders (
     id TEXT PRIMARY KEY,
     idempotency_key TEXT UNIQUE,
     request_fingerprint TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
     customer_email TEXT NOT NULL,
-    card_token TEXT NOT NULL,
+    card_token TEXT NOT NULL,  -- the gateway's token for the card: the card number is never stored
+    card_last4 TEXT,
+    card_brand TEXT,
     shipping_address TEXT NOT NULL,
     currency TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN (
@@ -68,7 +71,15 @@ CREATE TABLE IF NOT EXISTS order_history (
 );
 CREATE INDEX IF NOT EXISTS order_history_by_order ON order_history (order_id);
 
--- the payment gateway simulator's own state (a real provider keeps this on its side)
+-- the payment gateway simulator's own state (a real provider keeps this on its side). Its card vault
+-- keeps what a token stands for (brand, last four digits, how the test card behaves), never the number.
+CREATE TABLE IF NOT EXISTS gateway_cards (
+    token TEXT PRIMARY KEY,
+    brand TEXT NOT NULL,
+    last4 TEXT NOT NULL,
+    decline_code TEXT,
+    created_at DOUBLE PRECISION NOT NULL
+);
 CREATE TABLE IF NOT EXISTS gateway_charges (
     id TEXT PRIMARY KEY,
     idempotency_key TEXT NOT NULL UNIQUE,

@@ -7,6 +7,7 @@ returns, so a completed step survives a power cut; ``"NORMAL"`` is several times
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -160,13 +161,17 @@ class SqliteBackend(ClosesOnExit):
                 timeout=busy_timeout_seconds,
                 cached_statements=64,
             )
-        except sqlite3.Error as exc:
+            connection = self._connection
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (sqlite3.Error, BackendError) as exc:  # a file that is not a database says so here
+            with contextlib.suppress(AttributeError, sqlite3.Error):
+                self._connection.close()
+            if isinstance(exc, BackendError):
+                raise
             raise BackendError(f"cannot open the SQLite database at {self.path}: {exc}") from exc
-        connection = self._connection
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {synchronous}")
-        connection.execute("PRAGMA foreign_keys = ON")
-        self._migrate()
 
     def _migrate(self) -> None:
         with self._transaction() as cursor:

@@ -3,7 +3,8 @@
 :func:`step_caller` turns a step method into the function a step runs: the method's parameters after
 ``self``, its annotations and docstring, called on a new instance. :func:`undo_caller` turns an undo method
 into the compensation the engine calls with the step's result and arguments, passing the method what its
-parameters name: an argument of the step, a field of its result, ``result`` itself, or its context.
+parameters name: an argument of the step, a field of its result, ``result`` itself, its context, or a
+runtime resource (a parameter whose default is ``resource(name)``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pydantic
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import describe_validation_error
+from conveyor.definition.resources import ResourceRef
 from conveyor.definition.task import StepContext
 from conveyor.errors import DefinitionError, StepInputError
 
@@ -95,9 +97,12 @@ def undo_caller(cls: type, step_name: str, fn: Callable[..., Any]) -> Callable[.
     context_name: str | None = None
     takes_the_rest = False
     wanted: list[tuple[str, TypedCodec, bool]] = []
+    resources: list[tuple[str, str]] = []
     for parameter in _data_parameters(fn, what):
         if hints.get(parameter.name) is StepContext:
             context_name = parameter.name
+        elif isinstance(parameter.default, ResourceRef):
+            resources.append((parameter.name, parameter.default.name))
         elif parameter.kind is parameter.VAR_KEYWORD:
             takes_the_rest = True
         else:
@@ -127,6 +132,8 @@ def undo_caller(cls: type, step_name: str, fn: Callable[..., Any]) -> Callable[.
                 f"a field of its result (available: {', '.join(map(repr, available))})",
                 step_name=step_name,
             )
+        for name, resource_name in resources:
+            kwargs[name] = context.resource(resource_name)
         if takes_the_rest:
             for name, value in available.items():
                 if name not in (self_name, context_name):

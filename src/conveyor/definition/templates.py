@@ -94,6 +94,36 @@ def _line_of(document: Any, path: Sequence[Any]) -> int | None:
     return line
 
 
+_FAILURES = {
+    "type": "is not of type {!r}",
+    "pattern": "does not match {!r}",
+    "minimum": "is less than the minimum of {!r}",
+    "maximum": "is more than the maximum of {!r}",
+    "exclusiveMinimum": "is not more than {!r}",
+    "exclusiveMaximum": "is not less than {!r}",
+    "multipleOf": "is not a multiple of {!r}",
+    "minLength": "is shorter than {!r} characters",
+    "maxLength": "is longer than {!r} characters",
+    "minItems": "has fewer than {!r} items",
+    "maxItems": "has more than {!r} items",
+    "uniqueItems": "has items that repeat",
+    "enum": "is not one of {!r}",
+    "const": "is not {!r}",
+    "format": "is not a valid {!r}",
+}
+"""What a failed JSON Schema rule says, without the value: an input may hold a card number or a password."""
+
+
+def _failure(error: jsonschema.ValidationError) -> str:
+    """The schema rule ``error`` broke, in words that never repeat the value that broke it."""
+    if error.validator == "additionalProperties":
+        return error.message  # names the unexpected keys, which are field names, not values
+    template = _FAILURES.get(str(error.validator))
+    if template is None:
+        return f"does not satisfy the schema's {error.validator!r} rule"
+    return template.format(error.validator_value)
+
+
 def _input_validator(schema: dict[str, Any], workflow_name: str, place: Place) -> Callable[[Any], Any]:
     validator_class = jsonschema.validators.validator_for(schema)
     try:
@@ -121,7 +151,7 @@ def _input_validator(schema: dict[str, Any], workflow_name: str, place: Place) -
                     if missing not in error.instance:
                         problems.setdefault(f"{location}.{missing}" if location else missing, "is required")
             else:
-                problems.setdefault(location or "(the input itself)", error.message)
+                problems.setdefault(location or "(the input itself)", _failure(error))
         if not problems:
             return value
         fields = sorted(problems)
