@@ -16,6 +16,7 @@ from conveyor.definition.workflow import Workflow
 from conveyor.definition.workflow_class import WorkflowClass
 from conveyor.errors import InvalidArgumentError
 from conveyor.runtime.adapters import runtime_for
+from conveyor.runtime.app import Conveyor
 
 if TYPE_CHECKING:
     from conveyor.backends.base import Backend
@@ -131,6 +132,7 @@ class Saga(WorkflowClass, abstract=True):
         workflow_id: str | None = None,
         clock: Clock | None = None,
         correlation_id: str | None = None,
+        runtime: Conveyor | None = None,
         **fields: Any,
     ) -> Any:
         """Run the workflow with the input ``fields`` (or the mapping ``inputs``) and wait for its end.
@@ -138,18 +140,19 @@ class Saga(WorkflowClass, abstract=True):
         With ``asynchronous = True`` on the class, record the run for a worker to execute instead, and
         return a :class:`SagaHandle` at once.
 
-        :meth:`Conveyor.run <conveyor.Conveyor.run>` (or ``start``) on the runtime over ``backend``: the
-        default runtime's when none is given (``$CONVEYOR_BACKEND``, else ``./conveyor.db``), as for every
-        other spelling. The run is identified by ``workflow_id`` (a new id when none is given). Raises
-        :class:`~conveyor.errors.InvalidInputError` if the input does not fit ``input_schema``; a failed step
-        is reported in the result, not raised.
+        :meth:`Conveyor.run <conveyor.Conveyor.run>` (or ``start``) on ``runtime`` (whose resources the
+        steps get), else on the runtime over ``backend``: the default runtime's when none is given
+        (``$CONVEYOR_BACKEND``, else ``./conveyor.db``), as for every other spelling. The run is
+        identified by ``workflow_id`` (a new id when none is given). Raises
+        :class:`~conveyor.errors.InvalidInputError` if the input does not fit ``input_schema``; a failed
+        step is reported in the result, not raised.
         """
         workflow = cls._compiled()
         if inputs is not None and not isinstance(inputs, Mapping):
             raise InvalidArgumentError(
                 f"{cls.__name__}.run() takes keyword fields or a mapping, not {inputs!r}", argument="inputs"
             )
-        runtime = runtime_for(backend, clock)
+        runtime = _runtime(cls, runtime, backend, clock)
         payload = {**(inputs or {}), **fields}
         if cls.asynchronous:
             handle = runtime.start(workflow, payload, workflow_id=workflow_id, correlation_id=correlation_id)
@@ -159,8 +162,30 @@ class Saga(WorkflowClass, abstract=True):
 
     @classmethod
     def retry(
-        cls, workflow_id: str, *, backend: Backend | None = None, clock: Clock | None = None
+        cls,
+        workflow_id: str,
+        *,
+        backend: Backend | None = None,
+        clock: Clock | None = None,
+        runtime: Conveyor | None = None,
     ) -> SagaResult:
         """Run a failed run again once its fault is fixed; completed steps are kept (``Conveyor.retry``)."""
         workflow = cls._compiled()
-        return SagaResult(runtime_for(backend, clock).retry(workflow_id, workflow=workflow), workflow)
+        chosen = _runtime(cls, runtime, backend, clock)
+        return SagaResult(chosen.retry(workflow_id, workflow=workflow), workflow)
+
+
+def _runtime(cls: type, runtime: Conveyor | None, backend: Backend | None, clock: Clock | None) -> Conveyor:
+    """The runtime a class method runs on: the one given, else the one over ``backend`` (and ``clock``)."""
+    if runtime is None:
+        return runtime_for(backend, clock)
+    if not isinstance(runtime, Conveyor):
+        raise InvalidArgumentError(
+            f"{cls.__name__}: runtime must be a Conveyor, not {runtime!r}", argument="runtime"
+        )
+    if backend is not None or clock is not None:
+        raise InvalidArgumentError(
+            f"{cls.__name__}: give a runtime or a backend and clock, not both (the runtime has its own)",
+            argument="runtime",
+        )
+    return runtime

@@ -67,8 +67,8 @@ def run_saga(
 ) -> SagaResult:
     """Run a workflow class for ``order_id`` through the shop's runtime (in memory unless ``backend``)."""
     with shop_runtime(backend or InMemoryBackend(), system=system, clock=FakeClock()) as runtime:
-        status = runtime.run(saga, {"order_id": order_id}, workflow_id=workflow_id)
-    return SagaResult(status, saga.workflow)  # type: ignore[attr-defined]
+        result: SagaResult = saga.run(order_id=order_id, workflow_id=workflow_id, runtime=runtime)
+    return result
 
 
 def order_request(

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Conveyor, InMemoryBackend, RunState, Saga, StepContext, from_result, resource, step
+import pytest
+
+from conveyor import (
+    Conveyor,
+    InMemoryBackend,
+    InvalidArgumentError,
+    RunState,
+    Saga,
+    StepContext,
+    from_result,
+    resource,
+    step,
+)
 
 
 class Ledger:
@@ -37,3 +49,25 @@ def test_an_undo_method_gets_a_resource_declared_as_its_parameter() -> None:
         status = app.run(Booking, {"booking_id": "b1"})
     assert status.state is RunState.COMPENSATED
     assert ledger.undone == ["seat-for-b1"]
+
+
+def test_the_class_run_and_retry_use_the_runtime_given_and_its_resources() -> None:
+    """``Booking.run(..., runtime=app)`` is app.run with the seed's result; retry goes through it too."""
+    ledger = Ledger()
+    with Conveyor(InMemoryBackend(), resources={"ledger": ledger}) as app:
+        result = Booking.run(booking_id="b2", workflow_id="booking-b2", runtime=app)
+        assert not result.success
+        assert result.error.step_name == "pay"
+        assert ledger.undone == ["seat-for-b2"]
+        again = Booking.retry("booking-b2", runtime=app)
+        assert again.workflow_id == "booking-b2"
+        assert ledger.undone == ["seat-for-b2", "seat-for-b2"]  # reserved and undone once more
+
+
+def test_a_runtime_and_a_backend_together_is_a_clear_error() -> None:
+    """The runtime has its own backend and clock: giving both would leave one of them unused."""
+    with Conveyor(InMemoryBackend()) as app:
+        with pytest.raises(InvalidArgumentError, match="give a runtime or a backend and clock, not both"):
+            Booking.run(booking_id="b3", runtime=app, backend=InMemoryBackend())
+        with pytest.raises(InvalidArgumentError, match="runtime must be a Conveyor"):
+            Booking.run(booking_id="b3", runtime="sqlite:///x.db")  # type: ignore[arg-type]
