@@ -4,6 +4,7 @@ conveyor worker --app myapp.workflows:app --concurrency 8
 conveyor start checkout --app myapp.workflows:app --input '{"id": 42}'
 conveyor migrate --backend postgresql://localhost/app
 conveyor status order-1001 --backend sqlite:///conveyor.db
+conveyor runs list --workflow checkout --state failed --limit 20
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
@@ -16,6 +17,7 @@ runs, 3 when ``start --wait --timeout`` runs out before the run ends; a tracebac
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -26,16 +28,19 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from conveyor.backends.listing import MAX_PAGE_SIZE
 from conveyor.cli_arguments import (
     OneLineParser,
     json_input,
     non_negative_seconds,
     one_line,
     positive_seconds,
+    run_state,
     text,
     whole_number,
     workflow_id,
 )
+from conveyor.core.records import RunSummary
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.runtime.app import BACKEND_VARIABLE, Conveyor, default_backend_url
 
@@ -129,14 +134,47 @@ def _status(arguments: argparse.Namespace, app: Conveyor) -> int:
     return 0 if not status.is_failed() else 1
 
 
+def _list_runs(arguments: argparse.Namespace, app: Conveyor) -> int:
+    page = app.runs(arguments.workflow, state=arguments.state, limit=arguments.limit, page=arguments.page)
+    if arguments.json:
+        shown = {"runs": [run.to_dict() for run in page], "next_page": page.next_page}
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(runs_table(page.runs))
+    if page.next_page is not None:
+        print(f"more: --page {page.next_page}")
+    return 0
+
+
+def runs_table(runs: Sequence[RunSummary]) -> str:
+    """Runs as an aligned text table: id, workflow, state, when recorded (UTC) and what went wrong."""
+    header = ("WORKFLOW ID", "WORKFLOW", "STATE", "CREATED (UTC)", "ERROR")
+    rows = [header]
+    for run in runs:
+        created = dt.datetime.fromtimestamp(run.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        state = run.state.value if run.state is not None else "unreadable"
+        wrong = run.problem or run.error_message or ""
+        rows.append((run.workflow_id, f"{run.workflow_name}@{run.workflow_version}", state, created, wrong))
+    if len(rows) == 1:
+        return "no runs"
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [*row[:-1], one_line(row[-1])[:120]]
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser (also used to render the CLI's documentation)."""
     top = OneLineParser(prog="conveyor", description="Durable workflows and sagas.")
     top.add_argument("--verbose", "-v", action="store_true", help="log what workers do")
     commands = top.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str, *, needs_app: bool = False) -> argparse.ArgumentParser:
-        added = commands.add_parser(name, help=help)
+    def command(
+        name: str, help: str, *, needs_app: bool = False, group: Any = commands
+    ) -> argparse.ArgumentParser:
+        added: argparse.ArgumentParser = group.add_parser(name, help=help)
         added.add_argument(
             "--app",
             type=text,
@@ -194,6 +232,21 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", "print a run's status as JSON")
     status.add_argument("workflow_id", type=workflow_id)
     status.set_defaults(run=_status)
+
+    runs = commands.add_parser("runs", help="look at the runs a backend holds").add_subparsers(
+        dest="runs_command", required=True
+    )
+    listing = command("list", "list runs, newest first, a page at a time", group=runs)
+    listing.add_argument("--workflow", type=text, help="only this workflow's runs (its name)")
+    listing.add_argument(
+        "--state", type=run_state, action="append", help="only runs in this state (repeatable)"
+    )
+    listing.add_argument(
+        "--limit", type=whole_number(1, MAX_PAGE_SIZE), default=20, help="runs per page (default 20)"
+    )
+    listing.add_argument("--page", type=text, help="the page token printed after the page before")
+    listing.add_argument("--json", action="store_true", help="print the page as JSON")
+    listing.set_defaults(run=_list_runs)
     return top
 
 

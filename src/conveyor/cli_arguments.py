@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from conveyor.core.states import RunState
 from conveyor.engine.checks import check_workflow_id
 from conveyor.errors import InvalidArgumentError
 
@@ -101,6 +102,15 @@ def workflow_id(value: str) -> str:
         return check_workflow_id(value)
     except InvalidArgumentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def run_state(value: str) -> RunState:
+    """A run state by its name (``failed``, ``completed``, ...)."""
+    try:
+        return RunState(value)
+    except ValueError:
+        known = ", ".join(state.value for state in RunState)
+        raise argparse.ArgumentTypeError(f"{value!r} is not a run state; the states are {known}") from None
 
 
 def json_input(value: str) -> Any:

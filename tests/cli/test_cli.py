@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Flow, SqliteBackend, run_durable_workflow, task
+from conveyor import Conveyor, Flow, NonRetryableError, SqliteBackend, run_durable_workflow, task
 from conveyor.cli import main
 from postgres_support import PostgresDatabase
 
@@ -119,3 +119,64 @@ def test_start_with_input_that_is_not_json_says_so(
     assert "argument --input: is not JSON" in capsys.readouterr().err
     assert main(["status", "bad-1", "--backend", url]) == 1
     assert "no run 'bad-1'" in capsys.readouterr().err
+
+
+@task
+def refuse(name: str) -> str:
+    raise NonRetryableError(f"no greeting for {name}")
+
+
+def test_runs_list_prints_a_table_newest_first_and_the_next_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`conveyor runs list` shows id, workflow@version, state and error; `more: --page T` leads on."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Conveyor(url) as app:
+        for number in range(3):
+            app.run(Flow("greet").then(greet).build(), f"n{number}", workflow_id=f"g-{number}")
+        app.run(Flow("refuse").then(refuse).build(), "bo", workflow_id="r-1")
+    assert main(["runs", "list", "--backend", url, "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["WORKFLOW", "ID", "WORKFLOW", "STATE", "CREATED", "(UTC)", "ERROR"]
+    assert lines[1].split()[:3] == ["r-1", "refuse@1", "failed"]
+    assert lines[1].endswith("no greeting for bo")
+    assert lines[2].split()[:3] == ["g-2", "greet@1", "completed"]
+    token = lines[3].removeprefix("more: --page ")
+    assert main(["runs", "list", "--backend", url, "--limit", "2", "--page", token, "--json"]) == 0
+    page = json.loads(capsys.readouterr().out)
+    assert [run["workflow_id"] for run in page["runs"]] == ["g-1", "g-0"]
+    assert page["next_page"] is None
+
+
+def test_runs_list_filters_by_workflow_and_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--workflow and --state (repeatable) keep only the runs asked for; none left says so."""
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with Conveyor(url) as app:
+        app.run(Flow("greet").then(greet).build(), "a", workflow_id="g-1")
+        app.run(Flow("refuse").then(refuse).build(), "b", workflow_id="r-1")
+    assert main(["runs", "list", "--backend", url, "--state", "failed", "--state", "compensated"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["r-1"]
+    assert main(["runs", "list", "--backend", url, "--workflow", "greet", "--state", "failed"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--state", "finished"], "'finished' is not a run state"),
+        (["--limit", "0"], "must be a whole number from 1 to 1000"),
+        (["--page", "zzz"], "'zzz' is not a page token"),
+    ],
+)
+def test_runs_list_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
+) -> None:
+    """A bad state, limit or page token: one line naming it, and a non-zero exit."""
+    try:  # argparse refuses a bad option by exiting; the runtime's refusals come back as the exit code
+        code = main(["runs", "list", "--backend", f"sqlite:///{tmp_path / 'x.db'}", *arguments])
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    assert code != 0
+    error = capsys.readouterr().err.strip()
+    assert message in error
+    assert len(error.splitlines()) == 1
