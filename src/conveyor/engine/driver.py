@@ -41,6 +41,7 @@ from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
+from conveyor.engine.lease import Lease
 from conveyor.errors import EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
 _RUN_STEPS = Action.RUN_STEPS
@@ -80,7 +81,9 @@ DriveOutcome = Finished | WaitUntil
 class RunDriver:
     """Runs the steps of one run the backend has handed this process, until the run ends or must wait.
 
-    Step and undo calls run on ``executor`` (by default, the process's shared one).
+    Step and undo calls run on ``executor`` (by default, the process's shared one). With a ``lease`` (the
+    one its claim made), the driver stops with :class:`~conveyor.errors.LeaseLostError` once the lease is
+    marked lost: it starts no step and writes no checkpoint after that.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class RunDriver:
         resources: Mapping[str, Any] = NO_RESOURCES,
         random_unit: Callable[[], float] = random.random,
         record_checkpoint: Callable[[Checkpoint], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.workflow = workflow
         self.run = run
@@ -105,7 +109,10 @@ class RunDriver:
         """The most JSON a step's result may take in this backend (read once, not per step)."""
         """What steps may ask for by name (the runtime's resources)."""
         self.random_unit = random_unit
-        self.record_checkpoint = record_checkpoint or backend.record_checkpoint
+        self.lease = lease
+        """The run's lease, shared with the claim that took it (None: the caller answers for it)."""
+        write = record_checkpoint or backend.record_checkpoint
+        self.record_checkpoint = write if lease is None else _fenced_by(lease, write)
         """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
         self.errors: dict[str, BaseException] = {}
         """The last exception each failed step raised in this process (for chaining, not stored)."""
@@ -120,11 +127,14 @@ class RunDriver:
         A wait for a timer while other calls of the run are in flight is waited out here; a wait with
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
+        lease = self.lease
         self._recover()
         workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
+            if lease is not None and lease.lost:  # before the next step starts
+                raise lease.lost_error()
             now = clock.now()
             decision = decide(workflow, run, now)
             action = decision.action
@@ -183,9 +193,12 @@ class RunDriver:
         running: dict[StepCall, None] = {}  # in the order they were started
         finished: queue.SimpleQueue[StepCall] = queue.SimpleQueue()
         timer_due: float | None = None  # when nothing is ready: the next timer, if one is due
+        lease = self.lease
         try:
             while True:
                 checkpoints = []
+                if ready and lease is not None and lease.lost:  # before more steps start
+                    raise lease.lost_error()
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
@@ -361,6 +374,17 @@ class RunDriver:
             at=finished,
             generation=run.generation,
         )
+
+
+def _fenced_by(lease: Lease, write: Callable[[Checkpoint], None]) -> Callable[[Checkpoint], None]:
+    """``write``, refusing (with LeaseLostError, writing nothing) once ``lease`` is lost."""
+
+    def write_while_held(checkpoint: Checkpoint) -> None:
+        if lease.lost:
+            raise lease.lost_error()
+        write(checkpoint)
+
+    return write_while_held
 
 
 def _completed_results(run: RunRecord) -> dict[str, str]:
