@@ -4,6 +4,7 @@ count towards dead-lettering."""
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 import worker_app
 from worker_support import count_completed, read_log, spawn_worker, starts_of, wait_until
 
-from conveyor import Flow, RunState, get_workflow_status, start_workflow, task
+from conveyor import Flow, RetryPolicy, RunState, StepContext, get_workflow_status, start_workflow, task
 from conveyor.backends.base import Backend
 from conveyor.backends.urls import open_backend
 from conveyor.core.states import FINAL_RUN_STATES
@@ -166,3 +167,72 @@ def test_a_worker_rides_through_a_storm_of_killed_connections(
     assert "Exception in thread" not in output
     assert code == 0
     backend.close()
+
+
+class Unreliable:
+    """A real backend of which a seeded third of the worker's calls raise BackendError before reaching it."""
+
+    FLAKY = frozenset(
+        {"claim_runs", "now", "next_wake_at", "release_run", "record_checkpoint", "extend_leases"}
+    )
+
+    def __init__(self, backend: Backend, seed: int) -> None:
+        self.backend = backend
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+        self.failed = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.backend, name)
+        if name not in self.FLAKY:
+            return method
+
+        def call(*arguments: Any, **keywords: Any) -> Any:
+            with self.lock:
+                fails = self.random.random() < 1 / 3
+                self.failed += fails
+            if fails:
+                raise BackendError(
+                    f"{name}: terminating connection due to administrator command (a test fault)"
+                )
+            return method(*arguments, **keywords)
+
+        return call
+
+
+def test_a_worker_rides_through_backend_errors_in_every_call(database_url: str) -> None:
+    """A third of every kind of backend call fails: the worker and its slots live on, no run is held
+    without being driven, and all 30 runs (some waiting on timers) complete."""
+    real = open_backend(database_url)
+    flaky = Unreliable(real, seed=7)
+    attempts: dict[str, int] = {}
+
+    @task(retries=RetryPolicy(max_retries=1, initial_delay_secs=0.05))
+    def flaky_once(value: int, context: StepContext) -> int:
+        attempts[context.workflow_id] = attempts.get(context.workflow_id, 0) + 1
+        if attempts[context.workflow_id] == 1:
+            raise ConnectionError("first attempt fails: the run waits on a timer")
+        return value + 1
+
+    @task
+    def double(value: int) -> int:
+        return value * 2
+
+    workflow = Flow("flaky").then(flaky_once).then(double).build()
+    ids = [f"run-{n}" for n in range(30)]
+    for run in ids:
+        start_workflow(workflow, run, 1, real)
+    worker = Worker(flaky, [workflow], concurrency=2, lease_seconds=1.0, max_recoveries=50)  # type: ignore[arg-type]
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: count_completed(real, ids) == len(ids), 60, "every run to complete")
+        assert thread.is_alive()
+        slots = [t for t in threading.enumerate() if t.name.startswith("conveyor-slot-")]
+        assert len(slots) == 2
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+    assert flaky.failed > 10
+    assert not thread.is_alive()
+    real.close()

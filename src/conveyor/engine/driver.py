@@ -111,9 +111,11 @@ class RunDriver:
         self.random_unit = random_unit
         self.lease = lease
         """The run's lease, shared with the claim that took it (None: the caller answers for it)."""
-        write = record_checkpoint or backend.record_checkpoint
-        self.record_checkpoint = write if lease is None else _fenced_by(lease, write)
+        self._write = record_checkpoint or backend.record_checkpoint
+        self.record_checkpoint = self._write if lease is None else self._write_under_lease
         """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
+        self.recorded_a_step = False
+        """Whether this driver wrote a checkpoint that records a step (progress since the claim)."""
         self.errors: dict[str, BaseException] = {}
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = _completed_results(run)
@@ -166,6 +168,15 @@ class RunDriver:
             raise RuntimeError(  # WAIT_FOR_IN_FLIGHT with nothing in flight here: a bug
                 f"run {run.workflow_id!r} waits for steps no call is running: {sorted(run.in_flight)}"
             )
+
+    def _write_under_lease(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` unless the lease is lost (then LeaseLostError, and nothing written)."""
+        lease = self.lease
+        if lease is not None and lease.lost:
+            raise lease.lost_error()
+        self._write(checkpoint)
+        if checkpoint.steps:
+            self.recorded_a_step = True
 
     def drive_to_end(self) -> RunRecord:
         """Drive the run until it ends, sleeping on the clock through each wait; return its record."""
@@ -374,17 +385,6 @@ class RunDriver:
             at=finished,
             generation=run.generation,
         )
-
-
-def _fenced_by(lease: Lease, write: Callable[[Checkpoint], None]) -> Callable[[Checkpoint], None]:
-    """``write``, refusing (with LeaseLostError, writing nothing) once ``lease`` is lost."""
-
-    def write_while_held(checkpoint: Checkpoint) -> None:
-        if lease.lost:
-            raise lease.lost_error()
-        write(checkpoint)
-
-    return write_while_held
 
 
 def _completed_results(run: RunRecord) -> dict[str, str]:

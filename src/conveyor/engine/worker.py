@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.backends.base import Backend
-from conveyor.core.records import RunRecord
+from conveyor.core.records import Checkpoint, Failure, RunRecord
+from conveyor.core.states import RunState, StepState
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.calls import NO_RESOURCES
 from conveyor.engine.clock import Clock, SystemClock
@@ -36,7 +37,7 @@ from conveyor.engine.driver import RunDriver, WaitUntil
 from conveyor.engine.executor import StepExecutor
 from conveyor.engine.group_commit import GroupCommitter
 from conveyor.engine.lease import Heartbeat, Lease
-from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
+from conveyor.errors import BackendError, EngineError, InvalidArgumentError, LeaseLostError
 
 log = logging.getLogger("conveyor.worker")
 
@@ -238,57 +239,72 @@ class Worker:
             run, lease = item
             try:
                 self._drive(run, lease)
-            except BaseException:  # even a step's SystemExit: the slot lives on, the run is handed back
-                self.stats.errors += 1
-                log.exception("worker %s failed driving run %s", self.name, run.workflow_id)
-                self._back_off(run, lease)
+            except BaseException:  # a bug in the failure handling itself: the slot still lives on
+                log.exception("worker %s failed handling run %s", self.name, run.workflow_id)
             finally:
-                self._leases.drop(lease)  # from here on the lease is never renewed: released or lapsing
+                self._leases.drop(lease)  # from here on the lease is never renewed: released, or lapsing
                 self._wake.set()
 
     def _drive(self, run: RunRecord, lease: Lease) -> None:
-        workflow = self.workflows.get((run.workflow_name, run.workflow_version))
-        if workflow is None:
-            log.error(
-                "run %s needs workflow %r v%s, which this worker does not have; handing it back",
-                run.workflow_id,
-                run.workflow_name,
-                run.workflow_version,
-            )
-            self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
-            return
-        driver = RunDriver(
-            workflow,
-            run,
-            self.backend,
-            self.clock,
-            executor=self.executor,
-            resources=self.resources,
-            record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
-            lease=lease,
-        )
+        """Drive one claimed run until it ends or waits; a failure of any kind backs off (see below)."""
+        driver: RunDriver | None = None
         try:
+            workflow = self.workflows.get((run.workflow_name, run.workflow_version))
+            if workflow is None:
+                log.error(
+                    "run %s needs workflow %r v%s, which this worker does not have; handing it back",
+                    run.workflow_id,
+                    run.workflow_name,
+                    run.workflow_version,
+                )
+                self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
+                return
+            driver = RunDriver(
+                workflow,
+                run,
+                self.backend,
+                self.clock,
+                executor=self.executor,
+                resources=self.resources,
+                record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
+                lease=lease,
+            )
             outcome = driver.drive()
+            if isinstance(outcome, WaitUntil):
+                self._release(run, outcome.at)
+            else:
+                self.stats.finished += 1
         except LeaseLostError:
             lease.mark_lost()
             self.stats.leases_lost += 1
             log.warning("worker %s lost run %s to another worker", self.name, run.workflow_id)
-            return
-        if isinstance(outcome, WaitUntil):
-            self._release(run, outcome.at)
-        else:
-            self.stats.finished += 1
+        except BaseException as error:  # the engine's or the backend's (a step's own ends in its record)
+            self.stats.errors += 1
+            log.warning("worker %s failed driving run %s", self.name, run.workflow_id, exc_info=True)
+            progressed = driver is not None and driver.recorded_a_step
+            self._after_failed_drive(run, lease, error, progressed=progressed)
 
-    def _back_off(self, run: RunRecord, lease: Lease) -> None:
+    def _after_failed_drive(
+        self, run: RunRecord, lease: Lease, error: BaseException, *, progressed: bool
+    ) -> None:
         """After a failed drive: cut the lease short, to end after a back-off, and stop renewing it.
 
         The run stays this worker's until then, so that the next claim (by any worker) counts the failure
         as a recovery: a run whose drives keep failing without recording a step is dead-lettered after
-        ``max_recoveries``, never claimed and failed in a loop. If even this write fails, the lease ends
-        by itself, with the same effect, a little later.
+        ``max_recoveries``, never claimed and failed in a loop. The failure that reaches that bound
+        dead-letters the run here, naming its error. If these writes fail, the lease ends by itself, with
+        the same effect, a little later.
         """
-        delay = _backoff(run.recoveries + 1, self.lease_seconds)
+        failures = 1 if progressed else run.recoveries + 1
         try:
+            if failures > self.max_recoveries:
+                stored = self.backend.load_run(run.workflow_id) or run  # as recorded, not as driven
+                self.backend.record_checkpoint(
+                    _dead_letter(stored, lease, error, failures, self.backend.now())
+                )
+                log.error("worker %s dead-lettered run %s: %s", self.name, run.workflow_id, error)
+                return
+            delay = _backoff(failures, self.lease_seconds)
             self.backend.extend_leases(
                 owner=self.name, leases={run.workflow_id: lease.epoch}, lease_seconds=delay
             )
@@ -327,6 +343,31 @@ class Worker:
                 self.backend.release_run(workflow_id=lease.workflow_id, epoch=lease.epoch, wake_at=None)
             except BackendError:
                 log.warning("could not hand back run %s; its lease will end by itself", lease.workflow_id)
+
+
+def _dead_letter(run: RunRecord, lease: Lease, error: BaseException, failures: int, now: float) -> Checkpoint:
+    """The checkpoint that sets ``run`` aside as dead-lettered, its error an EngineError naming ``error``."""
+    step = next(
+        (name for name in run.step_names if run.steps[name].state is not StepState.COMPLETED),
+        run.step_names[-1] if run.step_names else "",
+    )
+    cause = EngineError(
+        f"driving this run failed {failures} times in a row without recording a step, last with "
+        f"{type(error).__name__}: {error}; it was set aside. Fix the cause, then retry it.",
+        step_name=step,
+    )
+    cause.__cause__ = error
+    return Checkpoint(
+        workflow_id=run.workflow_id,
+        epoch=lease.epoch,
+        steps=(),
+        state=RunState.DEAD_LETTERED,
+        output=run.output,
+        error=Failure.from_exception(step, cause, failures, retryable=False),
+        wake_at=None,
+        at=now,
+        generation=run.generation,
+    )
 
 
 def _backoff(failures: int, longest: float) -> float:
