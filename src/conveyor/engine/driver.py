@@ -82,8 +82,9 @@ class RunDriver:
     """Runs the steps of one run the backend has handed this process, until the run ends or must wait.
 
     Step and undo calls run on ``executor`` (by default, the process's shared one). With a ``lease`` (the
-    one its claim made), the driver stops with :class:`~conveyor.errors.LeaseLostError` once the lease is
-    marked lost: it starts no step and writes no checkpoint after that.
+    one its claim made and its heartbeat renews), the driver stops with
+    :class:`~conveyor.errors.LeaseLostError` once the lease is marked lost: it starts no step and writes no
+    checkpoint after that.
     """
 
     def __init__(
@@ -109,13 +110,11 @@ class RunDriver:
         """The most JSON a step's result may take in this backend (read once, not per step)."""
         """What steps may ask for by name (the runtime's resources)."""
         self.random_unit = random_unit
-        self.lease = lease
-        """The run's lease, shared with the claim that took it (None: the caller answers for it)."""
-        self._write = record_checkpoint or backend.record_checkpoint
-        self.record_checkpoint = self._write if lease is None else self._write_under_lease
+        self.lease = lease or Lease(run.workflow_id, run.epoch, "its caller")
+        """The run's lease, shared with the claim that took it (without one, a lease only this driver has,
+        never marked lost: the caller answers for the run)."""
+        self.record_checkpoint = record_checkpoint or backend.record_checkpoint
         """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
-        self.recorded_a_step = False
-        """Whether this driver wrote a checkpoint that records a step (progress since the claim)."""
         self.errors: dict[str, BaseException] = {}
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = _completed_results(run)
@@ -135,7 +134,7 @@ class RunDriver:
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
-            if lease is not None and lease.lost:  # before the next step starts
+            if lease.lost:  # before the next step starts
                 raise lease.lost_error()
             now = clock.now()
             decision = decide(workflow, run, now)
@@ -146,9 +145,12 @@ class RunDriver:
                     call = StepCall(steps[0], run, results, clock, now, False, self.resources)
                     executor.run_here(call)
                     if call.error is None:  # _settle, written out for the common case
-                        record_checkpoint(self._succeeded(call.spec, call.value, now, call.finished))
+                        checkpoint = self._succeeded(call.spec, call.value, now, call.finished)
                     else:
-                        record_checkpoint(self._settle(call))
+                        checkpoint = self._settle(call)
+                    if lease.lost:  # before the checkpoint
+                        raise lease.lost_error()
+                    record_checkpoint(checkpoint)
                 else:
                     self._run_together(self._calls(decision, now))
                 continue
@@ -156,7 +158,9 @@ class RunDriver:
                 call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources)
                 if call.runs_here:
                     executor.run_here(call)
-                    record_checkpoint(self._settle(call))
+                    checkpoint = self._settle(call)
+                    self._check_lease()
+                    record_checkpoint(checkpoint)
                 else:
                     self._run_together([call])
                 continue
@@ -168,15 +172,6 @@ class RunDriver:
             raise RuntimeError(  # WAIT_FOR_IN_FLIGHT with nothing in flight here: a bug
                 f"run {run.workflow_id!r} waits for steps no call is running: {sorted(run.in_flight)}"
             )
-
-    def _write_under_lease(self, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` unless the lease is lost (then LeaseLostError, and nothing written)."""
-        lease = self.lease
-        if lease is not None and lease.lost:
-            raise lease.lost_error()
-        self._write(checkpoint)
-        if checkpoint.steps:
-            self.recorded_a_step = True
 
     def drive_to_end(self) -> RunRecord:
         """Drive the run until it ends, sleeping on the clock through each wait; return its record."""
@@ -208,7 +203,7 @@ class RunDriver:
         try:
             while True:
                 checkpoints = []
-                if ready and lease is not None and lease.lost:  # before more steps start
+                if ready and lease.lost:  # before more steps start
                     raise lease.lost_error()
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
@@ -241,6 +236,7 @@ class RunDriver:
                         del running[call]
                         checkpoints.append(self._settle(call))
                 if checkpoints:
+                    self._check_lease()
                     self.record_checkpoint(merge_checkpoints(checkpoints))
                 if not running:
                     return
@@ -274,7 +270,14 @@ class RunDriver:
         """Write a state change the run's previous driver did not live to write, if there is one."""
         checkpoint = recover(self.workflow, self.run, self.clock.now())
         if checkpoint is not None:
+            self._check_lease()
             self.record_checkpoint(checkpoint)
+
+    def _check_lease(self) -> None:
+        """Raise LeaseLostError if the run's lease was marked lost (then the driver must write nothing)."""
+        lease = self.lease
+        if lease.lost:
+            raise lease.lost_error()
 
     def _succeeded(self, spec: StepSpec, value: Any, started: float, finished: float) -> Checkpoint:
         timeout = spec.timeout_seconds

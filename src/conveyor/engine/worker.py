@@ -247,7 +247,6 @@ class Worker:
 
     def _drive(self, run: RunRecord, lease: Lease) -> None:
         """Drive one claimed run until it ends or waits; a failure of any kind backs off (see below)."""
-        driver: RunDriver | None = None
         try:
             workflow = self.workflows.get((run.workflow_name, run.workflow_version))
             if workflow is None:
@@ -281,12 +280,9 @@ class Worker:
         except BaseException as error:  # the engine's or the backend's (a step's own ends in its record)
             self.stats.errors += 1
             log.warning("worker %s failed driving run %s", self.name, run.workflow_id, exc_info=True)
-            progressed = driver is not None and driver.recorded_a_step
-            self._after_failed_drive(run, lease, error, progressed=progressed)
+            self._after_failed_drive(run, lease, error)
 
-    def _after_failed_drive(
-        self, run: RunRecord, lease: Lease, error: BaseException, *, progressed: bool
-    ) -> None:
+    def _after_failed_drive(self, run: RunRecord, lease: Lease, error: BaseException) -> None:
         """After a failed drive: cut the lease short, to end after a back-off, and stop renewing it.
 
         The run stays this worker's until then, so that the next claim (by any worker) counts the failure
@@ -295,10 +291,10 @@ class Worker:
         dead-letters the run here, naming its error. If these writes fail, the lease ends by itself, with
         the same effect, a little later.
         """
-        failures = 1 if progressed else run.recoveries + 1
         try:
+            stored = self.backend.load_run(run.workflow_id) or run  # as recorded, not as driven
+            failures = stored.recoveries + 1  # what the next claim counts (a recorded step set it to 0)
             if failures > self.max_recoveries:
-                stored = self.backend.load_run(run.workflow_id) or run  # as recorded, not as driven
                 self.backend.record_checkpoint(
                     _dead_letter(stored, lease, error, failures, self.backend.now())
                 )
