@@ -54,7 +54,7 @@ def test_three_workers_share_300_runs_while_one_is_killed(database_url: str, tmp
         assert len(again) == 1
         assert again[0][0] != victim.pid
         assert again[0][1] - killed_at <= lease + 1.0
-    assert 1 <= len(repeated)  # the victim died holding runs, and they were recovered
+    assert len(repeated) >= 1  # the victim died holding runs, and they were recovered
     # Each recovered run recorded a step since: none counts a recovery towards dead-lettering any more.
     assert all(get_workflow_status(run, backend).recoveries == 0 for run in ids)
     backend.close()
