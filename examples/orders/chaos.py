@@ -91,6 +91,8 @@ class Progress:
     finished: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     killed_pid: int | None = None
+    held_by_killed: set[str] = field(default_factory=set)
+    """The runs the killed worker held when it died (unfinished), which the others must resume."""
     emails_pending: int = 0
     phase: str = "starting"
 
@@ -167,8 +169,10 @@ def start_worker(url: str, scenario: Scenario, log: IO[str]) -> subprocess.Popen
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def _run_summary(backend: Backend, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
-    """Run states, retries, compensated runs, undone steps and recovered runs over ``workflow_ids``."""
+def _run_summary(
+    backend: Backend, workflow_ids: list[str], held_by_killed: set[str]
+) -> tuple[Counter[str], int, int, int, int]:
+    """Run states, retries, compensated runs, undone steps, and the runs the killed worker held that ended."""
     states: Counter[str] = Counter()
     retries = compensated = undone = recovered = 0
     for workflow_id in workflow_ids:
@@ -178,7 +182,7 @@ def _run_summary(backend: Backend, workflow_ids: list[str]) -> tuple[Counter[str
             continue
         states[status.state.value] += 1
         compensated += status.state is RunState.COMPENSATED
-        recovered += status.recoveries > 0
+        recovered += workflow_id in held_by_killed and not status.is_running()
         for step in status.steps:
             retries += max(0, step.attempts - 1) + max(0, step.compensation_attempts - 1)
             undone += step.state.value == "compensated"
@@ -234,7 +238,7 @@ def run_chaos(
                 relay_thread.join(5)
             log.close()
         states, retries, compensated, undone, recovered = _run_summary(
-            backend, [services.workflow_id_for(order_id) for order_id in order_ids]
+            backend, [services.workflow_id_for(order_id) for order_id in order_ids], progress.held_by_killed
         )
         with system.db.transaction(readonly=True) as tx:
             latencies = audit.order_latencies(tx)
@@ -328,6 +332,7 @@ def _process(
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
             progress.killed_pid = victim.pid
+            progress.held_by_killed = _held_by(backend, system, victim.pid)
         if not completed_cancelled and progress.finished >= cancel_completed_at:
             completed_cancelled = True
             count = scenario.cancel_completed_rate * scenario.orders
@@ -343,6 +348,20 @@ def _process(
                 f"orders still open after {scenario.deadline_seconds:.0f} s: {progress.by_status}"
             )
         time.sleep(0.1)  # the workers are real processes: look again shortly, until the deadline
+
+
+def _held_by(backend: Backend, system: OrderSystem, pid: int) -> set[str]:
+    """The unfinished runs whose owner is the worker process ``pid`` (``host:pid:…``, its default name)."""
+    with system.db.transaction(readonly=True) as tx:
+        order_ids = [
+            order for status in OrderStatus for order in audit.order_ids_with_status(tx, status.value)
+        ]
+    held = set()
+    for workflow_id in map(services.workflow_id_for, order_ids):
+        record = backend.load_run(workflow_id)
+        if record is not None and not record.is_final and f":{pid}:" in (record.owner or ""):
+            held.add(workflow_id)
+    return held
 
 
 def _refresh(system: OrderSystem, relay: OutboxRelay, progress: Progress) -> None:

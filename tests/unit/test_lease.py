@@ -31,9 +31,22 @@ def held_run(backend: InMemoryBackend, owner: str = "me") -> Any:
     return record
 
 
+class CountingRenewals(InMemoryBackend):
+    """A memory backend that records the leases each renewal asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewals: list[dict[str, int]] = []
+
+    def extend_leases(self, **arguments: Any) -> set[str]:
+        self.renewals.append(dict(arguments["leases"]))
+        return super().extend_leases(**arguments)
+
+
 def test_a_renewal_the_backend_refuses_marks_the_lease_lost_and_stops_renewing_it() -> None:
-    """Another owner took the run: the next round marks the lease lost and drops it; the other is kept."""
-    backend = InMemoryBackend()
+    """Another owner took the run: the next round marks the lease lost; it stays held (its driver has not
+    let go yet, so its slot stays busy) but is never renewed again."""
+    backend = CountingRenewals()
     record = held_run(backend)
     lease = Lease(record.workflow_id, record.epoch, "me")
     heartbeat = Heartbeat(lambda: backend, "me", HOUR)
@@ -47,8 +60,12 @@ def test_a_renewal_the_backend_refuses_marks_the_lease_lost_and_stops_renewing_i
     )
 
     heartbeat.renew_now()
-
     assert lease.lost
+    assert heartbeat.held() == {"run-1": lease}
+
+    heartbeat.renew_now()
+    assert backend.renewals == [{"run-1": record.epoch}]
+    heartbeat.drop(lease)
     assert heartbeat.held() == {}
     heartbeat.close()
 

@@ -58,7 +58,9 @@ class Heartbeat:
 
     The thread starts with the first lease held; each round is one backend call for every lease held.
     Holding and dropping a lease is a dict write under a lock: most runs end long before the first round.
-    A lease the backend reports lost is marked lost and dropped. A round the backend fails (it is
+    A lease the backend reports lost is marked lost and renewed no more, but stays held until its driver
+    stops and drops it: a worker counts it as a busy slot and never claims its run meanwhile. A round the
+    backend fails (it is
     unreachable) is logged and tried again next round; it marks nothing lost, since only the backend knows
     whether the run was taken over.
     """
@@ -100,7 +102,7 @@ class Heartbeat:
     def renew_now(self) -> None:
         """One round of renewals, on the calling thread (the daemon thread calls it every round)."""
         with self._lock:
-            held = dict(self._held)
+            held = {workflow_id: lease for workflow_id, lease in self._held.items() if not lease.lost}
         if not held:
             return
         try:
@@ -113,9 +115,7 @@ class Heartbeat:
             log.warning("%s could not renew the leases of %d runs; trying again", self.owner, len(held))
             return
         for workflow_id in lost:
-            lease = held[workflow_id]
-            lease.mark_lost()
-            self.drop(lease)
+            held[workflow_id].mark_lost()  # still held (so counted) until its driver stops and drops it
             log.warning("%s lost run %s: another process took it over", self.owner, workflow_id)
 
     def _renew(self) -> None:
