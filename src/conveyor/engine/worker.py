@@ -291,6 +291,7 @@ class Worker:
         dead-letters the run here, naming its error. If these writes fail, the lease ends by itself, with
         the same effect, a little later.
         """
+        self._leases.drop(lease)  # first: a renewal must not undo the cut below
         try:
             stored = self.backend.load_run(run.workflow_id) or run  # as recorded, not as driven
             failures = stored.recoveries + 1  # what the next claim counts (a recorded step set it to 0)
