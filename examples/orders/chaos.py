@@ -93,6 +93,8 @@ class Progress:
     finished: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     killed_pid: int | None = None
+    held_by_killed: set[str] = field(default_factory=set)
+    """The runs the killed worker held when it died (unfinished), which the others must resume."""
     emails_pending: int = 0
     phase: str = "starting"
 
@@ -182,8 +184,10 @@ def start_worker(url: str, scenario: Scenario, log: IO[str]) -> subprocess.Popen
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
-def _run_summary(shop: Conveyor, workflow_ids: list[str]) -> tuple[Counter[str], int, int, int, int]:
-    """Run states, retries, compensated runs, undone steps and recovered runs over ``workflow_ids``."""
+def _run_summary(
+    shop: Conveyor, workflow_ids: list[str], held_by_killed: set[str]
+) -> tuple[Counter[str], int, int, int, int]:
+    """Run states, retries, compensated runs, undone steps, and the runs the killed worker held that ended."""
     states: Counter[str] = Counter()
     retries = compensated = undone = recovered = 0
     for workflow_id in workflow_ids:
@@ -193,7 +197,7 @@ def _run_summary(shop: Conveyor, workflow_ids: list[str]) -> tuple[Counter[str],
             continue
         states[status.state.value] += 1
         compensated += status.state is RunState.COMPENSATED
-        recovered += status.recoveries > 0
+        recovered += workflow_id in held_by_killed and not status.is_running()
         for step in status.steps:
             retries += max(0, step.attempts - 1) + max(0, step.compensation_attempts - 1)
             undone += step.state.value == "compensated"
@@ -250,7 +254,7 @@ def run_chaos(
                 relay_thread.join(5)
             log.close()
         states, retries, compensated, undone, recovered = _run_summary(
-            shop, [services.workflow_id_for(order_id) for order_id in order_ids]
+            shop, [services.workflow_id_for(order_id) for order_id in order_ids], progress.held_by_killed
         )
         with system.db.transaction(readonly=True) as tx:
             latencies = audit.order_latencies(tx)
@@ -344,6 +348,7 @@ def _process(
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
             progress.killed_pid = victim.pid
+            progress.held_by_killed = _held_by(shop, system, victim.pid)
         if not completed_cancelled and progress.finished >= cancel_completed_at:
             completed_cancelled = True
             count = scenario.cancel_completed_rate * scenario.orders
@@ -359,6 +364,20 @@ def _process(
                 f"orders still open after {scenario.deadline_seconds:.0f} s: {progress.by_status}"
             )
         time.sleep(0.1)  # the workers are real processes: look again shortly, until the deadline
+
+
+def _held_by(shop: Conveyor, system: OrderSystem, pid: int) -> set[str]:
+    """The unfinished runs whose owner is the worker process ``pid`` (``host:pid:…``, its default name)."""
+    with system.db.transaction(readonly=True) as tx:
+        order_ids = [
+            order for status in OrderStatus for order in audit.order_ids_with_status(tx, status.value)
+        ]
+    held = set()
+    for workflow_id in map(services.workflow_id_for, order_ids):
+        record = shop.backend.load_run(workflow_id)
+        if record is not None and not record.is_final and f":{pid}:" in (record.owner or ""):
+            held.add(workflow_id)
+    return held
 
 
 def _refresh(system: OrderSystem, relay: OutboxRelay, progress: Progress) -> None:

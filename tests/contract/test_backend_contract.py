@@ -315,15 +315,33 @@ def test_starting_any_ended_run_does_not_take_it_over(
 
 
 def test_checkpoint_at_the_taken_over_epoch_is_accepted(backend: Backend, new_run: NewRunFactory) -> None:
-    """The new owner's checkpoint (epoch 2) is written, and it leaves epoch and recoveries as they were."""
+    """The new owner's checkpoint (epoch 2) is written; it keeps the epoch, and recording a step (progress)
+    sets recoveries back to 0."""
     backend.start_run(new_run(), owner="worker-1", now=T0)
     backend.start_run(new_run(), owner="worker-2", now=T1)
+    assert must_load(backend).recoveries == 1
 
     backend.record_checkpoint(checkpoint(epoch=2, steps=(completed("a", 1),), at=T2))
 
     loaded = must_load(backend)
     assert loaded.steps["a"] == completed("a", 1)
-    assert (loaded.epoch, loaded.recoveries, loaded.updated_at) == (2, 1, T2)
+    assert (loaded.epoch, loaded.recoveries, loaded.updated_at) == (2, 0, T2)
+
+
+def test_a_checkpoint_without_a_step_keeps_the_recoveries_counted(
+    backend: Backend, new_run: NewRunFactory
+) -> None:
+    """Only a recorded step is progress: a checkpoint of the run alone leaves recoveries as they were, in a
+    single write and in a batch alike."""
+    backend.start_run(new_run(), owner="worker-1", now=T0)
+    backend.start_run(new_run(), owner="worker-2", now=T1)
+
+    backend.record_checkpoint(checkpoint(epoch=2, steps=(), at=T2))
+    assert backend.record_checkpoints([checkpoint(epoch=2, steps=(), at=T2)]) == set()
+
+    assert (must_load(backend).epoch, must_load(backend).recoveries) == (2, 1)
+    assert backend.record_checkpoints([checkpoint(epoch=2, steps=(completed("a", 1),), at=T2)]) == set()
+    assert must_load(backend).recoveries == 0
 
 
 # --- record_checkpoint and load_run ---------------------------------------------------------------------

@@ -245,7 +245,33 @@ def test_run_whose_lease_expired_is_recovered_by_another_owner(
     )
     loaded = must_load(backend, "run-1")
     assert (loaded.steps["a"].state, loaded.steps["b"].state) == (StepState.PENDING, StepState.COMPLETED)
-    assert (loaded.epoch, loaded.recoveries) == (2, 1)
+    assert (loaded.epoch, loaded.recoveries) == (2, 0)  # the recorded step is progress: none in a row
+
+
+def test_claim_never_returns_a_run_the_claimer_excludes(backend: Backend, new_run: NewRunFactory) -> None:
+    """A run in ``exclude`` (one the worker's own driver holds) is not claimed, even once its lease ended,
+    and next_wake_at leaves it out; another claimer (excluding nothing) takes it."""
+    submit(backend, new_run, "run-1")
+    [mine] = claim(backend, "worker-1", lease_seconds=EXPIRED)
+
+    again = backend.claim_runs(
+        owner="worker-1", limit=10, lease_seconds=HOUR, max_recoveries=RECOVERIES, exclude={mine.workflow_id}
+    )
+    assert again == []
+    assert backend.next_wake_at(exclude={mine.workflow_id}) is None
+    assert backend.next_wake_at() is not None
+    [taken] = claim(backend, "worker-2")
+    assert (taken.workflow_id, taken.epoch, taken.recoveries) == (mine.workflow_id, 2, 1)
+
+
+def test_next_wake_at_leaves_out_workflows_the_worker_does_not_run(
+    backend: Backend, new_run: NewRunFactory
+) -> None:
+    """A run of a workflow the asker cannot claim does not make it wake (nor spin on a past due time)."""
+    submit(backend, new_run, "run-1")
+    [held] = claim(backend, "worker-1", lease_seconds=EXPIRED)
+    assert backend.next_wake_at(workflow_names={"some-other-workflow"}) is None
+    assert backend.next_wake_at(workflow_names={held.workflow_name}) is not None
 
 
 def test_inline_run_is_never_claimed_by_workers(backend: Backend, new_run: NewRunFactory) -> None:

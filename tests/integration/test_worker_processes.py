@@ -3,68 +3,17 @@ step finish, and a run that kills every worker is dead-lettered."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
-import pytest
+import worker_app
+from worker_support import count_completed, read_log, spawn_worker, wait_until
 
 from conveyor import RunState, get_workflow_status, start_workflow
 from conveyor.backends.urls import open_backend
-
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-import worker_app  # noqa: E402
-
-from postgres_support import PostgresDatabase, terminate_sessions  # noqa: E402
-
-WORKER_COMMAND = (sys.executable, "-m", "conveyor.cli", "-v", "worker", "--app", "worker_app")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database the workers share: a SQLite file, or a PostgreSQL database of the test's own."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'workers.db'}"
-    database: PostgresDatabase = request.getfixturevalue("postgres_database")
-    return database.url
-
-
-def spawn_worker(url: str, log: Path, *extra: str, **env: str) -> subprocess.Popen[str]:
-    """Start `conveyor worker` in its own process, importing the test workflows."""
-    with (log.parent / "workers.out").open("a") as output:
-        return subprocess.Popen(
-            [*WORKER_COMMAND, "--backend", url, *extra],
-            env={**os.environ, "PYTHONPATH": str(HERE), "WORKER_LOG": str(log), **env},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-
-def read_log(log: Path) -> list[tuple[int, str, str, str, float]]:
-    rows = []
-    for line in log.read_text().splitlines():
-        pid, workflow_id, step, event, at = line.split()
-        rows.append((int(pid), workflow_id, step, event, float(at)))
-    return rows
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def count_completed(backend: Any, ids: list[str]) -> int:
-    return sum(get_workflow_status(run, backend).state is RunState.COMPLETED for run in ids)
+from postgres_support import PostgresDatabase, terminate_sessions
 
 
 def test_three_workers_share_300_runs_while_one_is_killed(database_url: str, tmp_path: Path) -> None:
@@ -105,8 +54,9 @@ def test_three_workers_share_300_runs_while_one_is_killed(database_url: str, tmp
         assert len(again) == 1
         assert again[0][0] != victim.pid
         assert again[0][1] - killed_at <= lease + 1.0
-    recovered = [run for run in ids if get_workflow_status(run, backend).recoveries > 0]
-    assert 1 <= len(recovered) <= 4
+    assert len(repeated) >= 1  # the victim died holding runs, and they were recovered
+    # Each recovered run recorded a step since: none counts a recovery towards dead-lettering any more.
+    assert all(get_workflow_status(run, backend).recoveries == 0 for run in ids)
     backend.close()
 
 
@@ -179,7 +129,7 @@ def test_a_paused_worker_cannot_commit_over_the_worker_that_took_its_run(
     assert "leases_lost=1" in stats[0]
     status = get_workflow_status("paused-1", backend)
     assert status.output() == "slow done"
-    assert status.recoveries == 1
+    assert status.recoveries == 0  # the taker recorded the step: progress since its one recovery
     backend.close()
 
 

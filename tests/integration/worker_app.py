@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from conveyor import Conveyor, Flow, StepContext, task
+from conveyor import Conveyor, Flow, StepContext, Workflow, task
 
 
 def note(context: StepContext, event: str) -> None:
@@ -68,5 +68,52 @@ def slow(order: dict[str, Any], context: StepContext) -> str:
 SLOW = Flow("slow").then(slow).build()
 
 
-app = Conveyor(workflows=[ORDERS, CRASHING, SLOW])
+@task
+def long(order: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    note(context, "start")
+    time.sleep(float(os.environ.get("LONG_STEP_SECONDS", "3.0")))
+    note(context, "done")
+    return {**order, "long": True}
+
+
+@task
+def after_long(order: dict[str, Any], context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return "long done"
+
+
+LONG = Flow("long").then(long).then(after_long).build()
+"""A step of 3 s ($LONG_STEP_SECONDS), longer than the lease the tests give, then a short one."""
+
+
+def die_on_first_attempt(context: StepContext) -> None:
+    """End this process in the step's first attempt (a marker file under $KILL_MARKS remembers it)."""
+    marker = os.path.join(os.environ["KILL_MARKS"], f"{context.workflow_id}.{context.step_name}")
+    note(context, "start")
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        note(context, "done")
+        return
+    os._exit(3)
+
+
+def killing_step(value: int, context: StepContext) -> int:
+    die_on_first_attempt(context)
+    return value + 1
+
+
+def _ten_kills() -> Workflow:
+    flow = Flow("ten-kills")
+    for number in range(1, 11):
+        flow = flow.then(task(name=f"step{number}")(killing_step))
+    return flow.build()
+
+
+TEN_KILLS = _ten_kills()
+"""Ten steps, each of which kills its worker on its first attempt and succeeds on its second."""
+
+
+app = Conveyor(workflows=[ORDERS, CRASHING, SLOW, LONG, TEN_KILLS])
 """The runtime ``conveyor worker --app worker_app`` loads (its backend comes from ``--backend``)."""

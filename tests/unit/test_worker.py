@@ -197,3 +197,47 @@ def test_an_unexpected_error_while_driving_hands_the_run_back_and_the_slot_lives
     assert handle.result(timeout=5) == 4
     assert stats.errors == 1
     assert stats.finished == 1
+
+
+class BrokenCheckpoints(InMemoryBackend):
+    """A memory backend whose checkpoint writes raise a bug-like error for one run, counting its claims."""
+
+    def __init__(self, broken_run: str) -> None:
+        super().__init__()
+        self.broken_run = broken_run
+        self.claims_of_broken_run = 0
+
+    def claim_runs(self, **arguments: Any) -> Any:
+        claimed = super().claim_runs(**arguments)
+        self.claims_of_broken_run += sum(run.workflow_id == self.broken_run for run in claimed)
+        return claimed
+
+    def record_checkpoint(self, checkpoint: Any) -> None:
+        if checkpoint.workflow_id == self.broken_run and checkpoint.state is RunState.RUNNING:
+            raise RuntimeError("checkpoint writer bug")
+        super().record_checkpoint(checkpoint)
+
+
+def test_a_drive_that_keeps_failing_backs_off_and_ends_dead_lettered_naming_the_error() -> None:
+    """An engine failure in every drive of one run: a few claims with a back-off between them (no hot loop),
+    then the run is dead-lettered with an EngineError naming the failure; the other run completes."""
+    backend = BrokenCheckpoints("broken")
+    start_workflow(CHAIN, "broken", 1, backend)
+    healthy = start_workflow(CHAIN, "healthy", 1, backend)
+    worker = Worker(backend, [CHAIN], concurrency=2, lease_seconds=1.0, max_recoveries=2, group_commit=False)
+    thread = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout=20)
+    worker.stop()
+    thread.join(timeout=5)
+    status = get_workflow_status("broken", backend, CHAIN)
+    assert status.state is RunState.DEAD_LETTERED
+    error = status.error()
+    assert error is not None
+    assert (error.error_type, error.step_name, error.retryable) == ("EngineError", "add_one", False)
+    assert "RuntimeError: checkpoint writer bug" in error.message
+    assert backend.claims_of_broken_run == 3  # the first claim and max_recoveries more, no hot loop
+    assert time.monotonic() - started >= 0.5 + 1.0  # backed off between them
+    assert healthy.result(timeout=1) == 4
+    assert worker.stats.errors == 3

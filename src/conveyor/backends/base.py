@@ -65,7 +65,12 @@ class Backend(Protocol):
         ...
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` in one transaction, unless the run's epoch moved on (LeaseLostError)."""
+        """Write ``checkpoint`` in one transaction, unless the run's epoch moved on (LeaseLostError).
+
+        A checkpoint that records a step (its ``steps`` are not empty) is progress: the same write sets the
+        run's ``recoveries`` back to 0, so that only crashes in a row without progress count towards
+        dead-lettering (see :meth:`claim_runs`).
+        """
         ...
 
     def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
@@ -113,6 +118,7 @@ class Backend(Protocol):
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
         reclaim_own: bool = False,
+        exclude: Collection[str] = (),
     ) -> list[RunRecord]:
         """Claim up to ``limit`` runs that are ready, each for this caller alone, and return their records.
 
@@ -126,6 +132,8 @@ class Backend(Protocol):
         same name takes back at once what its previous life held, without waiting for the leases to expire.
         A ready run whose rows cannot be read is stored ``failed`` with its ``CorruptRunError`` (held by
         nobody, never claimed again) instead of being returned.
+        Runs whose ids are in ``exclude`` are never claimed, whatever their lease: a worker passes the runs
+        its own drivers hold, so that it never claims a run again over a driver of its own.
         """
         ...
 
@@ -137,11 +145,14 @@ class Backend(Protocol):
         """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over."""
         ...
 
-    def next_wake_at(self) -> float | None:
+    def next_wake_at(
+        self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> float | None:
         """When the next run may become ready by itself (backend clock), or None if none will.
 
         That is the earliest of: a timer of a run nobody holds, and the end of a lease some worker holds
-        (which makes the run claimable if that worker died).
+        (which makes the run claimable if that worker died). ``workflow_names`` and ``exclude`` leave out
+        the runs :meth:`claim_runs` would leave out with the same arguments.
         """
         ...
 

@@ -141,7 +141,7 @@ class InMemoryBackend(ClosesOnExit):
             checkpoint.at,
             checkpoint.wake_at,
             checkpoint.epoch,
-            changing[_RECOVERIES],
+            0 if checkpoint.steps else changing[_RECOVERIES],  # a step recorded: progress
             checkpoint.generation,
         )
         for record in checkpoint.steps:
@@ -238,6 +238,7 @@ class InMemoryBackend(ClosesOnExit):
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
         reclaim_own: bool = False,
+        exclude: Collection[str] = (),
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
         claimed: list[RunRecord] = []
@@ -246,6 +247,8 @@ class InMemoryBackend(ClosesOnExit):
             for workflow_id in list(self._active):
                 if len(claimed) >= limit:
                     break
+                if workflow_id in exclude:
+                    continue
                 changing = self._changing[workflow_id]
                 state, wake_at = changing[_STATE], changing[_WAKE_AT]
                 if state not in READY_RUN_STATES or (wake_at is not None and wake_at > now):
@@ -342,11 +345,17 @@ class InMemoryBackend(ClosesOnExit):
                 self._signal_work()
             return True
 
-    def next_wake_at(self) -> float | None:
-        """When the earliest run waiting on a timer becomes due, or None."""
+    def next_wake_at(
+        self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> float | None:
+        """When the earliest run waiting on a timer or a lease's end becomes claimable, or None."""
         dues = []
         with self._lock:
             for workflow_id in self._active:
+                if workflow_id in exclude:
+                    continue
+                if workflow_names is not None and self._fixed[workflow_id][1] not in workflow_names:
+                    continue
                 wake_at = self._changing[workflow_id][_WAKE_AT]
                 lease = self._leases.get(workflow_id)
                 if lease is None:

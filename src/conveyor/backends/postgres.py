@@ -333,6 +333,7 @@ class PostgresBackend(ClosesOnExit):
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
         reclaim_own: bool = False,
+        exclude: Collection[str] = (),
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` with ``FOR UPDATE SKIP LOCKED`` (see the Backend).
 
@@ -349,6 +350,7 @@ class PostgresBackend(ClosesOnExit):
             "max_recoveries": max_recoveries,
             "workflow_names": None if workflow_names is None else sorted(workflow_names),
             "reclaim_own": reclaim_own,
+            "exclude": list(exclude),
         }
         with self._cursor("claim runs", claims=True) as cursor:
             cursor.execute(self._queries["claim_runs"], params)
@@ -406,10 +408,16 @@ class PostgresBackend(ClosesOnExit):
             )
             return cursor.fetchone() is not None
 
-    def next_wake_at(self) -> float | None:
-        """When the earliest run waiting on a timer becomes due (database clock), or None if none waits."""
+    def next_wake_at(
+        self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> float | None:
+        """When the earliest run waiting on a timer or a lease's end becomes claimable (database clock)."""
+        params = {
+            "workflow_names": None if workflow_names is None else sorted(workflow_names),
+            "exclude": list(exclude),
+        }
         with self._cursor("read the next wake-up time") as cursor:
-            cursor.execute(self._queries["next_wake_at"])
+            cursor.execute(self._queries["next_wake_at"], params)
             row = cursor.fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -471,11 +479,12 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
 
 
 def _checkpoint_params(checkpoint: Checkpoint) -> tuple[Any, ...]:
-    """The parameters of ``write_checkpoint``: the run's columns, its changed steps as JSON, the fence."""
+    """The parameters of ``write_checkpoint``: the run's columns, its changed steps as JSON, whether it
+    records progress (a step), the fence."""
     steps = {record.name: step_to_row(record)[1:] for record in checkpoint.steps}
     return (
         *(checkpoint.state.value, checkpoint.output, failure_to_text(checkpoint.error), checkpoint.wake_at),
-        *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode()),
+        *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode(), bool(steps)),
         *(checkpoint.workflow_id, checkpoint.epoch),
     )
 

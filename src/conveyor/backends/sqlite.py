@@ -87,9 +87,11 @@ _FAIL_CORRUPT = (
 )
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
 _FENCED_UPDATE = (
-    "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ? "
-    "WHERE workflow_id = ? AND epoch = ?"
+    "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ?, "
+    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END WHERE workflow_id = ? AND epoch = ?"
 )
+"""The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
+recoveries back to 0."""
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
 
 
@@ -105,6 +107,7 @@ def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
             checkpoint.wake_at,
             checkpoint.at,
             checkpoint.generation,
+            bool(checkpoint.steps),
             workflow_id,
             checkpoint.epoch,
         ),
@@ -337,18 +340,19 @@ class SqliteBackend(ClosesOnExit):
         max_recoveries: int,
         workflow_names: Collection[str] | None = None,
         reclaim_own: bool = False,
+        exclude: Collection[str] = (),
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
         claimed_ids: list[str] = []
         with self._transaction() as cursor:
             now = self.now()
-            scan = limit if workflow_names is None else max(limit * 4, 64)
+            scan = (limit if workflow_names is None else max(limit * 4, 64)) + len(exclude)
             for workflow_id, name, _state, previous_owner, recoveries, _epoch, step_names in cursor.execute(
                 _SELECT_READY, {"now": now, "limit": scan, "owner": owner, "reclaim_own": reclaim_own}
             ).fetchall():
                 if len(claimed_ids) >= limit:
                     break
-                if workflow_names is not None and name not in workflow_names:
+                if (workflow_names is not None and name not in workflow_names) or workflow_id in exclude:
                     continue
                 if type(recoveries) is not int:  # a run whose row is corrupt: it fails, alone, here
                     error = corrupt_value(workflow_id, "recoveries", recoveries, "which is not a count")
@@ -401,10 +405,18 @@ class SqliteBackend(ClosesOnExit):
             self._signal_work()
         return released
 
-    def next_wake_at(self) -> float | None:
-        """When the earliest run waiting on a timer becomes due, or None."""
+    def next_wake_at(
+        self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
+    ) -> float | None:
+        """When the earliest run waiting on a timer or a lease's end becomes claimable, or None."""
+        query, params = _NEXT_WAKE, list(exclude)
+        query += f" AND workflow_id NOT IN ({', '.join('?' * len(params))})" if params else ""
+        if workflow_names is not None:
+            names = sorted(workflow_names)
+            query += f" AND workflow_name IN ({', '.join('?' * len(names))})"
+            params.extend(names)
         with self._lock:
-            row = self._connection.execute(_NEXT_WAKE).fetchone()
+            row = self._connection.execute(query, params).fetchone()
         # SQLite orders numbers before text: a time that is not a number (a corrupt row) comes out only
         # when no run has a real one.
         return None if row is None or type(row[0]) not in (int, float) else float(row[0])

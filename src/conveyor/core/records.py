@@ -135,7 +135,8 @@ class RunRecord:
     epoch: int = 0
     """Bumped each time a process takes the run; a write carrying an older epoch is refused."""
     recoveries: int = 0
-    """How many times the run was taken over after the process driving it stopped."""
+    """How many times in a row the run was taken over after the process driving it stopped (or its drive
+    failed) without a step recorded since: a checkpoint that records a step sets it back to 0."""
     generation: int = 0
     """How many times the run was retried by hand; steps run again after a retry get new idempotency keys."""
     output: str | None = None

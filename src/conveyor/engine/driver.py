@@ -41,6 +41,7 @@ from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
+from conveyor.engine.lease import Lease
 from conveyor.errors import EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
 _RUN_STEPS = Action.RUN_STEPS
@@ -80,7 +81,10 @@ DriveOutcome = Finished | WaitUntil
 class RunDriver:
     """Runs the steps of one run the backend has handed this process, until the run ends or must wait.
 
-    Step and undo calls run on ``executor`` (by default, the process's shared one).
+    Step and undo calls run on ``executor`` (by default, the process's shared one). With a ``lease`` (the
+    one its claim made and its heartbeat renews), the driver stops with
+    :class:`~conveyor.errors.LeaseLostError` once the lease is marked lost: it starts no step and writes no
+    checkpoint after that.
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class RunDriver:
         resources: Mapping[str, Any] = NO_RESOURCES,
         random_unit: Callable[[], float] = random.random,
         record_checkpoint: Callable[[Checkpoint], None] | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.workflow = workflow
         self.run = run
@@ -105,6 +110,9 @@ class RunDriver:
         """The most JSON a step's result may take in this backend (read once, not per step)."""
         """What steps may ask for by name (the runtime's resources)."""
         self.random_unit = random_unit
+        self.lease = lease or Lease(run.workflow_id, run.epoch, "its caller")
+        """The run's lease, shared with the claim that took it (without one, a lease only this driver has,
+        never marked lost: the caller answers for the run)."""
         self.record_checkpoint = record_checkpoint or backend.record_checkpoint
         """Writes one checkpoint: the backend's own, or a group committer's shared with other runs."""
         self.errors: dict[str, BaseException] = {}
@@ -120,11 +128,14 @@ class RunDriver:
         A wait for a timer while other calls of the run are in flight is waited out here; a wait with
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
+        lease = self.lease
         self._recover()
         workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
+            if lease.lost:  # before the next step starts
+                raise lease.lost_error()
             now = clock.now()
             decision = decide(workflow, run, now)
             action = decision.action
@@ -134,9 +145,12 @@ class RunDriver:
                     call = StepCall(steps[0], run, results, clock, now, False, self.resources)
                     executor.run_here(call)
                     if call.error is None:  # _settle, written out for the common case
-                        record_checkpoint(self._succeeded(call.spec, call.value, now, call.finished))
+                        checkpoint = self._succeeded(call.spec, call.value, now, call.finished)
                     else:
-                        record_checkpoint(self._settle(call))
+                        checkpoint = self._settle(call)
+                    if lease.lost:  # before the checkpoint
+                        raise lease.lost_error()
+                    record_checkpoint(checkpoint)
                 else:
                     self._run_together(self._calls(decision, now))
                 continue
@@ -144,7 +158,9 @@ class RunDriver:
                 call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources)
                 if call.runs_here:
                     executor.run_here(call)
-                    record_checkpoint(self._settle(call))
+                    checkpoint = self._settle(call)
+                    self._check_lease()
+                    record_checkpoint(checkpoint)
                 else:
                     self._run_together([call])
                 continue
@@ -183,9 +199,12 @@ class RunDriver:
         running: dict[StepCall, None] = {}  # in the order they were started
         finished: queue.SimpleQueue[StepCall] = queue.SimpleQueue()
         timer_due: float | None = None  # when nothing is ready: the next timer, if one is due
+        lease = self.lease
         try:
             while True:
                 checkpoints = []
+                if ready and lease.lost:  # before more steps start
+                    raise lease.lost_error()
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
@@ -217,6 +236,7 @@ class RunDriver:
                         del running[call]
                         checkpoints.append(self._settle(call))
                 if checkpoints:
+                    self._check_lease()
                     self.record_checkpoint(merge_checkpoints(checkpoints))
                 if not running:
                     return
@@ -250,7 +270,14 @@ class RunDriver:
         """Write a state change the run's previous driver did not live to write, if there is one."""
         checkpoint = recover(self.workflow, self.run, self.clock.now())
         if checkpoint is not None:
+            self._check_lease()
             self.record_checkpoint(checkpoint)
+
+    def _check_lease(self) -> None:
+        """Raise LeaseLostError if the run's lease was marked lost (then the driver must write nothing)."""
+        lease = self.lease
+        if lease.lost:
+            raise lease.lost_error()
 
     def _succeeded(self, spec: StepSpec, value: Any, started: float, finished: float) -> Checkpoint:
         timeout = spec.timeout_seconds

@@ -1,10 +1,17 @@
 """The worker: claims runs from a shared backend and drives them, ``concurrency`` at a time.
 
 Many workers, in many processes and on many machines, may share one backend. Each claimed run is held
-under a lease that a heartbeat renews; a worker that dies stops renewing, and once the lease expires any
-other worker claims the run and resumes it from its last checkpoint. A run waiting for a retry is handed
-back with its due time, so it holds no slot; an idle worker sleeps until new work is announced, a timer
-falls due, or (as a fallback) the poll interval passes.
+under a :class:`~conveyor.engine.lease.Lease` that the worker's heartbeat renews and that the run's one
+driver shares; a worker that dies stops renewing, and once the lease ends (by the backend's clock) any
+other worker claims the run and resumes it from its last checkpoint. A worker never claims a run one of
+its own drivers still holds, and a run is held only while a slot drives it: when a drive fails, the lease
+is cut short (a back-off) and the next claim counts it, so that a run that keeps failing is dead-lettered
+rather than looping. A run waiting for a retry is handed back with its due time, so it holds no slot.
+
+The claim loop has one wake-up: it claims while it has free slots and work is ready, then sleeps until
+new work is announced, a slot frees, the next run falls due (by the backend's clock), or the poll
+interval passes. A backend that fails (a killed connection, a restart) is ridden through: the loop backs
+off, doubling up to a bound, and carries on.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.backends.base import Backend
-from conveyor.core.records import RunRecord
+from conveyor.core.records import Checkpoint, Failure, RunRecord
+from conveyor.core.states import RunState, StepState
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
@@ -29,15 +37,18 @@ from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver, WaitUntil
 from conveyor.engine.executor import StepExecutor
 from conveyor.engine.group_commit import GroupCommitter
-from conveyor.errors import BackendError, InvalidArgumentError, LeaseLostError
+from conveyor.engine.lease import Heartbeat, Lease
+from conveyor.errors import BackendError, EngineError, InvalidArgumentError, LeaseLostError
 
 log = logging.getLogger("conveyor.worker")
 
-_IDLE_CHECK_SECONDS = 0.1
-"""How often an idle worker looks up from waiting (for a stop, a freed slot or a timer); no query."""
 _UNKNOWN_VERSION_RETRY_SECONDS = 5.0
-_TIMER_CHECK_SECONDS = 0.5
-"""How often an idle worker re-reads when the next run may become ready (one indexed query)."""
+_FIRST_BACKOFF_SECONDS = 0.5
+"""After a failed drive or a failed claim, the first pause; each failure in a row doubles it."""
+_LONGEST_BACKOFF_SECONDS = 10.0
+"""The claim loop's longest pause while the backend keeps failing."""
+_LISTEN_SECONDS = 1.0
+"""How long one wait for announced work lasts before the listener looks whether the worker stopped."""
 
 
 @dataclass
@@ -56,9 +67,10 @@ class Worker:
 
     ``concurrency`` runs are driven at once, each on its own thread. ``lease_seconds`` is how long a claim
     lasts unless renewed (renewed every third of it); ``poll_interval_seconds`` bounds how long an idle
-    worker waits when no wake-up arrives; a run whose worker died more than ``max_recoveries`` times in a
-    row is dead-lettered; on :meth:`stop`, runs still in flight get ``shutdown_grace_seconds`` to finish
-    before they are handed back for another worker. With ``group_commit`` (the default), the checkpoints of
+    worker waits when no wake-up arrives; a run whose worker died (or whose drive failed) more than
+    ``max_recoveries`` times in a row without recording a step is dead-lettered; on :meth:`stop`, runs
+    still in flight get ``shutdown_grace_seconds`` to finish before they are handed back for another
+    worker. With ``group_commit`` (the default), the checkpoints of
     runs finishing steps at the same moment share one transaction.
     """
 
@@ -96,10 +108,11 @@ class Worker:
         self.clock = clock or SystemClock()
         self.stats = WorkerStats()
         self._stopping = threading.Event()
-        self._active: dict[str, int] = {}  # workflow_id -> epoch of the runs being driven
-        self._active_lock = threading.Lock()
-        self._slot_freed = threading.Event()
-        self._queue: queue.SimpleQueue[RunRecord | None] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        """The claim loop's one wake-up: set by announced work, a freed slot, and :meth:`stop`."""
+        self._leases = Heartbeat(lambda: backend, self.name, lease_seconds)
+        """The leases of the runs this worker's slots drive (or are about to): renewed while held."""
+        self._queue: queue.SimpleQueue[tuple[RunRecord, Lease] | None] = queue.SimpleQueue()
         self.group_commit = group_commit
         self.resources = resources
         """What steps may ask for by name (a runtime's resources)."""
@@ -114,11 +127,11 @@ class Worker:
             threading.Thread(target=self._drive_claimed, name=f"conveyor-slot-{n}", daemon=True)
             for n in range(self.concurrency)
         ]
-        heartbeat = threading.Thread(target=self._renew_leases, name="conveyor-heartbeat", daemon=True)
+        listener = threading.Thread(target=self._listen_for_work, name="conveyor-listener", daemon=True)
         if self.group_commit and self.concurrency > 1:
             writers = getattr(self.backend, "group_commit_writers", 1)
             self._committer = GroupCommitter(self.backend, writers=writers)
-        for thread in (*slots, heartbeat):
+        for thread in (*slots, listener):
             thread.start()
         log.info(
             "worker %s started: %d slots, workflows %s", self.name, self.concurrency, sorted(self.workflows)
@@ -128,7 +141,7 @@ class Worker:
         finally:
             self._stopping.set()
             self._shut_down(slots)
-            heartbeat.join(timeout=1)
+            self._leases.close()
             if self._committer is not None:
                 self._committer.close()
         log.info("worker %s stopped: %s", self.name, self.stats)
@@ -137,175 +150,226 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; runs in flight get the grace period to finish. Safe in a signal handler."""
         self._stopping.set()
-        self._slot_freed.set()
-
-    def _free_slots(self) -> int:
-        with self._active_lock:
-            return self.concurrency - len(self._active)
+        self._wake.set()
 
     def _claim_until_stopped(self, until_idle: bool) -> None:
-        last_claim = float("-inf")
-        last_timer_check = float("-inf")
-        next_timer: float | None = None
-        woken = True
-        # A worker restarted under the same name takes its previous life's runs back at once.
-        self._claim(self.concurrency, reclaim_own=True)
-        while not self._stopping.is_set():
-            free = self._free_slots()
-            if free == 0:
-                self._slot_freed.wait(_IDLE_CHECK_SECONDS)
-                continue
-            timer_due = next_timer is not None and next_timer <= self.backend.now()  # asks only if a timer
-            due_to_poll = time.monotonic() - last_claim >= self.poll_interval_seconds
-            if woken or due_to_poll or timer_due or self._slot_freed.is_set():
-                self._slot_freed.clear()
-                last_claim = time.monotonic()
-                if self._claim(free):
-                    woken = True  # there may be more
-                    continue
-                next_timer = self._next_timer()
-                if until_idle and next_timer is None and self._free_slots() == self.concurrency:
-                    return
-            if time.monotonic() - last_timer_check >= _TIMER_CHECK_SECONDS:
-                # Leases taken since the last look may expire (their worker died): keep the next due
-                # time fresh, so a dead worker's run is claimed when its lease ends, not at the next poll.
-                last_timer_check = time.monotonic()
-                next_timer = self._next_timer()
-            timeout = _IDLE_CHECK_SECONDS
-            if next_timer is not None:
-                timeout = max(0.0, min(timeout, next_timer - self.backend.now()))
-            woken = self._wait_for_work(timeout)
+        """Claim while slots are free and work is ready; else sleep until the one wake-up or the next due.
 
-    def _claim(self, limit: int, *, reclaim_own: bool = False) -> list[RunRecord]:
-        try:
-            claimed = self.backend.claim_runs(
-                owner=self.name,
-                limit=limit,
-                lease_seconds=self.lease_seconds,
-                max_recoveries=self.max_recoveries,
-                workflow_names=self.workflow_names,
-                reclaim_own=reclaim_own,
-            )
-        except BackendError:
-            log.exception("worker %s could not claim runs; trying again shortly", self.name)
-            self.stats.errors += 1
-            self._stopping.wait(1.0)
-            return []
+        The wake-up is cleared before each claim, so work announced during the claim is not missed.
+        """
+        reclaim_own = True  # a worker restarted under its name takes its previous life's runs back at once
+        failures = 0
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = self.concurrency - self._leases.count()
+            timeout: float | None = None  # no free slot: until one frees
+            if free > 0:
+                try:
+                    claimed = self._claim(free, reclaim_own=reclaim_own)
+                    reclaim_own, failures = False, 0
+                    if claimed:
+                        continue  # there may be more
+                    timeout = self._seconds_until_due()
+                except BackendError:
+                    failures += 1
+                    self.stats.errors += 1
+                    timeout = _backoff(failures, _LONGEST_BACKOFF_SECONDS)
+                    log.warning(
+                        "worker %s could not reach the backend; trying again in %.1f s",
+                        self.name,
+                        timeout,
+                        exc_info=True,
+                    )
+                else:
+                    if until_idle and timeout is None and not self._leases.count():
+                        return
+            poll = self.poll_interval_seconds
+            self._wake.wait(poll if timeout is None else min(timeout, poll))
+
+    def _claim(self, limit: int, *, reclaim_own: bool) -> list[RunRecord]:
+        """Claim up to ``limit`` runs, none that a slot of this worker holds, and hand each to a slot."""
+        claimed = self.backend.claim_runs(
+            owner=self.name,
+            limit=limit,
+            lease_seconds=self.lease_seconds,
+            max_recoveries=self.max_recoveries,
+            workflow_names=self.workflow_names,
+            reclaim_own=reclaim_own,
+            exclude=self._leases.held().keys(),
+        )
         for run in claimed:
-            with self._active_lock:
-                self._active[run.workflow_id] = run.epoch
+            lease = Lease(run.workflow_id, run.epoch, self.name)
+            self._leases.hold(lease)
             self.stats.claimed += 1
-            self._queue.put(run)
+            self._queue.put((run, lease))
         return claimed
 
-    def _next_timer(self) -> float | None:
-        try:
-            return self.backend.next_wake_at()
-        except BackendError:
-            return None
+    def _seconds_until_due(self) -> float | None:
+        """How long until a run this worker could claim becomes ready by itself (None: none will).
 
-    def _wait_for_work(self, timeout: float) -> bool:
-        """Wait for new work to be announced, at most ``timeout``; True when woken by it."""
-        try:
-            return self.backend.wait_for_work(timeout)
-        except BackendError:
-            log.exception("worker %s lost its wake-up channel; polling until it is back", self.name)
-            self._stopping.wait(timeout)
-            return False
+        Both ends are read from the backend's clock. A due time already past (a run another claimer
+        locked a moment ago) is looked at again after a short pause, never in a tight loop.
+        """
+        due = self.backend.next_wake_at(
+            workflow_names=self.workflow_names, exclude=self._leases.held().keys()
+        )
+        if due is None:
+            return None
+        return max(due - self.backend.now(), _FIRST_BACKOFF_SECONDS / 10)
+
+    def _listen_for_work(self) -> None:
+        """Wake the claim loop whenever the backend announces new work, until the worker stops."""
+        while not self._stopping.is_set():
+            try:
+                announced = self.backend.wait_for_work(min(_LISTEN_SECONDS, self.poll_interval_seconds))
+            except Exception:  # the backend's wait is built not to raise; a bug must not end the wake-ups
+                log.exception("worker %s lost its wake-up channel; polling until it is back", self.name)
+                announced = False
+                self._stopping.wait(_LISTEN_SECONDS)
+            if announced:
+                self._wake.set()
 
     # -- the slots --------------------------------------------------------------------------------
 
     def _drive_claimed(self) -> None:
+        """A slot: drive each claimed run handed to it; nothing a drive raises ends the slot."""
         while True:
-            run = self._queue.get()
-            if run is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            run, lease = item
             try:
-                self._drive(run)
+                self._drive(run, lease)
+            except BaseException:  # a bug in the failure handling itself: the slot still lives on
+                log.exception("worker %s failed handling run %s", self.name, run.workflow_id)
             finally:
-                with self._active_lock:
-                    self._active.pop(run.workflow_id, None)
-                self._slot_freed.set()
+                self._leases.drop(lease)  # from here on the lease is never renewed: released, or lapsing
+                self._wake.set()
 
-    def _drive(self, run: RunRecord) -> None:
-        workflow = self.workflows.get((run.workflow_name, run.workflow_version))
-        if workflow is None or not recorded_by(run, workflow):  # another worker may have its definition
-            log.error(
-                "run %s needs workflow %r v%s (definition %s), which this worker does not have; "
-                "handing it back",
-                run.workflow_id,
-                run.workflow_name,
-                run.workflow_version,
-                run.definition_hash or "any",
-            )
-            self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
-            return
-        driver = RunDriver(
-            workflow,
-            run,
-            self.backend,
-            self.clock,
-            executor=self.executor,
-            resources=self.resources,
-            record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
-        )
+    def _drive(self, run: RunRecord, lease: Lease) -> None:
+        """Drive one claimed run until it ends or waits; a failure of any kind backs off (see below)."""
         try:
+            workflow = self.workflows.get((run.workflow_name, run.workflow_version))
+            if workflow is None or not recorded_by(run, workflow):  # another worker may have its definition
+                log.error(
+                    "run %s needs workflow %r v%s (definition %s), which this worker does not have; "
+                    "handing it back",
+                    run.workflow_id,
+                    run.workflow_name,
+                    run.workflow_version,
+                    run.definition_hash or "any",
+                )
+                self._release(run, self.backend.now() + _UNKNOWN_VERSION_RETRY_SECONDS)
+                return
+            driver = RunDriver(
+                workflow,
+                run,
+                self.backend,
+                self.clock,
+                executor=self.executor,
+                resources=self.resources,
+                record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
+                lease=lease,
+            )
             outcome = driver.drive()
+            if isinstance(outcome, WaitUntil):
+                self._release(run, outcome.at)
+            else:
+                self.stats.finished += 1
         except LeaseLostError:
+            lease.mark_lost()
             self.stats.leases_lost += 1
             log.warning("worker %s lost run %s to another worker", self.name, run.workflow_id)
-            return
-        except Exception:  # a bug or a backend failure: the slot must live on, and the run go back
+        except BaseException as error:  # the engine's or the backend's (a step's own ends in its record)
             self.stats.errors += 1
-            log.exception("worker %s failed driving run %s; handing it back", self.name, run.workflow_id)
-            self._release(run, self.backend.now() + 1.0)
-            return
-        if isinstance(outcome, WaitUntil):
-            self._release(run, outcome.at)
-        else:
-            self.stats.finished += 1
+            log.warning("worker %s failed driving run %s", self.name, run.workflow_id, exc_info=True)
+            self._after_failed_drive(run, lease, error)
+
+    def _after_failed_drive(self, run: RunRecord, lease: Lease, error: BaseException) -> None:
+        """After a failed drive: cut the lease short, to end after a back-off, and stop renewing it.
+
+        The run stays this worker's until then, so that the next claim (by any worker) counts the failure
+        as a recovery: a run whose drives keep failing without recording a step is dead-lettered after
+        ``max_recoveries``, never claimed and failed in a loop. The failure that reaches that bound
+        dead-letters the run here, naming its error. If these writes fail, the lease ends by itself, with
+        the same effect, a little later.
+        """
+        self._leases.drop(lease)  # first: a renewal must not undo the cut below
+        try:
+            stored = self.backend.load_run(run.workflow_id) or run  # as recorded, not as driven
+            failures = stored.recoveries + 1  # what the next claim counts (a recorded step set it to 0)
+            if failures > self.max_recoveries:
+                self.backend.record_checkpoint(
+                    _dead_letter(stored, lease, error, failures, self.backend.now())
+                )
+                log.error("worker %s dead-lettered run %s: %s", self.name, run.workflow_id, error)
+                return
+            delay = _backoff(failures, self.lease_seconds)
+            self.backend.extend_leases(
+                owner=self.name, leases={run.workflow_id: lease.epoch}, lease_seconds=delay
+            )
+        except Exception:
+            log.warning(
+                "worker %s could not cut short its lease on run %s; it ends by itself",
+                self.name,
+                run.workflow_id,
+                exc_info=True,
+            )
 
     def _release(self, run: RunRecord, wake_at: float | None) -> None:
-        try:
-            if self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at):
-                self.stats.released += 1
-        except Exception:
-            log.exception(
-                "worker %s could not hand back run %s; its lease will expire", self.name, run.workflow_id
-            )
+        if self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at):
+            self.stats.released += 1
 
-    # -- leases and shutdown ------------------------------------------------------------------------
-
-    def _renew_leases(self) -> None:
-        interval = self.lease_seconds / 3
-        while not self._stopping.wait(interval):
-            with self._active_lock:
-                held = dict(self._active)
-            if not held:
-                continue
-            try:
-                lost = self.backend.extend_leases(
-                    owner=self.name, leases=held, lease_seconds=self.lease_seconds
-                )
-            except BackendError:
-                log.exception("worker %s could not renew its leases", self.name)
-                continue
-            for workflow_id in lost:
-                log.warning("worker %s no longer holds run %s", self.name, workflow_id)
+    # -- shutdown -----------------------------------------------------------------------------------
 
     def _shut_down(self, slots: list[threading.Thread]) -> None:
+        """Let the slots finish within the grace period; then stop the drivers left and hand their runs back.
+
+        A driver still running after the grace period has its lease marked lost first, so that it starts
+        no step and writes nothing once its run is handed back (the process is about to end).
+        """
         for _ in slots:
             self._queue.put(None)
-        deadline = time.monotonic() + self.shutdown_grace_seconds
+        deadline = time.monotonic() + self.shutdown_grace_seconds  # a wait here, not a lease's end
         for thread in slots:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        with self._active_lock:
-            unfinished = dict(self._active)
-        for workflow_id, epoch in unfinished.items():
+        for lease in self._leases.held().values():
             log.warning(
-                "worker %s hands back run %s, unfinished after the grace period", self.name, workflow_id
+                "worker %s hands back run %s, unfinished after the grace period", self.name, lease.workflow_id
             )
+            lease.mark_lost()
+            self._leases.drop(lease)
             try:
-                self.backend.release_run(workflow_id=workflow_id, epoch=epoch, wake_at=None)
+                self.backend.release_run(workflow_id=lease.workflow_id, epoch=lease.epoch, wake_at=None)
             except BackendError:
-                log.exception("could not hand back run %s; its lease will expire", workflow_id)
+                log.warning("could not hand back run %s; its lease will end by itself", lease.workflow_id)
+
+
+def _dead_letter(run: RunRecord, lease: Lease, error: BaseException, failures: int, now: float) -> Checkpoint:
+    """The checkpoint that sets ``run`` aside as dead-lettered, its error an EngineError naming ``error``."""
+    step = next(
+        (name for name in run.step_names if run.steps[name].state is not StepState.COMPLETED),
+        run.step_names[-1] if run.step_names else "",
+    )
+    cause = EngineError(
+        f"driving this run failed {failures} times in a row without recording a step, last with "
+        f"{type(error).__name__}: {error}; it was set aside. Fix the cause, then retry it.",
+        step_name=step,
+    )
+    cause.__cause__ = error
+    return Checkpoint(
+        workflow_id=run.workflow_id,
+        epoch=lease.epoch,
+        steps=(),
+        state=RunState.DEAD_LETTERED,
+        output=run.output,
+        error=Failure.from_exception(step, cause, failures, retryable=False),
+        wake_at=None,
+        at=now,
+        generation=run.generation,
+    )
+
+
+def _backoff(failures: int, longest: float) -> float:
+    """The pause after ``failures`` failures in a row: doubling from the first, never past ``longest``."""
+    return min(_FIRST_BACKOFF_SECONDS * 2.0 ** min(failures - 1, 32), longest)

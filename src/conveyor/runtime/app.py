@@ -42,6 +42,7 @@ from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
 from conveyor.engine.executor import StepExecutor
 from conveyor.engine.handles import RunHandle
+from conveyor.engine.lease import Heartbeat, Lease
 from conveyor.engine.reading import wait_for_run
 from conveyor.engine.status import WorkflowStatus
 from conveyor.engine.worker import Worker
@@ -53,7 +54,7 @@ from conveyor.errors import (
     RunNotFoundError,
     RunNotRetryableError,
 )
-from conveyor.runtime.ownership import PROCESS, Heartbeat, LocalRuns, owner_is_dead
+from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 
 DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
@@ -319,8 +320,11 @@ class Conveyor:
                     owner=record.owner,
                 )
             return None
-        self._heartbeat.hold(record.workflow_id, record.epoch)
-        driver = RunDriver(workflow, record, backend, clock, executor=self.executor, resources=self.resources)
+        lease = Lease(record.workflow_id, record.epoch, self.owner)
+        self._heartbeat.hold(lease)
+        driver = RunDriver(
+            workflow, record, backend, clock, executor=self.executor, resources=self.resources, lease=lease
+        )
         try:
             driver.drive_to_end()
         except LeaseLostError:
@@ -331,7 +335,7 @@ class Conveyor:
                 backend.release_run(workflow_id=record.workflow_id, epoch=driver.run.epoch, wake_at=None)
             raise
         finally:
-            self._heartbeat.drop(record.workflow_id)
+            self._heartbeat.drop(lease)
         return WorkflowStatus(driver.run, workflow.output_codec, driver.errors)
 
     def _wait_for_other_owner(self, workflow: Workflow, workflow_id: str) -> WorkflowStatus | None:

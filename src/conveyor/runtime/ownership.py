@@ -4,28 +4,23 @@ Two callers may ask for the same ``workflow_id`` at once (two threads, two reque
 retry). Exactly one drives it; the others wait for its outcome (or, if they ask not to wait, are told it
 is already running). Within a process, callers meet in a table of the runs being driven there, kept per
 backend object. Across processes they meet in the backend: the caller that drives a run holds it under a
-lease, renewed by the runtime's heartbeat, and a run is taken over only when that lease has ended or its
+lease (a :class:`~conveyor.engine.lease.Lease`, shared with its driver and renewed by the runtime's
+:class:`~conveyor.engine.lease.Heartbeat`), and a run is taken over only when that lease has ended or its
 owner is provably dead (a process of this machine that no longer exists), never while its owner lives.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import logging
 import os
 import re
 import secrets
 import socket
 import threading
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from conveyor.backends.base import Backend
-from conveyor.errors import BackendError
-
-log = logging.getLogger("conveyor.runtime")
 
 
 def _pid_namespace() -> int:
@@ -147,65 +142,3 @@ class LocalRuns:
                 return table.changed.wait_for(lambda: workflow_id not in table.drives, timeout_seconds)
             finally:
                 table.waiters -= 1
-
-
-class Heartbeat:
-    """Renews the leases of the runs one owner drives, every third of the lease, on a daemon thread.
-
-    The thread starts with the first lease held and renews all of them in one backend call per round.
-    Holding and dropping a lease is a dict write under a lock: most runs end long before the first round.
-    A lease the backend reports lost is dropped (the run's next fenced write is refused, and its caller
-    then waits for the new owner).
-    """
-
-    def __init__(self, backend: Callable[[], Backend], owner: str, lease_seconds: float) -> None:
-        self._backend = backend
-        self.owner = owner
-        self.lease_seconds = lease_seconds
-        self._held: dict[str, int] = {}
-        """workflow_id -> the epoch it is held at."""
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def hold(self, workflow_id: str, epoch: int) -> None:
-        """Keep renewing the lease on ``workflow_id`` at ``epoch`` until :meth:`drop`."""
-        with self._lock:
-            self._held[workflow_id] = epoch
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._renew, name=f"conveyor-heartbeat-{self.owner}", daemon=True
-                )
-                self._thread.start()
-
-    def drop(self, workflow_id: str) -> None:
-        """Stop renewing the lease on ``workflow_id``."""
-        with self._lock:
-            self._held.pop(workflow_id, None)
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.lease_seconds / 3):
-            with self._lock:
-                held = dict(self._held)
-            if not held:
-                continue
-            try:
-                lost = self._backend().extend_leases(
-                    owner=self.owner, leases=held, lease_seconds=self.lease_seconds
-                )
-            except BackendError:
-                log.warning("could not renew the leases of %d runs; trying again", len(held), exc_info=True)
-                continue
-            for workflow_id in lost:
-                with self._lock:
-                    if self._held.get(workflow_id) == held[workflow_id]:
-                        del self._held[workflow_id]
-                log.warning("run %s was taken over by another process", workflow_id)
-
-    def close(self) -> None:
-        """Stop the thread (the leases it held end by themselves)."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            with contextlib.suppress(RuntimeError):
-                thread.join(timeout=1)

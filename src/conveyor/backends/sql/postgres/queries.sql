@@ -74,10 +74,11 @@ RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, 
 -- name: write_checkpoint
 -- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
 -- step columns: jsonb || replaces those names, keeps the others). The fence: no row matches once another
--- process bumped the epoch.
+-- process bumped the epoch. A checkpoint that records a step is progress: it sets recoveries back to 0
+-- (only crashes in a row without progress count towards dead-lettering).
 UPDATE conveyor_runs
    SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s,
-       steps = steps || %s::jsonb
+       steps = steps || %s::jsonb, recoveries = CASE WHEN %s::boolean THEN 0 ELSE recoveries END
  WHERE workflow_id = %s AND epoch = %s
 RETURNING workflow_id
 
@@ -86,7 +87,7 @@ RETURNING workflow_id
 -- checkpoint (write_checkpoint's parameters, in its order). The rows are locked in workflow_id order
 -- first, the order every writer of several runs uses, so that two batches (or a batch and a lease renewal)
 -- never deadlock; each checkpoint is fenced by its own run's epoch. Returns the ids written.
-WITH incoming (state, output, error, wake_at, at, generation, steps, workflow_id, epoch) AS (
+WITH incoming (state, output, error, wake_at, at, generation, steps, progress, workflow_id, epoch) AS (
     VALUES {checkpoint_values}
 ),
 locked AS (
@@ -98,14 +99,16 @@ locked AS (
 )
 UPDATE conveyor_runs AS r
    SET state = c.state, output = c.output, error = c.error, wake_at = c.wake_at, updated_at = c.at,
-       generation = c.generation, steps = r.steps || c.steps
+       generation = c.generation, steps = r.steps || c.steps,
+       recoveries = CASE WHEN c.progress THEN 0 ELSE r.recoveries END
   FROM incoming AS c
  WHERE r.workflow_id = c.workflow_id AND r.epoch = c.epoch
    AND r.workflow_id IN (SELECT l.workflow_id FROM locked AS l)
 RETURNING r.workflow_id
 
 -- name: checkpoint_values
-(%s::text, %s::text, %s::text, %s::float8, %s::float8, %s::integer, %s::jsonb, %s::text, %s::integer)
+(%s::text, %s::text, %s::text, %s::float8, %s::float8, %s::integer, %s::jsonb, %s::boolean, %s::text,
+ %s::integer)
 
 -- name: claim_runs
 -- Lock up to %(limit)s ready runs no other transaction holds, then claim them in the same statement; a run
@@ -125,6 +128,7 @@ WITH ready AS (
                 AND (r.lease_expires_at < extract(epoch FROM statement_timestamp())::float8
                      OR (%(reclaim_own)s AND r.owner = %(owner)s))))
        AND (%(workflow_names)s::text[] IS NULL OR r.workflow_name = ANY (%(workflow_names)s::text[]))
+       AND NOT (r.workflow_id = ANY (%(exclude)s::text[]))
      ORDER BY coalesce(r.wake_at, r.created_at)
      LIMIT %(limit)s
        FOR UPDATE OF r SKIP LOCKED
@@ -181,11 +185,14 @@ WITH released AS (
 SELECT claimable, CASE WHEN claimable THEN pg_notify('conveyor_work', '') END FROM released
 
 -- name: next_wake_at
--- The next time a run may become claimable by itself: a timer of an unheld run, or a lease's end.
+-- The next time a run may become claimable by itself: a timer of an unheld run, or a lease's end; of the
+-- runs claim_runs would consider with the same workflow_names and exclude.
 SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, wake_at) END)
   FROM conveyor_runs
  WHERE state IN ('pending', 'running', 'compensating')
    AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)
+   AND (%(workflow_names)s::text[] IS NULL OR workflow_name = ANY (%(workflow_names)s::text[]))
+   AND NOT (workflow_id = ANY (%(exclude)s::text[]))
 
 -- name: now
 SELECT extract(epoch FROM clock_timestamp())::float8

@@ -1,0 +1,134 @@
+"""Leases: a run's claim, shared by the one driver that holds it, and the heartbeat that renews them.
+
+A :class:`Lease` is made when a process takes a run (a worker's claim, or an in-process caller's start) and
+is handed to that run's one :class:`~conveyor.engine.driver.RunDriver`. Whoever learns that the run was
+taken over (the :class:`Heartbeat`, when a renewal is refused) marks it lost, and the driver stops before
+its next step or checkpoint. When a lease ends is judged by the backend's clock alone (the database's): a
+renewal that cannot reach the backend changes nothing here, since the run stays this driver's until
+another process takes it, and then its epoch has moved on and every write of the old driver is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+
+from conveyor.backends.base import Backend
+from conveyor.errors import BackendError, LeaseLostError
+
+log = logging.getLogger("conveyor.lease")
+
+
+class Lease:
+    """One process's hold on one run at one epoch: ``workflow_id``, ``epoch``, ``owner`` and a lost flag.
+
+    A lease is shared by exactly one claim and one driver; it is never reused for another epoch.
+    """
+
+    __slots__ = ("epoch", "lost", "owner", "workflow_id")
+
+    def __init__(self, workflow_id: str, epoch: int, owner: str) -> None:
+        self.workflow_id = workflow_id
+        self.epoch = epoch
+        """The epoch the run was taken at: every write of its driver is fenced by it."""
+        self.owner = owner
+        self.lost = False
+        """Set once another process holds the run: the driver must write nothing more."""
+
+    def mark_lost(self) -> None:
+        """Record that the run was taken over: its driver stops before its next step or checkpoint."""
+        self.lost = True
+
+    def lost_error(self) -> LeaseLostError:
+        """The error a driver stops with once the lease is lost."""
+        return LeaseLostError(
+            f"run {self.workflow_id!r} was taken over by another process; {self.owner} stopped driving it",
+            workflow_id=self.workflow_id,
+        )
+
+    def __repr__(self) -> str:
+        lost = " lost" if self.lost else ""
+        return f"<Lease {self.workflow_id!r} epoch={self.epoch} owner={self.owner!r}{lost}>"
+
+
+class Heartbeat:
+    """Holds the leases of one owner and renews them all, every third of the lease, on a daemon thread.
+
+    The thread starts with the first lease held; each round is one backend call for every lease held.
+    Holding and dropping a lease is a dict write under a lock: most runs end long before the first round.
+    A lease the backend reports lost is marked lost and renewed no more, but stays held until its driver
+    stops and drops it: a worker counts it as a busy slot and never claims its run meanwhile. A round the
+    backend fails (it is
+    unreachable) is logged and tried again next round; it marks nothing lost, since only the backend knows
+    whether the run was taken over.
+    """
+
+    def __init__(self, backend: Callable[[], Backend], owner: str, lease_seconds: float) -> None:
+        self._backend = backend
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+        self._held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: Lease) -> None:
+        """Keep renewing ``lease`` until :meth:`drop`."""
+        with self._lock:
+            self._held[lease.workflow_id] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._renew, name=f"conveyor-heartbeat-{self.owner}", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, lease: Lease) -> None:
+        """Stop renewing ``lease`` (another lease held since on the same run is kept)."""
+        with self._lock:
+            if self._held.get(lease.workflow_id) is lease:
+                del self._held[lease.workflow_id]
+
+    def held(self) -> dict[str, Lease]:
+        """The leases held now, by workflow_id (a copy)."""
+        with self._lock:
+            return dict(self._held)
+
+    def count(self) -> int:
+        """How many leases are held now."""
+        return len(self._held)
+
+    def renew_now(self) -> None:
+        """One round of renewals, on the calling thread (the daemon thread calls it every round)."""
+        with self._lock:
+            held = {workflow_id: lease for workflow_id, lease in self._held.items() if not lease.lost}
+        if not held:
+            return
+        try:
+            lost = self._backend().extend_leases(
+                owner=self.owner,
+                leases={workflow_id: lease.epoch for workflow_id, lease in held.items()},
+                lease_seconds=self.lease_seconds,
+            )
+        except BackendError:
+            log.warning("%s could not renew the leases of %d runs; trying again", self.owner, len(held))
+            return
+        for workflow_id in lost:
+            held[workflow_id].mark_lost()  # still held (so counted) until its driver stops and drops it
+            log.warning("%s lost run %s: another process took it over", self.owner, workflow_id)
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.renew_now()
+            except Exception:  # a bug: the heartbeat must outlive it, or every lease would run out
+                log.exception("%s failed renewing its leases; trying again", self.owner)
+
+    def close(self) -> None:
+        """Stop the thread (the leases it held end by themselves)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            with contextlib.suppress(RuntimeError):
+                thread.join(timeout=1)
