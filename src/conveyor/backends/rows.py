@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.core.records import Failure, RunRecord, StepRecord
+from conveyor.core.records import Failure, RunRecord, StepRecord, completion_counts
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import LeaseLostError
 
@@ -85,6 +85,7 @@ def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> Run
     recorded = {record.name: record for record in map(step_from_row, step_rows)}
     steps = {name: recorded.pop(name) if name in recorded else StepRecord(name) for name in step_names}
     steps.update(recorded)  # rows of steps the run's workflow no longer names: kept, to be reported
+    completed_count, last_completion_order = completion_counts(steps.values())
     state = RunState(row[3])
     error = failure_from_text(row[6])
     if state is RunState.DEAD_LETTERED and error is None:  # set aside, its error not yet written
@@ -107,8 +108,8 @@ def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> Run
         epoch=row[12],
         recoveries=row[13],
         generation=row[14],
-        completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
-        last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
+        completed_count=completed_count,
+        last_completion_order=last_completion_order,
     )
 
 

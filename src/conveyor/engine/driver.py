@@ -14,8 +14,6 @@ sleeps through the waits instead.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import queue
 import random
 from collections.abc import Callable, Mapping
@@ -27,16 +25,19 @@ from conveyor.codec import encode, max_value_bytes
 from conveyor.core.decide import (
     Action,
     Decision,
+    Settled,
+    StepFailed,
+    StepSucceeded,
+    UndoFailed,
+    UndoSucceeded,
+    dead_letter,
     decide,
     merge_checkpoints,
     recover,
-    settle_compensation_failure,
-    settle_compensation_success,
-    settle_failure,
-    settle_success,
+    settle,
 )
 from conveyor.core.records import Checkpoint, Failure, RunRecord
-from conveyor.core.states import RunState, StepState
+from conveyor.core.states import StepState
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
@@ -97,6 +98,9 @@ class RunDriver:
     ) -> None:
         self.workflow = workflow
         self.run = run
+        """The run's latest record: each settled outcome replaces it with the one core returns."""
+        self.in_flight: set[str] = set()
+        """The steps whose calls are running now: this driver's own state, told to decide and settle."""
         self.backend = backend
         self.clock = clock
         self.executor = executor or shared_executor()
@@ -121,11 +125,12 @@ class RunDriver:
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
         self._recover()
-        workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
+        workflow, clock, executor = self.workflow, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
             now = clock.now()
+            run = self.run
             decision = decide(workflow, run, now)
             action = decision.action
             if action is _RUN_STEPS:
@@ -154,7 +159,7 @@ class RunDriver:
             if action is _FINISHED:
                 return FINISHED
             raise RuntimeError(  # WAIT_FOR_IN_FLIGHT with nothing in flight here: a bug
-                f"run {run.workflow_id!r} waits for steps no call is running: {sorted(run.in_flight)}"
+                f"run {run.workflow_id!r} waits for steps no call is running: {sorted(self.in_flight)}"
             )
 
     def drive_to_end(self) -> RunRecord:
@@ -179,7 +184,7 @@ class RunDriver:
         fork branches so finish without a single thread hand-off and share one checkpoint, while a slow
         branch still has the others running beside it. Calls that become ready meanwhile join in.
         """
-        workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
+        workflow, clock, executor, in_flight = self.workflow, self.clock, self.executor, self.in_flight
         running: dict[StepCall, None] = {}  # in the order they were started
         finished: queue.SimpleQueue[StepCall] = queue.SimpleQueue()
         timer_due: float | None = None  # when nothing is ready: the next timer, if one is due
@@ -189,7 +194,7 @@ class RunDriver:
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
-                        run.in_flight.add(call.spec.name)
+                        in_flight.add(call.spec.name)
                     for call in ready:
                         if call is not here:
                             executor.start(call, finished.put)
@@ -221,7 +226,7 @@ class RunDriver:
                 if not running:
                     return
                 now = clock.now()
-                decision = decide(workflow, run, now)
+                decision = decide(workflow, self.run, now, in_flight)
                 action = decision.action
                 ready = []
                 if action is _RUN_STEPS or action is _RUN_COMPENSATION:
@@ -231,10 +236,11 @@ class RunDriver:
             for call in running:  # only when leaving on an exception: nothing waits for these any more
                 executor.abandon(call)
 
-    # -- settling outcomes: every call of core's settle_* functions and recover is in this section --
+    # -- settling outcomes: every call of core's settle, recover and dead_letter is in this section --
 
     def _settle(self, call: StepCall) -> Checkpoint:
         """The checkpoint of a call's outcome (an error that is not an Exception is re-raised here)."""
+        self.in_flight.discard(call.spec.name)
         error = call.error
         if error is None:
             if call.is_undo:
@@ -248,9 +254,15 @@ class RunDriver:
 
     def _recover(self) -> None:
         """Write a state change the run's previous driver did not live to write, if there is one."""
-        checkpoint = recover(self.workflow, self.run, self.clock.now())
-        if checkpoint is not None:
-            self.record_checkpoint(checkpoint)
+        self.in_flight.clear()  # a drive starts with nothing in flight (an earlier one may have left some)
+        settled = recover(self.workflow, self.run, self.clock.now())
+        if settled is not None:
+            self.record_checkpoint(self._took(settled))
+
+    def _took(self, settled: Settled) -> Checkpoint:
+        """Keep the settled record as the run's latest; return its checkpoint to write."""
+        self.run, checkpoint = settled
+        return checkpoint
 
     def _succeeded(self, spec: StepSpec, value: Any, started: float, finished: float) -> Checkpoint:
         timeout = spec.timeout_seconds
@@ -265,71 +277,62 @@ class RunDriver:
             return self._failed_for_good(spec, error, started, finished)
         self.results[spec.name] = result
         try:
-            return settle_success(self.workflow, self.run, spec, result, started, finished)
+            # StepSucceeded(result, started, finished), built as core builds records: at half the cost
+            outcome = tuple.__new__(StepSucceeded, (result, started, finished))
+            self.run, checkpoint = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:
             error = _engine_error(spec, "record the result of", exc)
             return self._failed_for_good(spec, error, started, finished)
+        return checkpoint
 
     def _failed(self, spec: StepSpec, error: Exception, started: float, finished: float) -> Checkpoint:
         self.errors[spec.name] = error
-        saved = _Saved(self.run, spec.name)
+        retryable = not isinstance(error, _NOT_RETRYABLE)
+        outcome = StepFailed(error, retryable, started, finished, self.random_unit())
         try:
-            return settle_failure(
-                self.workflow,
-                self.run,
-                spec,
-                error,
-                retryable=not isinstance(error, _NOT_RETRYABLE),
-                started=started,
-                finished=finished,
-                random_unit=self.random_unit(),
-            )
+            settled = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:  # the retry policy raised, say: the step fails for good instead
-            saved.restore()
             engine_error = _engine_error(spec, "record the failure of", exc, error)
             return self._failed_for_good(spec, engine_error, started, finished)
+        return self._took(settled)
 
     def _failed_for_good(
         self, spec: StepSpec, error: EngineError, started: float, finished: float
     ) -> Checkpoint:
         self.errors[spec.name] = error
         try:
-            return settle_failure(
-                self.workflow, self.run, spec, error, retryable=False, started=started, finished=finished
+            settled = settle(
+                self.workflow, self.run, spec, StepFailed(error, False, started, finished), self.in_flight
             )
         except Exception as exc:
             return self._dead_lettered(spec, error, exc, finished)
+        return self._took(settled)
 
     def _compensated(self, spec: StepSpec, error: Exception | None, finished: float) -> Checkpoint:
         if error is None:
             try:
-                return settle_compensation_success(self.workflow, self.run, spec, finished)
+                settled = settle(self.workflow, self.run, spec, UndoSucceeded(finished), self.in_flight)
             except Exception as exc:
                 engine_error = _engine_error(spec, "record the undo of", exc)
                 return self._undo_failed_for_good(spec, engine_error, finished)
-        saved = _Saved(self.run, spec.name)
+            return self._took(settled)
+        retryable = not isinstance(error, _NOT_RETRYABLE)
+        outcome = UndoFailed(error, retryable, finished, self.random_unit())
         try:
-            return settle_compensation_failure(
-                self.workflow,
-                self.run,
-                spec,
-                error,
-                retryable=not isinstance(error, _NOT_RETRYABLE),
-                finished=finished,
-                random_unit=self.random_unit(),
-            )
+            settled = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:  # the compensation retry policy raised: the undo fails for good
-            saved.restore()
             engine_error = _engine_error(spec, "record the failure of the undo of", exc, error)
             return self._undo_failed_for_good(spec, engine_error, finished)
+        return self._took(settled)
 
     def _undo_failed_for_good(self, spec: StepSpec, error: EngineError, finished: float) -> Checkpoint:
         try:
-            return settle_compensation_failure(
-                self.workflow, self.run, spec, error, retryable=False, finished=finished
+            settled = settle(
+                self.workflow, self.run, spec, UndoFailed(error, False, finished), self.in_flight
             )
         except Exception as exc:
             return self._dead_lettered(spec, error, exc, finished)
+        return self._took(settled)
 
     def _dead_lettered(
         self, spec: StepSpec, error: EngineError, exc: Exception, finished: float
@@ -339,28 +342,13 @@ class RunDriver:
         The run is dead-lettered (a person must look; it can be retried by hand once the cause is fixed)
         with the engine's error, and no step record is written: each stays as last recorded.
         """
-        run = self.run
-        run.in_flight.discard(spec.name)
-        record = run.steps[spec.name]
         cause = EngineError(
             f"{error.message}; failing it for good failed too: {_describe(exc)}", step_name=spec.name
         )
         cause.__cause__ = exc
-        run.error = Failure.from_exception(spec.name, cause, record.attempts, retryable=False)
-        run.state = RunState.DEAD_LETTERED
-        run.wake_at = None
-        run.updated_at = finished
-        return Checkpoint(
-            workflow_id=run.workflow_id,
-            epoch=run.epoch,
-            steps=(),
-            state=run.state,
-            output=run.output,
-            error=run.error,
-            wake_at=None,
-            at=finished,
-            generation=run.generation,
-        )
+        attempts = self.run.steps[spec.name].attempts
+        failure = Failure.from_exception(spec.name, cause, attempts, retryable=False)
+        return self._took(dead_letter(self.run, failure, finished))
 
 
 def _completed_results(run: RunRecord) -> dict[str, str]:
@@ -372,29 +360,6 @@ def _completed_results(run: RunRecord) -> dict[str, str]:
         for name, record in run.steps.items()
         if record.state is StepState.COMPLETED and record.result is not None
     }
-
-
-class _Saved:
-    """A step's record and the run's own fields as they were before a settle that may fail halfway.
-
-    The ``settle_*`` functions change the record before they consult the retry policy, which may raise;
-    :meth:`restore` puts back what they changed, so that failing the step for good starts from the truth.
-    """
-
-    __slots__ = ("fields", "record", "run", "saved")
-
-    def __init__(self, run: RunRecord, step_name: str) -> None:
-        self.run = run
-        self.record = run.steps[step_name]
-        self.saved = copy.copy(self.record)
-        self.fields = (run.state, run.completed_count, run.error, run.wake_at, run.output)
-
-    def restore(self) -> None:
-        """Put the record and the run's fields back as they were."""
-        for field in dataclasses.fields(self.saved):
-            setattr(self.record, field.name, getattr(self.saved, field.name))
-        run = self.run
-        run.state, run.completed_count, run.error, run.wake_at, run.output = self.fields
 
 
 def _describe(error: BaseException) -> str:

@@ -245,7 +245,7 @@ class Conveyor:
                 "compensation_failed or dead_lettered run can be retried",
                 workflow_id=workflow_id,
             )
-        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now()))
+        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now())[1])
         # The run's last driver may still hold a lease on it: give it up, so the retry takes it at once.
         backend.release_run(workflow_id=workflow_id, epoch=record.epoch, wake_at=None)
         stored = NewRun(
