@@ -933,7 +933,11 @@ def test_compensation_failure_with_retries_left_schedules_the_undo_again():
     assert run.completed_count == 1
     assert run.wake_at == 11.0
     assert run.state is RunState.COMPENSATING
+    assert run.error is not None
+    assert run.error.step_name == "ship"
+    assert run.updated_at == 10.0
     assert checkpoint.wake_at == 11.0
+    assert checkpoint.error is run.error
     assert checkpoint.steps == (record,)
 
 
@@ -1301,7 +1305,11 @@ def test_dead_letter_sets_the_run_aside_with_its_error_and_no_step_changes():
     assert new.updated_at == 96.0
     assert new.steps == run.steps
     assert new.steps is not run.steps
-    assert (new.completed_count, new.output, new.epoch) == (run.completed_count, run.output, run.epoch)
+    assert (new.completed_count, new.last_completion_order) == (0, 0)
+    assert (new.output, new.epoch, new.generation) == (run.output, run.epoch, run.generation)
+    done = complete(CHAIN, make_run(CHAIN), "a")
+    aside = dead_letter(done, error, 12.0)[0]
+    assert (aside.completed_count, aside.last_completion_order) == (1, 1)
     assert checkpoint == Checkpoint("run-1", 3, (), RunState.DEAD_LETTERED, None, error, None, 96.0, 0)
 
 
@@ -1425,7 +1433,14 @@ def test_merging_checkpoints_keeps_every_step_and_the_last_run_state():
             _checkpoint([first_a], RunState.RUNNING, at=1.0, wake_at=5.0, epoch=2, generation=4),
             _checkpoint([b_record], RunState.RUNNING, at=2.0, wake_at=6.0, epoch=2, generation=4),
             _checkpoint(
-                [second_a], RunState.COMPENSATING, at=3.0, error=failure, output="9", epoch=2, generation=4
+                [second_a],
+                RunState.COMPENSATING,
+                at=3.0,
+                error=failure,
+                output="9",
+                wake_at=7.0,
+                epoch=2,
+                generation=4,
             ),
         ]
     )
@@ -1434,7 +1449,7 @@ def test_merging_checkpoints_keeps_every_step_and_the_last_run_state():
     assert merged.state is RunState.COMPENSATING
     assert merged.error is failure
     assert merged.output == "9"
-    assert merged.wake_at is None
+    assert merged.wake_at == 7.0
     assert merged.at == 3.0
     assert merged.epoch == 2
     assert merged.generation == 4
@@ -1580,3 +1595,96 @@ def test_pending_steps_are_fresh_dicts_of_pending_records():
     assert first is not second
     first["x"] = StepRecord("x", StepState.COMPLETED)
     assert pending_steps(("x", "y"))["x"] == StepRecord("x")
+
+
+# --- what only a broken decide or settle would do ---------------------------------------------------------
+
+
+def test_chain_whose_next_step_waits_for_an_earlier_one_runs_the_earlier_one():
+    """A chain with only its last step completed runs its first step, not the one after the count."""
+    done = StepRecord("c", StepState.COMPLETED, 1, '"c"', completion_order=1)
+    run = make_run(CHAIN, steps=[done])
+    assert names(decide(CHAIN, run, 0.0)) == ["a"]
+
+
+def test_an_undo_with_no_completion_order_is_undone_last():
+    """A completed step recorded without a completion order sorts as the oldest."""
+    run = make_run(
+        FORK,
+        state=RunState.COMPENSATING,
+        steps=[
+            StepRecord("start", StepState.COMPLETED),
+            StepRecord("left", StepState.COMPLETED, completion_order=1),
+        ],
+    )
+    assert [record.name for record in compensation_order(FORK, run)] == ["left", "start"]
+
+
+def test_a_success_settled_on_a_run_that_is_not_running_leaves_its_state():
+    """settle moves a run only as its steps imply: a pending run stays pending."""
+    run = complete(CHAIN, make_run(CHAIN, state=RunState.PENDING), "a")
+    assert run.state is RunState.PENDING
+
+
+def test_a_success_while_a_failed_sibling_waits_for_another_keeps_the_run_running():
+    """With one branch failed for good and two in flight, the first to succeed does not end the run yet."""
+    workflow = (
+        conveyor.Flow("three_undo").then(start).fork().branch(left).branch(right).branch(e).join(d).build()
+    )
+    run = complete(workflow, make_run(workflow), "start", at=1.0)
+    run = fail(workflow, run, "left", retryable=False, at=2.0, in_flight={"right", "e"})
+    run = complete(workflow, run, "right", at=3.0, in_flight={"e"})
+    assert run.state is RunState.RUNNING
+    run = complete(workflow, run, "e", at=4.0)
+    assert run.state is RunState.COMPENSATING
+
+
+def test_a_retry_settled_after_a_sibling_failed_for_good_keeps_the_runs_error():
+    """A branch failing for a retry while another already failed for good leaves the run's error as it was."""
+    workflow = (
+        conveyor.Flow("retry_after_failure", retries=RETRY_POLICY)
+        .then(start)
+        .fork()
+        .branch(left)
+        .branch(right)
+        .join(merge)
+        .build()
+    )
+    run = complete(workflow, make_run(workflow), "start", at=1.0)
+    run = fail(workflow, run, "left", ValueError("first"), retryable=False, at=2.0, in_flight={"right"})
+    run, checkpoint = failed(workflow, run, "right", ValueError("second"), at=3.0)
+    assert run.error.message == "first"
+    assert checkpoint.error is run.error
+    assert run.state is RunState.COMPENSATING
+    assert run.wake_at is None
+    assert checkpoint.wake_at is None
+
+
+def test_a_run_entering_compensation_wakes_for_an_undo_already_waiting_for_its_retry():
+    """Entering compensation, the run wakes when an undo that is already retrying is due."""
+    steps = [
+        StepRecord("reserve", StepState.COMPLETED, 1, '"r"', completion_order=1),
+        StepRecord("charge", StepState.COMPENSATING, 1, '"c"', next_attempt_at=40.0, completion_order=2),
+    ]
+    run, checkpoint = failed(SAGA, make_run(SAGA, steps=steps), "ship", at=30.0)
+    assert run.state is RunState.COMPENSATING
+    assert run.wake_at == 40.0
+    assert checkpoint.wake_at == 40.0
+
+
+@pytest.mark.parametrize("kind", list(OUTCOMES))
+def test_every_settle_keeps_what_its_outcome_does_not_change(kind):
+    """Identity, version, step names, lease and owner are carried over by every kind of settle."""
+    name, outcome, run = OUTCOMES[kind]
+    run = copy.deepcopy(run)
+    run.leased_until, run.owner, run.recoveries = 99.0, "worker-7", 2
+    new, _ = settle(SAGA, run, SAGA.step(name), outcome)
+    kept = ("workflow_id", "workflow_name", "workflow_version", "input", "correlation_id", "step_names")
+    assert [getattr(new, field) for field in kept] == [getattr(run, field) for field in kept]
+    assert (new.created_at, new.epoch, new.recoveries, new.leased_until, new.owner) == (
+        0.0,
+        3,
+        2,
+        99.0,
+        "worker-7",
+    )

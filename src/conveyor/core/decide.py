@@ -242,7 +242,7 @@ def settle(
             steps = steps.copy()
             steps[name] = record
             wake_at = run.wake_at if old.next_attempt_at is None else _earliest_due(_RUNNING, steps)
-            workflow_id, epoch, output, generation = run.workflow_id, run.epoch, run.output, run.generation
+            workflow_id, epoch, generation = run.workflow_id, run.epoch, run.generation
             new = RunRecord(
                 workflow_id,
                 run.workflow_name,
@@ -257,7 +257,7 @@ def settle(
                 epoch,
                 run.recoveries,
                 generation,
-                output,
+                None,  # a running run has no output
                 None,
                 wake_at,
                 run.leased_until,
@@ -267,7 +267,7 @@ def settle(
             )
             checkpoint = tuple.__new__(
                 Checkpoint,
-                (workflow_id, epoch, (record,), _RUNNING, output, None, wake_at, finished, generation),
+                (workflow_id, epoch, (record,), _RUNNING, None, None, wake_at, finished, generation),
             )
             return new, checkpoint
         return _settled(workflow, run, old, record, run.error, in_flight, finished)
