@@ -237,17 +237,25 @@ def settle(
             ),
         )
         completed = run.completed_count + 1  # the step was not completed before: that is no transition
-        if run.error is None and run.state is _RUNNING and completed != len(workflow.steps):
-            # the common case, written out: the run runs on, and only its record and this step change
+        if run.error is None and run.state is _RUNNING:
+            # the common case, written out: the run runs on (or completes with this step), and only its
+            # record and this step change
             steps = steps.copy()
             steps[name] = record
-            wake_at = run.wake_at if old.next_attempt_at is None else _earliest_due(_RUNNING, steps)
+            if completed == len(workflow.steps):
+                run_state = RunState.COMPLETED
+                output: str | None = _output(workflow, steps)
+                wake_at = None
+            else:
+                run_state = _RUNNING
+                output = None  # a running run has no output
+                wake_at = run.wake_at if old.next_attempt_at is None else _earliest_due(_RUNNING, steps)
             workflow_id, epoch, generation = run.workflow_id, run.epoch, run.generation
             new = RunRecord(
                 workflow_id,
                 run.workflow_name,
                 run.workflow_version,
-                _RUNNING,
+                run_state,
                 run.input,
                 run.correlation_id,
                 run.step_names,
@@ -257,7 +265,7 @@ def settle(
                 epoch,
                 run.recoveries,
                 generation,
-                None,  # a running run has no output
+                output,
                 None,
                 wake_at,
                 run.leased_until,
@@ -267,7 +275,7 @@ def settle(
             )
             checkpoint = tuple.__new__(
                 Checkpoint,
-                (workflow_id, epoch, (record,), _RUNNING, None, None, wake_at, finished, generation),
+                (workflow_id, epoch, (record,), run_state, output, None, wake_at, finished, generation),
             )
             return new, checkpoint
         return _settled(workflow, run, old, record, run.error, in_flight, finished)

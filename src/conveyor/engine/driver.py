@@ -269,7 +269,7 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, timeout_error(spec), started, finished)
         try:
-            result = encode(value, what=f"result of step {spec.name!r}", max_bytes=self.max_value_bytes)
+            result = encode(value, what=_result_of(spec.name), max_bytes=self.max_value_bytes)
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         except Exception as exc:  # the codec's own failure, not the value's
@@ -360,6 +360,21 @@ def _completed_results(run: RunRecord) -> dict[str, str]:
         for name, record in run.steps.items()
         if record.state is StepState.COMPLETED and record.result is not None
     }
+
+
+_RESULT_OF: dict[str, str] = {}
+_MOST_RESULT_LABELS = 4096
+
+
+def _result_of(step_name: str) -> str:
+    """``result of step 'name'``, what a step's result is called in an error: built once per name, not per
+    step (it is only read when the result cannot be stored)."""
+    label = _RESULT_OF.get(step_name)
+    if label is None:
+        if len(_RESULT_OF) >= _MOST_RESULT_LABELS:  # names made up at run time: keep the memo small
+            _RESULT_OF.clear()
+        label = _RESULT_OF[step_name] = f"result of step {step_name!r}"
+    return label
 
 
 def _describe(error: BaseException) -> str:
