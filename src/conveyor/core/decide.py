@@ -81,7 +81,10 @@ def decide(
         if record.state is not _COMPLETED and (index == 0 or steps[spec.depends_on[0]].state is _COMPLETED):
             due = record.next_attempt_at
             if due is None or due <= now:
-                return Decision(Action.RUN_STEPS, (spec,))
+                built = _RUN_ONE_STEP.get(id(workflow))  # _run_one_step, written out for the common case
+                if built is not None and built[0] is workflow:
+                    return built[1][index]
+                return _run_one_step(workflow)[index]
             return Decision(Action.WAIT_UNTIL, at=due)
     ready: list[StepSpec] = []
     earliest: float | None = None
@@ -107,6 +110,26 @@ def decide(
     if in_flight:
         return WAIT_FOR_IN_FLIGHT
     return FINISHED
+
+
+_RUN_ONE_STEP: dict[int, tuple[Workflow, tuple[Decision, ...]]] = {}
+_MOST_CHAINS = 1024
+
+
+def _run_one_step(workflow: Workflow) -> tuple[Decision, ...]:
+    """For each step of a chain, the decision to run it: built once per workflow, not once per step.
+
+    Decisions are shared (as :data:`FINISHED` is): nobody changes one.
+    """
+    entry = _RUN_ONE_STEP.get(id(workflow))
+    if entry is None or entry[0] is not workflow:
+        if len(_RUN_ONE_STEP) >= _MOST_CHAINS:  # workflows built at run time: keep the memo small
+            _RUN_ONE_STEP.clear()
+        entry = _RUN_ONE_STEP[id(workflow)] = (
+            workflow,
+            tuple(Decision(Action.RUN_STEPS, (spec,)) for spec in workflow.steps),
+        )
+    return entry[1]
 
 
 def compensation_order(workflow: Workflow, run: RunRecord) -> list[StepRecord]:

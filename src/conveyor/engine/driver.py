@@ -269,7 +269,8 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, timeout_error(spec), started, finished)
         try:
-            result = encode(value, what=_result_of(spec.name), max_bytes=self.max_value_bytes)
+            what = _RESULT_OF.get(spec.name) or _result_of(spec.name)
+            result = encode(value, what=what, max_bytes=self.max_value_bytes)
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         except Exception as exc:  # the codec's own failure, not the value's
