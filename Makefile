@@ -51,8 +51,8 @@ bench:
 	done
 	.venv-bench/bin/python benchmarks/run.py $(BENCH_ARGS)
 
-# Mutation testing of the pure core (core/decide.py against tests/unit/test_decide.py; see [tool.mutmut] in
-# pyproject.toml). mutmut goes into .venv-mutation only, never into conveyor's dependencies.
+# Mutation testing of the pure core (core/decide.py and core/settle.py against tests/unit/test_decide.py;
+# see [tool.mutmut] in pyproject.toml). mutmut goes into .venv-mutation only, never into conveyor's dependencies.
 mutation:
 	@if [ ! -f .venv-mutation/.installed ]; then \
 		$(PYTHON) -m venv .venv-mutation && \

@@ -1,4 +1,4 @@
-"""decide() and settle(), driven with plain values: no engine, no backend, no clock.
+"""decide() and settle() (core.decide, core.settle), driven with plain values: no engine, backend or clock.
 
 Every settle here goes through the helpers below, which also check that the record they were given is left
 exactly as it was and that the new record's counters are what its steps say.
@@ -10,23 +10,7 @@ import pytest
 
 import conveyor
 from conveyor import RetryPolicy
-from conveyor.core.decide import (
-    FINISHED,
-    WAIT_FOR_IN_FLIGHT,
-    Action,
-    Decision,
-    StepFailed,
-    StepSucceeded,
-    UndoFailed,
-    UndoSucceeded,
-    compensation_order,
-    dead_letter,
-    decide,
-    merge_checkpoints,
-    recover,
-    reopen_for_retry,
-    settle,
-)
+from conveyor.core.decide import FINISHED, WAIT_FOR_IN_FLIGHT, Action, Decision, compensation_order, decide
 from conveyor.core.records import (
     MAX_TRACEBACK_CHARS,
     Checkpoint,
@@ -35,6 +19,17 @@ from conveyor.core.records import (
     StepRecord,
     completion_counts,
     pending_steps,
+)
+from conveyor.core.settle import (
+    StepFailed,
+    StepSucceeded,
+    UndoFailed,
+    UndoSucceeded,
+    dead_letter,
+    merge_checkpoints,
+    recover,
+    reopen_for_retry,
+    settle,
 )
 from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
 from conveyor.definition import StepDefinition, build_workflow
@@ -1688,3 +1683,14 @@ def test_every_settle_keeps_what_its_outcome_does_not_change(kind):
         99.0,
         "worker-7",
     )
+
+
+def test_decide_on_a_chain_built_just_now_runs_its_steps_in_order():
+    """A chain decide has not seen before is decided as every other: first step first, then the next."""
+    workflow = conveyor.Flow("new_chain").then(a).then(b).build()
+    run = make_run(workflow)
+    assert decide(workflow, run, 0.0) == Decision(Action.RUN_STEPS, (workflow.step("a"),))
+    run = complete(workflow, run, "a")
+    assert decide(workflow, run, 11.0) == Decision(Action.RUN_STEPS, (workflow.step("b"),))
+    other = conveyor.Flow("other_chain").then(c).then(e).build()
+    assert decide(other, make_run(other), 0.0) == Decision(Action.RUN_STEPS, (other.step("c"),))

@@ -21,7 +21,7 @@ from conveyor import (
     start_workflow,
     task,
 )
-from conveyor.core.decide import StepFailed
+from conveyor.core.settle import StepFailed
 from conveyor.engine import driver
 from conveyor.engine.worker import Worker
 

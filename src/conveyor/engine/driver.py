@@ -22,21 +22,19 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.codec import encode, max_value_bytes
-from conveyor.core.decide import (
-    Action,
-    Decision,
+from conveyor.core.decide import Action, Decision, decide
+from conveyor.core.records import Checkpoint, Failure, RunRecord
+from conveyor.core.settle import (
     Settled,
     StepFailed,
     StepSucceeded,
     UndoFailed,
     UndoSucceeded,
     dead_letter,
-    decide,
     merge_checkpoints,
     recover,
     settle,
 )
-from conveyor.core.records import Checkpoint, Failure, RunRecord
 from conveyor.core.states import StepState
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error

@@ -30,8 +30,8 @@ from typing import Any, Literal, TypeVar
 from conveyor.backends.base import Backend
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
-from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.records import NewRun, RunRecord
+from conveyor.core.settle import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.definition.registry import Registry, UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import new_run, same_workflow_or_raise
