@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit clean bench
+.PHONY: install demo test lint typecheck unit clean bench mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,3 +51,16 @@ bench:
 			|| echo "bench: could not install $$pin (.venv-bench/install-$$name.log); it is left out"; \
 	done
 	.venv-bench/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+# Mutation testing of the pure core (core/decide.py and core/settle.py against tests/unit/test_decide.py;
+# see [tool.mutmut] in pyproject.toml). mutmut goes into .venv-mutation only, never into conveyor's dependencies.
+mutation:
+	@if [ ! -f .venv-mutation/.installed ]; then \
+		$(PYTHON) -m venv .venv-mutation && \
+		.venv-mutation/bin/pip install --quiet --upgrade pip && \
+		.venv-mutation/bin/pip install --quiet -e '.[dev]' mutmut==3.8.1 && \
+		touch .venv-mutation/.installed; \
+	fi
+	rm -rf mutants
+	.venv-mutation/bin/mutmut run --max-children 2
+	.venv-mutation/bin/mutmut results

@@ -21,6 +21,7 @@ from conveyor import (
     start_workflow,
     task,
 )
+from conveyor.core.settle import StepFailed
 from conveyor.engine import driver
 from conveyor.engine.worker import Worker
 
@@ -136,11 +137,14 @@ def test_a_run_whose_failure_cannot_be_recorded_at_all_is_dead_lettered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """If even failing the step for good raises (a bug), the run is dead-lettered with the engine's error."""
+    real_settle = driver.settle
 
-    def broken(*_: Any, **__: Any) -> Any:
-        raise AssertionError("settling is broken")
+    def broken(workflow: Any, run: Any, spec: Any, outcome: Any, in_flight: Any = frozenset()) -> Any:
+        if isinstance(outcome, StepFailed):
+            raise AssertionError("settling is broken")
+        return real_settle(workflow, run, spec, outcome, in_flight)
 
-    monkeypatch.setattr(driver, "settle_failure", broken)
+    monkeypatch.setattr(driver, "settle", broken)
     workflow, _ = checkout(declined)
     status = run_durable_workflow(workflow, "w", {}, InMemoryBackend(), clock=FakeClock())
     assert status.state is RunState.DEAD_LETTERED

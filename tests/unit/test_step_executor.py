@@ -197,7 +197,7 @@ def test_a_drive_returns_wait_until_for_a_timer_and_finished_at_the_end(executor
     assert driver.drive() == WaitUntil(clock.now() + 5)
     clock.advance(5)
     assert driver.drive() is FINISHED
-    assert run.state is RunState.COMPLETED
+    assert driver.run.state is RunState.COMPLETED
     assert clock.sleeps == []
 
 

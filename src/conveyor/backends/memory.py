@@ -25,7 +25,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
-from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, StepRecord
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 
 _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
@@ -77,7 +77,7 @@ class InMemoryBackend(ClosesOnExit):
                     input=run.input,
                     correlation_id=run.correlation_id,
                     step_names=run.step_names,
-                    steps={name: StepRecord(name) for name in run.step_names},
+                    steps=pending_steps(run.step_names),
                     created_at=now,
                     updated_at=now,
                     epoch=1,

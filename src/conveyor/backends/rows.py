@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.core.records import Failure, RunRecord, StepRecord
+from conveyor.core.records import Failure, RunRecord, StepRecord, completion_counts
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import CorruptRunError, LeaseLostError
 
@@ -257,6 +257,7 @@ def decode_run(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRec
     recorded = {record.name: record for record in (step_from_row(r, read.workflow_id) for r in step_rows)}
     steps = {name: recorded.pop(name) if name in recorded else StepRecord(name) for name in step_names}
     steps.update(recorded)  # rows of steps the run's workflow no longer names: kept, to be reported
+    completed_count, last_completion_order = completion_counts(steps.values())
     state = _RUN_STATES.get(row[3])
     if state is None:
         raise read.corrupt("state", row[3], "which is not a run state")
@@ -285,8 +286,8 @@ def decode_run(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRec
         recoveries=recoveries,
         generation=read.count("generation", row[14]),
         definition_hash=read.maybe_text("definition_hash", row[15]),
-        completed_count=sum(1 for r in steps.values() if r.state is StepState.COMPLETED),
-        last_completion_order=max((r.completion_order or 0 for r in steps.values()), default=0),
+        completed_count=completed_count,
+        last_completion_order=last_completion_order,
     )
 
 

@@ -1,16 +1,17 @@
 """What is recorded about a run and its steps, and the write-set of one checkpoint.
 
-These are plain values: backends read and write them, the engine keeps one :class:`RunRecord` per run it
-drives, and :mod:`conveyor.core.decide` reads and updates it without any I/O. Results are kept as the JSON
-text they are stored as, so what a run holds is cheap to keep and identical before and after a crash.
+These are plain values: backends read and write them, the engine keeps the latest :class:`RunRecord` of
+each run it drives, and :mod:`conveyor.core.decide` reads them and returns new ones, without any I/O.
+Results are kept as the JSON text they are stored as, so what a run holds is cheap to keep and identical
+before and after a crash.
 """
 
 from __future__ import annotations
 
 import traceback as traceback_module
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
 from conveyor.errors import CorruptRunError
@@ -75,9 +76,12 @@ class Failure:
         )
 
 
-@dataclass(slots=True)
-class StepRecord:
-    """The recorded state of one step of one run."""
+class StepRecord(NamedTuple):
+    """The recorded state of one step of one run: a value that never changes (a change is a new record).
+
+    A named tuple rather than a frozen dataclass: it is built once per step outcome on the hot path, in
+    0.28 us where a frozen dataclass takes 0.83 us (a mutable one 0.19 us).
+    """
 
     name: str
     state: StepState = StepState.PENDING
@@ -103,6 +107,40 @@ class StepRecord:
         return self.finished_at - self.started_at
 
 
+_PENDING_STEPS: dict[tuple[str, ...], dict[str, StepRecord]] = {}
+_MOST_PENDING_SHAPES = 1024
+
+
+def pending_steps(step_names: tuple[str, ...]) -> dict[str, StepRecord]:
+    """A new dict with a pending record for each of ``step_names``, for a run that has not started.
+
+    The records are values, so they are built once per list of names and shared by every run (building
+    four of them costs more than a step's own settle); the dict is each caller's own.
+    """
+    steps = _PENDING_STEPS.get(step_names)
+    if steps is None:
+        if len(_PENDING_STEPS) >= _MOST_PENDING_SHAPES:  # names made up at run time: keep the memo small
+            _PENDING_STEPS.clear()
+        steps = _PENDING_STEPS[step_names] = {name: StepRecord(name) for name in step_names}
+    return steps.copy()
+
+
+def completion_counts(steps: Iterable[StepRecord]) -> tuple[int, int]:
+    """How many of ``steps`` are completed, and the highest completion order among them (0 if none).
+
+    What a :class:`RunRecord`'s ``completed_count`` and ``last_completion_order`` must say of its steps.
+    """
+    completed = 0
+    last = 0
+    for record in steps:
+        if record.state is StepState.COMPLETED:
+            completed += 1
+        order = record.completion_order
+        if order is not None and order > last:
+            last = order
+    return completed, last
+
+
 @dataclass(slots=True)
 class NewRun:
     """A run about to be recorded for the first time."""
@@ -120,7 +158,14 @@ class NewRun:
 
 @dataclass(slots=True)
 class RunRecord:
-    """A run and its steps, as recorded (plus, while a process drives it, which steps are in flight)."""
+    """A run and its steps, as recorded.
+
+    :mod:`conveyor.core.decide` never changes a record: it returns a new one. The two counters are derived
+    from ``steps``: a backend computes them with :func:`completion_counts` when it builds a record from
+    rows, and ``core.decide`` computes them from the old record's where it builds a new record from an old
+    one and a changed step (two integer operations, where counting on every read would walk every step
+    twice per step outcome).
+    """
 
     workflow_id: str
     workflow_name: str
@@ -149,9 +194,9 @@ class RunRecord:
     definition_hash: str | None = None
     """The hash of the definition the run was recorded by; None for runs recorded before there was one."""
     completed_count: int = 0
-    """How many steps are in the completed state."""
+    """How many steps are in the completed state (derived from ``steps``; see :func:`completion_counts`)."""
     last_completion_order: int = 0
-    in_flight: set[str] = field(default_factory=set)
+    """The highest ``completion_order`` among the steps (derived, like ``completed_count``)."""
     corruption: CorruptRunError | None = None
     """Set when the stored run could not be read: the record then stands for it as ``failed`` with this
     error (see :func:`conveyor.backends.rows.run_from_rows`), and nothing may drive or retry it."""
@@ -208,11 +253,11 @@ class RunPage:
         return len(self.runs)
 
 
-@dataclass(slots=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
     """Everything one step completion (or failure) changes, written by a backend in one transaction.
 
-    The write is fenced: it is refused unless the run's epoch is still ``epoch``.
+    The write is fenced: it is refused unless the run's epoch is still ``epoch``. A value, built once per
+    step outcome: a named tuple, like :class:`StepRecord`, for what it costs to build.
     """
 
     workflow_id: str

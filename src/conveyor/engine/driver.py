@@ -14,8 +14,6 @@ sleeps through the waits instead.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import queue
 import random
 from collections.abc import Callable, Mapping
@@ -24,19 +22,20 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.codec import encode, max_value_bytes
-from conveyor.core.decide import (
-    Action,
-    Decision,
-    decide,
+from conveyor.core.decide import Action, Decision, decide
+from conveyor.core.records import Checkpoint, Failure, RunRecord
+from conveyor.core.settle import (
+    Settled,
+    StepFailed,
+    StepSucceeded,
+    UndoFailed,
+    UndoSucceeded,
+    dead_letter,
     merge_checkpoints,
     recover,
-    settle_compensation_failure,
-    settle_compensation_success,
-    settle_failure,
-    settle_success,
+    settle,
 )
-from conveyor.core.records import Checkpoint, Failure, RunRecord
-from conveyor.core.states import RunState, StepState
+from conveyor.core.states import StepState
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
@@ -102,6 +101,9 @@ class RunDriver:
     ) -> None:
         self.workflow = workflow
         self.run = run
+        """The run's latest record: each settled outcome replaces it with the one core returns."""
+        self.in_flight: set[str] = set()
+        """The steps whose calls are running now: this driver's own state, told to decide and settle."""
         self.backend = backend
         self.clock = clock
         self.executor = executor or shared_executor()
@@ -130,13 +132,14 @@ class RunDriver:
         """
         lease = self.lease
         self._recover()
-        workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
+        workflow, clock, executor = self.workflow, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
             if lease.lost:  # before the next step starts
                 raise lease.lost_error()
             now = clock.now()
+            run = self.run
             decision = decide(workflow, run, now)
             action = decision.action
             if action is _RUN_STEPS:
@@ -170,7 +173,7 @@ class RunDriver:
             if action is _FINISHED:
                 return FINISHED
             raise RuntimeError(  # WAIT_FOR_IN_FLIGHT with nothing in flight here: a bug
-                f"run {run.workflow_id!r} waits for steps no call is running: {sorted(run.in_flight)}"
+                f"run {run.workflow_id!r} waits for steps no call is running: {sorted(self.in_flight)}"
             )
 
     def drive_to_end(self) -> RunRecord:
@@ -195,7 +198,7 @@ class RunDriver:
         fork branches so finish without a single thread hand-off and share one checkpoint, while a slow
         branch still has the others running beside it. Calls that become ready meanwhile join in.
         """
-        workflow, run, clock, executor = self.workflow, self.run, self.clock, self.executor
+        workflow, clock, executor, in_flight = self.workflow, self.clock, self.executor, self.in_flight
         running: dict[StepCall, None] = {}  # in the order they were started
         finished: queue.SimpleQueue[StepCall] = queue.SimpleQueue()
         timer_due: float | None = None  # when nothing is ready: the next timer, if one is due
@@ -208,7 +211,7 @@ class RunDriver:
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
-                        run.in_flight.add(call.spec.name)
+                        in_flight.add(call.spec.name)
                     for call in ready:
                         if call is not here:
                             executor.start(call, finished.put)
@@ -241,7 +244,7 @@ class RunDriver:
                 if not running:
                     return
                 now = clock.now()
-                decision = decide(workflow, run, now)
+                decision = decide(workflow, self.run, now, in_flight)
                 action = decision.action
                 ready = []
                 if action is _RUN_STEPS or action is _RUN_COMPENSATION:
@@ -251,10 +254,11 @@ class RunDriver:
             for call in running:  # only when leaving on an exception: nothing waits for these any more
                 executor.abandon(call)
 
-    # -- settling outcomes: every call of core's settle_* functions and recover is in this section --
+    # -- settling outcomes: every call of core's settle, recover and dead_letter is in this section --
 
     def _settle(self, call: StepCall) -> Checkpoint:
         """The checkpoint of a call's outcome (an error that is not an Exception is re-raised here)."""
+        self.in_flight.discard(call.spec.name)
         error = call.error
         if error is None:
             if call.is_undo:
@@ -268,10 +272,16 @@ class RunDriver:
 
     def _recover(self) -> None:
         """Write a state change the run's previous driver did not live to write, if there is one."""
-        checkpoint = recover(self.workflow, self.run, self.clock.now())
-        if checkpoint is not None:
+        self.in_flight.clear()  # a drive starts with nothing in flight (an earlier one may have left some)
+        settled = recover(self.workflow, self.run, self.clock.now())
+        if settled is not None:
             self._check_lease()
-            self.record_checkpoint(checkpoint)
+            self.record_checkpoint(self._took(settled))
+
+    def _took(self, settled: Settled) -> Checkpoint:
+        """Keep the settled record as the run's latest; return its checkpoint to write."""
+        self.run, checkpoint = settled
+        return checkpoint
 
     def _check_lease(self) -> None:
         """Raise LeaseLostError if the run's lease was marked lost (then the driver must write nothing)."""
@@ -284,7 +294,8 @@ class RunDriver:
         if timeout is not None and finished - started > timeout:
             return self._failed(spec, timeout_error(spec), started, finished)
         try:
-            result = encode(value, what=f"result of step {spec.name!r}", max_bytes=self.max_value_bytes)
+            what = _RESULT_OF.get(spec.name) or _result_of(spec.name)
+            result = encode(value, what=what, max_bytes=self.max_value_bytes)
         except EncodingError as exc:
             return self._failed(spec, exc, started, finished)
         except Exception as exc:  # the codec's own failure, not the value's
@@ -292,71 +303,62 @@ class RunDriver:
             return self._failed_for_good(spec, error, started, finished)
         self.results[spec.name] = result
         try:
-            return settle_success(self.workflow, self.run, spec, result, started, finished)
+            # StepSucceeded(result, started, finished), built as core builds records: at half the cost
+            outcome = tuple.__new__(StepSucceeded, (result, started, finished))
+            self.run, checkpoint = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:
             error = _engine_error(spec, "record the result of", exc)
             return self._failed_for_good(spec, error, started, finished)
+        return checkpoint
 
     def _failed(self, spec: StepSpec, error: Exception, started: float, finished: float) -> Checkpoint:
         self.errors[spec.name] = error
-        saved = _Saved(self.run, spec.name)
+        retryable = not isinstance(error, _NOT_RETRYABLE)
+        outcome = StepFailed(error, retryable, started, finished, self.random_unit())
         try:
-            return settle_failure(
-                self.workflow,
-                self.run,
-                spec,
-                error,
-                retryable=not isinstance(error, _NOT_RETRYABLE),
-                started=started,
-                finished=finished,
-                random_unit=self.random_unit(),
-            )
+            settled = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:  # the retry policy raised, say: the step fails for good instead
-            saved.restore()
             engine_error = _engine_error(spec, "record the failure of", exc, error)
             return self._failed_for_good(spec, engine_error, started, finished)
+        return self._took(settled)
 
     def _failed_for_good(
         self, spec: StepSpec, error: EngineError, started: float, finished: float
     ) -> Checkpoint:
         self.errors[spec.name] = error
         try:
-            return settle_failure(
-                self.workflow, self.run, spec, error, retryable=False, started=started, finished=finished
+            settled = settle(
+                self.workflow, self.run, spec, StepFailed(error, False, started, finished), self.in_flight
             )
         except Exception as exc:
             return self._dead_lettered(spec, error, exc, finished)
+        return self._took(settled)
 
     def _compensated(self, spec: StepSpec, error: Exception | None, finished: float) -> Checkpoint:
         if error is None:
             try:
-                return settle_compensation_success(self.workflow, self.run, spec, finished)
+                settled = settle(self.workflow, self.run, spec, UndoSucceeded(finished), self.in_flight)
             except Exception as exc:
                 engine_error = _engine_error(spec, "record the undo of", exc)
                 return self._undo_failed_for_good(spec, engine_error, finished)
-        saved = _Saved(self.run, spec.name)
+            return self._took(settled)
+        retryable = not isinstance(error, _NOT_RETRYABLE)
+        outcome = UndoFailed(error, retryable, finished, self.random_unit())
         try:
-            return settle_compensation_failure(
-                self.workflow,
-                self.run,
-                spec,
-                error,
-                retryable=not isinstance(error, _NOT_RETRYABLE),
-                finished=finished,
-                random_unit=self.random_unit(),
-            )
+            settled = settle(self.workflow, self.run, spec, outcome, self.in_flight)
         except Exception as exc:  # the compensation retry policy raised: the undo fails for good
-            saved.restore()
             engine_error = _engine_error(spec, "record the failure of the undo of", exc, error)
             return self._undo_failed_for_good(spec, engine_error, finished)
+        return self._took(settled)
 
     def _undo_failed_for_good(self, spec: StepSpec, error: EngineError, finished: float) -> Checkpoint:
         try:
-            return settle_compensation_failure(
-                self.workflow, self.run, spec, error, retryable=False, finished=finished
+            settled = settle(
+                self.workflow, self.run, spec, UndoFailed(error, False, finished), self.in_flight
             )
         except Exception as exc:
             return self._dead_lettered(spec, error, exc, finished)
+        return self._took(settled)
 
     def _dead_lettered(
         self, spec: StepSpec, error: EngineError, exc: Exception, finished: float
@@ -366,28 +368,13 @@ class RunDriver:
         The run is dead-lettered (a person must look; it can be retried by hand once the cause is fixed)
         with the engine's error, and no step record is written: each stays as last recorded.
         """
-        run = self.run
-        run.in_flight.discard(spec.name)
-        record = run.steps[spec.name]
         cause = EngineError(
             f"{error.message}; failing it for good failed too: {_describe(exc)}", step_name=spec.name
         )
         cause.__cause__ = exc
-        run.error = Failure.from_exception(spec.name, cause, record.attempts, retryable=False)
-        run.state = RunState.DEAD_LETTERED
-        run.wake_at = None
-        run.updated_at = finished
-        return Checkpoint(
-            workflow_id=run.workflow_id,
-            epoch=run.epoch,
-            steps=(),
-            state=run.state,
-            output=run.output,
-            error=run.error,
-            wake_at=None,
-            at=finished,
-            generation=run.generation,
-        )
+        attempts = self.run.steps[spec.name].attempts
+        failure = Failure.from_exception(spec.name, cause, attempts, retryable=False)
+        return self._took(dead_letter(self.run, failure, finished))
 
 
 def _completed_results(run: RunRecord) -> dict[str, str]:
@@ -401,27 +388,19 @@ def _completed_results(run: RunRecord) -> dict[str, str]:
     }
 
 
-class _Saved:
-    """A step's record and the run's own fields as they were before a settle that may fail halfway.
+_RESULT_OF: dict[str, str] = {}
+_MOST_RESULT_LABELS = 4096
 
-    The ``settle_*`` functions change the record before they consult the retry policy, which may raise;
-    :meth:`restore` puts back what they changed, so that failing the step for good starts from the truth.
-    """
 
-    __slots__ = ("fields", "record", "run", "saved")
-
-    def __init__(self, run: RunRecord, step_name: str) -> None:
-        self.run = run
-        self.record = run.steps[step_name]
-        self.saved = copy.copy(self.record)
-        self.fields = (run.state, run.completed_count, run.error, run.wake_at, run.output)
-
-    def restore(self) -> None:
-        """Put the record and the run's fields back as they were."""
-        for field in dataclasses.fields(self.saved):
-            setattr(self.record, field.name, getattr(self.saved, field.name))
-        run = self.run
-        run.state, run.completed_count, run.error, run.wake_at, run.output = self.fields
+def _result_of(step_name: str) -> str:
+    """``result of step 'name'``, what a step's result is called in an error: built once per name, not per
+    step (it is only read when the result cannot be stored)."""
+    label = _RESULT_OF.get(step_name)
+    if label is None:
+        if len(_RESULT_OF) >= _MOST_RESULT_LABELS:  # names made up at run time: keep the memo small
+            _RESULT_OF.clear()
+        label = _RESULT_OF[step_name] = f"result of step {step_name!r}"
+    return label
 
 
 def _describe(error: BaseException) -> str:

@@ -31,8 +31,8 @@ from conveyor.backends.base import Backend
 from conveyor.backends.listing import RunQuery, check_limit, page_token, read_page_token
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
-from conveyor.core.decide import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.records import NewRun, RunPage, RunRecord
+from conveyor.core.settle import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.states import RunState
 from conveyor.definition.registry import Registry, UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
@@ -250,7 +250,7 @@ class Conveyor:
                 "compensation_failed or dead_lettered run can be retried",
                 workflow_id=workflow_id,
             )
-        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now()))
+        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now())[1])
         # The run's last driver may still hold a lease on it: give it up, so the retry takes it at once.
         backend.release_run(workflow_id=workflow_id, epoch=record.epoch, wake_at=None)
         stored = NewRun(
