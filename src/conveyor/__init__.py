@@ -22,6 +22,7 @@ from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, cu
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
+    Cancelled,
     ConfigurationError,
     ConveyorError,
     CorruptRunError,
@@ -35,6 +36,7 @@ from conveyor.errors import (
     NonRetryableError,
     RunAlreadyRunningError,
     RunError,
+    RunFinishedError,
     RunNotFoundError,
     RunNotRetryableError,
     StepError,
@@ -46,7 +48,9 @@ from conveyor.errors import (
 from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
+    cancel_workflow,
     get_workflow_status,
+    pause_workflow,
     retry_workflow,
     run_by_name,
     run_durable_workflow,
@@ -54,6 +58,7 @@ from conveyor.runtime.adapters import (
     run_workflow,
     start_workflow,
     start_workflow_async,
+    unpause_workflow,
 )
 from conveyor.saga import Saga, SagaResult
 
@@ -62,6 +67,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendError",
+    "Cancelled",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -84,6 +90,7 @@ __all__ = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunError",
+    "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
@@ -108,6 +115,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
+    "cancel_workflow",
     "current_context",
     "from_input",
     "from_result",
@@ -116,6 +124,7 @@ __all__ = [
     "load_template",
     "load_templates",
     "open_backend",
+    "pause_workflow",
     "resource",
     "retry_workflow",
     "run_by_name",
@@ -126,5 +135,6 @@ __all__ = [
     "start_workflow_async",
     "step",
     "task",
+    "unpause_workflow",
     "wait_for_run",
 ]

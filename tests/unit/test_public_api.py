@@ -7,6 +7,7 @@ import conveyor
 EXPECTED = [
     "Backend",
     "BackendError",
+    "Cancelled",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -29,6 +30,7 @@ EXPECTED = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunError",
+    "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
@@ -53,6 +55,7 @@ EXPECTED = [
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
+    "cancel_workflow",
     "current_context",
     "from_input",
     "from_result",
@@ -61,6 +64,7 @@ EXPECTED = [
     "load_template",
     "load_templates",
     "open_backend",
+    "pause_workflow",
     "resource",
     "retry_workflow",
     "run_by_name",
@@ -71,6 +75,7 @@ EXPECTED = [
     "start_workflow_async",
     "step",
     "task",
+    "unpause_workflow",
     "wait_for_run",
 ]
 
