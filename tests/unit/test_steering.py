@@ -72,10 +72,13 @@ def test_a_step_told_to_stop_is_not_swallowed_and_completed_steps_are_undone_new
 
     shop.during_pack = cancel_then_check
     status = app.run("order", {}, workflow_id="o-1")
-    assert status.state is RunState.CANCELLED and status.is_cancelled()
+    assert status.state is RunState.CANCELLED
+    assert status.is_cancelled()
     assert status.cancel_reason == "customer asked"
     error = status.error()
-    assert error is not None and error.message == "customer asked" and error.step_name == "pack"
+    assert error is not None
+    assert error.message == "customer asked"
+    assert error.step_name == "pack"
     assert shop.done == ["reserve", "charge"]
     assert shop.undone == ["refund", "release"]
     assert status.step("pack").state is StepState.PENDING
@@ -103,7 +106,8 @@ def test_cancelling_a_finished_run_is_a_clear_error_and_cancelling_twice_is_harm
     shop.during_pack = lambda context: app.cancel(context.workflow_id, "first")
     assert app.run("order", {}, workflow_id="twice").is_cancelled()
     again = app.cancel("twice", "second")
-    assert again.is_cancelled() and again.cancel_reason == "first"
+    assert again.is_cancelled()
+    assert again.cancel_reason == "first"
     with pytest.raises(RunFinishedError):
         app.pause("done")
     with pytest.raises(RunFinishedError):  # the module function, Sayiir's spelling, from another runtime
@@ -116,12 +120,14 @@ def test_a_paused_run_starts_no_new_step_and_resumes_where_it_stopped() -> None:
     app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
     shop.during_pack = lambda context: app.pause(context.workflow_id)
     status = app.run("order", {}, workflow_id="o-3")
-    assert status.is_paused() and status.state is RunState.RUNNING
+    assert status.is_paused()
+    assert status.state is RunState.RUNNING
     assert status.step("pack").state is StepState.COMPLETED
     assert shop.done == ["reserve", "charge", "pack"]
     assert app.backend.load_run("o-3").leased_until is None  # type: ignore[union-attr]  (holds nothing)
     again = app.run("order", {}, workflow_id="o-3")  # still paused: nothing runs
-    assert again.is_paused() and shop.done == ["reserve", "charge", "pack"]
+    assert again.is_paused()
+    assert shop.done == ["reserve", "charge", "pack"]
     shop.during_pack = None
     assert not app.resume("o-3").is_paused()
     done = app.run("order", {}, workflow_id="o-3")
@@ -136,7 +142,8 @@ def test_cancelling_a_paused_run_compensates_it_at_once() -> None:
     shop.during_pack = lambda context: app.pause(context.workflow_id)
     app.run("order", {}, workflow_id="o-4")
     status = app.cancel("o-4", "changed my mind")
-    assert status.is_cancelled() and not status.is_paused()
+    assert status.is_cancelled()
+    assert not status.is_paused()
     assert shop.undone == ["refund", "release"]
 
 
@@ -163,5 +170,6 @@ def test_a_run_past_its_deadline_is_cancelled_and_compensated() -> None:
     assert undone == ["release"]
     assert len(attempts) == 2  # at 0 and 60; the third (at 180) is past the deadline
     stored = app.status("late").deadline_at
-    assert stored is not None and stored.timestamp() == pytest.approx(started + 90)
+    assert stored is not None
+    assert stored.timestamp() == pytest.approx(started + 90)
     assert clock.now() - started == pytest.approx(90)
