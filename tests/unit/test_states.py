@@ -121,7 +121,7 @@ def test_tables_are_immutable():
 
 def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 49 step pairs."""
-    assert len(ALLOWED_RUN_PAIRS) == 15
+    assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
     assert len(ALLOWED_STEP_PAIRS) == 15
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 49
