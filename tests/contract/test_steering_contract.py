@@ -1,4 +1,4 @@
-"""Cancel, pause and resume a run, and its deadline, on the memory backend (in process)."""
+"""Cancel, pause and resume a run, and its deadline, in process, on every backend (the contract)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from conveyor import (
     cancel_workflow,
     task,
 )
+from conveyor.backends.base import Backend
 from conveyor.core.states import RunState, StepState
 
 
@@ -57,10 +58,12 @@ def order_flow(shop: Shop, name: str = "order") -> Any:
     return Flow(name).then(reserve).then(charge).then(pack).then(ship).build()
 
 
-def test_a_step_told_to_stop_is_not_swallowed_and_completed_steps_are_undone_newest_first() -> None:
+def test_a_step_told_to_stop_is_not_swallowed_and_completed_steps_are_undone_newest_first(
+    backend: Backend,
+) -> None:
     """A step's ``except Exception`` does not swallow the cancel; the run compensates and ends cancelled."""
     shop = Shop()
-    app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
+    app = Conveyor(backend, workflows=[order_flow(shop)])
 
     def cancel_then_check(context: StepContext) -> None:
         app.cancel(context.workflow_id, "customer asked")
@@ -85,10 +88,12 @@ def test_a_step_told_to_stop_is_not_swallowed_and_completed_steps_are_undone_new
     assert status.step("ship").state is StepState.PENDING
 
 
-def test_a_step_that_ignores_the_cancel_is_recorded_then_undone_and_no_later_step_starts() -> None:
+def test_a_step_that_ignores_the_cancel_is_recorded_then_undone_and_no_later_step_starts(
+    backend: Backend,
+) -> None:
     """A step that finishes anyway is recorded; the driver sees the request before the next step."""
     shop = Shop()
-    app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
+    app = Conveyor(backend, workflows=[order_flow(shop)])
     shop.during_pack = lambda context: app.cancel(context.workflow_id, "too slow")
     status = app.run("order", {}, workflow_id="o-2")
     assert status.state is RunState.CANCELLED
@@ -96,10 +101,12 @@ def test_a_step_that_ignores_the_cancel_is_recorded_then_undone_and_no_later_ste
     assert shop.undone == ["refund", "release"]
 
 
-def test_cancelling_a_finished_run_is_a_clear_error_and_cancelling_twice_is_harmless() -> None:
+def test_cancelling_a_finished_run_is_a_clear_error_and_cancelling_twice_is_harmless(
+    backend: Backend,
+) -> None:
     """A completed run refuses a cancel with RunFinishedError; a cancelled one takes another quietly."""
     shop = Shop()
-    app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
+    app = Conveyor(backend, workflows=[order_flow(shop)])
     assert app.run("order", {}, workflow_id="done").is_completed()
     with pytest.raises(RunFinishedError, match="completed"):
         app.cancel("done", "late")
@@ -114,10 +121,10 @@ def test_cancelling_a_finished_run_is_a_clear_error_and_cancelling_twice_is_harm
         cancel_workflow("done", "late", app.backend)
 
 
-def test_a_paused_run_starts_no_new_step_and_resumes_where_it_stopped() -> None:
+def test_a_paused_run_starts_no_new_step_and_resumes_where_it_stopped(backend: Backend) -> None:
     """Pausing in a step lets it finish and be recorded; after resume the run goes on from the next step."""
     shop = Shop()
-    app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
+    app = Conveyor(backend, workflows=[order_flow(shop)])
     shop.during_pack = lambda context: app.pause(context.workflow_id)
     status = app.run("order", {}, workflow_id="o-3")
     assert status.is_paused()
@@ -135,10 +142,10 @@ def test_a_paused_run_starts_no_new_step_and_resumes_where_it_stopped() -> None:
     assert shop.done == ["reserve", "charge", "pack", "ship"]
 
 
-def test_cancelling_a_paused_run_compensates_it_at_once() -> None:
+def test_cancelling_a_paused_run_compensates_it_at_once(backend: Backend) -> None:
     """A paused run nobody drives is cancelled and compensated by the cancel call itself."""
     shop = Shop()
-    app = Conveyor(InMemoryBackend(), workflows=[order_flow(shop)])
+    app = Conveyor(backend, workflows=[order_flow(shop)])
     shop.during_pack = lambda context: app.pause(context.workflow_id)
     app.run("order", {}, workflow_id="o-4")
     status = app.cancel("o-4", "changed my mind")
