@@ -20,7 +20,6 @@ from typing import Any, Literal
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
-from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.rows import (
     READY_RUN_STATES,
@@ -34,6 +33,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
+from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.errors import BackendError, InvalidArgumentError
 
@@ -82,8 +82,8 @@ _RELEASE = (
 )
 """A paused run handed back keeps its paused timer (see backends.steering)."""
 _STEER = {
-    "cancel": "UPDATE conveyor_runs SET cancel_reason = coalesce(cancel_reason, ?), paused = 0, wake_at = NULL "
-    "WHERE workflow_id = ?",
+    "cancel": "UPDATE conveyor_runs SET cancel_reason = coalesce(cancel_reason, ?), paused = 0, "
+    "wake_at = NULL WHERE workflow_id = ?",
     "pause": f"UPDATE conveyor_runs SET paused = 1, wake_at = {PAUSED_WAKE_AT!r} "
     "WHERE workflow_id = ? AND cancel_reason IS NULL",
     "resume": "UPDATE conveyor_runs SET paused = 0, wake_at = NULL WHERE workflow_id = ? AND paused",
