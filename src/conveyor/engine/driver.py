@@ -41,7 +41,7 @@ from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
-from conveyor.engine.lease import Lease, start_driving, stop_driving
+from conveyor.engine.lease import _DRIVEN, Lease
 from conveyor.errors import Cancelled, EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
 _RUN_STEPS = Action.RUN_STEPS
@@ -145,16 +145,18 @@ class RunDriver:
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
         lease = self.lease
-        start_driving(lease)
+        _DRIVEN[lease.workflow_id] = lease  # start_driving, written out: what a step's context reads
         try:
-            return self._drive()
+            return self._drive(lease)
         finally:
-            stop_driving(lease)
+            if _DRIVEN.get(lease.workflow_id) is lease:
+                del _DRIVEN[lease.workflow_id]
 
-    def _drive(self) -> DriveOutcome:
-        lease = self.lease
+    def _drive(self, lease: Lease) -> DriveOutcome:
         self._recover()
-        self._steer_from_record()
+        run = self.run
+        if run.deadline_at is not None or run.cancel_reason is not None or run.paused or lease.deadline_at:
+            self._steer_from_record()
         workflow, clock, executor = self.workflow, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results

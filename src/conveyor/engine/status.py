@@ -103,14 +103,25 @@ class WorkflowStatus:
         self.state = record.state
         self.correlation_id = record.correlation_id
         self.recoveries = record.recoveries
-        error = record.error
-        cancelled = error.message if error is not None and error.error_type == CANCELLED_ERROR_TYPE else None
-        self.cancel_reason = record.cancel_reason if record.cancel_reason is not None else cancelled
+
+    @property
+    def cancel_reason(self) -> str | None:
         """Why the run was asked to cancel (by ``cancel_workflow`` or its deadline); None if it was not."""
-        self.paused = record.paused
+        record = self._record
+        if record.cancel_reason is not None:
+            return record.cancel_reason
+        error = record.error
+        return error.message if error is not None and error.error_type == CANCELLED_ERROR_TYPE else None
+
+    @property
+    def paused(self) -> bool:
         """Whether the run is paused: no new step starts until it is resumed."""
-        self.deadline_at = _time(record.deadline_at)
+        return self._record.paused
+
+    @property
+    def deadline_at(self) -> dt.datetime | None:
         """When the run must have ended, else it is cancelled; None if it has no deadline."""
+        return _time(self._record.deadline_at)
 
     @property
     def created_at(self) -> dt.datetime:
