@@ -88,7 +88,7 @@ def test_a_run_cancelled_while_its_worker_is_dead_is_compensated_by_the_next(
 def test_a_paused_run_stays_paused_across_a_killed_worker_and_resumes_where_it_stopped(
     database_url: str, tmp_path: Path
 ) -> None:
-    """Pause mid-step: the step finishes and is recorded; SIGKILL; a new worker starts nothing until resume."""
+    """Pause mid-step: the step finishes, is recorded; SIGKILL; a new worker starts nothing until resume."""
     log = tmp_path / "steps.log"
     backend = open_backend(database_url)
     start_workflow(worker_app.STEERED, "s-3", {}, backend)
