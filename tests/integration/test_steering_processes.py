@@ -122,3 +122,44 @@ def test_a_paused_run_stays_paused_across_a_killed_worker_and_resumes_where_it_s
     assert cancelled.returncode == 1
     assert "already ended (completed)" in cancelled.stderr
     backend.close()
+
+
+def test_a_run_past_its_deadline_is_cancelled_even_after_its_worker_was_killed(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The deadline is stored with the run: a worker started after the first was killed cancels it."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(database_url)
+    app = worker_app.app.using(backend)
+    app.start("steered", {}, workflow_id="s-4", deadline_seconds=2.0)
+    first = spawn_worker(database_url, log, *OPTIONS, WORK_SECONDS="30")
+    wait_until(lambda: starts_of(log, "work") == 1, 30, "the working step to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    second = spawn_worker(database_url, log, *OPTIONS, WORK_SECONDS="30")
+    try:
+        wait_until(lambda: get_workflow_status("s-4", backend).is_cancelled(), 30, "the run to be cancelled")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    status = get_workflow_status("s-4", backend)
+    assert status.cancel_reason == "the run passed its deadline"
+    assert events(log, "book") == ["start", "done", "undo"]
+    assert events(log, "finish") == []
+    backend.close()
+
+
+def test_a_running_step_is_stopped_at_the_deadline(database_url: str, tmp_path: Path) -> None:
+    """While a step runs past the run's deadline, the heartbeat tells it; the run is compensated."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(database_url)
+    worker_app.app.using(backend).start("steered", {}, workflow_id="s-5", deadline_seconds=2.0)
+    worker = spawn_worker(database_url, log, *OPTIONS, WORK_SECONDS="30")
+    try:
+        wait_until(lambda: get_workflow_status("s-5", backend).is_cancelled(), 30, "the run to be cancelled")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert events(log, "work") == ["start"]
+    assert events(log, "book") == ["start", "done", "undo"]
+    backend.close()
