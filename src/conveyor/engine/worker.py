@@ -273,7 +273,7 @@ class Worker:
             )
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):
-                self._release(run, outcome.at)
+                self._release(run, outcome.at, outcome.signals)
             else:
                 self.stats.finished += 1
         except LeaseLostError:
@@ -316,8 +316,15 @@ class Worker:
                 exc_info=True,
             )
 
-    def _release(self, run: RunRecord, wake_at: float | None) -> None:
-        if self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at):
+    def _release(self, run: RunRecord, wake_at: float | None, signals: tuple[str, ...] = ()) -> None:
+        released = (
+            self.backend.release_run(
+                workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at, wake_for_signals=signals
+            )
+            if signals
+            else self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at)
+        )
+        if released:
             self.stats.released += 1
 
     # -- shutdown -----------------------------------------------------------------------------------
