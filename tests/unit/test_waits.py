@@ -316,3 +316,15 @@ def test_wait_steps_change_the_definition_hash_and_keep_others_as_they_were() ->
     slept = Flow("h").then(prepare).delay("d", "1m").then(ship).build()
     longer = Flow("h").then(prepare).delay("d", "2m").then(ship).build()
     assert slept.definition_hash != longer.definition_hash
+
+
+def test_the_status_says_what_a_run_waits_for() -> None:
+    harness = Harness()
+    harness.start(SLEEPY, "w1", {"id": "o"})
+    harness.turn(SLEEPY)
+    status = harness.status("w1")
+    assert status.is_waiting()
+    assert [step.name for step in status.waiting] == ["cool_off"]
+    shown = status.to_dict()["waiting"]
+    assert shown[0]["step"] == "cool_off"
+    assert shown[0]["until"] is not None

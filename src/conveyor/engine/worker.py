@@ -30,6 +30,7 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.core.records import Checkpoint, Failure, RunRecord
 from conveyor.core.states import RunState, StepState
+from conveyor.core.waits import WAIT_FOREVER
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
@@ -213,7 +214,7 @@ class Worker:
         due = self.backend.next_wake_at(
             workflow_names=self.workflow_names, exclude=self._leases.held().keys()
         )
-        if due is None:
+        if due is None or due >= WAIT_FOREVER:  # only runs waiting for signals: none wakes by itself
             return None
         return max(due - self.backend.now(), _FIRST_BACKOFF_SECONDS / 10)
 
