@@ -63,7 +63,9 @@ def test_a_sleep_survives_a_killed_worker_and_wakes_at_the_time_recorded_before(
     confirmed = [at for pid, run, step, event, at in read_log(log) if run == "nap-1" and step == "confirm"]
     assert confirmed[0] >= wake.timestamp()
     assert confirmed[0] < restarted_at + worker_app.SLEEPING.step("nap").waits.seconds  # type: ignore[union-attr]
-    assert len([row for row in read_log(log) if row[1] == "nap-1" and row[2] == "reserve"]) == 2  # start, done
+    assert (
+        len([row for row in read_log(log) if row[1] == "nap-1" and row[2] == "reserve"]) == 2
+    )  # start, done
     backend.close()
 
 
@@ -118,11 +120,15 @@ def _run_killed_around_consuming(database_url: str, tmp_path: Path, when: str) -
     backend.close()
 
 
-def test_a_worker_killed_before_consuming_a_signal_commits_loses_none(database_url: str, tmp_path: Path) -> None:
+def test_a_worker_killed_before_consuming_a_signal_commits_loses_none(
+    database_url: str, tmp_path: Path
+) -> None:
     _run_killed_around_consuming(database_url, tmp_path, "before")
 
 
-def test_a_worker_killed_just_after_consuming_a_signal_duplicates_none(database_url: str, tmp_path: Path) -> None:
+def test_a_worker_killed_just_after_consuming_a_signal_duplicates_none(
+    database_url: str, tmp_path: Path
+) -> None:
     _run_killed_around_consuming(database_url, tmp_path, "after")
 
 
