@@ -28,8 +28,7 @@ def test_a_signal_committed_while_the_release_waits_for_the_row_lock_keeps_the_r
     assert len(claimed) == 1
     params = {"workflow_id": "run-1", "name": "tick", "payload": "1", "now": backend.now()}
     with psycopg.connect(postgres_database.url) as sender:  # a sender in another session, held open
-        sender.execute(signal_sql.LOCK_RUN, params)
-        sender.execute(signal_sql.INSERT_SIGNAL, params)
+        sender.execute(signal_sql.SEND_SIGNAL, params)  # not committed yet: it holds the run's row
         released: list[bool] = []
         releasing = threading.Thread(
             target=lambda: released.append(
@@ -44,9 +43,36 @@ def test_a_signal_committed_while_the_release_waits_for_the_row_lock_keeps_the_r
         releasing.start()
         time.sleep(0.5)
         assert released == []  # the release waits for the sender's lock
-        sender.execute(signal_sql.WAKE_FOR_SIGNAL, params)
         sender.commit()
     releasing.join(10)
     assert released == [True]
+    assert len(backend.claim_runs(owner="w", limit=1, lease_seconds=60, max_recoveries=5)) == 1
+    backend.close()
+
+
+@pytest.mark.postgres
+def test_a_signal_sent_while_a_release_holds_the_row_makes_the_released_run_claimable(
+    postgres_database: PostgresDatabase,
+) -> None:
+    """The other order: the release looked first (no signal yet) and holds the row; the send waits for it,
+    then wakes the run the release just handed back to wait forever."""
+    backend = PostgresBackend(postgres_database.url)
+    run = NewRun("run-1", "orders", "1", "null", "corr", ("a",))
+    backend.submit_run(run, now=backend.now())
+    claimed = backend.claim_runs(owner="w", limit=1, lease_seconds=60, max_recoveries=5)
+    params = {"workflow_id": "run-1", "epoch": claimed[0].epoch, "wake_at": WAIT_FOREVER, "names": ["tick"]}
+    with psycopg.connect(postgres_database.url) as releaser:  # a release in another session, held open
+        releaser.execute(signal_sql.LOCK_RUN, params)
+        releaser.execute(signal_sql.RELEASE_LOCKED, params)
+        sent: list[int] = []
+        sending = threading.Thread(
+            target=lambda: sent.append(backend.send_signal("run-1", "tick", "1", now=backend.now()))
+        )
+        sending.start()
+        time.sleep(0.5)
+        assert sent == []  # the send waits for the release's lock
+        releaser.commit()
+    sending.join(10)
+    assert len(sent) == 1
     assert len(backend.claim_runs(owner="w", limit=1, lease_seconds=60, max_recoveries=5)) == 1
     backend.close()

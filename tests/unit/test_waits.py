@@ -328,3 +328,12 @@ def test_the_status_says_what_a_run_waits_for() -> None:
     shown = status.to_dict()["waiting"]
     assert shown[0]["step"] == "cool_off"
     assert shown[0]["until"] is not None
+
+
+def test_sayiirs_spelling_names_the_step_first_and_the_signal_with_signal_name() -> None:
+    flow = Flow("sayiir").wait_for_signal("approval", signal_name="manager_approval", timeout=60).build()
+    harness = Harness()
+    harness.start(flow, "sy1", None)
+    harness.app.send_signal("sy1", "manager_approval", "yes")
+    assert harness.turn(flow) is FINISHED
+    assert harness.status("sy1").step("approval").result == "yes"

@@ -436,19 +436,16 @@ class PostgresBackend(ClosesOnExit):
     def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
         """Keep a signal for the run (RunNotFoundError, RunFinishedError), wake it and idle workers."""
         params = {"workflow_id": workflow_id, "name": name, "payload": payload, "now": now}
-        with self._transaction("send a signal") as cursor:
-            cursor.execute(signal_sql.LOCK_RUN, params)
-            row = cursor.fetchone()
-            if row is None:
-                raise no_such_run(workflow_id)
-            if row[0] not in ("pending", "running", "compensating"):
+        with self._cursor("send a signal") as cursor:
+            cursor.execute(signal_sql.SEND_SIGNAL, params)
+            sent = cursor.fetchone()
+            if sent is None:  # unknown or ended: say which
+                cursor.execute(signal_sql.RUN_STATE, params)
+                row = cursor.fetchone()
+                if row is None:
+                    raise no_such_run(workflow_id)
                 raise run_finished(workflow_id, row[0])
-            cursor.execute(signal_sql.INSERT_SIGNAL, params)
-            inserted = cursor.fetchone()
-            assert inserted is not None
-            cursor.execute(signal_sql.WAKE_FOR_SIGNAL, params)
-            cursor.execute(signal_sql.NOTIFY_WORK)  # sent when the transaction commits
-        return int(inserted[0])
+        return int(sent[0])
 
     def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
         """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""

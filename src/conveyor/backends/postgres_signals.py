@@ -1,25 +1,32 @@
 """The SQL of signals in :class:`~conveyor.backends.postgres.PostgresBackend` (``conveyor_signals``).
 
-Each is run inside one transaction by the backend. Sending locks the run's row first, and a release that
-waits for signals locks it too before it looks (a new statement, so a new snapshot in READ COMMITTED): so a
-signal committed while the run is being handed back is always seen by one of the two, and never slept
-through.
+Sending updates the run's row (which locks it) in the statement that keeps the signal; a release that waits
+for signals locks the row before it looks (a new statement, so a new snapshot in READ COMMITTED). So either
+the release sees the signal, or the send, waiting for the release's lock, makes the released run claimable
+again: a signal committed while the run is being handed back is never slept through.
 """
 
 from __future__ import annotations
 
 LOCK_RUN = "SELECT state FROM conveyor_runs WHERE workflow_id = %(workflow_id)s FOR UPDATE"
 
-INSERT_SIGNAL = """
-INSERT INTO conveyor_signals (workflow_id, name, payload, sent_at)
-VALUES (%(workflow_id)s, %(name)s, %(payload)s, %(now)s)
-RETURNING signal_id
+SEND_SIGNAL = """
+WITH woken AS (
+    UPDATE conveyor_runs SET wake_at = NULL
+     WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating')
+    RETURNING workflow_id
+), inserted AS (
+    INSERT INTO conveyor_signals (workflow_id, name, payload, sent_at)
+    SELECT workflow_id, %(name)s, %(payload)s, %(now)s FROM woken
+    RETURNING signal_id
+)
+SELECT signal_id, pg_notify('conveyor_work', '') FROM inserted
 """
+"""One statement: the run's row is locked by the update that makes it claimable now (it looks for the
+signal it may wait for: a run waiting on a timer wakes once for nothing), then the signal is kept; the
+notification wakes idle workers when it commits. No row comes back for a run that is unknown or ended."""
 
-WAKE_FOR_SIGNAL = """
-UPDATE conveyor_runs SET wake_at = NULL WHERE workflow_id = %(workflow_id)s AND wake_at IS NOT NULL
-"""
-"""A run waiting on a timer becomes claimable at once: it looks for the signal it may wait for."""
+RUN_STATE = "SELECT state FROM conveyor_runs WHERE workflow_id = %(workflow_id)s"
 
 NOTIFY_WORK = "SELECT pg_notify('conveyor_work', '')"
 

@@ -86,13 +86,23 @@ class Flow:
         *,
         timeout: float | timedelta | str | None = None,
         step_name: str | None = None,
+        signal_name: str | Sequence[str] | None = None,
         retries: RetryPolicy | None = None,
     ) -> Flow:
         """Add a step that waits for the signal ``name`` (sent with ``send_signal``); its result, which the
         next step receives, is the signal's payload. With a list of names it waits for the first of them and
         its result is ``{"signal": name, "payload": payload}``. A signal sent before the run gets here is
         kept. After ``timeout`` the step fails with ``SignalTimeoutError`` (retried like any failure). The
-        step is called ``step_name``, else the signal's name (the names joined by ``_or_``)."""
+        step is called ``step_name``, else the signal's name (the names joined by ``_or_``). Sayiir's
+        spelling, ``wait_for_signal("approval", signal_name="manager_approval")``, names the step first and
+        the signal with ``signal_name``."""
+        if signal_name is not None:
+            if not isinstance(name, str) or step_name is not None:
+                raise DefinitionError(
+                    f"wait_for_signal({name!r}, signal_name=...) of flow {self.name!r}: with signal_name, "
+                    "the first argument is the step's name (one name), and step_name is not given"
+                )
+            name, step_name = signal_name, name
         wait = signal_wait(name, timeout, what=f"wait_for_signal({name!r}) of flow {self.name!r}")
         called = step_name if step_name is not None else "_or_".join(wait.names)
         return self._wait_step(check_name(called, "a step name"), wait, retries=retries)
