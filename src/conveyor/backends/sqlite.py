@@ -55,6 +55,8 @@ _TAKE_OVER = (
 )
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
+    # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
+    "AND coalesce(wake_at, created_at) <= :now + 60 "
     "AND (owner IS NULL OR (lease_expires_at IS NOT NULL "
     "AND (lease_expires_at < :now OR (:reclaim_own AND owner = :owner))))"
 )
