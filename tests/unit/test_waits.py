@@ -337,3 +337,18 @@ def test_sayiirs_spelling_names_the_step_first_and_the_signal_with_signal_name()
     harness.app.send_signal("sy1", "manager_approval", "yes")
     assert harness.turn(flow) is FINISHED
     assert harness.status("sy1").step("approval").result == "yes"
+
+
+def test_a_run_driven_in_process_waits_for_a_signal_sent_from_another_thread() -> None:
+    """app.run blocks in its caller while the run waits, and returns once the signal is there."""
+    import threading
+    import time
+
+    app = Conveyor(backend=InMemoryBackend())
+    sender = threading.Timer(0.2, lambda: app.send_signal("in-1", "approved", "ok"))
+    sender.start()
+    started = time.monotonic()
+    status = app.run(APPROVAL, {"id": "o-1"}, workflow_id="in-1")
+    sender.join()
+    assert status.output() == "ok"
+    assert 0.2 <= time.monotonic() - started < 2.0

@@ -102,7 +102,8 @@ class Flow:
                     f"wait_for_signal({name!r}, signal_name=...) of flow {self.name!r}: with signal_name, "
                     "the first argument is the step's name (one name), and step_name is not given"
                 )
-            name, step_name = signal_name, name
+            step_name = name
+            name = signal_name
         wait = signal_wait(name, timeout, what=f"wait_for_signal({name!r}) of flow {self.name!r}")
         called = step_name if step_name is not None else "_or_".join(wait.names)
         return self._wait_step(check_name(called, "a step name"), wait, retries=retries)
