@@ -352,3 +352,23 @@ def test_a_run_driven_in_process_waits_for_a_signal_sent_from_another_thread() -
     sender.join()
     assert status.output() == "ok"
     assert 0.2 <= time.monotonic() - started < 2.0
+
+
+def test_a_retry_by_hand_starts_a_wait_cut_short_by_the_failure_over() -> None:
+    """A wait still waiting when another step failed for good is reset, so its timeout starts afresh."""
+    from dataclasses import replace
+
+    from conveyor.core.records import StepRecord
+    from conveyor.core.settle import reopen_for_retry
+
+    harness = Harness()
+    harness.start(APPROVAL, "r1", {"id": "o"})
+    harness.turn(APPROVAL)
+    record = harness.backend.load_run("r1")
+    assert record is not None
+    assert record.steps["approved"].state is StepState.WAITING
+    failed = replace(
+        record, state=RunState.FAILED, steps={**record.steps, "decide_on": StepRecord("decide_on")}
+    )
+    reopened, _ = reopen_for_retry(APPROVAL, failed, harness.clock.now())
+    assert reopened.steps["approved"].state is StepState.PENDING

@@ -507,6 +507,7 @@ RETRYABLE_RUN_STATES = frozenset(
 _RERUN_STEP_STATES = frozenset(
     {
         StepState.RETRYING,
+        StepState.WAITING,  # a sleep or a wait cut short by the failure starts over (a fresh timeout)
         StepState.FAILED,
         StepState.COMPENSATING,
         StepState.COMPENSATED,
