@@ -372,3 +372,70 @@ def test_a_retry_by_hand_starts_a_wait_cut_short_by_the_failure_over() -> None:
     )
     reopened, _ = reopen_for_retry(APPROVAL, failed, harness.clock.now())
     assert reopened.steps["approved"].state is StepState.PENDING
+
+
+class Checked:
+    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+        return {"n": context["n"]}
+
+
+class Approved:
+    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+        return {"by": results["approved"]["by"], "n": results["checked"]["n"]}
+
+
+WAITING_TEMPLATE = """
+name: templated
+step_templates:
+  - name: checked
+    handler_class: handlers.Checked
+  - name: cool_off
+    delay: 10m
+    depends_on_step: checked
+  - name: approved
+    wait_for_signal: approved
+    timeout: 3600000
+    depends_on_step: cool_off
+  - name: shipped
+    handler_class: handlers.Approved
+    depends_on_step: approved
+"""
+
+
+def test_a_yaml_template_declares_a_delay_and_a_wait_for_a_signal(tmp_path: Any) -> None:
+    from conveyor import load_template
+
+    path = tmp_path / "t.yaml"
+    path.write_text(WAITING_TEMPLATE)
+    workflow = load_template(path, handlers={"handlers.Checked": Checked, "handlers.Approved": Approved})
+    harness = Harness()
+    harness.start(workflow, "y1", {"n": 3})
+    assert harness.turn(workflow) == WaitUntil(harness.clock.now() + 600)
+    harness.clock.advance(600)
+    outcome = harness.turn(workflow)
+    assert isinstance(outcome, WaitUntil)
+    assert outcome.signals == ("approved",)
+    assert outcome.at == pytest.approx(harness.clock.now() + 3600)
+    harness.app.send_signal("y1", "approved", {"by": "cy"})
+    assert harness.turn(workflow) is FINISHED
+    assert harness.status("y1").output()["shipped"] == {"by": "cy", "n": 3}
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("    delay: soon\n", "the delay of step 'w'"),
+        ("    delay: 5m\n    timeout: 10\n", "a delay has no timeout"),
+        ("    wait_for_signal: 7\n", "waits for a signal name or a list"),
+        ("    delay: 5m\n    handler_class: handlers.Checked\n", "not handler_class and delay"),
+    ],
+)
+def test_a_yaml_wait_that_is_wrong_is_a_template_error_naming_the_step(
+    tmp_path: Any, step: str, message: str
+) -> None:
+    from conveyor import TemplateError, load_template
+
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: bad\nstep_templates:\n  - name: w\n{step}")
+    with pytest.raises(TemplateError, match=message):
+        load_template(path, handlers={"handlers.Checked": Checked})
