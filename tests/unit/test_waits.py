@@ -439,3 +439,27 @@ def test_a_yaml_wait_that_is_wrong_is_a_template_error_naming_the_step(
     path.write_text(f"name: bad\nstep_templates:\n  - name: w\n{step}")
     with pytest.raises(TemplateError, match=message):
         load_template(path, handlers={"handlers.Checked": Checked})
+
+
+def test_a_run_woken_at_its_timeout_with_the_signal_there_keeps_no_stale_wake_time() -> None:
+    """The checkpoint that consumes a signal does not carry the run's spent wake time ('forever', for a run
+    taken over while it waited) on into the row, where it would keep workers from the run if this driver
+    died."""
+    written: list[Any] = []
+
+    class Watched(InMemoryBackend):
+        def record_checkpoint_consuming(self, checkpoint: Any, signal_id: int) -> None:
+            written.append(checkpoint)
+            super().record_checkpoint_consuming(checkpoint, signal_id)
+
+    harness = Harness()
+    harness.backend = Watched(time_source=harness.clock.now)
+    harness.app = Conveyor(backend=harness.backend, clock=harness.clock)
+    harness.start(APPROVAL, "st1", {"id": "o"})
+    harness.turn(APPROVAL)
+    record = harness.backend.load_run("st1")
+    assert record is not None
+    record.wake_at = 253402300799.0  # as a take-over of a run handed back to wait forever reads it
+    harness.app.send_signal("st1", "approved", 1)
+    assert RunDriver(APPROVAL, record, harness.backend, harness.clock).drive() is FINISHED
+    assert [checkpoint.wake_at for checkpoint in written] == [None]

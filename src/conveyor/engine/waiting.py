@@ -14,6 +14,7 @@ Nothing here is on the path of runs without wait steps: the driver comes here on
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import orjson
@@ -65,6 +66,8 @@ def move_wait(driver: RunDriver, spec: StepSpec, now: float) -> StillWaiting | N
         if wait.first_of:
             result = '{"signal":' + orjson.dumps(signal.name).decode() + ',"payload":' + signal.payload + "}"
         driver.results[spec.name] = result
+        if driver.run.wake_at is not None:  # woken by its timeout or a take-over: that wake-up is spent
+            driver.run = replace(driver.run, wake_at=None)
         settled = settle(
             driver.workflow, driver.run, spec, StepSucceeded(result, started, now), driver.in_flight
         )
