@@ -18,6 +18,7 @@ from conveyor.definition.resources import resource
 from conveyor.definition.steps import step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
+from conveyor.definition.waits import delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
@@ -35,8 +36,10 @@ from conveyor.errors import (
     NonRetryableError,
     RunAlreadyRunningError,
     RunError,
+    RunFinishedError,
     RunNotFoundError,
     RunNotRetryableError,
+    SignalTimeoutError,
     StepError,
     StepInputError,
     StepTimeoutError,
@@ -52,6 +55,7 @@ from conveyor.runtime.adapters import (
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
+    send_signal,
     start_workflow,
     start_workflow_async,
 )
@@ -84,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunError",
+    "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
@@ -92,6 +97,7 @@ __all__ = [
     "RunSummary",
     "Saga",
     "SagaResult",
+    "SignalTimeoutError",
     "SqliteBackend",
     "StepContext",
     "StepError",
@@ -109,6 +115,7 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "current_context",
+    "delay",
     "from_input",
     "from_result",
     "from_results",
@@ -122,9 +129,11 @@ __all__ = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "send_signal",
     "start_workflow",
     "start_workflow_async",
     "step",
     "task",
     "wait_for_run",
+    "wait_for_signal",
 ]

@@ -134,6 +134,12 @@ def _status(arguments: argparse.Namespace, app: Conveyor) -> int:
     return 0 if not status.is_failed() else 1
 
 
+def _signal(arguments: argparse.Namespace, app: Conveyor) -> int:
+    signal_id = app.send_signal(arguments.workflow_id, arguments.name, arguments.payload)
+    print(f"signal {arguments.name!r} sent to run {arguments.workflow_id!r} (signal {signal_id})")
+    return 0
+
+
 def _list_runs(arguments: argparse.Namespace, app: Conveyor) -> int:
     page = app.runs(arguments.workflow, state=arguments.state, limit=arguments.limit, page=arguments.page)
     if arguments.json:
@@ -232,6 +238,12 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", "print a run's status as JSON")
     status.add_argument("workflow_id", type=workflow_id)
     status.set_defaults(run=_status)
+
+    signal = command("signal", "send a signal to a run (kept until a wait_for_signal step takes it)")
+    signal.add_argument("workflow_id", type=workflow_id)
+    signal.add_argument("name", type=text, help="the signal's name")
+    signal.add_argument("--payload", type=json_input, default="null", help="its payload, as JSON (null)")
+    signal.set_defaults(run=_signal)
 
     runs = commands.add_parser("runs", help="look at the runs a backend holds").add_subparsers(
         dest="runs_command", required=True

@@ -78,6 +78,13 @@ class RunNotFoundError(RunError, LookupError):
     """No run with this workflow_id exists in the backend."""
 
 
+class RunFinishedError(RunError):
+    """The run has ended, so it cannot take what was sent to it (a signal, say)."""
+
+    state: str
+    """The state it ended in."""
+
+
 class WorkflowMismatchError(RunError):
     """A run with this workflow_id exists but belongs to a different workflow."""
 
@@ -147,6 +154,13 @@ class StepInputError(NonRetryableError):
 
 class StepTimeoutError(StepError, TimeoutError):
     """The step ran past its timeout."""
+
+
+class SignalTimeoutError(StepError, TimeoutError):
+    """A wait for a signal ran past its timeout: the step fails, retried or compensated like any failure."""
+
+    signals: tuple[str, ...]
+    """The names it waited for."""
 
 
 class EngineError(StepError):

@@ -29,6 +29,7 @@ EXPECTED = [
     "RetryPolicy",
     "RunAlreadyRunningError",
     "RunError",
+    "RunFinishedError",
     "RunHandle",
     "RunNotFoundError",
     "RunNotRetryableError",
@@ -37,6 +38,7 @@ EXPECTED = [
     "RunSummary",
     "Saga",
     "SagaResult",
+    "SignalTimeoutError",
     "SqliteBackend",
     "StepContext",
     "StepError",
@@ -54,6 +56,7 @@ EXPECTED = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "current_context",
+    "delay",
     "from_input",
     "from_result",
     "from_results",
@@ -67,11 +70,13 @@ EXPECTED = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "send_signal",
     "start_workflow",
     "start_workflow_async",
     "step",
     "task",
     "wait_for_run",
+    "wait_for_signal",
 ]
 
 

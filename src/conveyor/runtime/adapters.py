@@ -152,6 +152,11 @@ def get_workflow_status(
     )
 
 
+def send_signal(workflow_id: str, name: str, payload: Any = None, backend: Backend | None = None) -> int:
+    """Send the signal ``name`` with ``payload`` to the run ``workflow_id``; :meth:`Conveyor.send_signal`."""
+    return runtime_for(backend).send_signal(workflow_id, name, payload)
+
+
 def retry_workflow(
     workflow: Workflow, workflow_id: str, backend: Backend | None = None, *, clock: Clock | None = None
 ) -> WorkflowStatus:
