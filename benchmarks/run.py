@@ -210,6 +210,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-peers", action="store_true", help="conveyor only")
     parser.add_argument("--groups", action="append", choices=GROUPS, help="only these workload groups")
     parser.add_argument("--skip-postgres", action="store_true", help="leave PostgreSQL out")
+    parser.add_argument("--match", action="append", metavar="TEXT",
+                        help="only cells whose key holds TEXT, e.g. many/seq/sqlite")  # fmt: skip
     parser.add_argument("--scale", action=argparse.BooleanOptionalAction, default=None,
                         help="the 1,000,000-run scaling check (default: on for a full run)")  # fmt: skip
     parser.add_argument("--scale-runs", type=int, default=1_000_000, help="finished runs for --scale")
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         engines = {"conveyor"}
     groups = set(arguments.groups or GROUPS)
     full_run = not (arguments.quick or arguments.only or arguments.skip_peers or arguments.groups)
+    full_run = full_run and not arguments.match
     full_run = full_run and not arguments.skip_postgres
     write_doc = full_run if arguments.doc is None else arguments.doc
     started = time.time()
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     monitor = LoadMonitor()
     postgres_problem = None if arguments.skip_postgres else postgres_reachable()
     planned = cells(arguments.quick, engines, groups, postgres=not arguments.skip_postgres)
+    if arguments.match:
+        planned = [cell for cell in planned if any(text in cell.key for text in arguments.match)]
     missing = {
         engine: f"{package} is not installed here (make bench installs it into .venv-bench)"
         for engine, package in PEER_PACKAGES.items()

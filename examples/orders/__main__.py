@@ -14,31 +14,10 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-
-class _OneLineParser(argparse.ArgumentParser):
-    """A parser whose every error is one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``message`` on one line (not the whole usage) and exit 2."""
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _whole_number(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {text!r}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
+from conveyor.cli_arguments import OneLineParser, whole_number
 
 
 def _database_url(text: str) -> str:
@@ -51,13 +30,13 @@ def _database_url(text: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    top = _OneLineParser(prog="python -m examples.orders", description="The conveyor order shop.")
+    top = OneLineParser(prog="python -m examples.orders", description="The conveyor order shop.")
     commands = top.add_subparsers(dest="command", required=True)
     url_help = "sqlite:///path.db or postgresql://..."
     demo = commands.add_parser("demo", help="orders with faults through two workers, one killed midway")
     demo.add_argument("--db", type=_database_url, help="database URL (default: a fresh SQLite file)")
     demo.add_argument(
-        "--orders", type=_whole_number(1, 100_000), default=300, help="how many orders (default 300)"
+        "--orders", type=whole_number(1, 100_000), default=300, help="how many orders (default 300)"
     )
     check = commands.add_parser("check", help="check the invariants on a database")
     check.add_argument("--db", required=True, type=_database_url, help=url_help)
@@ -66,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--db", required=True, type=_database_url, help=url_help)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_whole_number(1, 65_535), default=8000)
+    serve.add_argument("--port", type=whole_number(1, 65_535), default=8000)
     relay = commands.add_parser("relay", help="send the emails queued in the outbox, until interrupted")
     relay.add_argument("--db", required=True, type=_database_url, help=url_help)
     setup = commands.add_parser("setup", help="create the tables and stock the demo catalogue")

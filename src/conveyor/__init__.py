@@ -18,6 +18,7 @@ from conveyor.definition.resources import resource
 from conveyor.definition.steps import step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
+from conveyor.definition.waits import delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
@@ -39,6 +40,7 @@ from conveyor.errors import (
     RunFinishedError,
     RunNotFoundError,
     RunNotRetryableError,
+    SignalTimeoutError,
     StepError,
     StepInputError,
     StepTimeoutError,
@@ -56,6 +58,7 @@ from conveyor.runtime.adapters import (
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
+    send_signal,
     start_workflow,
     start_workflow_async,
     unpause_workflow,
@@ -99,6 +102,7 @@ __all__ = [
     "RunSummary",
     "Saga",
     "SagaResult",
+    "SignalTimeoutError",
     "SqliteBackend",
     "StepContext",
     "StepError",
@@ -117,6 +121,7 @@ __all__ = [
     "WorkflowStatus",
     "cancel_workflow",
     "current_context",
+    "delay",
     "from_input",
     "from_result",
     "from_results",
@@ -131,10 +136,12 @@ __all__ = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "send_signal",
     "start_workflow",
     "start_workflow_async",
     "step",
     "task",
     "unpause_workflow",
     "wait_for_run",
+    "wait_for_signal",
 ]

@@ -134,6 +134,12 @@ def _status(arguments: argparse.Namespace, app: Conveyor) -> int:
     return 0 if not status.is_failed() else 1
 
 
+def _signal(arguments: argparse.Namespace, app: Conveyor) -> int:
+    signal_id = app.send_signal(arguments.workflow_id, arguments.name, arguments.payload)
+    print(f"signal {arguments.name!r} sent to run {arguments.workflow_id!r} (signal {signal_id})")
+    return 0
+
+
 def _steer(arguments: argparse.Namespace, app: Conveyor) -> int:
     """cancel, pause and resume: the request is stored with the run; its status is printed."""
     if arguments.command == "cancel":
@@ -245,6 +251,11 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("workflow_id", type=workflow_id)
     status.set_defaults(run=_status)
 
+    signal = command("signal", "send a signal to a run (kept until a wait_for_signal step takes it)")
+    signal.add_argument("workflow_id", type=workflow_id)
+    signal.add_argument("name", type=text, help="the signal's name")
+    signal.add_argument("--payload", type=json_input, default="null", help="its payload, as JSON (null)")
+    signal.set_defaults(run=_signal)
     cancel = command("cancel", "cancel a run: its completed steps are undone, it ends cancelled")
     cancel.add_argument("workflow_id", type=workflow_id)
     cancel.add_argument("--reason", type=text, default=None, help="why (stored with the run)")

@@ -17,7 +17,7 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   ├── CorruptRunError      a stored row of the run cannot be read; the run fails alone
     │   ├── RunNotRetryableError   retry asked of a run that did not fail
     │   ├── RunAlreadyRunningError another caller is driving this run (asked not to wait)
-    │   ├── RunFinishedError     cancel or pause asked of a run that has already ended
+    │   ├── RunFinishedError     a signal, cancel or pause sent to a run that has ended
     │   ├── InvalidTransitionError
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
@@ -82,6 +82,13 @@ class RunNotFoundError(RunError, LookupError):
     """No run with this workflow_id exists in the backend."""
 
 
+class RunFinishedError(RunError):
+    """The run has ended, so it cannot take what was sent to it (a signal, a cancel, a pause)."""
+
+    state: str
+    """The state it ended in."""
+
+
 class WorkflowMismatchError(RunError):
     """A run with this workflow_id exists but belongs to a different workflow."""
 
@@ -120,13 +127,6 @@ class RunAlreadyRunningError(RunError):
     """Who drives it, when known."""
 
 
-class RunFinishedError(RunError):
-    """The run has already ended, so it can no longer be cancelled, paused or resumed."""
-
-    state: str
-    """The state it ended in."""
-
-
 class InvalidTransitionError(RunError):
     """This state change is not allowed."""
 
@@ -158,6 +158,13 @@ class StepInputError(NonRetryableError):
 
 class StepTimeoutError(StepError, TimeoutError):
     """The step ran past its timeout."""
+
+
+class SignalTimeoutError(StepError, TimeoutError):
+    """A wait for a signal ran past its timeout: the step fails, retried or compensated like any failure."""
+
+    signals: tuple[str, ...]
+    """The names it waited for."""
 
 
 class EngineError(StepError):

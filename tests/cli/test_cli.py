@@ -180,3 +180,27 @@ def test_runs_list_refuses_bad_arguments_in_one_line(
     error = capsys.readouterr().err.strip()
     assert message in error
     assert len(error.splitlines()) == 1
+
+
+def test_signal_sends_a_payload_a_waiting_run_receives(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`conveyor signal ID NAME --payload JSON` from the command line resumes a run waiting for it."""
+    from conveyor import Flow, SqliteBackend, start_workflow
+    from conveyor.engine.worker import Worker
+
+    waiting = Flow("cli_wait").wait_for_signal("approved").build()
+    database = tmp_path / "s.db"
+    backend = SqliteBackend(database)
+    start_workflow(waiting, "sig-1", None, backend)
+    Worker(backend, [waiting]).run(until_idle=True)
+    url = f"sqlite:///{database}"
+    assert main(["signal", "sig-1", "approved", "--payload", '{"by": "cli"}', "--backend", url]) == 0
+    assert "signal 'approved' sent to run 'sig-1'" in capsys.readouterr().out
+    Worker(backend, [waiting]).run(until_idle=True)
+    assert main(["status", "sig-1", "--backend", url]) == 0
+    assert json.loads(capsys.readouterr().out)["output"] == {"by": "cli"}
+    assert main(["signal", "sig-1", "approved", "--backend", url]) == 1
+    assert "has ended" in capsys.readouterr().err
+    assert main(["signal", "nobody", "approved", "--backend", url]) == 1
+    backend.close()

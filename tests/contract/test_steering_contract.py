@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from conveyor import (
 )
 from conveyor.backends.base import Backend
 from conveyor.core.states import RunState, StepState
+from conveyor.engine.driver import FINISHED, DriveOutcome, Finished, RunDriver, WaitUntil
 
 
 class Shop:
@@ -180,3 +182,61 @@ def test_a_run_past_its_deadline_is_cancelled_and_compensated() -> None:
     assert stored is not None
     assert stored.timestamp() == pytest.approx(started + 90)
     assert clock.now() - started == pytest.approx(90)
+
+
+def turn(app: Conveyor, workflow: Any) -> DriveOutcome | None:
+    """Claim one ready run and drive it as a worker does, handing it back after; None if none was ready."""
+    backend = app.backend
+    claimed = backend.claim_runs(owner="w", limit=1, lease_seconds=60, max_recoveries=5)
+    if not claimed:
+        return None
+    run = claimed[0]
+    outcome = RunDriver(workflow, run, backend, app.clock).drive()
+    if not isinstance(outcome, Finished):
+        at = outcome.at if isinstance(outcome, WaitUntil) else None
+        backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=at)
+    return outcome
+
+
+def test_a_sleeping_run_is_cancelled_and_compensated_at_once(backend: Backend) -> None:
+    """A run in a durable sleep, held by nobody, is compensated by the cancel call, not after the sleep."""
+    undone: list[str] = []
+
+    @task(compensate=lambda result: undone.append("release"))
+    def reserve(order: dict[str, Any]) -> str:
+        return "r1"
+
+    @task
+    def ship(order: dict[str, Any]) -> str:
+        return "shipped"
+
+    flow = Flow("sleepy").then(reserve).delay("nap", "1h").then(ship).build()
+    app = Conveyor(backend, workflows=[flow])
+    app.start("sleepy", {}, workflow_id="z-1")
+    assert isinstance(turn(app, flow), WaitUntil)  # asleep, held by nobody
+    assert app.status("z-1").step("reserve").state is StepState.COMPLETED
+    status = app.cancel("z-1", "no longer needed")
+    assert status.is_cancelled()
+    assert undone == ["release"]
+    assert status.step("ship").state is StepState.PENDING
+
+
+def test_pausing_a_sleeping_run_keeps_it_unclaimed_until_resumed(backend: Backend) -> None:
+    """A paused run is not claimed by a worker even once its sleep is over; resumed, it completes."""
+
+    @task
+    def ship(order: dict[str, Any]) -> str:
+        return "shipped"
+
+    flow = Flow("short-nap").delay("nap", 0.01).then(ship).build()
+    app = Conveyor(backend, workflows=[flow])
+    app.start("short-nap", {}, workflow_id="z-2")
+    assert isinstance(turn(app, flow), WaitUntil)
+    app.pause("z-2")
+    time.sleep(0.05)  # past the sleep: only the pause keeps it from being claimed
+    assert turn(app, flow) is None
+    assert app.status("z-2").is_paused()
+    assert app.status("z-2").step("ship").state is StepState.PENDING
+    app.resume("z-2")
+    assert turn(app, flow) is FINISHED
+    assert app.status("z-2").is_completed()

@@ -115,6 +115,59 @@ TEN_KILLS = _ten_kills()
 """Ten steps, each of which kills its worker on its first attempt and succeeds on its second."""
 
 
+SLEEPING = (
+    Flow("sleeping")
+    .then(reserve)
+    .delay("nap", float(os.environ.get("NAP_SECONDS", "4")))
+    .then(confirm)
+    .build()
+)
+"""Reserve, sleep $NAP_SECONDS (4 s by default) durably, confirm."""
+
+
+@task
+def record_ticks(ticks: Any, context: StepContext) -> Any:
+    note(context, "start")
+    note(context, "done")
+    return ticks
+
+
+def _two_ticks() -> Workflow:
+    flow = Flow("two-ticks").wait_for_signal("tick", step_name="first", timeout=120)
+    return flow.wait_for_signal("tick", step_name="second", timeout=120).then(record_ticks).build()
+
+
+TWO_TICKS = _two_ticks()
+"""Two waits for the signal 'tick', one after the other, then a step that records the second payload."""
+
+
+def _die_around_consuming(when: str) -> None:
+    """With $KILL_ON_CONSUME = before / after: end this process just before (or just after) the first
+    transaction that consumes a signal commits, once (a marker under $KILL_MARKS remembers it)."""
+    from conveyor.backends.postgres import PostgresBackend
+    from conveyor.backends.sqlite import SqliteBackend
+
+    for backend_class in (PostgresBackend, SqliteBackend):
+        real = backend_class.record_checkpoint_consuming
+
+        def consuming(self: Any, checkpoint: Any, signal_id: int, real: Any = real) -> None:
+            marker = os.path.join(os.environ["KILL_MARKS"], "consumed")
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                real(self, checkpoint, signal_id)
+                return
+            if when == "after":
+                real(self, checkpoint, signal_id)
+            os._exit(3)
+
+        backend_class.record_checkpoint_consuming = consuming  # type: ignore[method-assign]
+
+
+if os.environ.get("KILL_ON_CONSUME"):
+    _die_around_consuming(os.environ["KILL_ON_CONSUME"])
+
+
 def _note_undo(result: str) -> None:
     line = f"{os.getpid()} {result} book undo {time.time():.6f}\n"
     descriptor = os.open(os.environ["WORKER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -157,5 +210,5 @@ STEERED = Flow("steered").then(book).then(work).then(finish).build()
 """book (undo logged as ``book undo``), a working step that heeds a cancel, then finish."""
 
 
-app = Conveyor(workflows=[ORDERS, CRASHING, SLOW, LONG, TEN_KILLS, STEERED])
+app = Conveyor(workflows=[ORDERS, CRASHING, SLOW, LONG, TEN_KILLS, SLEEPING, TWO_TICKS, STEERED])
 """The runtime ``conveyor worker --app worker_app`` loads (its backend comes from ``--backend``)."""

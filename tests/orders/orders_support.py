@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from examples.orders import services
@@ -76,3 +80,20 @@ def order_request(
 ) -> services.OrderRequest:
     """An order for ``items`` (SKU, quantity)."""
     return services.OrderRequest("ada@example.com", card, address, tuple(items))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shop_command(*arguments: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m examples.orders ARGUMENTS`` from the repository's root; no API tokens but ``env``."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ORDERS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "examples.orders", *arguments],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )

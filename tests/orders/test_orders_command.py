@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).parents[2]
-
-
-def shop_command(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m examples.orders ARGUMENTS`` from the repository's root, with no API tokens set."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ORDERS_")}
-    return subprocess.run(
-        [sys.executable, "-m", "examples.orders", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+from orders_support import shop_command
 
 
 @pytest.mark.parametrize(
@@ -62,16 +44,7 @@ def test_a_database_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> N
 def test_malformed_tokens_keep_the_server_from_starting(tmp_path: Path) -> None:
     """``ORDERS_API_TOKENS`` that is not a JSON object of long tokens: exit 2, naming the variable."""
     for tokens in ('["a"]', "{oops", '{"short": "ada"}'):
-        env = {**os.environ, "ORDERS_API_TOKENS": tokens}
-        done = subprocess.run(
-            [sys.executable, "-m", "examples.orders", "serve", "--db", f"sqlite:///{tmp_path / 's.db'}"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        done = shop_command("serve", "--db", f"sqlite:///{tmp_path / 's.db'}", ORDERS_API_TOKENS=tokens)
         assert done.returncode == 2, tokens
         assert "ORDERS_API_TOKENS" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -18,14 +18,14 @@ from typing import Any
 import pydantic
 import pytest
 from examples.orders import services
-from examples.orders.access import ADMIN_VARIABLE, TOKENS_VARIABLE, ApiAccess
+from examples.orders.access import TOKENS_VARIABLE, ApiAccess
 from examples.orders.adapters.payments import NotACardTokenError
 from examples.orders.api import create_app
 from examples.orders.system import OrderSystem
 from examples.orders.workflows import checkout, order_fulfilment, shop_runtime, tutorial_order
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from orders_support import drive, make_system
+from orders_support import drive, make_system, shop_command
 
 from conveyor import Conveyor, EncodingError, InvalidInputError, RunNotFoundError, Workflow
 
@@ -255,16 +255,7 @@ def test_the_api_refuses_to_be_built_without_tokens(shop_on: tuple[str, OrderSys
 
 def test_the_server_refuses_to_start_without_tokens(tmp_path: Path) -> None:
     """``serve`` with no token in its environment exits 2 with one line naming the variables."""
-    env = {key: value for key, value in os.environ.items() if key not in (TOKENS_VARIABLE, ADMIN_VARIABLE)}
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.orders", "serve", "--db", f"sqlite:///{tmp_path / 'shop.db'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = shop_command("serve", "--db", f"sqlite:///{tmp_path / 'shop.db'}")
     assert done.returncode == 2
     assert TOKENS_VARIABLE in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr

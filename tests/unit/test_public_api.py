@@ -39,6 +39,7 @@ EXPECTED = [
     "RunSummary",
     "Saga",
     "SagaResult",
+    "SignalTimeoutError",
     "SqliteBackend",
     "StepContext",
     "StepError",
@@ -57,6 +58,7 @@ EXPECTED = [
     "WorkflowStatus",
     "cancel_workflow",
     "current_context",
+    "delay",
     "from_input",
     "from_result",
     "from_results",
@@ -71,12 +73,14 @@ EXPECTED = [
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
+    "send_signal",
     "start_workflow",
     "start_workflow_async",
     "step",
     "task",
     "unpause_workflow",
     "wait_for_run",
+    "wait_for_signal",
 ]
 
 

@@ -32,8 +32,9 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
 }
 
 EXPECTED_STEP: dict[StepState, set[StepState]] = {
-    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED},
-    S.RETRYING: {S.COMPLETED, S.RETRYING, S.FAILED},
+    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
+    S.RETRYING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
+    S.WAITING: {S.COMPLETED, S.RETRYING, S.FAILED},  # a sleep ends, a signal comes, a wait times out
     S.COMPLETED: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
     S.FAILED: {S.PENDING},  # manual retry
     S.COMPENSATING: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
@@ -72,10 +73,11 @@ def test_run_states_and_their_stored_values():
 
 
 def test_step_states_and_their_stored_values():
-    """StepState has exactly seven members with lower-case stored values."""
+    """StepState has exactly eight members with lower-case stored values."""
     assert [state.value for state in StepState] == [
         "pending",
         "retrying",
+        "waiting",
         "completed",
         "failed",
         "compensating",
@@ -120,11 +122,11 @@ def test_tables_are_immutable():
 
 
 def test_exhaustive_pair_lists_partition_every_pair():
-    """The allowed and refused pairs together are all 81 run pairs and all 49 step pairs."""
+    """The allowed and refused pairs together are all 81 run pairs and all 64 step pairs."""
     assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
-    assert len(ALLOWED_STEP_PAIRS) == 15
-    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 49
+    assert len(ALLOWED_STEP_PAIRS) == 20
+    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 64
 
 
 # --- run transitions, pair by pair -------------------------------------------------------------------------

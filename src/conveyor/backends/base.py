@@ -9,6 +9,7 @@ from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 
 if TYPE_CHECKING:
     from conveyor.backends.listing import RunQuery
+    from conveyor.backends.signals import Signal
 
 
 class ClosesOnExit:
@@ -141,8 +142,37 @@ class Backend(Protocol):
         """Renew the leases ``owner`` holds (workflow_id to epoch); return the ids whose lease was lost."""
         ...
 
-    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
-        """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over."""
+    def release_run(
+        self, *, workflow_id: str, epoch: int, wake_at: float | None, wake_for_signals: Collection[str] = ()
+    ) -> bool:
+        """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over.
+
+        With ``wake_for_signals`` (a run waiting for a signal), the run is claimable now if a signal of one
+        of those names is already there unconsumed: one sent while the run was being handed back is never
+        slept through.
+        """
+        ...
+
+    # -- signals ------------------------------------------------------------------------------------------
+
+    def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
+        """Keep the signal ``name`` with its JSON ``payload`` for the run, wake the run, return its id.
+
+        Durable before it returns. Raises :class:`~conveyor.errors.RunNotFoundError` for an unknown run and
+        :class:`~conveyor.errors.RunFinishedError` for one that has ended. A run waiting on a timer becomes
+        claimable now (it looks for the signal), and idle workers are woken as for new work.
+        """
+        ...
+
+    def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
+        """The oldest signal of the run named one of ``names`` that no checkpoint has consumed, or None."""
+        ...
+
+    def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
+        """Write ``checkpoint`` and mark the signal ``signal_id`` consumed in the same transaction.
+
+        Raises LeaseLostError (and writes nothing) if the run's epoch moved on or the signal was consumed.
+        """
         ...
 
     def next_wake_at(

@@ -25,6 +25,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
+from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
@@ -51,6 +52,8 @@ class InMemoryBackend(ClosesOnExit):
         self._changing: dict[str, tuple[Any, ...]] = {}
         self._steps: dict[tuple[str, str], StepRow] = {}
         self._recorded_steps: dict[str, tuple[str, ...]] = {}
+        self._signals: dict[str, list[Signal]] = {}  # unconsumed signals by run, oldest first
+        self._last_signal_id = 0
         # Steering: workflow_id -> [cancel_reason, paused, deadline_at] (see backends.steering).
         self._steering: dict[str, list[Any]] = {}
 
@@ -342,12 +345,17 @@ class InMemoryBackend(ClosesOnExit):
                 self._leases[workflow_id] = (owner, now + lease_seconds)
         return lost
 
-    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
-        """Hand a claimed run back, claimable again at ``wake_at``; False if it was taken over."""
+    def release_run(
+        self, *, workflow_id: str, epoch: int, wake_at: float | None, wake_for_signals: Collection[str] = ()
+    ) -> bool:
+        """Hand a claimed run back, claimable again at ``wake_at`` (now if one of ``wake_for_signals`` is
+        already there); False if it was taken over."""
         with self._lock:
             changing = self._changing.get(workflow_id)
             if changing is None or changing[_EPOCH] != epoch:
                 return False
+            if wake_for_signals and self._next_signal(workflow_id, wake_for_signals) is not None:
+                wake_at = None
             self._leases.pop(workflow_id, None)
             steering = self._steering.get(workflow_id)
             if steering is not None and steering[1]:  # paused: kept unclaimed until resumed
@@ -356,6 +364,41 @@ class InMemoryBackend(ClosesOnExit):
             if wake_at is None or wake_at <= self._time():
                 self._signal_work()
             return True
+
+    # -- signals ------------------------------------------------------------------------------------------
+
+    def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
+        """Keep a signal for the run (RunNotFoundError, RunFinishedError) and wake it; return its id."""
+        with self._lock:
+            changing = self._changing.get(workflow_id)
+            if changing is None:
+                raise no_such_run(workflow_id)
+            if changing[_STATE] in _FINAL:
+                raise run_finished(workflow_id, changing[_STATE])
+            self._last_signal_id += 1
+            self._signals.setdefault(workflow_id, []).append(Signal(self._last_signal_id, name, payload))
+            if changing[_WAKE_AT] is not None:  # waiting: claimable now (it looks for the signal)
+                self._changing[workflow_id] = (*changing[:_WAKE_AT], None, *changing[_WAKE_AT + 1 :])
+            self._signal_work()
+            return self._last_signal_id
+
+    def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
+        """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
+        with self._lock:
+            return self._next_signal(workflow_id, names)
+
+    def _next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
+        return next((sig for sig in self._signals.get(workflow_id, ()) if sig.name in names), None)
+
+    def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
+        """Write ``checkpoint`` and mark the signal ``signal_id`` consumed, both or neither."""
+        with self._lock:
+            kept = self._signals.get(checkpoint.workflow_id, [])
+            if not any(sig.signal_id == signal_id for sig in kept):
+                raise lease_lost(checkpoint.workflow_id)  # consumed already: only by a driver that took over
+            if not self._write_checkpoint(checkpoint):
+                raise lease_lost(checkpoint.workflow_id)
+            kept[:] = [sig for sig in kept if sig.signal_id != signal_id]
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
@@ -455,6 +498,7 @@ class InMemoryBackend(ClosesOnExit):
             self._recorded_steps.clear()
             self._leases.clear()
             self._active.clear()
+            self._signals.clear()
 
     def __repr__(self) -> str:
         return f"<InMemoryBackend runs={len(self._fixed)}>"

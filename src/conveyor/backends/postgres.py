@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.backends import postgres_signals as signal_sql
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
@@ -33,6 +34,7 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
+from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
@@ -402,16 +404,76 @@ class PostgresBackend(ClosesOnExit):
             kept = {row[0] for row in cursor.fetchall()}
         return set(workflow_ids) - kept
 
-    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
+    def release_run(
+        self, *, workflow_id: str, epoch: int, wake_at: float | None, wake_for_signals: Collection[str] = ()
+    ) -> bool:
         """Hand a claimed run back, claimable at ``wake_at`` (now if None); False if it was taken over.
 
-        Notifies idle workers when the run is claimable at once.
+        Notifies idle workers when the run is claimable at once. With ``wake_for_signals``, claimable now
+        if a signal of one of those names is already there.
         """
+        if wake_for_signals:
+            return self._release_waiting(workflow_id, epoch, wake_at, sorted(wake_for_signals))
         with self._cursor("release a run") as cursor:
             cursor.execute(
                 self._queries["release_run"], {"workflow_id": workflow_id, "epoch": epoch, "wake_at": wake_at}
             )
             return cursor.fetchone() is not None
+
+    # -- signals ------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, action: str) -> Iterator[Cursor]:
+        """A cursor whose statements run in one transaction, committed when the block ends."""
+        with self._cursor(action) as cursor, cursor.connection.transaction():
+            yield cursor
+
+    def _release_waiting(self, workflow_id: str, epoch: int, wake_at: float | None, names: list[str]) -> bool:
+        params = {"workflow_id": workflow_id, "epoch": epoch, "wake_at": wake_at, "names": names}
+        with self._transaction("release a run waiting for a signal") as cursor:
+            cursor.execute(signal_sql.LOCK_RUN, params)  # waits for a signal being sent to commit
+            cursor.execute(signal_sql.RELEASE_LOCKED, params)
+            row = cursor.fetchone()
+            if row is not None and row[0]:
+                cursor.execute(signal_sql.NOTIFY_WORK)
+        return row is not None
+
+    def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
+        """Keep a signal for the run (RunNotFoundError, RunFinishedError), wake it and idle workers."""
+        params = {"workflow_id": workflow_id, "name": name, "payload": payload, "now": now}
+        with self._cursor("send a signal") as cursor:
+            cursor.execute(signal_sql.SEND_SIGNAL, params)
+            sent = cursor.fetchone()
+            if sent is None:  # unknown or ended: say which
+                cursor.execute(signal_sql.RUN_STATE, params)
+                row = cursor.fetchone()
+                if row is None:
+                    raise no_such_run(workflow_id)
+                raise run_finished(workflow_id, row[0])
+        return int(sent[0])
+
+    def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
+        """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
+        with self._cursor("read a signal") as cursor:
+            cursor.execute(signal_sql.NEXT_SIGNAL, {"workflow_id": workflow_id, "names": sorted(names)})
+            row = cursor.fetchone()
+        return None if row is None else Signal(int(row[0]), str(row[1]), str(row[2]))
+
+    def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
+        """Write ``checkpoint`` and mark the signal ``signal_id`` consumed in one transaction."""
+        params = {
+            "at": checkpoint.at,
+            "step": checkpoint.steps[0].name if checkpoint.steps else None,
+            "signal_id": signal_id,
+            "workflow_id": checkpoint.workflow_id,
+        }
+        with self._transaction("record a checkpoint consuming a signal") as cursor:
+            cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
+            written = cursor.fetchone() is not None
+            if written:
+                cursor.execute(signal_sql.CONSUME_SIGNAL, params)
+            if not written or cursor.rowcount != 1:
+                raise lease_lost(checkpoint.workflow_id)  # rolls the transaction back: nothing written
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()

@@ -33,8 +33,10 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
+from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
+from conveyor.core.states import FINAL_RUN_STATES
 from conveyor.errors import BackendError, InvalidArgumentError
 
 Synchronous = Literal["FULL", "NORMAL"]
@@ -57,6 +59,8 @@ _TAKE_OVER = (
 )
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
+    # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
+    "AND coalesce(wake_at, created_at) <= :now + 60 "
     "AND (owner IS NULL OR (lease_expires_at IS NOT NULL "
     "AND (lease_expires_at < :now OR (:reclaim_own AND owner = :owner))))"
 )
@@ -132,6 +136,28 @@ def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
     elif checkpoint.steps:
         cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
     return True
+
+
+_FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
+_RUN_STATE = "SELECT state FROM conveyor_runs WHERE workflow_id = ?"
+_INSERT_SIGNAL = "INSERT INTO conveyor_signals (workflow_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
+_WAKE_FOR_SIGNAL = "UPDATE conveyor_runs SET wake_at = NULL WHERE workflow_id = ? AND wake_at IS NOT NULL"
+"""A run waiting on a timer becomes claimable at once: it looks for the signal it may wait for."""
+_CONSUME_SIGNAL = (
+    "UPDATE conveyor_signals SET consumed_at = ?, consumed_by = ? "
+    "WHERE signal_id = ? AND workflow_id = ? AND consumed_at IS NULL"
+)
+
+
+def _next_signal(cursor: sqlite3.Cursor, workflow_id: str, names: Collection[str]) -> Signal | None:
+    """The oldest unconsumed signal of the run named one of ``names``, read within the caller's cursor."""
+    listed = list(names)
+    row = cursor.execute(
+        "SELECT signal_id, name, payload FROM conveyor_signals WHERE workflow_id = ? AND consumed_at IS NULL "
+        f"AND name IN ({', '.join('?' * len(listed))}) ORDER BY signal_id LIMIT 1",
+        (workflow_id, *listed),
+    ).fetchone()
+    return None if row is None else Signal(int(row[0]), str(row[1]), str(row[2]))
 
 
 def _names(step_names: object) -> list[str]:
@@ -461,14 +487,48 @@ class SqliteBackend(ClosesOnExit):
                     lost.add(workflow_id)
         return lost
 
-    def release_run(self, *, workflow_id: str, epoch: int, wake_at: float | None) -> bool:
-        """Hand a claimed run back, claimable again at ``wake_at``; False if it was taken over."""
+    def release_run(
+        self, *, workflow_id: str, epoch: int, wake_at: float | None, wake_for_signals: Collection[str] = ()
+    ) -> bool:
+        """Hand a claimed run back, claimable again at ``wake_at`` (now if one of ``wake_for_signals`` is
+        already there); False if it was taken over."""
         with self._transaction() as cursor:
+            if wake_for_signals and _next_signal(cursor, workflow_id, wake_for_signals) is not None:
+                wake_at = None
             cursor.execute(_RELEASE, (wake_at, workflow_id, epoch))
             released = cursor.rowcount == 1
         if released and (wake_at is None or wake_at <= self.now()):
             self._signal_work()
         return released
+
+    # -- signals ------------------------------------------------------------------------------------------
+
+    def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
+        """Keep a signal for the run (RunNotFoundError, RunFinishedError) and wake it; return its id."""
+        with self._transaction() as cursor:
+            row = cursor.execute(_RUN_STATE, (workflow_id,)).fetchone()
+            if row is None:
+                raise no_such_run(workflow_id)
+            if row[0] in _FINAL:
+                raise run_finished(workflow_id, row[0])
+            cursor.execute(_INSERT_SIGNAL, (workflow_id, name, payload, now))
+            signal_id = int(cursor.lastrowid or 0)
+            cursor.execute(_WAKE_FOR_SIGNAL, (workflow_id,))
+        self._signal_work()
+        return signal_id
+
+    def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
+        """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
+        with self._lock:
+            return _next_signal(self._connection.cursor(), workflow_id, names)
+
+    def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
+        """Write ``checkpoint`` and mark the signal ``signal_id`` consumed in one transaction."""
+        with self._transaction() as cursor:
+            step = checkpoint.steps[0].name if checkpoint.steps else None
+            cursor.execute(_CONSUME_SIGNAL, (checkpoint.at, step, signal_id, checkpoint.workflow_id))
+            if cursor.rowcount != 1 or not _write_checkpoint(cursor, checkpoint):
+                raise lease_lost(checkpoint.workflow_id)  # rolled back: the signal stays unconsumed
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()

@@ -348,11 +348,16 @@ def _earliest_due(state: RunState, steps: Mapping[str, StepRecord]) -> float | N
     """When a run in ``state`` wakes: the next retry of a step (running) or of an undo (compensating)."""
     if state is _RUNNING:
         waiting = _RETRYING
+        sleeping = StepState.WAITING  # a durable sleep's wake time is a timer too
     elif state is _RUN_COMPENSATING:
-        waiting = _COMPENSATING
+        waiting = sleeping = _COMPENSATING
     else:
         return None
-    dues = [r.next_attempt_at for r in steps.values() if r.state is waiting and r.next_attempt_at is not None]
+    dues = [
+        r.next_attempt_at
+        for r in steps.values()
+        if (r.state is waiting or r.state is sleeping) and r.next_attempt_at is not None
+    ]
     return min(dues) if dues else None
 
 
@@ -504,6 +509,7 @@ RETRYABLE_RUN_STATES = frozenset(
 _RERUN_STEP_STATES = frozenset(
     {
         StepState.RETRYING,
+        StepState.WAITING,  # a sleep or a wait cut short by the failure starts over (a fresh timeout)
         StepState.FAILED,
         StepState.COMPENSATING,
         StepState.COMPENSATED,

@@ -34,6 +34,8 @@ class StepState(StrEnum):
     PENDING = "pending"
     RETRYING = "retrying"
     """An attempt failed; the next one is due at ``next_attempt_at``."""
+    WAITING = "waiting"
+    """A durable sleep (due at ``next_attempt_at``) or a wait for a signal (since ``started_at``) began."""
     COMPLETED = "completed"
     FAILED = "failed"
     """Failed for good: out of retries, or a non-retryable error."""
@@ -78,8 +80,13 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
-    StepState.PENDING: frozenset({StepState.COMPLETED, StepState.RETRYING, StepState.FAILED}),
-    StepState.RETRYING: frozenset({StepState.COMPLETED, StepState.RETRYING, StepState.FAILED}),
+    StepState.PENDING: frozenset(
+        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
+    ),
+    StepState.RETRYING: frozenset(
+        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
+    ),
+    StepState.WAITING: frozenset({StepState.COMPLETED, StepState.RETRYING, StepState.FAILED}),
     StepState.COMPLETED: frozenset(
         {StepState.COMPENSATING, StepState.COMPENSATED, StepState.COMPENSATION_FAILED}
     ),

@@ -24,6 +24,7 @@ from conveyor.definition.registry import qualified_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.steps import StepMethod
 from conveyor.definition.task import make_task_spec
+from conveyor.definition.waits import WaitStepMethod, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
 from conveyor.errors import DefinitionError
 
@@ -137,6 +138,11 @@ def _step_definition(
     cls: type, declared: StepMethod, undo_name: str | None, waits_for: tuple[str, ...]
 ) -> StepDefinition:
     name = declared.name
+    if isinstance(declared, WaitStepMethod):  # a sleep or a wait for a signal: nothing of the class is called
+        if undo_name is not None:
+            raise DefinitionError(f"wait step {name!r} of {cls.__name__} cannot have an undo")
+        task = wait_task(name, declared.wait, retries=declared.retries)
+        return StepDefinition(name, task, Arguments({}), depends_on=waits_for)
     fn = _method(cls, name, f"step {name!r} of {cls.__name__}")
     undo = None
     if undo_name is not None:

@@ -8,14 +8,16 @@ Every method returns a new builder, so a partly built flow can be shared and ext
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from conveyor.definition.binding import FromBranches, FromPrevious, pydantic_input_validator
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import TaskSpec, make_task_spec
+from conveyor.definition.waits import Sleep, Wait, parse_duration, signal_wait, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
 from conveyor.errors import DefinitionError
 
@@ -69,6 +71,46 @@ class Flow:
         """Add a step that receives the previous step's result (or the workflow input, if it is first)."""
         spec = _spec(fn, name)
         return self._extend(StepDefinition(spec.name, spec, FromPrevious(self._tail)), tail=spec.name)
+
+    def delay(self, name: str, duration: float | timedelta | str) -> Flow:
+        """Add a durable sleep called ``name``: ``duration`` is a ``timedelta``, seconds, or text such as
+        ``"5m"``, ``"1h30m"`` or ``"2d"``. The wake time is fixed when the sleep starts and survives restarts;
+        no worker slot is held meanwhile. The next step receives the value this one received."""
+        step_name = check_name(name, "a step name")
+        wait = Sleep(parse_duration(duration, what=f"the duration of delay {step_name!r}"))
+        return self._wait_step(step_name, wait)
+
+    def wait_for_signal(
+        self,
+        name: str | Sequence[str],
+        *,
+        timeout: float | timedelta | str | None = None,
+        step_name: str | None = None,
+        signal_name: str | Sequence[str] | None = None,
+        retries: RetryPolicy | None = None,
+    ) -> Flow:
+        """Add a step that waits for the signal ``name`` (sent with ``send_signal``); its result, which the
+        next step receives, is the signal's payload. With a list of names it waits for the first of them and
+        its result is ``{"signal": name, "payload": payload}``. A signal sent before the run gets here is
+        kept. After ``timeout`` the step fails with ``SignalTimeoutError`` (retried like any failure). The
+        step is called ``step_name``, else the signal's name (the names joined by ``_or_``). Sayiir's
+        spelling, ``wait_for_signal("approval", signal_name="manager_approval")``, names the step first and
+        the signal with ``signal_name``."""
+        if signal_name is not None:
+            if not isinstance(name, str) or step_name is not None:
+                raise DefinitionError(
+                    f"wait_for_signal({name!r}, signal_name=...) of flow {self.name!r}: with signal_name, "
+                    "the first argument is the step's name (one name), and step_name is not given"
+                )
+            step_name = name
+            name = signal_name
+        wait = signal_wait(name, timeout, what=f"wait_for_signal({name!r}) of flow {self.name!r}")
+        called = step_name if step_name is not None else "_or_".join(wait.names)
+        return self._wait_step(check_name(called, "a step name"), wait, retries=retries)
+
+    def _wait_step(self, name: str, wait: Wait, *, retries: RetryPolicy | None = None) -> Flow:
+        spec = wait_task(name, wait, retries=retries)
+        return self._extend(StepDefinition(name, spec, FromPrevious(self._tail)), tail=name)
 
     def fork(self) -> Fork:
         """Start branches that run concurrently; close them with :meth:`Fork.join`."""

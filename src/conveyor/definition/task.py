@@ -12,13 +12,16 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.names import check_name
 from conveyor.definition.resources import ResourceRef
 from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import Cancelled, DefinitionError
+
+if TYPE_CHECKING:
+    from conveyor.definition.waits import Wait
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -207,6 +210,8 @@ class TaskSpec:
     compensation_retries: RetryPolicy | None = None
     description: str = ""
     tags: tuple[str, ...] = ()
+    waits: Wait | None = None
+    """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
 
     @property
     def fn(self) -> Callable[..., Any]:

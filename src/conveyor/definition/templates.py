@@ -5,7 +5,9 @@ its input must fit (``schema``) and its ``step_templates``: each with a ``name``
 (a dotted import path, or a Ruby-style ``Shop::StepHandlers::ChargeHandler``, read as
 ``shop.step_handlers.ChargeHandler``), its dependencies (``depends_on_step`` / ``depends_on_steps``),
 ``retryable``, ``retry_limit`` (attempts in all; 3 by default, as in Tasker) and ``timeout``
-(milliseconds). ``task_handler_class`` is accepted and recorded, not called.
+(milliseconds). ``task_handler_class`` is accepted and recorded, not called. Instead of a
+``handler_class``, a step may declare ``delay: 5m`` (a durable sleep) or ``wait_for_signal: approved`` (a name
+or a list; ``timeout`` in milliseconds); its result (the signal's payload) reaches later steps' ``results``.
 
 A handler is a class with a ``process(self, context, results)`` method: ``context`` is the run's input,
 ``results`` the results of the steps it depends on, directly or through other steps, by step name (``{}``
@@ -49,6 +51,7 @@ from conveyor.definition.template_source import (
     place_of,
     text_field,
 )
+from conveyor.definition.waits import Sleep, Wait, parse_duration, signal_wait, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
 from conveyor.errors import DefinitionError, InvalidInputError
 
@@ -73,6 +76,8 @@ STEP_FIELDS = (
     "retryable",
     "retry_limit",
     "timeout",
+    "delay",
+    "wait_for_signal",
 )
 
 
@@ -248,10 +253,36 @@ def _timeout_seconds(template: Mapping[str, Any], source: str, step: str) -> flo
     return timeout / 1000.0
 
 
+def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
+    """The wait a step template declares instead of a handler: ``delay: 5m`` (a duration), or
+    ``wait_for_signal: approved`` (a name or a list of names, ``timeout`` in milliseconds); else None."""
+    declared = [key for key in ("handler_class", "delay", "wait_for_signal") if key in template]
+    if len(declared) > 1:
+        raise place_of(template, source, declared[1], step).error(
+            f"a step has one of handler_class, delay and wait_for_signal, not {' and '.join(declared)}"
+        )
+    try:
+        if "delay" in template:
+            if "timeout" in template:
+                raise place_of(template, source, "timeout", step).error("a delay has no timeout")
+            return Sleep(parse_duration(template["delay"], what=f"the delay of step {step!r}"))
+        if "wait_for_signal" in template:
+            names = template["wait_for_signal"]
+            return signal_wait(names, _timeout_seconds(template, source, step), what=f"step {step!r}")
+    except DefinitionError as exc:
+        key = "delay" if "delay" in template else "wait_for_signal"
+        raise place_of(template, source, key, step).error(str(exc)) from None
+    return None
+
+
 def _step(
     template: Mapping[str, Any], name: str, reads: tuple[str, ...], source: str, handlers: Handlers | None
 ) -> StepDefinition:
     """Compile one step template; ``reads`` are the steps whose results its handler receives."""
+    wait = _wait(template, source, name)
+    if wait is not None:  # a durable sleep or a wait for a signal: no handler, after every step upstream
+        task = wait_task(name, wait, retries=_retries(template, source, name))
+        return StepDefinition(name, task, Arguments({}), depends_on=reads)
     handler_path = text_field(template, "handler_class", source, name, required=True)
     assert handler_path is not None
     handler_place = place_of(template, source, "handler_class", name)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,6 +17,9 @@ from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
 from conveyor.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from conveyor.definition.waits import Wait
 
 InputValidator = Callable[[Any], Any]
 """Takes the workflow input, returns it (possibly converted), or raises InvalidInputError naming the field."""
@@ -47,6 +50,8 @@ class StepSpec:
     timeout_seconds: float | None
     runs_inline: bool
     """Sync with no timeout: the engine may call it directly on the thread that drives the run."""
+    waits: Wait | None = None
+    """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
 
     @property
     def has_compensation(self) -> bool:
@@ -105,6 +110,7 @@ def definition_hash(steps: Sequence[StepSpec], output_step: str | None) -> str:
     graph = {
         "steps": [
             [step.name, list(step.depends_on), type(step.binding).__name__, list(step.binding.sources)]
+            + ([] if step.waits is None else [step.waits.describe()])  # a wait step says what it waits for
             for step in steps
         ],
         "output": output_step,
@@ -198,7 +204,10 @@ def build_workflow(
             retries=step.task.retries or default_retries,
             compensation_retries=step.task.compensation_retries or default_compensation_retries,
             timeout_seconds=step.task.timeout_seconds,
-            runs_inline=not step.task.shape.is_async and step.task.timeout_seconds is None,
+            runs_inline=(
+                not step.task.shape.is_async and step.task.timeout_seconds is None and step.task.waits is None
+            ),
+            waits=step.task.waits,
         )
         for index, step in enumerate(_topological_order(name, definitions))
     )

@@ -42,6 +42,7 @@ from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
 from conveyor.engine.lease import _DRIVEN, Lease
+from conveyor.engine.waiting import StillWaiting, move_wait
 from conveyor.errors import Cancelled, EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
 _RUN_STEPS = Action.RUN_STEPS
@@ -49,6 +50,9 @@ _RUN_COMPENSATION = Action.RUN_COMPENSATION
 _WAIT_UNTIL = Action.WAIT_UNTIL
 _FINISHED = Action.FINISHED
 
+
+SIGNAL_POLL_SECONDS = 0.1
+"""How often a run driven in-process (``drive_to_end``) looks again for the signal it waits for."""
 
 _NOT_RETRYABLE = (NonRetryableError, EncodingError, UnknownResourceError)
 """Errors that fail a step (or undo) at once: another attempt would meet the same."""
@@ -82,9 +86,13 @@ PAUSED = Paused()
 
 @dataclass(frozen=True, slots=True)
 class WaitUntil:
-    """The drive stopped because the run waits for a timer: drive it again at ``at`` (epoch seconds)."""
+    """The drive stopped because the run waits for a timer: drive it again at ``at`` (epoch seconds).
+
+    With ``signals``, the run waits for one of these signals too: drive it again as soon as one comes.
+    """
 
     at: float
+    signals: tuple[str, ...] = ()
 
 
 DriveOutcome = Finished | WaitUntil | Paused
@@ -179,6 +187,13 @@ class RunDriver:
                     if lease.lost:  # before the checkpoint
                         raise lease.lost_error()
                     record_checkpoint(checkpoint)
+                elif any(spec.waits is not None for spec in steps):  # a sleep or a wait for a signal
+                    waiting = self._move_waits(steps, now)
+                    if waiting is not None:
+                        deadline = lease.deadline_at
+                        if deadline is not None and deadline < waiting.at:  # wake for the deadline
+                            return WaitUntil(deadline, waiting.signals)
+                        return waiting
                 else:
                     self._run_together(self._calls(decision, now))
                 continue
@@ -205,11 +220,53 @@ class RunDriver:
             )
 
     def drive_to_end(self) -> RunRecord:
-        """Drive the run until it ends (or is paused), sleeping on the clock through each wait; its record."""
+        """Drive the run until it ends (or is paused), sleeping through each wait; return its record.
+
+        A wait for a signal is looked at again every :data:`SIGNAL_POLL_SECONDS` (up to its timeout).
+        """
         clock = self.clock
         while isinstance(outcome := self.drive(), WaitUntil):
-            clock.sleep(outcome.at - clock.now())
+            pause = outcome.at - clock.now()
+            if outcome.signals:
+                pause = min(pause, SIGNAL_POLL_SECONDS)
+            clock.sleep(pause)
         return self.run
+
+    def _move_waits(self, steps: tuple[StepSpec, ...], now: float) -> WaitUntil | None:
+        """Move each wait step of ``steps`` on and run the others; the wait to return if nothing moved."""
+        waiting: list[StillWaiting] = []
+        for spec in steps:
+            if spec.waits is not None:
+                still = move_wait(self, spec, now)
+                if still is not None:
+                    waiting.append(still)
+        others = [spec for spec in steps if spec.waits is None]
+        if others:
+            self._run_together(self._calls(Decision(_RUN_STEPS, tuple(others)), now))
+            return None
+        if len(waiting) < sum(spec.waits is not None for spec in steps) or not waiting:
+            return None  # a wait moved: decide again
+        signals = tuple(dict.fromkeys(name for still in waiting for name in still.signals))
+        return WaitUntil(min(still.at for still in waiting), signals)
+
+    # -- what a wait step (engine.waiting) writes through ---------------------------------------------
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        """Write ``checkpoint`` unless the lease was lost."""
+        self._check_lease()
+        self.record_checkpoint(checkpoint)
+
+    def took(self, settled: Settled) -> Checkpoint:
+        """Keep a settled record as the run's latest; return its checkpoint to write."""
+        return self._took(settled)
+
+    def check_lease(self) -> None:
+        """Raise LeaseLostError if the run's lease was marked lost."""
+        self._check_lease()
+
+    def failed(self, spec: StepSpec, error: Exception, started: float, finished: float) -> Checkpoint:
+        """The checkpoint of a step failing with ``error`` (retried by its policy, else for good)."""
+        return self._failed(spec, error, started, finished)
 
     # -- steering: cancel, pause, deadline ---------------------------------------------------------
 
@@ -252,7 +309,11 @@ class RunDriver:
         run, results, clock = self.run, self.results, self.clock
         undo = decision.action is _RUN_COMPENSATION
         resources = self.resources
-        return [StepCall(spec, run, results, clock, now, undo, resources) for spec in decision.steps]
+        return [
+            StepCall(spec, run, results, clock, now, undo, resources)
+            for spec in decision.steps
+            if spec.waits is None  # a wait step is moved on by drive, once nothing runs beside it
+        ]
 
     def _run_together(self, ready: list[StepCall]) -> None:
         """Run calls side by side, settling each here as it ends, until none is left in flight.

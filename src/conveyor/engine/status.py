@@ -209,7 +209,18 @@ class WorkflowStatus:
             "output": None if self._record.output is None else orjson.loads(self._record.output),
             "error": None if self._record.error is None else self._record.error.to_dict(),
             "steps": [step.to_dict() for step in self.steps],
+            "waiting": [{"step": step.name, "until": step.next_attempt_at} for step in self.waiting],
         }
+
+    @property
+    def waiting(self) -> tuple[StepStatus, ...]:
+        """The steps that wait now: a durable sleep (``next_attempt_at`` is its wake time) or a wait for a
+        signal (``next_attempt_at`` is None; ``started_at`` is when the wait began)."""
+        return tuple(step for step in self.steps if step.state is StepState.WAITING)
+
+    def is_waiting(self) -> bool:
+        """Whether the run sleeps or waits for a signal now (it holds no worker while it does)."""
+        return any(record.state is StepState.WAITING for record in self._record.steps.values())
 
     def __repr__(self) -> str:
         return f"<WorkflowStatus {self.workflow_id!r} {self.state.value}>"

@@ -30,6 +30,7 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.core.records import Checkpoint, Failure, RunRecord
 from conveyor.core.states import RunState, StepState
+from conveyor.core.waits import WAIT_FOREVER
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
@@ -213,7 +214,7 @@ class Worker:
         due = self.backend.next_wake_at(
             workflow_names=self.workflow_names, exclude=self._leases.held().keys()
         )
-        if due is None:
+        if due is None or due >= WAIT_FOREVER:  # only runs waiting for signals: none wakes by itself
             return None
         return max(due - self.backend.now(), _FIRST_BACKOFF_SECONDS / 10)
 
@@ -273,7 +274,7 @@ class Worker:
             )
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):
-                self._release(run, outcome.at)
+                self._release(run, outcome.at, outcome.signals)
             elif isinstance(outcome, Paused):  # handed back; the backend keeps it unclaimed until resumed
                 self._release(run, None)
             else:
@@ -318,8 +319,15 @@ class Worker:
                 exc_info=True,
             )
 
-    def _release(self, run: RunRecord, wake_at: float | None) -> None:
-        if self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at):
+    def _release(self, run: RunRecord, wake_at: float | None, signals: tuple[str, ...] = ()) -> None:
+        released = (
+            self.backend.release_run(
+                workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at, wake_for_signals=signals
+            )
+            if signals
+            else self.backend.release_run(workflow_id=run.workflow_id, epoch=run.epoch, wake_at=wake_at)
+        )
+        if released:
             self.stats.released += 1
 
     # -- shutdown -----------------------------------------------------------------------------------

@@ -152,6 +152,11 @@ def get_workflow_status(
     )
 
 
+def send_signal(workflow_id: str, name: str, payload: Any = None, backend: Backend | None = None) -> int:
+    """Send the signal ``name`` with ``payload`` to the run ``workflow_id``; :meth:`Conveyor.send_signal`."""
+    return runtime_for(backend).send_signal(workflow_id, name, payload)
+
+
 def cancel_workflow(workflow_id: str, reason: str = "", backend: Backend | None = None) -> WorkflowStatus:
     """Cancel the run from any process (Sayiir's name); :meth:`Conveyor.cancel`."""
     return runtime_for(backend).cancel(workflow_id, reason)

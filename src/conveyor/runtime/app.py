@@ -57,6 +57,7 @@ from conveyor.errors import (
 from conveyor.runtime import steering
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
+from conveyor.runtime.signals import send_signal_to
 
 DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
 BACKEND_VARIABLE = "CONVEYOR_BACKEND"
@@ -432,6 +433,17 @@ class Conveyor:
         if workflow is not None:
             return WorkflowStatus(record, self._resolve(workflow, None).output_codec)
         return WorkflowStatus(record, self._output_codec(record))
+
+    def send_signal(self, workflow_id: str, name: str, payload: Any = None) -> int:
+        """Send the signal ``name`` with ``payload`` (JSON) to the run ``workflow_id``, from any process.
+
+        Kept until a ``wait_for_signal`` step of the run consumes it (one signal per wait, oldest first);
+        a run waiting for it is woken. Returns the signal's id. An unknown run raises
+        :class:`~conveyor.errors.RunNotFoundError`, a finished one :class:`~conveyor.errors.RunFinishedError`.
+        """
+        return send_signal_to(
+            self.backend, workflow_id, name, payload, now=self.clock.now(), max_bytes=self._max_value_bytes()
+        )
 
     def wait(self, workflow_id: str, timeout: float | None = None) -> WorkflowStatus:
         """Wait until the run ends (at most ``timeout`` seconds, else ``TimeoutError``); its status."""

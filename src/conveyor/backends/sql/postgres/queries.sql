@@ -124,6 +124,9 @@ WITH ready AS (
       FROM conveyor_runs r
      WHERE r.state IN ('pending', 'running', 'compensating')
        AND (r.wake_at IS NULL OR r.wake_at <= extract(epoch FROM statement_timestamp())::float8)
+       -- the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a
+       -- signal (a minute's slack for a caller's clock ahead of the server's, which stamped created_at)
+       AND coalesce(r.wake_at, r.created_at) <= extract(epoch FROM statement_timestamp())::float8 + 60
        AND (r.owner IS NULL
             OR (r.lease_expires_at IS NOT NULL
                 AND (r.lease_expires_at < extract(epoch FROM statement_timestamp())::float8
