@@ -23,6 +23,7 @@ from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, cu
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
+    Cancelled,
     ConfigurationError,
     ConveyorError,
     CorruptRunError,
@@ -49,7 +50,9 @@ from conveyor.errors import (
 from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
+    cancel_workflow,
     get_workflow_status,
+    pause_workflow,
     retry_workflow,
     run_by_name,
     run_durable_workflow,
@@ -58,6 +61,7 @@ from conveyor.runtime.adapters import (
     send_signal,
     start_workflow,
     start_workflow_async,
+    unpause_workflow,
 )
 from conveyor.saga import Saga, SagaResult
 
@@ -66,6 +70,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BackendError",
+    "Cancelled",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -114,6 +119,7 @@ __all__ = [
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
+    "cancel_workflow",
     "current_context",
     "delay",
     "from_input",
@@ -123,6 +129,7 @@ __all__ = [
     "load_template",
     "load_templates",
     "open_backend",
+    "pause_workflow",
     "resource",
     "retry_workflow",
     "run_by_name",
@@ -134,6 +141,7 @@ __all__ = [
     "start_workflow_async",
     "step",
     "task",
+    "unpause_workflow",
     "wait_for_run",
     "wait_for_signal",
 ]

@@ -140,6 +140,18 @@ def _signal(arguments: argparse.Namespace, app: Conveyor) -> int:
     return 0
 
 
+def _steer(arguments: argparse.Namespace, app: Conveyor) -> int:
+    """cancel, pause and resume: the request is stored with the run; its status is printed."""
+    if arguments.command == "cancel":
+        status = app.cancel(arguments.workflow_id, arguments.reason or "")
+    elif arguments.command == "pause":
+        status = app.pause(arguments.workflow_id)
+    else:
+        status = app.resume(arguments.workflow_id)
+    print(json.dumps(status.to_dict(), indent=2, default=str))
+    return 0
+
+
 def _list_runs(arguments: argparse.Namespace, app: Conveyor) -> int:
     page = app.runs(arguments.workflow, state=arguments.state, limit=arguments.limit, page=arguments.page)
     if arguments.json:
@@ -244,6 +256,16 @@ def parser() -> argparse.ArgumentParser:
     signal.add_argument("name", type=text, help="the signal's name")
     signal.add_argument("--payload", type=json_input, default="null", help="its payload, as JSON (null)")
     signal.set_defaults(run=_signal)
+    cancel = command("cancel", "cancel a run: its completed steps are undone, it ends cancelled")
+    cancel.add_argument("workflow_id", type=workflow_id)
+    cancel.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
+    cancel.set_defaults(run=_steer)
+    pause = command("pause", "pause a run: no new step starts until it is resumed")
+    pause.add_argument("workflow_id", type=workflow_id)
+    pause.set_defaults(run=_steer)
+    resume = command("resume", "resume a paused run where it stopped")
+    resume.add_argument("workflow_id", type=workflow_id)
+    resume.set_defaults(run=_steer)
 
     runs = commands.add_parser("runs", help="look at the runs a backend holds").add_subparsers(
         dest="runs_command", required=True

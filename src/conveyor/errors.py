@@ -17,6 +17,7 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   ├── CorruptRunError      a stored row of the run cannot be read; the run fails alone
     │   ├── RunNotRetryableError   retry asked of a run that did not fail
     │   ├── RunAlreadyRunningError another caller is driving this run (asked not to wait)
+    │   ├── RunFinishedError     a signal, cancel or pause sent to a run that has ended
     │   ├── InvalidTransitionError
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
@@ -28,6 +29,9 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   └── LeaseLostError       another process took the run over; this one must stop
     └── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
         └── UnknownResourceError a step asked for a resource the runtime does not have
+
+Outside the tree, derived from ``BaseException`` so that a step's ``except Exception`` cannot swallow it:
+``Cancelled``, what a step of a cancelled run is stopped with (as ``asyncio.CancelledError``).
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class RunNotFoundError(RunError, LookupError):
 
 
 class RunFinishedError(RunError):
-    """The run has ended, so it cannot take what was sent to it (a signal, say)."""
+    """The run has ended, so it cannot take what was sent to it (a signal, a cancel, a pause)."""
 
     state: str
     """The state it ended in."""
@@ -181,3 +185,17 @@ class ConfigurationError(ConveyorError):
 
 class UnknownResourceError(ConfigurationError, LookupError):
     """A step asked for a resource the runtime does not have."""
+
+
+class Cancelled(BaseException):
+    """The run was cancelled: the step should stop (raised by ``StepContext.raise_if_cancelled``).
+
+    A ``BaseException``, as :class:`asyncio.CancelledError` is, so that a step's ``except Exception``
+    does not swallow it. A step that lets it out is recorded neither completed nor failed: the run's
+    completed steps are compensated and the run ends ``cancelled``.
+    """
+
+    def __init__(self, reason: str = "", *, workflow_id: str = "") -> None:
+        self.reason = reason
+        self.workflow_id = workflow_id
+        super().__init__(f"run {workflow_id!r} was cancelled: {reason}" if workflow_id else reason)

@@ -168,5 +168,47 @@ if os.environ.get("KILL_ON_CONSUME"):
     _die_around_consuming(os.environ["KILL_ON_CONSUME"])
 
 
-app = Conveyor(workflows=[ORDERS, CRASHING, SLOW, LONG, TEN_KILLS, SLEEPING, TWO_TICKS])
+def _note_undo(result: str) -> None:
+    line = f"{os.getpid()} {result} book undo {time.time():.6f}\n"
+    descriptor = os.open(os.environ["WORKER_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(descriptor, line.encode())
+    finally:
+        os.close(descriptor)
+
+
+@task(compensate=_note_undo)
+def book(order: dict[str, Any], context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return context.workflow_id
+
+
+@task
+def work(booking: str, context: StepContext) -> str:
+    """Works for $WORK_SECONDS (default 1), looking every 20 ms whether its run was cancelled."""
+    note(context, "start")
+    until = time.monotonic() + float(os.environ.get("WORK_SECONDS", "1.0"))
+    while time.monotonic() < until:
+        try:
+            context.raise_if_cancelled()
+        except Exception:  # what user code writes: the cancel must not be swallowed here
+            note(context, "swallowed")
+        time.sleep(0.02)
+    note(context, "done")
+    return booking
+
+
+@task
+def finish(booking: str, context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return "finished"
+
+
+STEERED = Flow("steered").then(book).then(work).then(finish).build()
+"""book (undo logged as ``book undo``), a working step that heeds a cancel, then finish."""
+
+
+app = Conveyor(workflows=[ORDERS, CRASHING, SLOW, LONG, TEN_KILLS, SLEEPING, TWO_TICKS, STEERED])
 """The runtime ``conveyor worker --app worker_app`` loads (its backend comes from ``--backend``)."""

@@ -7,6 +7,7 @@ import conveyor
 EXPECTED = [
     "Backend",
     "BackendError",
+    "Cancelled",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -55,6 +56,7 @@ EXPECTED = [
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
+    "cancel_workflow",
     "current_context",
     "delay",
     "from_input",
@@ -64,6 +66,7 @@ EXPECTED = [
     "load_template",
     "load_templates",
     "open_backend",
+    "pause_workflow",
     "resource",
     "retry_workflow",
     "run_by_name",
@@ -75,6 +78,7 @@ EXPECTED = [
     "start_workflow_async",
     "step",
     "task",
+    "unpause_workflow",
     "wait_for_run",
     "wait_for_signal",
 ]

@@ -22,7 +22,7 @@ S = StepState
 EXPECTED_RUN: dict[RunState, set[RunState]] = {
     R.PENDING: {R.RUNNING, R.CANCELLED, R.DEAD_LETTERED},
     R.RUNNING: {R.COMPLETED, R.FAILED, R.COMPENSATING, R.CANCELLED, R.DEAD_LETTERED},
-    R.COMPENSATING: {R.COMPENSATED, R.COMPENSATION_FAILED, R.DEAD_LETTERED},
+    R.COMPENSATING: {R.COMPENSATED, R.COMPENSATION_FAILED, R.CANCELLED, R.DEAD_LETTERED},
     R.COMPLETED: set(),
     R.FAILED: {R.RUNNING},  # manual retry
     R.COMPENSATED: {R.RUNNING},  # manual retry
@@ -123,7 +123,7 @@ def test_tables_are_immutable():
 
 def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 64 step pairs."""
-    assert len(ALLOWED_RUN_PAIRS) == 15
+    assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
     assert len(ALLOWED_STEP_PAIRS) == 20
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 64
@@ -194,9 +194,9 @@ def test_every_final_run_state_exits_only_by_manual_retry():
 
 
 def test_only_pending_and_running_runs_can_be_cancelled():
-    """Cancellation is possible before a run ends, never during compensation or after the end."""
+    """A run ends cancelled before it ends otherwise, or once the undos a cancel started are done."""
     cancellable = {state for state in RunState if R.CANCELLED in RUN_TRANSITIONS[state]}
-    assert cancellable == {R.PENDING, R.RUNNING}
+    assert cancellable == {R.PENDING, R.RUNNING, R.COMPENSATING}
 
 
 def test_only_compensating_runs_reach_compensated_states():

@@ -26,6 +26,7 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 
@@ -53,6 +54,8 @@ class InMemoryBackend(ClosesOnExit):
         self._recorded_steps: dict[str, tuple[str, ...]] = {}
         self._signals: dict[str, list[Signal]] = {}  # unconsumed signals by run, oldest first
         self._last_signal_id = 0
+        # Steering: workflow_id -> [cancel_reason, paused, deadline_at] (see backends.steering).
+        self._steering: dict[str, list[Any]] = {}
 
     def start_run(
         self,
@@ -87,6 +90,7 @@ class InMemoryBackend(ClosesOnExit):
                     leased_until=lease_end,
                     owner=owner,
                     definition_hash=run.definition_hash,
+                    deadline_at=run.deadline_at,
                 )
                 return record, True
             record = self._load(workflow_id)
@@ -185,6 +189,9 @@ class InMemoryBackend(ClosesOnExit):
         )
         steps = [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]]
         record = run_from_rows(row, steps)
+        steering = self._steering.get(workflow_id)
+        if steering is not None:
+            record.cancel_reason, record.paused, record.deadline_at = steering
         lease = self._leases.get(workflow_id)
         if lease is not None:
             record.owner = lease[0]
@@ -221,6 +228,8 @@ class InMemoryBackend(ClosesOnExit):
         self._changing[workflow_id] = (RUN_STATE_TEXT[state], None, None, now, None, epoch, 0, 0)
         self._recorded_steps[workflow_id] = ()
         self._active[workflow_id] = None
+        if run.deadline_at is not None:
+            self._steering[workflow_id] = [None, False, run.deadline_at]
 
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
@@ -348,6 +357,9 @@ class InMemoryBackend(ClosesOnExit):
             if wake_for_signals and self._next_signal(workflow_id, wake_for_signals) is not None:
                 wake_at = None
             self._leases.pop(workflow_id, None)
+            steering = self._steering.get(workflow_id)
+            if steering is not None and steering[1]:  # paused: kept unclaimed until resumed
+                wake_at = PAUSED_WAKE_AT
             self._changing[workflow_id] = (*changing[:_WAKE_AT], wake_at, *changing[_WAKE_AT + 1 :])
             if wake_at is None or wake_at <= self._time():
                 self._signal_work()
@@ -400,6 +412,8 @@ class InMemoryBackend(ClosesOnExit):
                 if workflow_names is not None and self._fixed[workflow_id][1] not in workflow_names:
                     continue
                 wake_at = self._changing[workflow_id][_WAKE_AT]
+                if wake_at is not None and wake_at >= PAUSED_WAKE_AT:
+                    continue
                 lease = self._leases.get(workflow_id)
                 if lease is None:
                     if wake_at is not None:
@@ -407,6 +421,59 @@ class InMemoryBackend(ClosesOnExit):
                 elif lease[1] is not None:
                     dues.append(max(lease[1], wake_at or 0.0))
         return min(dues) if dues else None
+
+    # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
+
+    def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Record that the run is to be cancelled (the first reason is kept); None if no such run.
+
+        A run that has ended is returned unchanged. A paused run is no longer paused, and a run waiting on
+        a timer or paused becomes claimable at once, so that a driver compensates it now.
+        """
+        return self._steer(workflow_id, cancel=reason)
+
+    def request_pause(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is paused (unclaimable until resumed); None if no such run."""
+        return self._steer(workflow_id, pause=True)
+
+    def request_resume(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is no longer paused (claimable at once); None if no such run."""
+        return self._steer(workflow_id, pause=False)
+
+    def _steer(
+        self, workflow_id: str, *, cancel: str | None = None, pause: bool | None = None
+    ) -> RunRecord | None:
+        with self._lock:
+            if workflow_id not in self._fixed:
+                return None
+            changing = self._changing[workflow_id]
+            if changing[_STATE] in _FINAL:
+                return self._load(workflow_id)
+            steering = self._steering.setdefault(workflow_id, [None, False, None])
+            if cancel is not None:
+                if steering[0] is None:
+                    steering[0] = cancel
+                steering[1] = False
+                wake_at = None
+            elif pause and steering[0] is None:
+                steering[1] = True
+                wake_at = PAUSED_WAKE_AT
+            else:
+                steering[1] = False
+                wake_at = None if not pause else changing[_WAKE_AT]
+            self._changing[workflow_id] = (*changing[:_WAKE_AT], wake_at, *changing[_WAKE_AT + 1 :])
+            if wake_at is None:
+                self._signal_work()
+            return self._load(workflow_id)
+
+    def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
+        """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
+        with self._lock:
+            return {
+                workflow_id: (steering[0], steering[1])
+                for workflow_id in workflow_ids
+                if (steering := self._steering.get(workflow_id)) is not None and (steering[0] or steering[1])
+            }
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Block until a run is submitted or released in this process, or the timeout passes."""

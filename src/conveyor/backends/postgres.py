@@ -35,6 +35,7 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.steering import SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
 from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 _EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
 _LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
+_CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -244,6 +246,7 @@ class PostgresBackend(ClosesOnExit):
             if cursor.rowcount == 1:
                 created = run_from_rows(_new_row(params), ())
                 created.owner = owner
+                created.deadline_at = run.deadline_at
                 return created, True
             cursor.execute(self._queries["take_over_run"], params)
             row = cursor.fetchone()
@@ -323,7 +326,9 @@ class PostgresBackend(ClosesOnExit):
         with self._cursor("submit a run") as cursor:
             cursor.execute(self._queries["submit_run"], params)
             if cursor.rowcount == 1:
-                return run_from_rows(_new_row(params), ()), True
+                created = run_from_rows(_new_row(params), ())
+                created.deadline_at = run.deadline_at
+                return created, True
             return self._must_load(cursor, run.workflow_id), False
 
     def claim_runs(
@@ -483,6 +488,36 @@ class PostgresBackend(ClosesOnExit):
             row = cursor.fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
+
+    def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Record that the run is to be cancelled (the first reason is kept); None if no such run.
+
+        A run that has ended is returned unchanged; a paused or waiting one becomes claimable at once.
+        """
+        return self._steer("request_cancel", {"workflow_id": workflow_id, "reason": reason})
+
+    def request_pause(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is paused (unclaimable until resumed); None if no such run."""
+        return self._steer("request_pause", {"workflow_id": workflow_id})
+
+    def request_resume(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is no longer paused (claimable at once); None if no such run."""
+        return self._steer("request_resume", {"workflow_id": workflow_id})
+
+    def _steer(self, query: str, params: dict[str, Any]) -> RunRecord | None:
+        with self._cursor(query.replace("_", " ")) as cursor:
+            cursor.execute(self._queries[query], params)
+            return self._load(cursor, params["workflow_id"])
+
+    def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
+        """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
+        if not workflow_ids:
+            return {}
+        with self._cursor("read steering requests") as cursor:
+            cursor.execute(self._queries["read_steering"], {"workflow_ids": list(workflow_ids)})
+            return {row[0]: (row[1], bool(row[2])) for row in cursor.fetchall()}
+
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Wait for ``NOTIFY conveyor_work`` (a submit or release anywhere) up to ``timeout_seconds``.
 
@@ -537,6 +572,7 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
         "epoch": epoch,
         "owner": owner,
         "definition_hash": run.definition_hash,
+        "deadline_at": run.deadline_at,
     }
 
 
@@ -589,4 +625,9 @@ def _record(row: Sequence[Any]) -> RunRecord:
         record = run_from_rows(row[:_LEASED_UNTIL], step_rows)
     record.leased_until = row[_LEASED_UNTIL]
     record.owner = row[_OWNER] if len(row) > _OWNER else None  # claims return none: the claimer owns them
+    if len(row) > _DEADLINE:
+        cancel, deadline = row[_CANCEL], row[_DEADLINE]
+        record.cancel_reason = cancel if type(cancel) is str else None
+        record.paused = row[_PAUSED] is True
+        record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
     return record

@@ -34,6 +34,7 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import FINAL_RUN_STATES
 from conveyor.errors import BackendError, InvalidArgumentError
@@ -41,13 +42,16 @@ from conveyor.errors import BackendError, InvalidArgumentError
 Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
-_SELECT_RUN = f"SELECT {RUN_COLUMNS}, lease_expires_at, owner FROM conveyor_runs WHERE workflow_id = ?"
-_LEASE, _OWNER = 16, 17  # positions of lease_expires_at and owner in a row read with _SELECT_RUN
+_SELECT_RUN = (
+    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at "
+    "FROM conveyor_runs WHERE workflow_id = ?"
+)
+_LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE = 16, 17, 18, 19, 20  # positions in a row of _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
     "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
-    "definition_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+    "definition_hash, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -77,13 +81,22 @@ _EXTEND = (
     "AND lease_expires_at IS NOT NULL"
 )
 _RELEASE = (
-    "UPDATE conveyor_runs SET owner = NULL, lease_expires_at = NULL, wake_at = ? "
-    "WHERE workflow_id = ? AND epoch = ?"
+    "UPDATE conveyor_runs SET owner = NULL, lease_expires_at = NULL, "
+    f"wake_at = CASE WHEN paused THEN {PAUSED_WAKE_AT!r} ELSE ? END WHERE workflow_id = ? AND epoch = ?"
 )
+"""A paused run handed back keeps its paused timer (see backends.steering)."""
+_STEER = {
+    "cancel": "UPDATE conveyor_runs SET cancel_reason = coalesce(cancel_reason, ?), paused = 0, "
+    "wake_at = NULL WHERE workflow_id = ?",
+    "pause": f"UPDATE conveyor_runs SET paused = 1, wake_at = {PAUSED_WAKE_AT!r} "
+    "WHERE workflow_id = ? AND cancel_reason IS NULL",
+    "resume": "UPDATE conveyor_runs SET paused = 0, wake_at = NULL WHERE workflow_id = ? AND paused",
+}
 _NEXT_WAKE = (
     "SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE max(lease_expires_at, coalesce(wake_at, 0)) END) "
     "FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') "
-    "AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)"
+    "AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL) "
+    f"AND coalesce(wake_at, 0) < {PAUSED_WAKE_AT!r}"
 )
 _FAIL_CORRUPT = (
     "UPDATE conveyor_runs SET state = 'failed', error = ?, owner = NULL, lease_expires_at = NULL, "
@@ -260,6 +273,7 @@ class SqliteBackend(ClosesOnExit):
                         *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                         *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
                         run.definition_hash,
+                        run.deadline_at,
                     ),
                 )
                 created = (
@@ -269,6 +283,7 @@ class SqliteBackend(ClosesOnExit):
                 )
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
+                record.deadline_at = run.deadline_at
                 return record, True
             record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
             held = record.leased_until is not None and (
@@ -331,7 +346,54 @@ class SqliteBackend(ClosesOnExit):
         record.owner = owner if type(owner) is str else None
         if type(lease) in (int, float) and lease >= self.now():
             record.leased_until = lease
+        cancel, deadline = row[_CANCEL], row[_DEADLINE]
+        record.cancel_reason = cancel if type(cancel) is str else None
+        record.paused = bool(row[_PAUSED])
+        record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
         return record
+
+    # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
+
+    def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Record that the run is to be cancelled (the first reason is kept); None if no such run.
+
+        A run that has ended is returned unchanged; a paused or waiting one becomes claimable at once.
+        """
+        return self._steer(workflow_id, "cancel", (reason, workflow_id))
+
+    def request_pause(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is paused (unclaimable until resumed); None if no such run."""
+        return self._steer(workflow_id, "pause", (workflow_id,))
+
+    def request_resume(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is no longer paused (claimable at once); None if no such run."""
+        return self._steer(workflow_id, "resume", (workflow_id,))
+
+    def _steer(self, workflow_id: str, what: str, params: tuple[Any, ...]) -> RunRecord | None:
+        with self._transaction() as cursor:
+            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            if row is None:
+                return None
+            if row[3] in READY_RUN_STATES:
+                cursor.execute(_STEER[what], params)
+                row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+        if what != "pause":
+            self._signal_work()
+        return record
+
+    def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
+        """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
+        ids = list(workflow_ids)
+        if not ids:
+            return {}
+        query = (
+            "SELECT workflow_id, cancel_reason, paused FROM conveyor_runs WHERE (cancel_reason IS NOT NULL "
+            f"OR paused) AND workflow_id IN ({', '.join('?' * len(ids))})"
+        )
+        with self._lock:
+            rows = self._connection.execute(query, ids).fetchall()
+        return {row[0]: (row[1], bool(row[2])) for row in rows}
 
     # -- work for worker processes ------------------------------------------------------------------
 
@@ -347,6 +409,7 @@ class SqliteBackend(ClosesOnExit):
                 (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
                     *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
+                    run.deadline_at,
                 ),
             )
             created = (
@@ -355,7 +418,9 @@ class SqliteBackend(ClosesOnExit):
                 run.definition_hash,
             )
         self._signal_work()
-        return run_from_rows(created, ()), True
+        record = run_from_rows(created, ())
+        record.deadline_at = run.deadline_at
+        return record, True
 
     def claim_runs(
         self,

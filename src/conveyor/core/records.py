@@ -154,6 +154,8 @@ class NewRun:
     state: RunState = RunState.RUNNING
     definition_hash: str | None = None
     """The hash of the workflow's definition (see ``Workflow.definition_hash``)."""
+    deadline_at: float | None = None
+    """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
 
 
 @dataclass(slots=True)
@@ -200,6 +202,12 @@ class RunRecord:
     corruption: CorruptRunError | None = None
     """Set when the stored run could not be read: the record then stands for it as ``failed`` with this
     error (see :func:`conveyor.backends.rows.run_from_rows`), and nothing may drive or retry it."""
+    cancel_reason: str | None = None
+    """Set once someone asked for the run to be cancelled (as read; see ``cancel_workflow``)."""
+    paused: bool = False
+    """Whether the run is paused (as read): no new step starts until it is resumed."""
+    deadline_at: float | None = None
+    """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
 
     @property
     def is_final(self) -> bool:

@@ -338,6 +338,8 @@ def _implied_state(
     if state is _RUN_COMPENSATING and not undos_left(workflow, steps):
         if any(record.state is StepState.COMPENSATION_FAILED for record in steps.values()):
             return RunState.COMPENSATION_FAILED
+        if error is not None and error.error_type == "Cancelled":  # core.steering's cancellation
+            return RunState.CANCELLED
         return RunState.COMPENSATED
     return state
 

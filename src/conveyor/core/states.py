@@ -23,6 +23,7 @@ class RunState(StrEnum):
     COMPENSATION_FAILED = "compensation_failed"
     """An undo kept failing: a person must look at this run."""
     CANCELLED = "cancelled"
+    """Cancelled by request (or by its deadline): its completed steps were undone, newest first."""
     DEAD_LETTERED = "dead_lettered"
     """Its worker died while running it too many times in a row; a person must look (then retry it)."""
 
@@ -67,7 +68,7 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
         }
     ),
     RunState.COMPENSATING: frozenset(
-        {RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.DEAD_LETTERED}
+        {RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.CANCELLED, RunState.DEAD_LETTERED}
     ),
     RunState.COMPLETED: frozenset(),
     # A run that failed may be retried by hand: it runs again from the steps that did not complete.

@@ -18,7 +18,7 @@ from conveyor.codec import TypedCodec
 from conveyor.definition.names import check_name
 from conveyor.definition.resources import ResourceRef
 from conveyor.definition.retry import RetryPolicy, seconds
-from conveyor.errors import DefinitionError
+from conveyor.errors import Cancelled, DefinitionError
 
 if TYPE_CHECKING:
     from conveyor.definition.waits import Wait
@@ -43,6 +43,7 @@ class StepContext:
     """
 
     __slots__ = (
+        "_steering",
         "attempt",
         "correlation_id",
         "generation",
@@ -64,7 +65,10 @@ class StepContext:
         is_compensation: bool = False,
         generation: int = 0,
         resources: Mapping[str, Any] | None = None,
+        steering: Any = None,
     ) -> None:
+        self._steering = steering
+        """What tells whether the run was cancelled: an object with ``cancel_reason`` (the run's lease)."""
         self.resources: Mapping[str, Any] = resources if resources is not None else {}
         """The runtime's resources, by name (see :meth:`resource`)."""
         self.workflow_id = workflow_id
@@ -87,6 +91,23 @@ class StepContext:
         retry = f":retry{self.generation}" if self.generation else ""
         undo = ":undo" if self.is_compensation else ""
         return f"{_key_part(self.workflow_id)}:{_key_part(self.step_name)}{retry}{undo}"
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was cancelled while this step runs: a long step should stop soon.
+
+        Known within a third of the lease after ``cancel_workflow`` from another process, at once from
+        this one. See :meth:`raise_if_cancelled`.
+        """
+        steering = self._steering
+        return steering is not None and steering.cancel_reason is not None
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`~conveyor.errors.Cancelled` if the run was cancelled (``except Exception`` lets it
+        through); the run then undoes its completed steps and ends ``cancelled``."""
+        steering = self._steering
+        if steering is not None and steering.cancel_reason is not None:
+            raise Cancelled(steering.cancel_reason, workflow_id=self.workflow_id)
 
     def resource(self, name: str) -> Any:
         """The runtime's resource ``name`` (a database, a gateway client), built on first use."""

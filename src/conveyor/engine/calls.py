@@ -15,7 +15,8 @@ from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context
-from conveyor.errors import StepTimeoutError, UnknownResourceError
+from conveyor.engine.lease import driven_lease
+from conveyor.errors import Cancelled, StepTimeoutError, UnknownResourceError
 
 
 class _NoResources(Mapping[str, Any]):
@@ -130,6 +131,7 @@ class StepCall:
             is_compensation=self.is_undo,
             generation=run.generation,
             resources=self.resources,
+            steering=driven_lease(run.workflow_id),
         )
 
     def run_here(self) -> None:
@@ -148,6 +150,8 @@ class StepCall:
                     self._add_resources(shape, kwargs)
                 self.value = shape.fn(*args, **kwargs)
         except Exception as exc:
+            self.error = exc
+        except Cancelled as exc:  # the step stopped as its cancelled run told it to: the driver settles it
             self.error = exc
         finally:
             current_step_context.reset(token)

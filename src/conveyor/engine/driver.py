@@ -36,13 +36,14 @@ from conveyor.core.settle import (
     settle,
 )
 from conveyor.core.states import StepState
+from conveyor.core.steering import DEADLINE_REASON, cancel_run
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
-from conveyor.engine.lease import Lease
+from conveyor.engine.lease import _DRIVEN, Lease
 from conveyor.engine.waiting import StillWaiting, move_wait
-from conveyor.errors import EncodingError, EngineError, NonRetryableError, UnknownResourceError
+from conveyor.errors import Cancelled, EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
 _RUN_STEPS = Action.RUN_STEPS
 _RUN_COMPENSATION = Action.RUN_COMPENSATION
@@ -70,6 +71,19 @@ FINISHED = Finished()
 """What :meth:`RunDriver.drive` returns when the run has ended."""
 
 
+class Paused:
+    """The drive stopped because the run is paused: hand it back; it is driven again once resumed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+PAUSED = Paused()
+"""What :meth:`RunDriver.drive` returns when the run was paused (a running step finished first)."""
+
+
 @dataclass(frozen=True, slots=True)
 class WaitUntil:
     """The drive stopped because the run waits for a timer: drive it again at ``at`` (epoch seconds).
@@ -81,8 +95,8 @@ class WaitUntil:
     signals: tuple[str, ...] = ()
 
 
-DriveOutcome = Finished | WaitUntil
-"""Why a drive returned: the run ended, or it waits until a time."""
+DriveOutcome = Finished | WaitUntil | Paused
+"""Why a drive returned: the run ended, it waits until a time, or it was paused."""
 
 
 class RunDriver:
@@ -139,13 +153,24 @@ class RunDriver:
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
         lease = self.lease
+        _DRIVEN[lease.workflow_id] = lease  # start_driving, written out: what a step's context reads
+        try:
+            return self._drive(lease)
+        finally:
+            if _DRIVEN.get(lease.workflow_id) is lease:
+                del _DRIVEN[lease.workflow_id]
+
+    def _drive(self, lease: Lease) -> DriveOutcome:
         self._recover()
+        run = self.run
+        if run.deadline_at is not None or run.cancel_reason is not None or run.paused or lease.deadline_at:
+            self._steer_from_record()
         workflow, clock, executor = self.workflow, self.clock, self.executor
         record_checkpoint = self.record_checkpoint
         results = self.results
         while True:
-            if lease.lost:  # before the next step starts
-                raise lease.lost_error()
+            if lease.halted and self._halt():  # before the next step starts: lost, cancelled or paused
+                return PAUSED
             now = clock.now()
             run = self.run
             decision = decide(workflow, run, now)
@@ -165,6 +190,9 @@ class RunDriver:
                 elif any(spec.waits is not None for spec in steps):  # a sleep or a wait for a signal
                     waiting = self._move_waits(steps, now)
                     if waiting is not None:
+                        deadline = lease.deadline_at
+                        if deadline is not None and deadline < waiting.at:  # wake for the deadline
+                            return WaitUntil(deadline, waiting.signals)
                         return waiting
                 else:
                     self._run_together(self._calls(decision, now))
@@ -181,6 +209,9 @@ class RunDriver:
                 continue
             if action is _WAIT_UNTIL:
                 assert decision.at is not None
+                deadline = lease.deadline_at
+                if deadline is not None and deadline < decision.at:  # wake for the deadline, to cancel
+                    return WaitUntil(deadline)
                 return WaitUntil(decision.at)
             if action is _FINISHED:
                 return FINISHED
@@ -189,7 +220,7 @@ class RunDriver:
             )
 
     def drive_to_end(self) -> RunRecord:
-        """Drive the run until it ends, sleeping on the clock through each wait; return its record.
+        """Drive the run until it ends (or is paused), sleeping through each wait; return its record.
 
         A wait for a signal is looked at again every :data:`SIGNAL_POLL_SECONDS` (up to its timeout).
         """
@@ -237,6 +268,42 @@ class RunDriver:
         """The checkpoint of a step failing with ``error`` (retried by its policy, else for good)."""
         return self._failed(spec, error, started, finished)
 
+    # -- steering: cancel, pause, deadline ---------------------------------------------------------
+
+    def _steer_from_record(self) -> None:
+        """Carry what the run's record says of cancel, pause and deadline onto the lease the driver reads."""
+        run, lease = self.run, self.lease
+        if run.deadline_at is not None:
+            lease.deadline_at = run.deadline_at
+        if lease.deadline_at is not None and self.clock.now() >= lease.deadline_at:
+            lease.request_cancel(DEADLINE_REASON)
+        if run.cancel_reason is not None:
+            lease.request_cancel(run.cancel_reason)
+        if run.paused:
+            lease.request_pause()
+
+    def _halt(self) -> bool:
+        """Act on a halted lease before the next step: raise if lost, apply a cancel; True to pause."""
+        lease = self.lease
+        if lease.lost:
+            raise lease.lost_error()
+        if lease.cancel_reason is not None:
+            self._cancel(lease.cancel_reason)
+            lease.paused = False  # a cancelled run is not paused: its undos run now
+            lease.halted = False
+            return False
+        if lease.paused:
+            return True
+        lease.halted = False
+        return False
+
+    def _cancel(self, reason: str, step_name: str = "") -> None:
+        """Record the cancel: the run compensates its completed steps (or ends cancelled at once)."""
+        cancelled = cancel_run(self.workflow, self.run, reason, self.clock.now(), step_name)
+        if cancelled is not None:
+            self._check_lease()
+            self.record_checkpoint(self._took(cancelled))
+
     def _calls(self, decision: Decision, now: float) -> list[StepCall]:
         """The calls a decision to run steps (or one undo) asks for."""
         run, results, clock = self.run, self.results, self.clock
@@ -264,8 +331,10 @@ class RunDriver:
         try:
             while True:
                 checkpoints = []
-                if ready and lease.lost:  # before more steps start
-                    raise lease.lost_error()
+                if ready and lease.halted:  # before more steps start: lost, cancelled or paused
+                    if lease.lost:
+                        raise lease.lost_error()
+                    ready = []  # the drive's loop cancels or pauses once the running calls are settled
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
@@ -323,6 +392,13 @@ class RunDriver:
                 return self._compensated(call.spec, None, call.finished)
             return self._succeeded(call.spec, call.value, call.started, call.finished)
         if not isinstance(error, Exception):
+            reason = self.lease.cancel_reason
+            if isinstance(error, Cancelled) and reason is not None and not call.is_undo:
+                # the step stopped as it was told: it is recorded neither done nor failed; the run cancels
+                cancelled = cancel_run(self.workflow, self.run, reason, call.finished, call.spec.name)
+                if cancelled is not None:
+                    self.lease.halted = self.lease.lost
+                    return self._took(cancelled)
             raise error
         if call.is_undo:
             return self._compensated(call.spec, error, call.finished)

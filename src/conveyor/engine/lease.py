@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from conveyor.backends.base import Backend
+from conveyor.core.steering import DEADLINE_REASON
 from conveyor.errors import BackendError, LeaseLostError
 
 log = logging.getLogger("conveyor.lease")
@@ -27,7 +28,7 @@ class Lease:
     A lease is shared by exactly one claim and one driver; it is never reused for another epoch.
     """
 
-    __slots__ = ("epoch", "lost", "owner", "workflow_id")
+    __slots__ = ("cancel_reason", "deadline_at", "epoch", "halted", "lost", "owner", "paused", "workflow_id")
 
     def __init__(self, workflow_id: str, epoch: int, owner: str) -> None:
         self.workflow_id = workflow_id
@@ -36,10 +37,38 @@ class Lease:
         self.owner = owner
         self.lost = False
         """Set once another process holds the run: the driver must write nothing more."""
+        self.halted = False
+        """Set when the driver must look before its next step: the lease was lost, or the run was asked to
+        cancel or pause. One flag, so that a run nobody steers costs the driver one check per step, as
+        before."""
+        self.cancel_reason: str | None = None
+        """Set once the run was asked to cancel (by a request, or by its deadline)."""
+        self.paused = False
+        """Set once the run was asked to pause."""
+        self.deadline_at: float | None = None
+        """The run's deadline (epoch seconds, backend clock), which the heartbeat watches."""
 
     def mark_lost(self) -> None:
         """Record that the run was taken over: its driver stops before its next step or checkpoint."""
         self.lost = True
+        self.halted = True
+
+    def request_cancel(self, reason: str) -> None:
+        """Tell the driver the run is cancelled: its step is told, and no new step starts."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+            self.halted = True
+
+    def request_pause(self) -> None:
+        """Tell the driver the run is paused: the running step finishes, and no new step starts."""
+        if not self.paused:
+            self.paused = True
+            self.halted = True
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the run was asked to cancel (what ``StepContext.cancelled`` reads)."""
+        return self.cancel_reason is not None
 
     def lost_error(self) -> LeaseLostError:
         """The error a driver stops with once the lease is lost."""
@@ -117,6 +146,25 @@ class Heartbeat:
         for workflow_id in lost:
             held[workflow_id].mark_lost()  # still held (so counted) until its driver stops and drops it
             log.warning("%s lost run %s: another process took it over", self.owner, workflow_id)
+        self._steer({workflow_id: lease for workflow_id, lease in held.items() if workflow_id not in lost})
+
+    def _steer(self, held: dict[str, Lease]) -> None:
+        """Tell the drivers of ``held`` of cancels and pauses asked since, and of deadlines passed.
+
+        One read per round for all the leases held (not one per step): a request reaches a running step
+        within a third of the lease.
+        """
+        backend = self._backend()
+        read = getattr(backend, "read_steering", None)
+        if not held or read is None:
+            return
+        try:
+            requests = read(list(held))
+            now = backend.now()
+        except BackendError:
+            log.warning("%s could not read the steering of %d runs; trying again", self.owner, len(held))
+            return
+        steer_leases(held, requests, now)
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
@@ -132,3 +180,36 @@ class Heartbeat:
         if thread is not None and thread is not threading.current_thread():
             with contextlib.suppress(RuntimeError):
                 thread.join(timeout=1)
+
+
+def steer_leases(held: dict[str, Lease], requests: dict[str, tuple[str | None, bool]], now: float) -> None:
+    """Mark on each lease of ``held`` the cancel or pause ``requests`` holds for its run, and its deadline."""
+    for workflow_id, lease in held.items():
+        cancel_reason, paused = requests.get(workflow_id, (None, False))
+        if cancel_reason is not None:
+            lease.request_cancel(cancel_reason)
+        elif lease.deadline_at is not None and now >= lease.deadline_at:
+            lease.request_cancel(DEADLINE_REASON)
+        if paused:
+            lease.request_pause()
+
+
+_DRIVEN: dict[str, Lease] = {}
+"""The lease of each run a driver of this process drives now, by workflow_id: what a step's context
+reads to tell whether the run was cancelled (set once per drive, never per step)."""
+
+
+def driven_lease(workflow_id: str) -> Lease | None:
+    """The lease of the run this process drives now under ``workflow_id``, if any."""
+    return _DRIVEN.get(workflow_id)
+
+
+def start_driving(lease: Lease) -> None:
+    """Record ``lease`` as the one its run is driven under in this process."""
+    _DRIVEN[lease.workflow_id] = lease
+
+
+def stop_driving(lease: Lease) -> None:
+    """Forget ``lease`` (a later lease of the same run is kept)."""
+    if _DRIVEN.get(lease.workflow_id) is lease:
+        del _DRIVEN[lease.workflow_id]

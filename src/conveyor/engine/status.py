@@ -12,6 +12,7 @@ import orjson
 from conveyor.codec import TypedCodec
 from conveyor.core.records import Failure, RunRecord, StepRecord
 from conveyor.core.states import RunState, StepState
+from conveyor.core.steering import CANCELLED_ERROR_TYPE
 
 _RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.COMPENSATING})
 _FAILED = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
@@ -104,6 +105,25 @@ class WorkflowStatus:
         self.recoveries = record.recoveries
 
     @property
+    def cancel_reason(self) -> str | None:
+        """Why the run was asked to cancel (by ``cancel_workflow`` or its deadline); None if it was not."""
+        record = self._record
+        if record.cancel_reason is not None:
+            return record.cancel_reason
+        error = record.error
+        return error.message if error is not None and error.error_type == CANCELLED_ERROR_TYPE else None
+
+    @property
+    def paused(self) -> bool:
+        """Whether the run is paused: no new step starts until it is resumed."""
+        return self._record.paused
+
+    @property
+    def deadline_at(self) -> dt.datetime | None:
+        """When the run must have ended, else it is cancelled; None if it has no deadline."""
+        return _time(self._record.deadline_at)
+
+    @property
     def created_at(self) -> dt.datetime:
         """When the run was first recorded."""
         created = _time(self._record.created_at)
@@ -151,6 +171,10 @@ class WorkflowStatus:
         """Whether the run was cancelled."""
         return self.state is RunState.CANCELLED
 
+    def is_paused(self) -> bool:
+        """Whether the run is paused (``pause_workflow``) and not yet resumed."""
+        return self.paused and self.state in _RUNNING
+
     def needs_attention(self) -> bool:
         """Whether an undo kept failing, so a person must look at the run."""
         return self.state is RunState.COMPENSATION_FAILED
@@ -179,6 +203,9 @@ class WorkflowStatus:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "recoveries": self.recoveries,
+            "cancel_reason": self.cancel_reason,
+            "paused": self.paused,
+            "deadline_at": self.deadline_at,
             "output": None if self._record.output is None else orjson.loads(self._record.output),
             "error": None if self._record.error is None else self._record.error.to_dict(),
             "steps": [step.to_dict() for step in self.steps],

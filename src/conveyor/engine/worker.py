@@ -35,7 +35,7 @@ from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
 from conveyor.engine.clock import Clock, SystemClock
-from conveyor.engine.driver import RunDriver, WaitUntil
+from conveyor.engine.driver import Paused, RunDriver, WaitUntil
 from conveyor.engine.executor import StepExecutor
 from conveyor.engine.group_commit import GroupCommitter
 from conveyor.engine.lease import Heartbeat, Lease
@@ -275,6 +275,8 @@ class Worker:
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):
                 self._release(run, outcome.at, outcome.signals)
+            elif isinstance(outcome, Paused):  # handed back; the backend keeps it unclaimed until resumed
+                self._release(run, None)
             else:
                 self.stats.finished += 1
         except LeaseLostError:

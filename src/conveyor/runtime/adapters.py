@@ -157,6 +157,21 @@ def send_signal(workflow_id: str, name: str, payload: Any = None, backend: Backe
     return runtime_for(backend).send_signal(workflow_id, name, payload)
 
 
+def cancel_workflow(workflow_id: str, reason: str = "", backend: Backend | None = None) -> WorkflowStatus:
+    """Cancel the run from any process (Sayiir's name); :meth:`Conveyor.cancel`."""
+    return runtime_for(backend).cancel(workflow_id, reason)
+
+
+def pause_workflow(workflow_id: str, backend: Backend | None = None) -> WorkflowStatus:
+    """Pause the run from any process (Sayiir's name); :meth:`Conveyor.pause`."""
+    return runtime_for(backend).pause(workflow_id)
+
+
+def unpause_workflow(workflow_id: str, backend: Backend | None = None) -> WorkflowStatus:
+    """Resume a paused run (Sayiir's name); :meth:`Conveyor.resume`."""
+    return runtime_for(backend).resume(workflow_id)
+
+
 def retry_workflow(
     workflow: Workflow, workflow_id: str, backend: Backend | None = None, *, clock: Clock | None = None
 ) -> WorkflowStatus:

@@ -54,6 +54,7 @@ from conveyor.errors import (
     RunNotFoundError,
     RunNotRetryableError,
 )
+from conveyor.runtime import steering
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
@@ -210,8 +211,12 @@ class Conveyor:
         version: str | None = None,
         correlation_id: str | None = None,
         if_running: IfRunning = "wait",
+        deadline_seconds: float | None = None,
     ) -> WorkflowStatus:
         """Run ``workflow`` (a workflow, a workflow class, or a registered name) here; wait for its end.
+
+        With ``deadline_seconds``, the whole run must end within that long of its start, else it is
+        cancelled (and its completed steps compensated); the deadline is stored with the run.
 
         Each step is checkpointed before anything that depends on it starts. With a ``workflow_id`` that
         exists, nothing starts twice: a run that ended is returned as it is; a run nobody drives (its
@@ -225,6 +230,8 @@ class Conveyor:
         if if_running != "wait":
             _check_if_running(if_running)
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
+        if deadline_seconds is not None:
+            recorded.deadline_at = self.clock.now() + deadline_seconds
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
@@ -328,6 +335,9 @@ class Conveyor:
         )
         try:
             driver.drive_to_end()
+            if lease.paused and not driver.run.is_final:  # hand it back: paused, it holds nothing
+                backend.release_run(workflow_id=record.workflow_id, epoch=driver.run.epoch, wake_at=None)
+                return self.status(record.workflow_id, workflow=workflow)
         except LeaseLostError:
             return None  # taken over after our lease ended: the new owner's outcome is the run's
         except BaseException:
@@ -361,14 +371,18 @@ class Conveyor:
         workflow_id: str | None = None,
         version: str | None = None,
         correlation_id: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> RunHandle:
         """Record a run for a worker to execute and return its handle at once (durable when it returns).
 
-        A ``workflow_id`` that exists returns a handle on that run; nothing starts twice.
+        A ``workflow_id`` that exists returns a handle on that run; nothing starts twice. With
+        ``deadline_seconds``, the run is cancelled if it has not ended that long after it was recorded.
         """
         chosen = self._resolve(workflow, version)
         workflow_id = chosen.new_run_id() if workflow_id is None else check_workflow_id(workflow_id)
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
+        if deadline_seconds is not None:
+            recorded.deadline_at = self.clock.now() + deadline_seconds
         record, created = self.backend.submit_run(recorded, now=self.clock.now())
         if not created:
             same_workflow_or_raise(record, chosen)
@@ -383,6 +397,29 @@ class Conveyor:
         options.setdefault("resources", self.resources)
         options.setdefault("executor", self.executor)
         return Worker(self.backend, workflows, **options)
+
+    # -- steering ---------------------------------------------------------------------------------
+
+    def cancel(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+        """Cancel the run from any process: no new step starts, its completed steps are undone, newest
+        first, and it ends ``cancelled`` with ``reason``; returns its status.
+
+        The request is stored with the run. A running step is told (``context.cancelled``,
+        ``context.raise_if_cancelled()``); a waiting, paused or pending run this runtime knows the
+        workflow of is compensated here at once. Cancelling a cancelled run is harmless; one that ended
+        otherwise raises :class:`~conveyor.errors.RunFinishedError`.
+        """
+        return steering.cancel(self, workflow_id, reason)
+
+    def pause(self, workflow_id: str) -> WorkflowStatus:
+        """Pause the run from any process: a running step finishes and is recorded, no new step starts,
+        and the run holds no worker slot until :meth:`resume` (RunFinishedError if it has ended)."""
+        return steering.pause(self, workflow_id)
+
+    def resume(self, workflow_id: str) -> WorkflowStatus:
+        """Resume a paused run: a worker claims it at once and it goes on where it stopped (in process,
+        run it again by its id). RunFinishedError if it has ended."""
+        return steering.resume(self, workflow_id)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        r.generation, r.definition_hash,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
-       r.steps::text, r.owner
+       r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -18,12 +18,12 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
 -- With %(lease_seconds)s the caller holds the new run under a lease on the database's clock.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                            step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                           definition_hash)
+                           definition_hash, deadline_at)
 VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
         %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
         CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-        %(definition_hash)s)
+        %(definition_hash)s, %(deadline_at)s)
 ON CONFLICT (workflow_id) DO NOTHING
 
 -- name: insert_run_relaxed
@@ -31,12 +31,12 @@ ON CONFLICT (workflow_id) DO NOTHING
 -- commit does not wait for the flush to disk; the next durable commit flushes it too.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                            step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                           definition_hash)
+                           definition_hash, deadline_at)
 SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
        CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-       %(definition_hash)s
+       %(definition_hash)s, %(deadline_at)s
   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 ON CONFLICT (workflow_id) DO NOTHING
 
@@ -44,10 +44,11 @@ ON CONFLICT (workflow_id) DO NOTHING
 -- insert_run for a pending run, announced to idle workers (the notification is sent when it commits).
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
-                               step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash)
+                               step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash,
+                               deadline_at)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
             %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
-            %(definition_hash)s)
+            %(definition_hash)s, %(deadline_at)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id
 )
@@ -69,7 +70,7 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
-          r.steps::text, r.owner
+          r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at
 
 -- name: write_checkpoint
 -- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
@@ -152,7 +153,7 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
-          r.steps::text
+          r.steps::text, NULL::text, r.cancel_reason, r.paused, r.deadline_at
 
 -- name: set_run_error
 UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
@@ -180,7 +181,8 @@ RETURNING r.workflow_id
 -- Hand a run back; return whether it is claimable at once, and if so wake idle workers.
 WITH released AS (
     UPDATE conveyor_runs
-       SET owner = NULL, lease_expires_at = NULL, wake_at = %(wake_at)s
+       SET owner = NULL, lease_expires_at = NULL,
+           wake_at = CASE WHEN paused THEN 1e15 ELSE %(wake_at)s::float8 END  -- paused: kept unclaimable
      WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
     RETURNING state IN ('pending', 'running', 'compensating')
               AND (wake_at IS NULL OR wake_at <= extract(epoch FROM clock_timestamp())::float8) AS claimable
@@ -194,6 +196,7 @@ SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, 
   FROM conveyor_runs
  WHERE state IN ('pending', 'running', 'compensating')
    AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)
+   AND coalesce(wake_at, 0) < 1e15  -- not a paused run (see conveyor.backends.steering)
    AND (%(workflow_names)s::text[] IS NULL OR workflow_name = ANY (%(workflow_names)s::text[]))
    AND NOT (workflow_id = ANY (%(exclude)s::text[]))
 
@@ -207,3 +210,36 @@ UPDATE conveyor_runs
    SET state = 'failed', error = %(error)s, owner = NULL, lease_expires_at = NULL, wake_at = NULL,
        epoch = epoch + 1, updated_at = extract(epoch FROM clock_timestamp())::float8
  WHERE workflow_id = %(workflow_id)s AND epoch = %(epoch)s
+
+-- name: request_cancel
+-- Steering (see conveyor.backends.steering): the first reason is kept; the run is no longer paused and is
+-- claimable at once, so that a driver compensates it now; idle workers are woken. Runs that ended are left.
+WITH steered AS (
+    UPDATE conveyor_runs
+       SET cancel_reason = coalesce(cancel_reason, %(reason)s), paused = false, wake_at = NULL
+     WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating')
+    RETURNING workflow_id
+)
+SELECT pg_notify('conveyor_work', '') FROM steered
+
+-- name: request_pause
+-- A paused run's timer is set past any clock, so that no claim finds it ready until it is resumed.
+UPDATE conveyor_runs
+   SET paused = true, wake_at = 1e15
+ WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating')
+   AND cancel_reason IS NULL
+
+-- name: request_resume
+WITH steered AS (
+    UPDATE conveyor_runs
+       SET paused = false, wake_at = NULL
+     WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating') AND paused
+    RETURNING workflow_id
+)
+SELECT pg_notify('conveyor_work', '') FROM steered
+
+-- name: read_steering
+-- Of the runs a heartbeat holds, those asked to cancel or pause (one read per heartbeat round).
+SELECT workflow_id, cancel_reason, paused
+  FROM conveyor_runs
+ WHERE workflow_id = ANY (%(workflow_ids)s::text[]) AND (cancel_reason IS NOT NULL OR paused)

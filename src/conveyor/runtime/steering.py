@@ -1,0 +1,91 @@
+"""Steering a run from any process: cancel it, pause it, resume it (what ``Conveyor.cancel`` and the
+others do; the requests are stored with the run, so they hold across restarts)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from conveyor.core.records import NewRun, RunRecord
+from conveyor.core.states import RunState
+from conveyor.engine.checks import check_workflow_id
+from conveyor.engine.lease import driven_lease
+from conveyor.engine.status import WorkflowStatus
+from conveyor.errors import ConfigurationError, RunAlreadyRunningError, RunFinishedError, RunNotFoundError
+from conveyor.runtime.ownership import owner_is_dead
+
+if TYPE_CHECKING:
+    from conveyor.runtime.app import Conveyor
+
+
+def _backend_method(app: Conveyor, name: str) -> Any:
+    method = getattr(app.backend, name, None)
+    if method is None:
+        raise ConfigurationError(f"backend {app.backend!r} cannot {name.removeprefix('request_')} runs")
+    return method
+
+
+def _requested(app: Conveyor, workflow_id: str, name: str, *args: Any) -> RunRecord:
+    record: RunRecord | None = _backend_method(app, name)(workflow_id, *args)
+    if record is None:
+        raise RunNotFoundError(f"no run with workflow_id {workflow_id!r}", workflow_id=workflow_id)
+    return record
+
+
+def _finished(record: RunRecord, doing: str) -> RunFinishedError:
+    return RunFinishedError(
+        f"run {record.workflow_id!r} has already ended ({record.state.value}); it cannot be {doing}",
+        workflow_id=record.workflow_id,
+        state=record.state.value,
+    )
+
+
+def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
+    """Cancel the run: see :meth:`conveyor.Conveyor.cancel`."""
+    workflow_id = check_workflow_id(workflow_id)
+    record = _requested(app, workflow_id, "request_cancel", reason)
+    if record.is_final:
+        if record.state is RunState.CANCELLED:  # cancelling twice is harmless
+            return app.status(workflow_id)
+        raise _finished(record, "cancelled")
+    lease = driven_lease(workflow_id)
+    if lease is not None:  # a driver of this process: its step is told at once
+        lease.request_cancel(reason)
+        return app.status(workflow_id)
+    workflow = app._known_workflow(record)
+    held = record.leased_until is not None and not owner_is_dead(record.owner)
+    if workflow is not None and not held:  # waiting, paused or pending: compensate it here, now
+        stored = NewRun(
+            workflow_id=workflow_id,
+            workflow_name=record.workflow_name,
+            workflow_version=record.workflow_version,
+            input=record.input,
+            correlation_id=record.correlation_id,
+            step_names=workflow.step_names,
+            definition_hash=record.definition_hash,
+        )
+        try:
+            return app._run_recorded(workflow, stored, "fail")
+        except RunAlreadyRunningError:  # another caller took it meanwhile: its driver sees the request
+            pass
+    return app.status(workflow_id)
+
+
+def pause(app: Conveyor, workflow_id: str) -> WorkflowStatus:
+    """Pause the run: see :meth:`conveyor.Conveyor.pause`."""
+    workflow_id = check_workflow_id(workflow_id)
+    record = _requested(app, workflow_id, "request_pause")
+    if record.is_final:
+        raise _finished(record, "paused")
+    lease = driven_lease(workflow_id)
+    if lease is not None and record.cancel_reason is None:
+        lease.request_pause()
+    return app.status(workflow_id)
+
+
+def resume(app: Conveyor, workflow_id: str) -> WorkflowStatus:
+    """Resume a paused run: see :meth:`conveyor.Conveyor.resume`."""
+    workflow_id = check_workflow_id(workflow_id)
+    record = _requested(app, workflow_id, "request_resume")
+    if record.is_final:
+        raise _finished(record, "resumed")
+    return app.status(workflow_id)
