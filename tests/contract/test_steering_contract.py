@@ -12,6 +12,7 @@ from conveyor import (
     FakeClock,
     Flow,
     InMemoryBackend,
+    InvalidArgumentError,
     RetryPolicy,
     RunFinishedError,
     StepContext,
@@ -240,3 +241,33 @@ def test_pausing_a_sleeping_run_keeps_it_unclaimed_until_resumed(backend: Backen
     app.resume("z-2")
     assert turn(app, flow) is FINISHED
     assert app.status("z-2").is_completed()
+
+
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [
+        ("out of stock\x00", "reason must be printable text"),
+        ("\ud800", "reason must be printable text"),
+        (42, "reason must be text, not int"),
+        ("x" * 2001, "reason is 2001 characters long; the limit is 2000"),
+    ],
+)
+def test_a_cancel_reason_that_cannot_be_stored_is_refused_before_anything_is_written(
+    backend: Backend, reason: Any, message: str
+) -> None:
+    """A NUL, a lone surrogate, a non-text or an endless reason: a clear error, and the run is untouched."""
+    shop = Shop()
+    app = Conveyor(backend, workflows=[order_flow(shop)])
+    shop.during_pack = lambda context: None
+    app.start("order", {}, workflow_id="kept")
+    with pytest.raises(InvalidArgumentError, match=message):
+        app.cancel("kept", reason)
+    assert app.status("kept").cancel_reason is None
+
+
+def test_a_workflow_id_holding_a_lone_surrogate_is_refused_at_the_door(backend: Backend) -> None:
+    """No backend can store a lone surrogate (it is not UTF-8): refused by name, nothing written."""
+    app = Conveyor(backend, workflows=[order_flow(Shop())])
+    with pytest.raises(InvalidArgumentError, match="workflow_id must not contain lone surrogates"):
+        app.start("order", {}, workflow_id="order-\udc80")
+    assert len(app.runs()) == 0

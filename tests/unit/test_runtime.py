@@ -29,6 +29,7 @@ from conveyor import (
     get_workflow_status,
     resource,
     run_durable_workflow,
+    run_durable_workflow_async,
     step,
     task,
 )
@@ -134,6 +135,14 @@ def test_if_running_takes_only_wait_or_fail() -> None:
     backend = InMemoryBackend()
     with pytest.raises(InvalidArgumentError, match="if_running must be 'wait' or 'fail'"):
         Conveyor(backend).run(MATH, 1, workflow_id="m", if_running="skip")  # type: ignore[arg-type]
+    assert backend.load_run("m") is None
+
+
+def test_the_async_seed_spelling_takes_if_running_too() -> None:
+    """run_durable_workflow_async forwards if_running: a misspelt one is a clear error, not a TypeError."""
+    backend = InMemoryBackend()
+    with pytest.raises(InvalidArgumentError, match="if_running must be 'wait' or 'fail'"):
+        asyncio.run(run_durable_workflow_async(MATH, "m", 1, backend, if_running="skip"))  # type: ignore[arg-type]
     assert backend.load_run("m") is None
 
 

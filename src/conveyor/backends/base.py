@@ -10,6 +10,7 @@ from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 if TYPE_CHECKING:
     from conveyor.backends.listing import RunQuery
     from conveyor.backends.signals import Signal
+    from conveyor.backends.steering import SteeringRequests
 
 
 class ClosesOnExit:
@@ -173,6 +174,27 @@ class Backend(Protocol):
 
         Raises LeaseLostError (and writes nothing) if the run's epoch moved on or the signal was consumed.
         """
+        ...
+
+    # -- steering -----------------------------------------------------------------------------------------
+
+    def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Record that the run is to be cancelled (the first reason is kept); its record, None if none.
+
+        A run that has ended is left as it is (the caller tells the user).
+        """
+        ...
+
+    def request_pause(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is paused (no worker claims it until resumed); its record, None if none."""
+        ...
+
+    def request_resume(self, workflow_id: str) -> RunRecord | None:
+        """Record that the run is no longer paused (claimable at once); its record, None if none."""
+        ...
+
+    def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
+        """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
         ...
 
     def next_wake_at(

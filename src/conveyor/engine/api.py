@@ -59,6 +59,23 @@ def new_run(
     )
 
 
+def stored_run(record: RunRecord, workflow: Workflow) -> NewRun:
+    """The run ``record`` stands for, as :func:`new_run` gives it, to be taken and driven again here.
+
+    Its input was checked when it was first recorded; its definition hash is the one it was recorded by.
+    """
+    return NewRun(
+        workflow_id=record.workflow_id,
+        workflow_name=record.workflow_name,
+        workflow_version=record.workflow_version,
+        input=record.input,
+        correlation_id=record.correlation_id,
+        step_names=workflow.step_names,
+        definition_hash=record.definition_hash,
+        deadline_at=record.deadline_at,
+    )
+
+
 def recorded_by(run: RunRecord, workflow: Workflow) -> bool:
     """Whether ``run`` was recorded by this definition of ``workflow`` (or before definitions were hashed)."""
     stored = run.definition_hash

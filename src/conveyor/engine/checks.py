@@ -13,7 +13,13 @@ from conveyor.definition.workflow import Workflow
 from conveyor.errors import InvalidArgumentError
 
 MAX_WORKFLOW_ID_LENGTH = 255
+MAX_REASON_LENGTH = 2000
+"""The longest reason a cancel may record."""
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+_UNPRINTABLE_IN_PROSE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+"""What no stored sentence may hold: control characters but tab and newline, and lone surrogates (not
+UTF-8, so no backend can store them; PostgreSQL refuses NUL too)."""
 _KNOWN_BACKENDS = (InMemoryBackend, SqliteBackend, PostgresBackend)
 
 
@@ -33,7 +39,25 @@ def check_workflow_id(workflow_id: object) -> str:
         )
     if _CONTROL_CHARACTERS.search(workflow_id):
         raise InvalidArgumentError("workflow_id must not contain control characters", argument="workflow_id")
+    if _LONE_SURROGATES.search(workflow_id):
+        raise InvalidArgumentError("workflow_id must not contain lone surrogates", argument="workflow_id")
     return workflow_id
+
+
+def check_reason(reason: object) -> str:
+    """Return ``reason`` (why a run is cancelled) if every backend can store it, else InvalidArgumentError."""
+    if not isinstance(reason, str):
+        raise InvalidArgumentError(f"reason must be text, not {type(reason).__name__}", argument="reason")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidArgumentError(
+            f"reason is {len(reason)} characters long; the limit is {MAX_REASON_LENGTH}", argument="reason"
+        )
+    refused = _UNPRINTABLE_IN_PROSE.search(reason)
+    if refused is not None:
+        raise InvalidArgumentError(
+            f"reason must be printable text; it holds {refused.group()!r}", argument="reason"
+        )
+    return reason
 
 
 def check_workflow(workflow: object) -> Workflow:

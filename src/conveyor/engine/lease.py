@@ -154,12 +154,11 @@ class Heartbeat:
         One read per round for all the leases held (not one per step): a request reaches a running step
         within a third of the lease.
         """
-        backend = self._backend()
-        read = getattr(backend, "read_steering", None)
-        if not held or read is None:
+        if not held:
             return
+        backend = self._backend()
         try:
-            requests = read(list(held))
+            requests = backend.read_steering(list(held))
             now = backend.now()
         except BackendError:
             log.warning("%s could not read the steering of %d runs; trying again", self.owner, len(held))

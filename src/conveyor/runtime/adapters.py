@@ -111,6 +111,7 @@ async def run_durable_workflow_async(
     *,
     correlation_id: str | None = None,
     clock: Clock | None = None,
+    if_running: IfRunning = "wait",
 ) -> WorkflowStatus:
     """:func:`run_durable_workflow` for async code: the run is driven on a worker thread."""
     return await asyncio.to_thread(
@@ -121,6 +122,7 @@ async def run_durable_workflow_async(
         backend,
         correlation_id=correlation_id,
         clock=clock,
+        if_running=if_running,
     )
 
 

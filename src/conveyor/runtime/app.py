@@ -36,7 +36,7 @@ from conveyor.core.settle import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.states import RunState
 from conveyor.definition.registry import Registry, UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
-from conveyor.engine.api import new_run, same_workflow_or_raise
+from conveyor.engine.api import new_run, same_workflow_or_raise, stored_run
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
@@ -261,16 +261,7 @@ class Conveyor:
         backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now())[1])
         # The run's last driver may still hold a lease on it: give it up, so the retry takes it at once.
         backend.release_run(workflow_id=workflow_id, epoch=record.epoch, wake_at=None)
-        stored = NewRun(
-            workflow_id=workflow_id,
-            workflow_name=record.workflow_name,
-            workflow_version=record.workflow_version,
-            input=record.input,  # checked when the run was first recorded
-            correlation_id=record.correlation_id,
-            step_names=chosen.step_names,
-            definition_hash=record.definition_hash,  # what it was recorded by (checked just above)
-        )
-        return self._run_recorded(chosen, stored, if_running)
+        return self._run_recorded(chosen, stored_run(record, chosen), if_running)
 
     def _run_recorded(self, workflow: Workflow, recorded: NewRun, if_running: IfRunning) -> WorkflowStatus:
         local = self._local

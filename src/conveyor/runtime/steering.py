@@ -3,29 +3,22 @@ others do; the requests are stored with the run, so they hold across restarts)."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from conveyor.core.records import NewRun, RunRecord
+from conveyor.core.records import RunRecord
 from conveyor.core.states import RunState
-from conveyor.engine.checks import check_workflow_id
+from conveyor.engine.api import stored_run
+from conveyor.engine.checks import check_reason, check_workflow_id
 from conveyor.engine.lease import driven_lease
 from conveyor.engine.status import WorkflowStatus
-from conveyor.errors import ConfigurationError, RunAlreadyRunningError, RunFinishedError, RunNotFoundError
+from conveyor.errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from conveyor.runtime.ownership import owner_is_dead
 
 if TYPE_CHECKING:
     from conveyor.runtime.app import Conveyor
 
 
-def _backend_method(app: Conveyor, name: str) -> Any:
-    method = getattr(app.backend, name, None)
-    if method is None:
-        raise ConfigurationError(f"backend {app.backend!r} cannot {name.removeprefix('request_')} runs")
-    return method
-
-
-def _requested(app: Conveyor, workflow_id: str, name: str, *args: Any) -> RunRecord:
-    record: RunRecord | None = _backend_method(app, name)(workflow_id, *args)
+def _requested(record: RunRecord | None, workflow_id: str) -> RunRecord:
     if record is None:
         raise RunNotFoundError(f"no run with workflow_id {workflow_id!r}", workflow_id=workflow_id)
     return record
@@ -41,8 +34,8 @@ def _finished(record: RunRecord, doing: str) -> RunFinishedError:
 
 def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
     """Cancel the run: see :meth:`conveyor.Conveyor.cancel`."""
-    workflow_id = check_workflow_id(workflow_id)
-    record = _requested(app, workflow_id, "request_cancel", reason)
+    workflow_id, reason = check_workflow_id(workflow_id), check_reason(reason)
+    record = _requested(app.backend.request_cancel(workflow_id, reason), workflow_id)
     if record.is_final:
         if record.state is RunState.CANCELLED:  # cancelling twice is harmless
             return app.status(workflow_id)
@@ -54,17 +47,8 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
     workflow = app._known_workflow(record)
     held = record.leased_until is not None and not owner_is_dead(record.owner)
     if workflow is not None and not held:  # waiting, paused or pending: compensate it here, now
-        stored = NewRun(
-            workflow_id=workflow_id,
-            workflow_name=record.workflow_name,
-            workflow_version=record.workflow_version,
-            input=record.input,
-            correlation_id=record.correlation_id,
-            step_names=workflow.step_names,
-            definition_hash=record.definition_hash,
-        )
         try:
-            return app._run_recorded(workflow, stored, "fail")
+            return app._run_recorded(workflow, stored_run(record, workflow), "fail")
         except RunAlreadyRunningError:  # another caller took it meanwhile: its driver sees the request
             pass
     return app.status(workflow_id)
@@ -73,7 +57,7 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
 def pause(app: Conveyor, workflow_id: str) -> WorkflowStatus:
     """Pause the run: see :meth:`conveyor.Conveyor.pause`."""
     workflow_id = check_workflow_id(workflow_id)
-    record = _requested(app, workflow_id, "request_pause")
+    record = _requested(app.backend.request_pause(workflow_id), workflow_id)
     if record.is_final:
         raise _finished(record, "paused")
     lease = driven_lease(workflow_id)
@@ -85,7 +69,7 @@ def pause(app: Conveyor, workflow_id: str) -> WorkflowStatus:
 def resume(app: Conveyor, workflow_id: str) -> WorkflowStatus:
     """Resume a paused run: see :meth:`conveyor.Conveyor.resume`."""
     workflow_id = check_workflow_id(workflow_id)
-    record = _requested(app, workflow_id, "request_resume")
+    record = _requested(app.backend.request_resume(workflow_id), workflow_id)
     if record.is_final:
         raise _finished(record, "resumed")
     return app.status(workflow_id)
