@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -271,3 +272,31 @@ def test_a_workflow_id_holding_a_lone_surrogate_is_refused_at_the_door(backend: 
     with pytest.raises(InvalidArgumentError, match="workflow_id must not contain lone surrogates"):
         app.start("order", {}, workflow_id="order-\udc80")
     assert len(app.runs()) == 0
+
+
+def test_a_cancel_reaches_a_step_its_own_workers_drive_at_once(backend: Backend) -> None:
+    """A worker made by the runtime, in this process: its running step is told now, not a heartbeat later."""
+    shop = Shop()
+    app = Conveyor(backend, workflows=[order_flow(shop)])
+    packing = threading.Event()
+    told_after: list[float] = []
+
+    def wait_to_be_told(context: StepContext) -> None:
+        packing.set()
+        began = time.monotonic()
+        while not context.cancelled and time.monotonic() - began < 10:
+            time.sleep(0.005)
+        told_after.append(time.monotonic() - began)
+
+    shop.during_pack = wait_to_be_told
+    worker = app.worker(concurrency=1, lease_seconds=30)  # a heartbeat round would take 10 s
+    thread = threading.Thread(target=worker.run, kwargs={"until_idle": True})
+    thread.start()
+    app.start("order", {}, workflow_id="busy")
+    assert packing.wait(10)
+    app.cancel("busy", "customer asked")
+    thread.join(20)
+    assert len(told_after) == 1
+    assert told_after[0] < 2.0
+    assert app.status("busy").is_cancelled()
+    assert shop.undone == ["refund", "release"]

@@ -15,7 +15,7 @@ from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec
 from conveyor.engine.clock import Clock
 from conveyor.engine.context import current_step_context
-from conveyor.engine.lease import driven_lease
+from conveyor.engine.lease import Lease
 from conveyor.errors import Cancelled, StepTimeoutError, UnknownResourceError
 
 
@@ -53,6 +53,7 @@ class StepCall:
         "error",
         "finished",
         "is_undo",
+        "lease",
         "resources",
         "results",
         "run",
@@ -76,8 +77,11 @@ class StepCall:
         started: float,
         undo: bool = False,
         resources: Mapping[str, Any] = NO_RESOURCES,
+        lease: Lease | None = None,
     ) -> None:
         self.spec = spec
+        self.lease = lease
+        """The lease the run is driven under: what the context reads to tell a step it was cancelled."""
         self.resources = resources
         """The runtime's resources, for the context and for parameters declared ``= resource(name)``."""
         self.run = run
@@ -131,7 +135,7 @@ class StepCall:
             is_compensation=self.is_undo,
             generation=run.generation,
             resources=self.resources,
-            steering=driven_lease(run.workflow_id),
+            steering=self.lease,
         )
 
     def run_here(self) -> None:

@@ -41,7 +41,7 @@ from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
 from conveyor.engine.executor import StepExecutor, shared_executor
-from conveyor.engine.lease import _DRIVEN, Lease
+from conveyor.engine.lease import Lease
 from conveyor.engine.waiting import StillWaiting, move_wait
 from conveyor.errors import Cancelled, EncodingError, EngineError, NonRetryableError, UnknownResourceError
 
@@ -152,13 +152,7 @@ class RunDriver:
         A wait for a timer while other calls of the run are in flight is waited out here; a wait with
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
-        lease = self.lease
-        _DRIVEN[lease.workflow_id] = lease  # start_driving, written out: what a step's context reads
-        try:
-            return self._drive(lease)
-        finally:
-            if _DRIVEN.get(lease.workflow_id) is lease:
-                del _DRIVEN[lease.workflow_id]
+        return self._drive(self.lease)
 
     def _drive(self, lease: Lease) -> DriveOutcome:
         self._recover()
@@ -178,7 +172,7 @@ class RunDriver:
             if action is _RUN_STEPS:
                 steps = decision.steps
                 if len(steps) == 1 and steps[0].runs_inline:  # the fast path: here, at once
-                    call = StepCall(steps[0], run, results, clock, now, False, self.resources)
+                    call = StepCall(steps[0], run, results, clock, now, False, self.resources, lease)
                     executor.run_here(call)
                     if call.error is None:  # _settle, written out for the common case
                         checkpoint = self._succeeded(call.spec, call.value, now, call.finished)
@@ -198,7 +192,7 @@ class RunDriver:
                     self._run_together(self._calls(decision, now))
                 continue
             if action is _RUN_COMPENSATION:
-                call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources)
+                call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources, lease)
                 if call.runs_here:
                     executor.run_here(call)
                     checkpoint = self._settle(call)
@@ -310,7 +304,7 @@ class RunDriver:
         undo = decision.action is _RUN_COMPENSATION
         resources = self.resources
         return [
-            StepCall(spec, run, results, clock, now, undo, resources)
+            StepCall(spec, run, results, clock, now, undo, resources, self.lease)
             for spec in decision.steps
             if spec.waits is None  # a wait step is moved on by drive, once nothing runs beside it
         ]

@@ -124,6 +124,10 @@ class Heartbeat:
         with self._lock:
             return dict(self._held)
 
+    def lease_of(self, workflow_id: str) -> Lease | None:
+        """The lease held on ``workflow_id`` now, if any (its driver is in this process)."""
+        return self._held.get(workflow_id)
+
     def count(self) -> int:
         """How many leases are held now."""
         return len(self._held)
@@ -191,24 +195,3 @@ def steer_leases(held: dict[str, Lease], requests: dict[str, tuple[str | None, b
             lease.request_cancel(DEADLINE_REASON)
         if paused:
             lease.request_pause()
-
-
-_DRIVEN: dict[str, Lease] = {}
-"""The lease of each run a driver of this process drives now, by workflow_id: what a step's context
-reads to tell whether the run was cancelled (set once per drive, never per step)."""
-
-
-def driven_lease(workflow_id: str) -> Lease | None:
-    """The lease of the run this process drives now under ``workflow_id``, if any."""
-    return _DRIVEN.get(workflow_id)
-
-
-def start_driving(lease: Lease) -> None:
-    """Record ``lease`` as the one its run is driven under in this process."""
-    _DRIVEN[lease.workflow_id] = lease
-
-
-def stop_driving(lease: Lease) -> None:
-    """Forget ``lease`` (a later lease of the same run is kept)."""
-    if _DRIVEN.get(lease.workflow_id) is lease:
-        del _DRIVEN[lease.workflow_id]

@@ -148,6 +148,10 @@ class Worker:
         log.info("worker %s stopped: %s", self.name, self.stats)
         return self.stats
 
+    def lease_of(self, workflow_id: str) -> Lease | None:
+        """The lease a slot of this worker drives ``workflow_id`` under now, if any."""
+        return self._leases.lease_of(workflow_id)
+
     def stop(self) -> None:
         """Stop claiming; runs in flight get the grace period to finish. Safe in a signal handler."""
         self._stopping.set()

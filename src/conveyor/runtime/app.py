@@ -24,6 +24,7 @@ import contextlib
 import importlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -126,6 +127,8 @@ class Conveyor:
         """How this runtime names itself as the owner of the runs it drives in process."""
         self._open_lock = threading.Lock()
         self._value_limit: int | None = None
+        self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+        """The workers this runtime made (while they live): where a cancel looks for a driver here."""
         self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
         for workflow in workflows:
@@ -387,7 +390,17 @@ class Conveyor:
         options.setdefault("clock", None if self.clock is _SYSTEM_CLOCK else self.clock)
         options.setdefault("resources", self.resources)
         options.setdefault("executor", self.executor)
-        return Worker(self.backend, workflows, **options)
+        worker = Worker(self.backend, workflows, **options)
+        self._workers.add(worker)
+        return worker
+
+    def _driven_lease(self, workflow_id: str) -> Lease | None:
+        """The lease ``workflow_id`` is driven under in this process, by this runtime or one of its workers
+        (a cancel or pause then reaches its driver at once, not at the next heartbeat round)."""
+        lease = self._heartbeat.lease_of(workflow_id)
+        if lease is None:
+            lease = next(filter(None, (worker.lease_of(workflow_id) for worker in list(self._workers))), None)
+        return lease
 
     # -- steering ---------------------------------------------------------------------------------
 

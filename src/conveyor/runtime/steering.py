@@ -9,7 +9,6 @@ from conveyor.core.records import RunRecord
 from conveyor.core.states import RunState
 from conveyor.engine.api import stored_run
 from conveyor.engine.checks import check_reason, check_workflow_id
-from conveyor.engine.lease import driven_lease
 from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import RunAlreadyRunningError, RunFinishedError, RunNotFoundError
 from conveyor.runtime.ownership import owner_is_dead
@@ -40,7 +39,7 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
         if record.state is RunState.CANCELLED:  # cancelling twice is harmless
             return app.status(workflow_id)
         raise _finished(record, "cancelled")
-    lease = driven_lease(workflow_id)
+    lease = app._driven_lease(workflow_id)
     if lease is not None:  # a driver of this process: its step is told at once
         lease.request_cancel(reason)
         return app.status(workflow_id)
@@ -60,7 +59,7 @@ def pause(app: Conveyor, workflow_id: str) -> WorkflowStatus:
     record = _requested(app.backend.request_pause(workflow_id), workflow_id)
     if record.is_final:
         raise _finished(record, "paused")
-    lease = driven_lease(workflow_id)
+    lease = app._driven_lease(workflow_id)
     if lease is not None and record.cancel_reason is None:
         lease.request_pause()
     return app.status(workflow_id)
