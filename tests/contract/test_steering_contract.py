@@ -290,9 +290,9 @@ def test_a_cancel_reaches_a_step_its_own_workers_drive_at_once(backend: Backend)
 
     shop.during_pack = wait_to_be_told
     worker = app.worker(concurrency=1, lease_seconds=30)  # a heartbeat round would take 10 s
+    app.start("order", {}, workflow_id="busy")  # before the worker: until idle, it could leave at once
     thread = threading.Thread(target=worker.run, kwargs={"until_idle": True})
     thread.start()
-    app.start("order", {}, workflow_id="busy")
     assert packing.wait(10)
     app.cancel("busy", "customer asked")
     thread.join(20)

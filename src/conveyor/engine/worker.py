@@ -228,6 +228,8 @@ class Worker:
             try:
                 announced = self.backend.wait_for_work(min(_LISTEN_SECONDS, self.poll_interval_seconds))
             except Exception:  # the backend's wait is built not to raise; a bug must not end the wake-ups
+                if self._stopping.is_set():  # the worker has stopped and its backend may be closed: done
+                    return
                 log.exception("worker %s lost its wake-up channel; polling until it is back", self.name)
                 announced = False
                 self._stopping.wait(_LISTEN_SECONDS)
