@@ -326,3 +326,46 @@ def test_checkpoint_for_an_unknown_run_leaves_no_rows(open_sqlite: OpenSqlite, d
     assert backend._connection.in_transaction is False
     assert query(db_path, "SELECT COUNT(*) FROM conveyor_runs") == [(0,)]
     assert query(db_path, "SELECT COUNT(*) FROM conveyor_steps") == [(0,)]
+
+
+def test_a_checkpoint_that_keeps_the_run_state_leaves_state_timer_and_claim_indexes(
+    open_sqlite: OpenSqlite, new_run: NewRunFactory, db_path: Path
+) -> None:
+    """A step completion settle marks as keeping the run's state and timer assigns neither column: a wake-up
+    time set meanwhile (a pause's, say) stays, and the step and the time are written."""
+    backend = open_sqlite()
+    backend.start_run(new_run(), owner="worker-1", now=T0)
+    with closing(sqlite3.connect(db_path)) as outside:
+        outside.execute("UPDATE conveyor_runs SET wake_at = 123.0 WHERE workflow_id = 'run-1'")
+        outside.commit()
+    backend.record_checkpoint(
+        Checkpoint("run-1", 1, (completed("a", 1),), RunState.RUNNING, None, None, None, T1, 0, True)
+    )
+    stored = must_load(backend)
+    assert (stored.state, stored.wake_at, stored.updated_at) == (RunState.RUNNING, 123.0, T1)
+    assert stored.steps["a"].state is StepState.COMPLETED
+    backend.record_checkpoint(
+        Checkpoint("run-1", 1, (completed("b", 2),), RunState.RUNNING, None, None, None, T1 + 1, 0, False)
+    )
+    assert must_load(backend).wake_at is None  # without the mark, the checkpoint's own timer is written
+
+
+def test_a_step_completion_that_keeps_the_run_state_writes_no_claim_index_page(
+    open_sqlite: OpenSqlite, new_run: NewRunFactory, db_path: Path
+) -> None:
+    """The point of the narrow write: the WAL grows by the run's page and the step's, not by index pages."""
+    backend = open_sqlite()
+    backend.start_run(new_run(), owner="worker-1", now=T0)
+    wal = db_path.with_name(db_path.name + "-wal")
+
+    def frames_written(same: bool, name: str, order: int) -> int:
+        before = wal.stat().st_size
+        backend.record_checkpoint(
+            Checkpoint("run-1", 1, (completed(name, order),), RunState.RUNNING, None, None, None, T1, 0, same)
+        )
+        return (wal.stat().st_size - before) // 4120  # a frame: a 4096-byte page and its 24-byte header
+
+    frames_written(False, "a", 1)  # the step rows' page is in the WAL from here on
+    wide = frames_written(False, "b", 2)
+    narrow = frames_written(True, "c", 3)
+    assert narrow < wide, (narrow, wide)

@@ -451,9 +451,31 @@ def test_settle_success_returns_the_checkpoint_to_write():
         wake_at=None,
         at=6.5,
         generation=0,
+        same_state_and_timer=True,
     )
     assert checkpoint.steps[0] is run.steps["a"]
     assert run.updated_at == 6.5
+
+
+def test_settle_says_when_a_success_keeps_the_run_state_and_timer():
+    """A success the run runs on after says so (the backend may leave both columns); one that completes the
+    run, or moves its timer, does not."""
+    _, going_on = settled(CHAIN, make_run(CHAIN), "a", StepSucceeded('"x"', 4.0, 6.5))
+    assert going_on.same_state_and_timer
+    run = make_run(CHAIN)
+    for name in CHAIN.step_names[:-1]:
+        run = complete(CHAIN, run, name)
+    _, last = settled(CHAIN, run, CHAIN.step_names[-1], StepSucceeded('"x"', 4.0, 6.5))
+    assert last.state is RunState.COMPLETED
+    assert not last.same_state_and_timer
+    retried = make_run(CHAIN)
+    retried.steps["a"] = retried.steps["a"]._replace(state=StepState.RETRYING, next_attempt_at=5.0)
+    retried.wake_at = 5.0
+    _, after_retry = settled(CHAIN, retried, "a", StepSucceeded('"x"', 5.0, 6.5))
+    assert after_retry.wake_at is None
+    assert not after_retry.same_state_and_timer
+    _, failed = settled(CHAIN, make_run(CHAIN), "a", StepFailed(ValueError("no"), False, 4.0, 6.5))
+    assert not failed.same_state_and_timer
 
 
 def test_settle_keeps_what_a_step_outcome_does_not_change():

@@ -109,26 +109,47 @@ _FENCED_UPDATE = (
 )
 """The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
 recoveries back to 0."""
+_FENCED_UPDATE_SAME_STATE = (
+    "UPDATE conveyor_runs SET output = ?, error = ?, updated_at = ?, generation = ?, "
+    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END WHERE workflow_id = ? AND epoch = ?"
+)
+"""The same, for a checkpoint that keeps the run's state and wake-up time: it assigns neither, so SQLite
+leaves the two claim indexes (over wake_at, for the states in which a run is claimable) untouched. Most
+step completions write this one: 4 of a 4-step run's 5 transactions, 41 of its 112 kB of WAL."""
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
 
 
 def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
     """Write one checkpoint inside the caller's transaction; False (and nothing written) if fenced out."""
     workflow_id = checkpoint.workflow_id
-    cursor.execute(
-        _FENCED_UPDATE,
-        (
-            checkpoint.state.value,
-            checkpoint.output,
-            failure_to_text(checkpoint.error),
-            checkpoint.wake_at,
-            checkpoint.at,
-            checkpoint.generation,
-            bool(checkpoint.steps),
-            workflow_id,
-            checkpoint.epoch,
-        ),
-    )
+    if checkpoint.same_state_and_timer:
+        cursor.execute(
+            _FENCED_UPDATE_SAME_STATE,
+            (
+                checkpoint.output,
+                failure_to_text(checkpoint.error),
+                checkpoint.at,
+                checkpoint.generation,
+                bool(checkpoint.steps),
+                workflow_id,
+                checkpoint.epoch,
+            ),
+        )
+    else:
+        cursor.execute(
+            _FENCED_UPDATE,
+            (
+                checkpoint.state.value,
+                checkpoint.output,
+                failure_to_text(checkpoint.error),
+                checkpoint.wake_at,
+                checkpoint.at,
+                checkpoint.generation,
+                bool(checkpoint.steps),
+                workflow_id,
+                checkpoint.epoch,
+            ),
+        )
     if cursor.rowcount != 1:
         return False
     if len(checkpoint.steps) == 1:

@@ -277,3 +277,7 @@ class Checkpoint(NamedTuple):
     wake_at: float | None
     at: float
     generation: int = 0
+    same_state_and_timer: bool = False
+    """True when the run keeps the state and wake-up time its record had before this write (settle's common
+    path says so): a backend may then leave those two columns as stored, and the indexes over them alone
+    (SQLite rewrites an index entry whenever an UPDATE assigns one of its columns, even to the same value)."""

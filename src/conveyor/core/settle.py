@@ -167,7 +167,18 @@ def settle(
             )
             checkpoint = tuple.__new__(
                 Checkpoint,
-                (workflow_id, epoch, (record,), run_state, output, None, wake_at, finished, generation),
+                (
+                    workflow_id,
+                    epoch,
+                    (record,),
+                    run_state,
+                    output,
+                    None,
+                    wake_at,
+                    finished,
+                    generation,
+                    run_state is _RUNNING and wake_at == run.wake_at,
+                ),
             )
             return new, checkpoint
         return _settled(workflow, run, old, record, run.error, in_flight, finished)
@@ -429,6 +440,7 @@ def _checkpoint(run: RunRecord, records: tuple[StepRecord, ...], at: float) -> C
             run.wake_at,
             at,
             run.generation,
+            False,
         ),
     )
 
@@ -500,6 +512,7 @@ def merge_checkpoints(checkpoints: list[Checkpoint]) -> Checkpoint:
         wake_at=last.wake_at,
         at=last.at,
         generation=last.generation,
+        same_state_and_timer=all(checkpoint.same_state_and_timer for checkpoint in checkpoints),
     )
 
 
