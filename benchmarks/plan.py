@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENGINES = ("conveyor", "sayiir", "dbos")
-GROUPS = ("one-client", "many", "wakeup", "failover")
+GROUPS = ("one-client", "many", "wakeup", "waiting", "failover")
 MODULES = {
     "conveyor": "engines.conveyor_engine",
     "sayiir": "engines.sayiir_engine",
@@ -184,6 +184,13 @@ def cells(quick: bool, engines: set[str], groups: set[str], postgres: bool) -> l
             )
         )
         add(Cell("wakeup", "start", backend, "dbos", "wakeup", {"backend": backend, "samples": q(100, 30)}))
+
+    for backend in ("postgres", "sqlite"):
+        target = ("max_value", 5.0) if backend == "postgres" else None
+        params = {"backend": backend, "samples": q(100, 30)}
+        add(Cell("waiting", "signal", backend, "conveyor", "signal_wakeup", params, target=target))
+        params = {"backend": backend, "waiting": 100_000, "samples": q(300, 100)}
+        add(Cell("waiting", "claim", backend, "conveyor", "waiting_runs", params, target=("max_ratio", 1.2)))
 
     lease = 2.0
     for backend in ("postgres", "sqlite"):

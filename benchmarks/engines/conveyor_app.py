@@ -59,6 +59,8 @@ def first_step(probe: dict[str, Any]) -> dict[str, Any]:
 
 
 LATENCY = Flow("bench_latency").then(first_step).build()
+SIGNALLED = Flow("bench_signal").wait_for_signal("go").then(first_step).build()
+"""Waits for the signal ``go``; the step after it reports when it started (the signal latency probe)."""
 
 
 @task
@@ -94,5 +96,5 @@ def _wait_for_go() -> None:
 _wait_for_go()
 
 
-app = Conveyor(workflows=[SEQ, FJ, LATENCY, FAILOVER])
+app = Conveyor(workflows=[SEQ, FJ, LATENCY, SIGNALLED, FAILOVER])
 """The runtime the benchmark's workers load (``conveyor worker --app benchmarks.engines.conveyor_app``)."""

@@ -22,6 +22,7 @@ from benchmarks.common import (
     timed_repetitions,
     wait_for_line,
 )
+from benchmarks.engines.conveyor_waiting import signal_wakeup, waiting_runs
 from benchmarks.processes import WorkerGroup, python_command
 
 APP = "benchmarks.engines.conveyor_app"
@@ -285,4 +286,11 @@ def failover(backend: str, mode: str, samples: int, lease_seconds: float = 2.0) 
     return result
 
 
-MEASUREMENTS = {"throughput": throughput, "concurrent": concurrent, "wakeup": wakeup, "failover": failover}
+MEASUREMENTS = {
+    "throughput": throughput,
+    "concurrent": concurrent,
+    "wakeup": wakeup,
+    "failover": failover,
+    "signal_wakeup": signal_wakeup,
+    "waiting_runs": waiting_runs,
+}

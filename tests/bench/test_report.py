@@ -42,6 +42,9 @@ def test_a_throughput_ratio_is_conveyor_over_the_peer_and_a_latency_ratio_the_pe
         (("max_value", 5.0), {"value": 5.0}, False),
         (("max_max", 3000.0), {"value": 1.0, "max_ms": 3000.0}, True),
         (("max_max", 3000.0), {"value": 1.0, "max_ms": 3000.5}, False),
+        (("max_ratio", 1.2), {"value": 1.0, "ratio": 1.2, "rss_ratio": 1.0}, True),
+        (("max_ratio", 1.2), {"value": 1.0, "ratio": 1.21, "rss_ratio": 1.0}, False),
+        (("max_ratio", 1.2), {"value": 1.0, "ratio": 1.0, "rss_ratio": 1.21}, False),
     ],
 )
 def test_targets_are_marked_met_or_missed_at_their_bounds(
@@ -96,3 +99,14 @@ def test_the_docs_page_renders_from_a_committed_full_run() -> None:
     assert "## Targets" in page
     assert "## 1,000,000 finished runs in PostgreSQL" in page
     assert len(table) == len(planned)
+
+
+def test_the_waiting_runs_cell_shows_both_ratios_to_the_empty_queue() -> None:
+    """The claim cycle with runs waiting reads against the empty queue, latency and memory both."""
+    measured = Cell("waiting", "claim", "postgres", "conveyor", "waiting_runs", {"waiting": 100_000})
+    measured.result = {"kind": "latency", "value": 0.26, "ratio": 0.97, "rss_ratio": 1.0, "count": 300}
+    assert report.workload_label(measured) == "claim cycle, 100,000 runs waiting"
+    assert (
+        report.result_label(measured.result)
+        == f"p50 0.26 ms (0.97{report.TIMES} empty), RSS 1.00{report.TIMES}"
+    )

@@ -191,14 +191,26 @@ SELECT claimable, CASE WHEN claimable THEN pg_notify('conveyor_work', '') END FR
 
 -- name: next_wake_at
 -- The next time a run may become claimable by itself: a timer of an unheld run, or a lease's end; of the
--- runs claim_runs would consider with the same workflow_names and exclude.
-SELECT min(CASE WHEN owner IS NULL THEN wake_at ELSE greatest(lease_expires_at, wake_at) END)
-  FROM conveyor_runs
- WHERE state IN ('pending', 'running', 'compensating')
-   AND ((owner IS NULL AND wake_at IS NOT NULL) OR lease_expires_at IS NOT NULL)
-   AND coalesce(wake_at, 0) < 1e15  -- not a paused run (see conveyor.backends.steering)
-   AND (%(workflow_names)s::text[] IS NULL OR workflow_name = ANY (%(workflow_names)s::text[]))
-   AND NOT (workflow_id = ANY (%(exclude)s::text[]))
+-- runs claim_runs would consider with the same workflow_names and exclude. Neither half reads the waiting
+-- runs: the first walks conveyor_runs_ready in timer order and stops at the first unheld run, the second
+-- reads conveyor_runs_held, which holds only the runs under a lease.
+SELECT least(
+    (SELECT wake_at
+       FROM conveyor_runs
+      WHERE state IN ('pending', 'running', 'compensating')
+        AND wake_at IS NOT NULL AND wake_at < 1e15  -- not a paused run (see conveyor.backends.steering)
+        AND owner IS NULL
+        AND (%(workflow_names)s::text[] IS NULL OR workflow_name = ANY (%(workflow_names)s::text[]))
+        AND NOT (workflow_id = ANY (%(exclude)s::text[]))
+      ORDER BY wake_at
+      LIMIT 1),
+    (SELECT min(greatest(lease_expires_at, wake_at))
+       FROM conveyor_runs
+      WHERE lease_expires_at IS NOT NULL AND state IN ('pending', 'running', 'compensating')
+        AND owner IS NOT NULL
+        AND coalesce(wake_at, 0) < 1e15
+        AND (%(workflow_names)s::text[] IS NULL OR workflow_name = ANY (%(workflow_names)s::text[]))
+        AND NOT (workflow_id = ANY (%(exclude)s::text[]))))
 
 -- name: now
 SELECT extract(epoch FROM clock_timestamp())::float8
