@@ -272,7 +272,7 @@ def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_and_steps_ke
         )
 
     backend = open_backend(url)
-    assert backend.migrate() == [2, 3, 4, 5, 6, 7]
+    assert backend.migrate() == [migration.version for migration in migrations()][1:]
 
     record = backend.load_run("run-1")
     assert record is not None
@@ -349,6 +349,19 @@ def test_the_urls_own_options_are_kept_on_every_connection(
             assert connection.execute("SHOW statement_timeout").fetchone() == ("12345ms",)
             sort = connection.execute("SHOW enable_sort").fetchone()
             assert sort == (("off",) if pool is backend._claim_pool else ("on",))
+
+
+@pytest.mark.postgres
+def test_only_claims_commit_without_waiting_for_the_disk(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """A claim's commit skips the WAL flush (lost in a crash, it took nothing with it); a checkpoint's, a
+    start's and a signal's wait for it, on the connections they run on."""
+    backend = open_backend(postgres_database.url)
+    backend.submit_run(new_run(), now=T0)  # opens the pools
+    for pool, expected in ((backend._claim_pool, "off"), (backend._pool, "on")):
+        with pool.connection() as connection:
+            assert connection.execute("SHOW synchronous_commit").fetchone() == (expected,)
 
 
 @pytest.mark.postgres
