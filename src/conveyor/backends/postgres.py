@@ -62,20 +62,11 @@ _LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns 
 _CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
 
 
-CLAIM_OPTIONS = "-c enable_sort=off -c synchronous_commit=off"
-"""Set (after any ``options`` of the URL) on the connections claims run on, which run nothing else.
-
-``enable_sort=off``: a claim must walk the claim-order index and stop at its limit; on a table not yet
-analyzed (a new database meeting its first backlog) the planner guesses that few runs are ready and would
-rather sort them all on every claim, which costs in proportion to the backlog until autovacuum first
-analyzes the table.
-
-``synchronous_commit=off``: a claim's commit does not wait for its WAL to reach the disk (a claim is on
-the path from a start or a signal to the step it starts: one flush less, 0.5 to 2 ms here). A claim lost
-in a server crash takes nothing with it: the run is as it was before, claimable again, and the claimer's
-first checkpoint, a synchronous commit, cannot be durable unless the claim before it is (the WAL is
-flushed in order); so no checkpoint ever stands on a claim the database forgot. The dead letters and
-corrupt-run failures a claim writes are written again by the next claim if lost likewise."""
+CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
+"""Set (after any ``options`` of the URL) on the connections claims run on, which run nothing else. A claim
+must walk the claim-order index and stop at its limit; on a table not yet analyzed (a new database meeting
+its first backlog) the planner guesses that few runs are ready and would rather sort them all on every
+claim, which costs in proportion to the backlog until autovacuum first analyzes the table."""
 _CLAIM_CONNECTIONS = 2
 
 _TRANSIENT_RETRIES = 3
@@ -135,7 +126,7 @@ class PostgresBackend(ClosesOnExit):
             name="conveyor",
             open=False,
         )
-        claim_options = f"{params.get('options') or ''} {CLAIM_OPTIONS}".strip()
+        claim_options = f"{params.get('options') or ''} {CLAIM_PLANNER_OPTIONS}".strip()
         self._claim_pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             kwargs={**self._connect_kwargs, "options": claim_options},
@@ -210,7 +201,7 @@ class PostgresBackend(ClosesOnExit):
         """A cursor on a borrowed connection, in autocommit mode: each statement is its own transaction.
 
         Every query of this backend is one statement, so each call costs one round trip to the server.
-        ``claims`` takes the connection from the claim connections (see :data:`CLAIM_OPTIONS`).
+        ``claims`` takes the connection from the claim connections (see :data:`CLAIM_PLANNER_OPTIONS`).
         """
         self._ensure_ready()
         try:
