@@ -12,10 +12,10 @@ from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteB
 from conveyor.core import Failure, RunState, StepState
 from conveyor.core.records import RunPage, RunSummary
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
-from conveyor.definition.arguments import from_input, from_result, from_results
+from conveyor.definition.arguments import from_input, from_result, from_results, from_route
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.resources import resource
-from conveyor.definition.steps import step
+from conveyor.definition.steps import route, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import delay, wait_for_signal
@@ -35,6 +35,7 @@ from conveyor.errors import (
     InvalidInputError,
     LeaseLostError,
     NonRetryableError,
+    RouteKeyError,
     RunAlreadyRunningError,
     RunError,
     RunFinishedError,
@@ -91,6 +92,7 @@ __all__ = [
     "Registry",
     "Resources",
     "RetryPolicy",
+    "RouteKeyError",
     "RunAlreadyRunningError",
     "RunError",
     "RunFinishedError",
@@ -125,6 +127,7 @@ __all__ = [
     "from_input",
     "from_result",
     "from_results",
+    "from_route",
     "get_workflow_status",
     "load_template",
     "load_templates",
@@ -132,6 +135,7 @@ __all__ = [
     "pause_workflow",
     "resource",
     "retry_workflow",
+    "route",
     "run_by_name",
     "run_durable_workflow",
     "run_durable_workflow_async",

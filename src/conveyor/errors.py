@@ -22,7 +22,8 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
-    │   │   └── StepInputError   the step's input did not match its annotation
+    │   │   ├── StepInputError   the step's input did not match its annotation
+    │   │   └── RouteKeyError    a route's key names no branch, and the route has no default
     │   ├── StepTimeoutError     the attempt ran past the step's timeout
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
@@ -154,6 +155,15 @@ class NonRetryableError(StepError):
 
 class StepInputError(NonRetryableError):
     """The step's input does not match the type its function declares."""
+
+
+class RouteKeyError(NonRetryableError):
+    """A route step's key names none of its branches, and the route has no default branch."""
+
+    key: object
+    """The key the route's function returned."""
+    known: tuple[str, ...]
+    """The keys of the route's branches."""
 
 
 class StepTimeoutError(StepError, TimeoutError):

@@ -32,7 +32,7 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
 }
 
 EXPECTED_STEP: dict[StepState, set[StepState]] = {
-    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
+    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING, S.SKIPPED},  # skipped: by a route
     S.RETRYING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
     S.WAITING: {S.COMPLETED, S.RETRYING, S.FAILED},  # a sleep ends, a signal comes, a wait times out
     S.COMPLETED: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
@@ -40,6 +40,7 @@ EXPECTED_STEP: dict[StepState, set[StepState]] = {
     S.COMPENSATING: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
     S.COMPENSATED: {S.PENDING},  # manual retry
     S.COMPENSATION_FAILED: {S.PENDING},  # manual retry
+    S.SKIPPED: {S.PENDING},  # manual retry that runs the route again
 }
 
 ALL_RUN_PAIRS = list(itertools.product(RunState, RunState))
@@ -73,7 +74,7 @@ def test_run_states_and_their_stored_values():
 
 
 def test_step_states_and_their_stored_values():
-    """StepState has exactly eight members with lower-case stored values."""
+    """StepState has exactly nine members with lower-case stored values."""
     assert [state.value for state in StepState] == [
         "pending",
         "retrying",
@@ -83,6 +84,7 @@ def test_step_states_and_their_stored_values():
         "compensating",
         "compensated",
         "compensation_failed",
+        "skipped",
     ]
 
 
@@ -122,11 +124,11 @@ def test_tables_are_immutable():
 
 
 def test_exhaustive_pair_lists_partition_every_pair():
-    """The allowed and refused pairs together are all 81 run pairs and all 64 step pairs."""
+    """The allowed and refused pairs together are all 81 run pairs and all 81 step pairs."""
     assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
-    assert len(ALLOWED_STEP_PAIRS) == 20
-    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 64
+    assert len(ALLOWED_STEP_PAIRS) == 22
+    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 81
 
 
 # --- run transitions, pair by pair -------------------------------------------------------------------------

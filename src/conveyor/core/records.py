@@ -126,14 +126,15 @@ def pending_steps(step_names: tuple[str, ...]) -> dict[str, StepRecord]:
 
 
 def completion_counts(steps: Iterable[StepRecord]) -> tuple[int, int]:
-    """How many of ``steps`` are completed, and the highest completion order among them (0 if none).
+    """How many of ``steps`` are done (completed, or skipped by a route), and the highest completion order
+    among them (0 if none).
 
     What a :class:`RunRecord`'s ``completed_count`` and ``last_completion_order`` must say of its steps.
     """
     completed = 0
     last = 0
     for record in steps:
-        if record.state is StepState.COMPLETED:
+        if record.state is StepState.COMPLETED or record.state is StepState.SKIPPED:
             completed += 1
         order = record.completion_order
         if order is not None and order > last:
@@ -196,7 +197,8 @@ class RunRecord:
     definition_hash: str | None = None
     """The hash of the definition the run was recorded by; None for runs recorded before there was one."""
     completed_count: int = 0
-    """How many steps are in the completed state (derived from ``steps``; see :func:`completion_counts`)."""
+    """How many steps are done: completed, or skipped by a route (derived from ``steps``; see
+    :func:`completion_counts`). The run completes when every step is."""
     last_completion_order: int = 0
     """The highest ``completion_order`` among the steps (derived, like ``completed_count``)."""
     corruption: CorruptRunError | None = None

@@ -21,6 +21,7 @@ from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import Cancelled, DefinitionError
 
 if TYPE_CHECKING:
+    from conveyor.definition.control import Control
     from conveyor.definition.waits import Wait
 
 P = ParamSpec("P")
@@ -212,6 +213,8 @@ class TaskSpec:
     tags: tuple[str, ...] = ()
     waits: Wait | None = None
     """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
+    control: Control | None = None
+    """Set for a step that steers the run (a route): the engine settles its calls itself."""
 
     @property
     def fn(self) -> Callable[..., Any]:
