@@ -13,9 +13,10 @@ from conveyor.core import Failure, RunState, StepState
 from conveyor.core.records import RunPage, RunSummary
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results, from_route
+from conveyor.definition.loops import LoopResult
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.resources import resource
-from conveyor.definition.steps import route, step
+from conveyor.definition.steps import loop, route, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import delay, wait_for_signal
@@ -34,6 +35,7 @@ from conveyor.errors import (
     InvalidArgumentError,
     InvalidInputError,
     LeaseLostError,
+    LoopLimitError,
     NonRetryableError,
     RouteKeyError,
     RunAlreadyRunningError,
@@ -87,6 +89,8 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidInputError",
     "LeaseLostError",
+    "LoopLimitError",
+    "LoopResult",
     "NonRetryableError",
     "PostgresBackend",
     "Registry",
@@ -131,6 +135,7 @@ __all__ = [
     "get_workflow_status",
     "load_template",
     "load_templates",
+    "loop",
     "open_backend",
     "pause_workflow",
     "resource",

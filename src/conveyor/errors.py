@@ -23,7 +23,8 @@ Each exception's docstring is its default message. Each carries the context a pe
     ├── StepError                raised inside a step, recorded as its failure
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
     │   │   ├── StepInputError   the step's input did not match its annotation
-    │   │   └── RouteKeyError    a route's key names no branch, and the route has no default
+    │   │   ├── RouteKeyError    a route's key names no branch, and the route has no default
+    │   │   └── LoopLimitError   a loop asked for another iteration after its last allowed one
     │   ├── StepTimeoutError     the attempt ran past the step's timeout
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
@@ -164,6 +165,12 @@ class RouteKeyError(NonRetryableError):
     """The key the route's function returned."""
     known: tuple[str, ...]
     """The keys of the route's branches."""
+
+
+class LoopLimitError(NonRetryableError):
+    """A loop's last allowed iteration asked for another (its ``on_max`` is ``"fail"``)."""
+
+    max_iterations: int
 
 
 class StepTimeoutError(StepError, TimeoutError):

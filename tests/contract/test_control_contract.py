@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor import Conveyor, Flow, RunState, StepState, task
+from conveyor import Conveyor, Flow, LoopResult, RunState, StepContext, StepState, task
 from conveyor.backends.base import Backend
 
 
@@ -91,3 +91,33 @@ def test_a_failure_after_a_route_undoes_the_chosen_branch_only_and_a_retry_keeps
     assert retried.output() == "sent standard labelled"
     assert retried.step("express").state is StepState.SKIPPED
     assert log.done == ["check", "standard", "label", "notify"]  # undone steps run again; the route kept
+
+
+def test_a_loops_progress_is_stored_and_the_loop_resumes_from_it(backend: Backend) -> None:
+    """Paused in iteration 2, the stored step holds its progress; a fresh runtime on the same backend
+    resumes at iteration 3, each iteration having run once, with keys distinct per iteration."""
+    calls: list[tuple[int, str]] = []
+    holder: dict[str, Conveyor] = {}
+
+    @task
+    def climb(n: int, context: StepContext) -> LoopResult[dict[str, int]]:
+        calls.append((n, context.idempotency_key))
+        if n == 2 and "paused" not in holder:
+            holder["paused"] = holder["app"]
+            holder["app"].pause(context.workflow_id)
+        return LoopResult.done({"top": n}) if n >= 4 else LoopResult.again(n + 1)
+
+    workflow = Flow("climbing").loop(climb, max_iterations=10).build()
+    holder["app"] = app = Conveyor(backend, workflows=[workflow])
+    assert app.run("climbing", 0, workflow_id="l-1").is_paused()
+    stored = backend.load_run("l-1")
+    assert stored is not None
+    record = stored.steps["climb"]
+    assert (record.state, record.progress) == (StepState.PENDING, '{"iteration":3,"value":3}')
+    again = Conveyor(backend, workflows=[workflow])
+    again.resume("l-1")
+    status = again.run("climbing", 0, workflow_id="l-1")
+    assert status.output() == {"top": 4}
+    assert status.step("climb").progress is None
+    assert [n for n, _key in calls] == [0, 1, 2, 3, 4]
+    assert [key for _n, key in calls] == [f"l-1:climb:{n}" for n in range(5)]

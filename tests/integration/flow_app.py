@@ -5,11 +5,12 @@ Each step notes its start and end in $WORKER_LOG (see ``worker_app.note``), whic
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from worker_app import die_on_first_attempt, note
 
-from conveyor import Conveyor, Flow, StepContext, task
+from conveyor import Conveyor, Flow, LoopResult, StepContext, task
 
 
 @task
@@ -56,5 +57,29 @@ ROUTED = (
 """look -> route by speed: express (kills its worker on its first attempt) | standard -> notify."""
 
 
-app = Conveyor(workflows=[ROUTED])
+def die_once(context: StepContext, tag: str) -> None:
+    """End this process the first time it gets here for ``tag`` (a marker under $KILL_MARKS remembers)."""
+    marker = os.path.join(os.environ["KILL_MARKS"], f"{context.workflow_id}.{tag}")
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    os._exit(3)
+
+
+@task
+def climb(n: int, context: StepContext) -> LoopResult[int]:
+    """Five iterations; the worker dies in the middle of iteration 3, once."""
+    note(context, f"start{context.index}")
+    if context.index == 3:
+        die_once(context, "climb3")
+    note(context, f"done{context.index}")
+    return LoopResult.done(n) if n >= 4 else LoopResult.again(n + 1)
+
+
+LOOPING = Flow("looping").loop(climb, max_iterations=10).then(notify).build()
+"""A loop of five iterations whose worker dies once in iteration 3, then notify."""
+
+
+app = Conveyor(workflows=[ROUTED, LOOPING])
 """The runtime ``conveyor worker --app flow_app`` loads (its backend comes from ``--backend``)."""

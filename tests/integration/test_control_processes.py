@@ -61,3 +61,29 @@ def test_a_worker_dying_in_the_chosen_branch_leaves_the_choice_and_the_skips_to_
     assert (starts_of(log, "by_speed"), starts_of(log, "express"), starts_of(log, "standard")) == (1, 2, 0)
     assert len({pid for pid, *_ in read_log(log)}) == 2
     backend.close()
+
+
+def test_a_worker_killed_mid_loop_is_followed_by_one_that_resumes_at_the_iteration_it_was_in(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Iterations 0 to 2 were checkpointed before the worker died in iteration 3: the next worker runs
+    iteration 3 again and goes on, and never runs 0, 1 or 2 again."""
+    log, marks = tmp_path / "steps.log", tmp_path / "marks"
+    marks.mkdir()
+    backend = open_backend(database_url)
+    start_workflow(flow_app.LOOPING, "loop-1", 0, backend)
+    dying = spawn(database_url, log, KILL_MARKS=str(marks))
+    assert dying.wait(30) == 3  # died in iteration 3
+    assert get_workflow_status("loop-1", backend).step("climb").progress == {"iteration": 3, "value": 3}
+    survivor = spawn(database_url, log, KILL_MARKS=str(marks))
+    try:
+        wait_until(lambda: get_workflow_status("loop-1", backend).is_completed(), 30, "the run to finish")
+    finally:
+        stop(survivor)
+    assert get_workflow_status("loop-1", backend).output() == "sent 4"
+    events = [event for _pid, run, step, event, _at in read_log(log) if run == "loop-1" and step == "climb"]
+    assert events == [
+        "start0", "done0", "start1", "done1", "start2", "done2", "start3",  # the first worker
+        "start3", "done3", "start4", "done4",  # the second
+    ]  # fmt: skip
+    backend.close()

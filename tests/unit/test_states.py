@@ -32,8 +32,9 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
 }
 
 EXPECTED_STEP: dict[StepState, set[StepState]] = {
-    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING, S.SKIPPED},  # skipped: by a route
-    S.RETRYING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
+    # pending -> pending: a loop's iteration is recorded; skipped: by a route
+    S.PENDING: {S.PENDING, S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING, S.SKIPPED},
+    S.RETRYING: {S.PENDING, S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},  # an iteration after a retry
     S.WAITING: {S.COMPLETED, S.RETRYING, S.FAILED},  # a sleep ends, a signal comes, a wait times out
     S.COMPLETED: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
     S.FAILED: {S.PENDING},  # manual retry
@@ -127,7 +128,7 @@ def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 81 step pairs."""
     assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
-    assert len(ALLOWED_STEP_PAIRS) == 22
+    assert len(ALLOWED_STEP_PAIRS) == 24
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 81
 
 
@@ -233,10 +234,11 @@ def test_step_transition_error_without_step_name_uses_empty_text():
         check_step_transition(S.PENDING, S.COMPENSATED)
 
 
-def test_only_retrying_and_compensating_steps_may_repeat_their_state():
-    """A retry after a retry, and an undo retried again, are the only self-transitions."""
+def test_only_retrying_compensating_and_looping_steps_may_repeat_their_state():
+    """A retry after a retry, an undo retried again, and a loop's (or map's) recorded progress, are the only
+    self-transitions."""
     repeatable = {state for state in StepState if state in STEP_TRANSITIONS[state]}
-    assert repeatable == {S.RETRYING, S.COMPENSATING}
+    assert repeatable == {S.PENDING, S.RETRYING, S.COMPENSATING}
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ _FENCED_UPDATE = (
 )
 """The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
 recoveries back to 0."""
-_UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
+_UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 12}?)"
 
 
 def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:

@@ -98,6 +98,9 @@ class StepRecord(NamedTuple):
     """1 for the first step of the run to complete, 2 for the next…; undos run in reverse of it."""
     compensation_attempts: int = 0
     compensation_error: Failure | None = None
+    progress: str | None = None
+    """JSON text of how far a loop or a map has come while the step is not done (a loop's iteration and
+    value, a map's finished elements); a map keeps it once done, for its undo. None for other steps."""
 
     @property
     def duration_seconds(self) -> float | None:

@@ -20,6 +20,7 @@ import orjson
 from conveyor.core.decide import undos_left
 from conveyor.core.records import Checkpoint, Failure, RunRecord, StepRecord, completion_counts
 from conveyor.core.states import RunState, StepState, check_run_transition, check_step_transition
+from conveyor.definition.control import Route
 from conveyor.definition.workflow import StepSpec, Workflow
 
 _PENDING = StepState.PENDING
@@ -83,7 +84,16 @@ class RouteChosen(NamedTuple):
     skipped: tuple[str, ...]
 
 
-Outcome = StepSucceeded | StepFailed | UndoSucceeded | UndoFailed | RouteChosen
+class StepProgressed(NamedTuple):
+    """An iteration of a loop (from ``started`` to ``finished``) asked for another: ``progress`` (JSON text)
+    says how far it has come. The step stays pending, with a fresh count of attempts for what comes next."""
+
+    progress: str
+    started: float
+    finished: float
+
+
+Outcome = StepSucceeded | StepFailed | UndoSucceeded | UndoFailed | RouteChosen | StepProgressed
 """What one attempt at a step or an undo came to."""
 
 
@@ -135,6 +145,7 @@ def settle(
                 order,
                 old.compensation_attempts,
                 old.compensation_error,
+                None,
             ),
         )
         completed = run.completed_count + 1  # the step was not completed before: that is no transition
@@ -199,6 +210,7 @@ def settle(
                 old.completion_order,
                 old.compensation_attempts + 1,
                 old.compensation_error,
+                old.progress,
             ),
         )
         return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
@@ -206,6 +218,23 @@ def settle(
         return _undo_failed(workflow, run, spec, old, outcome, in_flight)
     if type(outcome) is RouteChosen:
         return _route_chosen(workflow, run, old, outcome, in_flight)
+    if type(outcome) is StepProgressed:
+        check_step_transition(old.state, _PENDING, step_name=name)
+        record = StepRecord(
+            name,
+            _PENDING,
+            0,
+            None,
+            None,
+            None,
+            outcome.started,
+            outcome.finished,
+            None,
+            old.compensation_attempts,
+            old.compensation_error,
+            outcome.progress,
+        )
+        return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
@@ -245,6 +274,7 @@ def _step_failed(
             old.completion_order,
             old.compensation_attempts,
             old.compensation_error,
+            old.progress,
         ),
     )
     return _settled(workflow, run, old, record, run_error, in_flight, outcome.finished)
@@ -280,6 +310,7 @@ def _undo_failed(
             old.completion_order,
             attempts,
             failure,
+            old.progress,
         ),
     )
     return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
@@ -581,7 +612,7 @@ def reopen_for_retry(workflow: Workflow, run: RunRecord, now: float) -> Settled:
     }
     for spec in workflow.steps:  # a route that runs again may choose another branch: its skipped ones open
         control = spec.control
-        if control is not None and steps[spec.name] is not run.steps[spec.name]:
+        if isinstance(control, Route) and steps[spec.name] is not run.steps[spec.name]:
             for name in control.step_names:
                 if steps[name].state is StepState.SKIPPED:
                     steps[name] = StepRecord(name)

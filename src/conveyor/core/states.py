@@ -82,11 +82,19 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    # pending -> pending: a loop's iteration (or a map's element) is recorded and the step goes on
     StepState.PENDING: frozenset(
-        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING, StepState.SKIPPED}
+        {
+            StepState.PENDING,
+            StepState.COMPLETED,
+            StepState.RETRYING,
+            StepState.FAILED,
+            StepState.WAITING,
+            StepState.SKIPPED,
+        }
     ),
     StepState.RETRYING: frozenset(
-        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
+        {StepState.PENDING, StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
     ),
     StepState.WAITING: frozenset({StepState.COMPLETED, StepState.RETRYING, StepState.FAILED}),
     StepState.COMPLETED: frozenset(

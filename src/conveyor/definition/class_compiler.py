@@ -26,10 +26,11 @@ from conveyor.definition.arguments import Arguments, Source, from_input
 from conveyor.definition.binding import pydantic_input_validator
 from conveyor.definition.class_routes import class_routes, resolve_route_source
 from conveyor.definition.control import Route
+from conveyor.definition.loops import loop_task
 from conveyor.definition.method_calls import step_caller, undo_caller
 from conveyor.definition.registry import qualified_name
 from conveyor.definition.retry import RetryPolicy
-from conveyor.definition.steps import StepMethod
+from conveyor.definition.steps import LoopStepMethod, StepMethod
 from conveyor.definition.task import make_task_spec
 from conveyor.definition.waits import WaitStepMethod, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -174,6 +175,8 @@ def _step_definition(
     )
     if name in routes:
         spec = replace(spec, control=routes[name])
+    if isinstance(declared, LoopStepMethod):
+        spec = loop_task(spec, declared.loop, f"loop {name!r} of {cls.__name__}")
     bindings: dict[str, Source] = {
         parameter: resolve_route_source(source, routes, f"step {name!r} of {cls.__name__}")
         for parameter, source in declared.bindings

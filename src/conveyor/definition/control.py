@@ -1,4 +1,5 @@
-"""Steps that steer the flow of a run: a route picks one of several branches by a key.
+"""Steps that steer the flow of a run: a route picks one of several branches by a key (a loop, in
+:mod:`conveyor.definition.loops`, calls its body until it is done).
 
 A route step is declared with :meth:`conveyor.Flow.route`, or in a workflow class with :func:`route` and
 steps declared ``@step(when=("route_name", "key"))``. Its function computes a key from the value it
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 
 from conveyor.definition.binding import ArgumentBuilder, decode_argument
+from conveyor.definition.loops import Loop
 from conveyor.definition.task import CallableShape
 from conveyor.errors import DefinitionError, RouteKeyError, StepInputError
 
@@ -78,7 +80,7 @@ class Route:
         return ["route", [[key, list(steps)] for key, steps in self.branches], self.default]
 
 
-Control = Route
+Control = Route | Loop
 """How the engine handles a step that steers the run."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from conveyor.definition.binding import Binding, FromBranches, FromPrevious, pydantic_input_validator
 from conveyor.definition.control import DEFAULT_BRANCH, FromRoute, Route
+from conveyor.definition.loops import OnMax, check_loop, loop_task
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import TaskSpec, make_task_spec
@@ -146,6 +147,26 @@ class Flow:
             spec.name, replace(spec, control=Route(tuple(keyed), default_key)), received
         )
         return self._extend(*steps, tail=None, next_input=FromRoute(spec.name, tuple(choices)))
+
+    def loop(
+        self,
+        body: Callable[..., Any],
+        *,
+        max_iterations: int,
+        on_max: OnMax = "fail",
+        name: str | None = None,
+    ) -> Flow:
+        """Add a loop: ``body`` (called ``name``, else its own name) returns ``LoopResult.again(value)`` to be
+        called again with ``value``, or ``LoopResult.done(value)`` to end with ``value`` as the step's result.
+        The first iteration receives the previous step's result. Each iteration is checkpointed (a crash
+        resumes at the iteration that was running, never one that finished) and has an idempotency key of
+        its own (the step's, then ``:n``, n from 0). A failing iteration is retried by the step's policy.
+        After ``max_iterations`` calls that asked for more, ``on_max="fail"`` fails the step
+        (:class:`~conveyor.errors.LoopLimitError`) and ``"exit"`` completes it with the last value."""
+        spec = _spec(body, name)
+        where = f"loop {spec.name!r} of flow {self.name!r}"
+        spec = loop_task(spec, check_loop(max_iterations, on_max, where), where)
+        return self._extend(StepDefinition(spec.name, spec, self._next_input()), tail=spec.name)
 
     def delay(self, name: str, duration: float | timedelta | str) -> Flow:
         """Add a durable sleep called ``name``: ``duration`` is a ``timedelta``, seconds, or text such as

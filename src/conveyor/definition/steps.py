@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any, overload
 
 from conveyor.definition.arguments import Arguments, Named, Source
+from conveyor.definition.loops import Loop, OnMax, check_loop
 from conveyor.definition.retry import RetryPolicy
 from conveyor.errors import DefinitionError
 
@@ -222,6 +223,56 @@ def route(
             retries=retries,
             timeout_secs=timeout_secs,
             compensation_retries=None,
+            description=description,
+        )
+
+    return declare
+
+
+class LoopStepMethod(StepMethod):
+    """A method declared as a loop with :func:`loop`: it returns ``LoopResult.again`` or ``.done``."""
+
+    def __init__(self, fn: Callable[..., Any], *, loop: Loop, **options: Any) -> None:
+        super().__init__(fn, **options)
+        self.loop = loop
+
+    def __repr__(self) -> str:
+        return f"<loop {self.name!r}>"
+
+
+def loop(
+    *,
+    max_iterations: int,
+    on_max: OnMax = "fail",
+    after: str | Named | Sequence[str | Named] = (),
+    parallel: bool = False,
+    retries: RetryPolicy | None = None,
+    timeout_secs: float | timedelta | None = None,
+    compensation_retries: RetryPolicy | None = None,
+    description: str | None = None,
+    arguments: Mapping[str, Source] | None = None,
+    **bindings: Source,
+) -> Callable[[Callable[..., Any]], LoopStepMethod]:
+    """Declare a method of a workflow class as a loop: it returns ``LoopResult.again(value)`` to be called
+    again, or ``LoopResult.done(value)`` (the step's result).
+
+    Its parameters are bound as a ``@step``'s are for the first iteration; each later iteration gets the
+    value passed on in its first parameter (the others bound as before). Options as for :func:`step`, and
+    ``max_iterations`` / ``on_max`` as for :meth:`conveyor.Flow.loop`. An undo (``@name.undo``) gets the
+    loop's final result.
+    """
+    checked = check_loop(max_iterations, on_max, "a loop step")
+
+    def declare(function: Callable[..., Any]) -> LoopStepMethod:
+        return LoopStepMethod(
+            function,
+            loop=checked,
+            bindings={**(arguments or {}), **bindings},
+            after=_names(after),
+            parallel=parallel,
+            retries=retries,
+            timeout_secs=timeout_secs,
+            compensation_retries=compensation_retries,
             description=description,
         )
 

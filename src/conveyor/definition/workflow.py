@@ -13,6 +13,7 @@ import orjson
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
+from conveyor.definition.loops import Loop, carried_arguments
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
@@ -123,6 +124,14 @@ def definition_hash(steps: Sequence[StepSpec], output_step: str | None) -> str:
     return hashlib.sha256(orjson.dumps(graph)).hexdigest()[:16]
 
 
+def _arguments(step: StepDefinition) -> ArgumentBuilder:
+    """The step's argument builder, compiled once (a loop's takes its carried value after the first)."""
+    built = step.binding.compile(step.task.shape, step.name)
+    if isinstance(step.task.control, Loop):
+        return carried_arguments(built, step.task, step.name)
+    return built
+
+
 def _topological_order(workflow_name: str, steps: Sequence[StepDefinition]) -> list[StepDefinition]:
     """Order steps so each follows its dependencies, keeping declaration order where the graph allows."""
     by_name = {step.name: step for step in steps}
@@ -205,7 +214,7 @@ def build_workflow(
             task=step.task,
             depends_on=step.depends_on,
             binding=step.binding,
-            build_arguments=step.binding.compile(step.task.shape, step.name),
+            build_arguments=_arguments(step),
             retries=step.task.retries or default_retries,
             compensation_retries=step.task.compensation_retries or default_compensation_retries,
             timeout_seconds=step.task.timeout_seconds,
