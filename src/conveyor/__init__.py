@@ -12,10 +12,11 @@ from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteB
 from conveyor.core import Failure, RunState, StepState
 from conveyor.core.records import RunPage, RunSummary
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
-from conveyor.definition.arguments import from_input, from_result, from_results
+from conveyor.definition.arguments import from_input, from_result, from_results, from_route
+from conveyor.definition.loops import LoopResult
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.resources import resource
-from conveyor.definition.steps import step
+from conveyor.definition.steps import loop, route, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import delay, wait_for_signal
@@ -34,7 +35,9 @@ from conveyor.errors import (
     InvalidArgumentError,
     InvalidInputError,
     LeaseLostError,
+    LoopLimitError,
     NonRetryableError,
+    RouteKeyError,
     RunAlreadyRunningError,
     RunError,
     RunFinishedError,
@@ -86,11 +89,14 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidInputError",
     "LeaseLostError",
+    "LoopLimitError",
+    "LoopResult",
     "NonRetryableError",
     "PostgresBackend",
     "Registry",
     "Resources",
     "RetryPolicy",
+    "RouteKeyError",
     "RunAlreadyRunningError",
     "RunError",
     "RunFinishedError",
@@ -125,13 +131,16 @@ __all__ = [
     "from_input",
     "from_result",
     "from_results",
+    "from_route",
     "get_workflow_status",
     "load_template",
     "load_templates",
+    "loop",
     "open_backend",
     "pause_workflow",
     "resource",
     "retry_workflow",
+    "route",
     "run_by_name",
     "run_durable_workflow",
     "run_durable_workflow_async",

@@ -22,7 +22,9 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
-    │   │   └── StepInputError   the step's input did not match its annotation
+    │   │   ├── StepInputError   the step's input did not match its annotation
+    │   │   ├── RouteKeyError    a route's key names no branch, and the route has no default
+    │   │   └── LoopLimitError   a loop asked for another iteration after its last allowed one
     │   ├── StepTimeoutError     the attempt ran past the step's timeout
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
@@ -154,6 +156,21 @@ class NonRetryableError(StepError):
 
 class StepInputError(NonRetryableError):
     """The step's input does not match the type its function declares."""
+
+
+class RouteKeyError(NonRetryableError):
+    """A route step's key names none of its branches, and the route has no default branch."""
+
+    key: object
+    """The key the route's function returned."""
+    known: tuple[str, ...]
+    """The keys of the route's branches."""
+
+
+class LoopLimitError(NonRetryableError):
+    """A loop's last allowed iteration asked for another (its ``on_max`` is ``"fail"``)."""
+
+    max_iterations: int
 
 
 class StepTimeoutError(StepError, TimeoutError):

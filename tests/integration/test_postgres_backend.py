@@ -352,19 +352,6 @@ def test_the_urls_own_options_are_kept_on_every_connection(
 
 
 @pytest.mark.postgres
-def test_only_claims_commit_without_waiting_for_the_disk(
-    postgres_database: PostgresDatabase, open_backend: OpenBackend
-) -> None:
-    """A claim's commit skips the WAL flush (lost in a crash, it took nothing with it); a checkpoint's, a
-    start's and a signal's wait for it, on the connections they run on."""
-    backend = open_backend(postgres_database.url)
-    backend.submit_run(new_run(), now=T0)  # opens the pools
-    for pool, expected in ((backend._claim_pool, "off"), (backend._pool, "on")):
-        with pool.connection() as connection:
-            assert connection.execute("SHOW synchronous_commit").fetchone() == (expected,)
-
-
-@pytest.mark.postgres
 def test_schema_has_the_partial_index_for_ready_runs(postgres_database: PostgresDatabase) -> None:
     """The ready-runs index covers only runs that are not final."""
     [(definition,)] = query(

@@ -32,14 +32,16 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
 }
 
 EXPECTED_STEP: dict[StepState, set[StepState]] = {
-    S.PENDING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
-    S.RETRYING: {S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},
+    # pending -> pending: a loop's iteration is recorded; skipped: by a route
+    S.PENDING: {S.PENDING, S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING, S.SKIPPED},
+    S.RETRYING: {S.PENDING, S.COMPLETED, S.RETRYING, S.FAILED, S.WAITING},  # an iteration after a retry
     S.WAITING: {S.COMPLETED, S.RETRYING, S.FAILED},  # a sleep ends, a signal comes, a wait times out
     S.COMPLETED: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
     S.FAILED: {S.PENDING},  # manual retry
     S.COMPENSATING: {S.COMPENSATING, S.COMPENSATED, S.COMPENSATION_FAILED},
     S.COMPENSATED: {S.PENDING},  # manual retry
     S.COMPENSATION_FAILED: {S.PENDING},  # manual retry
+    S.SKIPPED: {S.PENDING},  # manual retry that runs the route again
 }
 
 ALL_RUN_PAIRS = list(itertools.product(RunState, RunState))
@@ -73,7 +75,7 @@ def test_run_states_and_their_stored_values():
 
 
 def test_step_states_and_their_stored_values():
-    """StepState has exactly eight members with lower-case stored values."""
+    """StepState has exactly nine members with lower-case stored values."""
     assert [state.value for state in StepState] == [
         "pending",
         "retrying",
@@ -83,6 +85,7 @@ def test_step_states_and_their_stored_values():
         "compensating",
         "compensated",
         "compensation_failed",
+        "skipped",
     ]
 
 
@@ -122,11 +125,11 @@ def test_tables_are_immutable():
 
 
 def test_exhaustive_pair_lists_partition_every_pair():
-    """The allowed and refused pairs together are all 81 run pairs and all 64 step pairs."""
+    """The allowed and refused pairs together are all 81 run pairs and all 81 step pairs."""
     assert len(ALLOWED_RUN_PAIRS) == 16
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
-    assert len(ALLOWED_STEP_PAIRS) == 20
-    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 64
+    assert len(ALLOWED_STEP_PAIRS) == 24
+    assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 81
 
 
 # --- run transitions, pair by pair -------------------------------------------------------------------------
@@ -231,10 +234,11 @@ def test_step_transition_error_without_step_name_uses_empty_text():
         check_step_transition(S.PENDING, S.COMPENSATED)
 
 
-def test_only_retrying_and_compensating_steps_may_repeat_their_state():
-    """A retry after a retry, and an undo retried again, are the only self-transitions."""
+def test_only_retrying_compensating_and_looping_steps_may_repeat_their_state():
+    """A retry after a retry, an undo retried again, and a loop's (or map's) recorded progress, are the only
+    self-transitions."""
     repeatable = {state for state in StepState if state in STEP_TRANSITIONS[state]}
-    assert repeatable == {S.RETRYING, S.COMPENSATING}
+    assert repeatable == {S.PENDING, S.RETRYING, S.COMPENSATING}
 
 
 @pytest.mark.parametrize(

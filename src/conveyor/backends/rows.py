@@ -13,7 +13,8 @@ from conveyor.errors import CorruptRunError, LeaseLostError
 
 StepRow = tuple[Any, ...]
 """(step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at,
-completion_order, compensation_attempts, compensation_error)"""
+completion_order, compensation_attempts, compensation_error, progress); a row stored before there was a
+``progress`` (PostgreSQL keeps the columns in a JSON array) has one column fewer, read as no progress."""
 
 RunRow = tuple[Any, ...]
 """(workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, step_names,
@@ -21,7 +22,7 @@ created_at, updated_at, wake_at, epoch, recoveries, generation, definition_hash)
 
 STEP_COLUMNS = (
     "step_name, state, attempts, result, error, next_attempt_at, started_at, finished_at, "
-    "completion_order, compensation_attempts, compensation_error"
+    "completion_order, compensation_attempts, compensation_error, progress"
 )
 RUN_COLUMNS = (
     "workflow_id, workflow_name, workflow_version, state, input, output, error, correlation_id, "
@@ -78,6 +79,7 @@ def step_to_row(record: StepRecord) -> StepRow:
         record.completion_order,
         record.compensation_attempts,
         None if compensation_error is None else failure_to_text(compensation_error),
+        record.progress,
     )
 
 
@@ -165,8 +167,11 @@ def step_from_row(row: Sequence[Any], workflow_id: str = "") -> StepRecord:
     The common row (every type as written, no errors stored) is checked in one expression; anything else
     goes through :func:`_read_step`, which names the column at fault.
     """
-    if len(row) == _STEP_WIDTH:
-        name, state_text, attempts, result, error, next_at, started, finished, order, undos, undo_error = row
+    width = len(row)
+    if (width == _STEP_WIDTH and row[11] is None) or width == _OLD_STEP_WIDTH:
+        name, state_text, attempts, result, error, next_at, started, finished, order, undos, undo_error = row[
+            :_OLD_STEP_WIDTH
+        ]
         state = _STEP_STATES.get(state_text)
         if (
             state is not None
@@ -198,6 +203,8 @@ def step_from_row(row: Sequence[Any], workflow_id: str = "") -> StepRecord:
 def _read_step(row: Sequence[Any], workflow_id: str) -> StepRecord:
     """:func:`step_from_row` column by column: raises :class:`CorruptRunError` naming the first bad one."""
     read = _Reader(workflow_id)
+    if len(row) == _OLD_STEP_WIDTH:  # stored before there was a progress column
+        row = (*row, None)
     if len(row) != _STEP_WIDTH:
         raise read.corrupt("steps", row[0] if len(row) == 1 else tuple(row), "which is not a step's row")
     read.step_name = read.text("step_name", row[0])
@@ -222,10 +229,12 @@ def _read_step(row: Sequence[Any], workflow_id: str) -> StepRecord:
         completion_order=completion_order,
         compensation_attempts=read.count("compensation_attempts", row[9]),
         compensation_error=read.failure("compensation_error", row[10]),
+        progress=read.maybe_json("progress", row[11]),
     )
 
 
-_STEP_WIDTH = 11
+_STEP_WIDTH = 12
+_OLD_STEP_WIDTH = 11
 
 
 def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:

@@ -125,7 +125,7 @@ _FENCED_UPDATE_SAME_STATE = (
 """The same, for a checkpoint that keeps the run's state and wake-up time: it assigns neither, so SQLite
 leaves the two claim indexes (over wake_at, for the states in which a run is claimable) untouched. Most
 step completions write this one: 4 of a 4-step run's 5 transactions, 41 of its 112 kB of WAL."""
-_UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
+_UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 12}?)"
 
 
 def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:

@@ -19,6 +19,7 @@ from conveyor.definition.workflow import StepSpec, Workflow
 _COMPLETED = StepState.COMPLETED
 _FAILED = StepState.FAILED
 _COMPENSATING = StepState.COMPENSATING
+_SKIPPED = StepState.SKIPPED
 _RUN_COMPENSATING = RunState.COMPENSATING
 _NOTHING: frozenset[str] = frozenset()
 
@@ -75,10 +76,12 @@ def decide(
     earliest: float | None = None
     for spec in workflow.steps:
         record = steps[spec.name]
-        if record.state is _COMPLETED or record.state is _FAILED or spec.name in in_flight:
+        at = record.state
+        if at is _COMPLETED or at is _FAILED or at is _SKIPPED or spec.name in in_flight:
             continue
         for dependency in spec.depends_on:
-            if steps[dependency].state is not _COMPLETED:
+            done = steps[dependency].state
+            if done is not _COMPLETED and done is not _SKIPPED:  # a skipped step counts as done
                 break
         else:
             due = record.next_attempt_at

@@ -98,6 +98,9 @@ class StepRecord(NamedTuple):
     """1 for the first step of the run to complete, 2 for the next…; undos run in reverse of it."""
     compensation_attempts: int = 0
     compensation_error: Failure | None = None
+    progress: str | None = None
+    """JSON text of how far a loop or a map has come while the step is not done (a loop's iteration and
+    value, a map's finished elements); a map keeps it once done, for its undo. None for other steps."""
 
     @property
     def duration_seconds(self) -> float | None:
@@ -126,14 +129,15 @@ def pending_steps(step_names: tuple[str, ...]) -> dict[str, StepRecord]:
 
 
 def completion_counts(steps: Iterable[StepRecord]) -> tuple[int, int]:
-    """How many of ``steps`` are completed, and the highest completion order among them (0 if none).
+    """How many of ``steps`` are done (completed, or skipped by a route), and the highest completion order
+    among them (0 if none).
 
     What a :class:`RunRecord`'s ``completed_count`` and ``last_completion_order`` must say of its steps.
     """
     completed = 0
     last = 0
     for record in steps:
-        if record.state is StepState.COMPLETED:
+        if record.state is StepState.COMPLETED or record.state is StepState.SKIPPED:
             completed += 1
         order = record.completion_order
         if order is not None and order > last:
@@ -196,7 +200,8 @@ class RunRecord:
     definition_hash: str | None = None
     """The hash of the definition the run was recorded by; None for runs recorded before there was one."""
     completed_count: int = 0
-    """How many steps are in the completed state (derived from ``steps``; see :func:`completion_counts`)."""
+    """How many steps are done: completed, or skipped by a route (derived from ``steps``; see
+    :func:`completion_counts`). The run completes when every step is."""
     last_completion_order: int = 0
     """The highest ``completion_order`` among the steps (derived, like ``completed_count``)."""
     corruption: CorruptRunError | None = None

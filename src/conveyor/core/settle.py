@@ -20,6 +20,7 @@ import orjson
 from conveyor.core.decide import undos_left
 from conveyor.core.records import Checkpoint, Failure, RunRecord, StepRecord, completion_counts
 from conveyor.core.states import RunState, StepState, check_run_transition, check_step_transition
+from conveyor.definition.control import Route
 from conveyor.definition.workflow import StepSpec, Workflow
 
 _PENDING = StepState.PENDING
@@ -73,7 +74,26 @@ class UndoFailed(NamedTuple):
     random_unit: float = 0.5
 
 
-Outcome = StepSucceeded | StepFailed | UndoSucceeded | UndoFailed
+class RouteChosen(NamedTuple):
+    """A route step's attempt chose a branch: ``result`` (its name, as JSON text) completes the step, and the
+    steps of the other branches, ``skipped``, are marked so in the same checkpoint."""
+
+    result: str
+    started: float
+    finished: float
+    skipped: tuple[str, ...]
+
+
+class StepProgressed(NamedTuple):
+    """An iteration of a loop (from ``started`` to ``finished``) asked for another: ``progress`` (JSON text)
+    says how far it has come. The step stays pending, with a fresh count of attempts for what comes next."""
+
+    progress: str
+    started: float
+    finished: float
+
+
+Outcome = StepSucceeded | StepFailed | UndoSucceeded | UndoFailed | RouteChosen | StepProgressed
 """What one attempt at a step or an undo came to."""
 
 
@@ -125,6 +145,7 @@ def settle(
                 order,
                 old.compensation_attempts,
                 old.compensation_error,
+                None,
             ),
         )
         completed = run.completed_count + 1  # the step was not completed before: that is no transition
@@ -200,11 +221,31 @@ def settle(
                 old.completion_order,
                 old.compensation_attempts + 1,
                 old.compensation_error,
+                old.progress,
             ),
         )
         return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
     if type(outcome) is UndoFailed:
         return _undo_failed(workflow, run, spec, old, outcome, in_flight)
+    if type(outcome) is RouteChosen:
+        return _route_chosen(workflow, run, old, outcome, in_flight)
+    if type(outcome) is StepProgressed:
+        check_step_transition(old.state, _PENDING, step_name=name)
+        record = StepRecord(
+            name,
+            _PENDING,
+            0,
+            None,
+            None,
+            None,
+            outcome.started,
+            outcome.finished,
+            None,
+            old.compensation_attempts,
+            old.compensation_error,
+            outcome.progress,
+        )
+        return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
@@ -244,6 +285,7 @@ def _step_failed(
             old.completion_order,
             old.compensation_attempts,
             old.compensation_error,
+            old.progress,
         ),
     )
     return _settled(workflow, run, old, record, run_error, in_flight, outcome.finished)
@@ -279,9 +321,46 @@ def _undo_failed(
             old.completion_order,
             attempts,
             failure,
+            old.progress,
         ),
     )
     return _settled(workflow, run, old, record, run.error, in_flight, outcome.finished)
+
+
+def _route_chosen(
+    workflow: Workflow, run: RunRecord, old: StepRecord, outcome: RouteChosen, in_flight: AbstractSet[str]
+) -> Settled:
+    """The route step completes with the chosen branch; the other branches' steps are skipped, at once."""
+    check_step_transition(old.state, _COMPLETED, step_name=old.name)
+    order = run.last_completion_order + 1
+    record = StepRecord(
+        old.name,
+        _COMPLETED,
+        old.attempts + 1,
+        outcome.result,
+        None,
+        None,
+        outcome.started,
+        outcome.finished,
+        order,
+        old.compensation_attempts,
+        old.compensation_error,
+    )
+    changed = [record]
+    for name in outcome.skipped:
+        skipped = run.steps[name]
+        check_step_transition(skipped.state, StepState.SKIPPED, step_name=name)
+        changed.append(StepRecord(name, StepState.SKIPPED))
+    steps = run.steps.copy()
+    for each in changed:
+        steps[each.name] = each
+    done = run.completed_count + len(changed)
+    at = outcome.finished
+    state = _implied_state(workflow, run.state, steps, done, run.error, in_flight)
+    output = _output(workflow, steps) if state is RunState.COMPLETED else run.output
+    wake_at = _earliest_due(state, steps)
+    new = _new_record(run, steps, state, output, run.error, wake_at, at, done, order)
+    return new, _checkpoint(new, tuple(changed), at)
 
 
 # -- building the new record ---------------------------------------------------------------------------------
@@ -544,6 +623,12 @@ def reopen_for_retry(workflow: Workflow, run: RunRecord, now: float) -> Settled:
         else record
         for name, record in run.steps.items()
     }
+    for spec in workflow.steps:  # a route that runs again may choose another branch: its skipped ones open
+        control = spec.control
+        if isinstance(control, Route) and steps[spec.name] is not run.steps[spec.name]:
+            for name in control.step_names:
+                if steps[name].state is StepState.SKIPPED:
+                    steps[name] = StepRecord(name)
     reset = tuple(record for name, record in steps.items() if record is not run.steps[name])
     completed, last_order = completion_counts(steps.values())
     new = _new_record(

@@ -43,6 +43,8 @@ class StepState(StrEnum):
     """The undo failed at least once; its next attempt is due at ``next_attempt_at``."""
     COMPENSATED = "compensated"
     COMPENSATION_FAILED = "compensation_failed"
+    SKIPPED = "skipped"
+    """On a branch its route did not choose: never runs, has no undo, and counts as done."""
 
 
 FINAL_RUN_STATES = frozenset(
@@ -80,11 +82,19 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 
 STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
+    # pending -> pending: a loop's iteration (or a map's element) is recorded and the step goes on
     StepState.PENDING: frozenset(
-        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
+        {
+            StepState.PENDING,
+            StepState.COMPLETED,
+            StepState.RETRYING,
+            StepState.FAILED,
+            StepState.WAITING,
+            StepState.SKIPPED,
+        }
     ),
     StepState.RETRYING: frozenset(
-        {StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
+        {StepState.PENDING, StepState.COMPLETED, StepState.RETRYING, StepState.FAILED, StepState.WAITING}
     ),
     StepState.WAITING: frozenset({StepState.COMPLETED, StepState.RETRYING, StepState.FAILED}),
     StepState.COMPLETED: frozenset(
@@ -96,6 +106,8 @@ STEP_TRANSITIONS: dict[StepState, frozenset[StepState]] = {
     ),
     StepState.COMPENSATED: frozenset({StepState.PENDING}),
     StepState.COMPENSATION_FAILED: frozenset({StepState.PENDING}),
+    # A retry by hand that runs a route again opens its skipped branches again.
+    StepState.SKIPPED: frozenset({StepState.PENDING}),
 }
 
 

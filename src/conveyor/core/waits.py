@@ -35,5 +35,6 @@ def begin_wait(
         None,
         old.compensation_attempts,
         old.compensation_error,
+        old.progress,
     )
     return _settled(workflow, run, old, record, run.error, frozenset(), now)

@@ -3,8 +3,9 @@
 ``Arguments(order=from_result("validate_order", "order"), order_id=from_input("order_id"))`` gives the
 step ``order`` (the field ``order`` of the result of ``validate_order``) and ``order_id`` (the field
 ``order_id`` of the workflow input). A source names the whole value (``from_input()``,
-``from_result("validate_order")``) or one top-level field of it, and ``from_results("a", "b")`` gives
-``{"a": result of a, "b": result of b}``. Every step a source reads becomes a dependency of the step.
+``from_result("validate_order")``) or one top-level field of it, ``from_results("a", "b")`` gives
+``{"a": result of a, "b": result of b}``, and ``from_route("shipping")`` the result of the branch the
+route step ``shipping`` chose. Every step a source reads becomes a dependency of the step.
 
 Each value is decoded into the type its parameter declares. A field that is absent leaves the parameter's
 default; without a default, the step fails at once with a :class:`~conveyor.errors.StepInputError` naming
@@ -22,6 +23,7 @@ import pydantic
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, decode_argument, describe_validation_error
+from conveyor.definition.control import FromRoute
 from conveyor.definition.task import CallableShape, Parameter
 from conveyor.errors import DefinitionError, StepInputError
 
@@ -70,7 +72,24 @@ class FromResults:
         return "the results of " + ", ".join(repr(step) for step in self.steps)
 
 
-Source = FromInput | FromResult | FromResults
+@dataclass(frozen=True, slots=True)
+class FromRouteResult:
+    """The result of the branch the route step ``route`` chose (its last step's), or its ``field``.
+
+    ``choices`` (each branch's key and last step) is filled in when the workflow class is compiled.
+    """
+
+    route: str
+    field: str | None = None
+    choices: tuple[tuple[str, str | None], ...] = ()
+
+    def describe(self) -> str:
+        """Say, for error messages, what this source reads."""
+        whole = f"the result of the branch route {self.route!r} chose"
+        return whole if self.field is None else f"field {self.field!r} of {whole}"
+
+
+Source = FromInput | FromResult | FromResults | FromRouteResult
 """Where one argument comes from."""
 
 
@@ -106,6 +125,13 @@ def from_results(*steps: str | Named) -> FromResults:
     return FromResults(tuple(dict.fromkeys(names)))
 
 
+def from_route(route: str | Named, field: str | None = None) -> FromRouteResult:
+    """The result of the branch the route step ``route`` chose (a name or the route's step method), or one
+    of its top-level fields: what a step after a route reads, whichever branch ran."""
+    name = _step_name(route, "from_route()")
+    return FromRouteResult(name, _field_name(field, f"from_route({name!r})"))
+
+
 def _convert(parameter: Parameter, value: Any, step_name: str, source: Source) -> Any:
     """Convert an already decoded JSON value for ``parameter``, as :func:`decode_argument` does for text."""
     try:
@@ -129,6 +155,8 @@ class _Fetch:
     field: str | None
     joined: tuple[tuple[str, str], ...] = ()
     """For :class:`FromResults`: the JSON key prefix of each step's result, and the step."""
+    route: FromRoute | None = None
+    """For :class:`FromRouteResult`: how the chosen branch's result is found."""
 
 
 class Arguments:
@@ -145,10 +173,10 @@ class Arguments:
         for name, source in merged.items():
             if not isinstance(name, str) or not name.isidentifier():
                 raise DefinitionError(f"an argument name must be a Python identifier, not {name!r}")
-            if not isinstance(source, FromInput | FromResult | FromResults):
+            if not isinstance(source, FromInput | FromResult | FromResults | FromRouteResult):
                 raise DefinitionError(
-                    f"argument {name!r} needs a source made by from_input(), from_result() or "
-                    f"from_results(), not {source!r}"
+                    f"argument {name!r} needs a source made by from_input(), from_result(), "
+                    f"from_results() or from_route(), not {source!r}"
                 )
         self.by_parameter: tuple[tuple[str, Source], ...] = tuple(merged.items())
 
@@ -161,6 +189,8 @@ class Arguments:
                 steps.append(source.step)
             elif isinstance(source, FromResults):
                 steps.extend(source.steps)
+            elif isinstance(source, FromRouteResult):
+                steps.extend((source.route, *(step for _key, step in source.choices if step is not None)))
         return tuple(dict.fromkeys(steps))
 
     def compile(self, shape: CallableShape, step_name: str) -> ArgumentBuilder:
@@ -196,6 +226,10 @@ def _plan(parameter: Parameter, source: Source) -> _Fetch:
         return _Fetch(parameter, source, None, source.field)
     if isinstance(source, FromResult):
         return _Fetch(parameter, source, source.step, source.field)
+    if isinstance(source, FromRouteResult):
+        if not source.choices:
+            raise DefinitionError(f"{source.describe()}: {source.route!r} is not a route step with branches")
+        return _Fetch(parameter, source, None, source.field, route=FromRoute(source.route, source.choices))
     keys = tuple((orjson.dumps(step).decode() + ":", step) for step in source.steps)
     return _Fetch(parameter, source, None, None, joined=keys)
 
@@ -212,16 +246,23 @@ def _builder(fetches: tuple[_Fetch, ...], step_name: str) -> ArgumentBuilder:
                 text = "{" + ",".join(key + results[step] for key, step in fetch.joined) + "}"
                 kwargs[parameter.name] = decode_argument(parameter, text, step_name)
                 continue
-            text = workflow_input if fetch.step is None else results[fetch.step]
+            if fetch.route is not None:
+                text = fetch.route.pick(workflow_input, results, step_name)
+            else:
+                text = workflow_input if fetch.step is None else results[fetch.step]
             if fetch.field is None:
                 kwargs[parameter.name] = decode_argument(parameter, text, step_name)
                 continue
-            if fetch.step in parsed:
+            if fetch.route is not None:
+                document = orjson.loads(text)
+            elif fetch.step in parsed:
                 document = parsed[fetch.step]
             else:
                 document = parsed[fetch.step] = orjson.loads(text)
             if not isinstance(document, dict):
-                whole = FromInput() if fetch.step is None else FromResult(fetch.step)
+                whole: Source = FromInput() if fetch.step is None else FromResult(fetch.step)
+                if fetch.route is not None:
+                    whole = FromRouteResult(fetch.route.route)
                 raise StepInputError(
                     f"step {step_name!r} reads {fetch.source.describe()}, but {whole.describe()} is "
                     f"{type(document).__name__}, not an object",

@@ -9,20 +9,28 @@ The steps run in the order they are declared: each waits for every step declared
 the steps that nothing declared after them waits for yet, which is the one before it when none is
 parallel). A ``parallel=True`` step waits only for what it reads and its ``after=``. Either way a step may
 wait only for steps declared before it, so the graph follows the page and cannot have a cycle.
+
+A route (``@route``) and the steps declared ``@step(when=(route, key))`` after it make the route's
+branches, each the steps of one key in declaration order; a step of a branch always waits for its route,
+and only steps of the same branch may read its results (others read ``from_route(route)``).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.definition.arguments import Arguments, Source, from_input
 from conveyor.definition.binding import pydantic_input_validator
+from conveyor.definition.class_routes import class_routes, resolve_route_source
+from conveyor.definition.control import Route
+from conveyor.definition.loops import loop_task
 from conveyor.definition.method_calls import step_caller, undo_caller
 from conveyor.definition.registry import qualified_name
 from conveyor.definition.retry import RetryPolicy
-from conveyor.definition.steps import StepMethod
+from conveyor.definition.steps import LoopStepMethod, StepMethod
 from conveyor.definition.task import make_task_spec
 from conveyor.definition.waits import WaitStepMethod, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -41,8 +49,10 @@ def compile_class(cls: type[WorkflowClass]) -> Workflow:
         if value is not None and not isinstance(value, RetryPolicy):
             raise DefinitionError(f"{option} of {where} must be a RetryPolicy, not {value!r}")
     declared = declarations(cls)
-    order = declaration_order(cls, [step for step, _ in declared.values()])
-    steps = [_step_definition(cls, step, undo, order[step.name]) for step, undo in declared.values()]
+    methods = [step for step, _ in declared.values()]
+    order = declaration_order(cls, methods)
+    routes = class_routes(cls, methods)
+    steps = [_step_definition(cls, step, undo, order[step.name], routes) for step, undo in declared.values()]
     if not steps:
         raise DefinitionError(f"{where} declares no steps; decorate its step methods with @step")
     name = cls.workflow_name or cls.__name__
@@ -135,9 +145,15 @@ def _method(cls: type, name: str, what: str) -> Callable[..., Any]:
 
 
 def _step_definition(
-    cls: type, declared: StepMethod, undo_name: str | None, waits_for: tuple[str, ...]
+    cls: type,
+    declared: StepMethod,
+    undo_name: str | None,
+    waits_for: tuple[str, ...],
+    routes: dict[str, Route],
 ) -> StepDefinition:
     name = declared.name
+    if declared.when is not None:  # a step of a route's branch waits for its route, whatever it reads
+        waits_for = tuple(dict.fromkeys((*waits_for, declared.when[0])))
     if isinstance(declared, WaitStepMethod):  # a sleep or a wait for a signal: nothing of the class is called
         if undo_name is not None:
             raise DefinitionError(f"wait step {name!r} of {cls.__name__} cannot have an undo")
@@ -157,7 +173,14 @@ def _step_definition(
         compensation_retries=declared.compensation_retries,
         description=declared.description if declared.description is not None else inspect.getdoc(fn) or "",
     )
-    bindings: dict[str, Source] = dict(declared.bindings)
+    if name in routes:
+        spec = replace(spec, control=routes[name])
+    if isinstance(declared, LoopStepMethod):
+        spec = loop_task(spec, declared.loop, f"loop {name!r} of {cls.__name__}")
+    bindings: dict[str, Source] = {
+        parameter: resolve_route_source(source, routes, f"step {name!r} of {cls.__name__}")
+        for parameter, source in declared.bindings
+    }
     for parameter in spec.shape.parameters:
         bindings.setdefault(parameter.name, from_input(parameter.name))
     return StepDefinition(name, spec, Arguments(bindings), depends_on=waits_for)

@@ -3,17 +3,22 @@
 Each step receives the previous step's result (the first receives the workflow input). ``fork()`` starts
 branches that run concurrently, each receiving the same value; ``join(d)`` gives ``d`` a dict keyed by each
 branch's name (a branch's name is the name given to ``branch(..., name=)``, else its last task's name).
-Every method returns a new builder, so a partly built flow can be shared and extended safely.
+``route(key_fn, branches={...}, default=...)`` runs one branch of several, by the key ``key_fn`` computes
+from the value it receives; the next step receives the chosen branch's result (see
+:mod:`conveyor.definition.control`). Every method returns a new builder, so a partly built flow can be
+shared and extended safely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from conveyor.definition.binding import FromBranches, FromPrevious, pydantic_input_validator
+from conveyor.definition.binding import Binding, FromBranches, FromPrevious, pydantic_input_validator
+from conveyor.definition.control import DEFAULT_BRANCH, FromRoute, Route
+from conveyor.definition.loops import OnMax, check_loop, loop_task
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import TaskSpec, make_task_spec
@@ -36,7 +41,7 @@ class Flow:
     type pydantic validates) is checked against the workflow input before a run is recorded.
     """
 
-    __slots__ = ("_options", "_steps", "_tail", "name")
+    __slots__ = ("_input", "_options", "_steps", "_tail", "name")
 
     def __init__(
         self,
@@ -58,19 +63,110 @@ class Flow:
         }
         self._steps: tuple[StepDefinition, ...] = ()
         self._tail: str | None = None
+        self._input: Binding | None = None
+        """What the next step receives when it is not the previous step's result (after a route)."""
 
-    def _extend(self, *steps: StepDefinition, tail: str | None) -> Flow:
+    def _extend(self, *steps: StepDefinition, tail: str | None, next_input: Binding | None = None) -> Flow:
         extended = object.__new__(Flow)
         extended.name = self.name
         extended._options = self._options
         extended._steps = self._steps + steps
         extended._tail = tail
+        extended._input = next_input
         return extended
+
+    def _next_input(self) -> Binding:
+        """What the next step receives: the previous step's result, or the chosen branch's after a route."""
+        return self._input if self._input is not None else FromPrevious(self._tail)
 
     def then(self, fn: Callable[..., Any], *, name: str | None = None) -> Flow:
         """Add a step that receives the previous step's result (or the workflow input, if it is first)."""
         spec = _spec(fn, name)
-        return self._extend(StepDefinition(spec.name, spec, FromPrevious(self._tail)), tail=spec.name)
+        return self._extend(StepDefinition(spec.name, spec, self._next_input()), tail=spec.name)
+
+    def route(
+        self,
+        key: Callable[..., Any],
+        branches: Mapping[str, Branch],
+        *,
+        default: str | Branch = None,
+        name: str | None = None,
+    ) -> Flow:
+        """Add a route: ``key`` (a step like any other, called ``name`` or its own name) computes a key from
+        the value it receives, and the branch of ``branches`` under that key runs; the others' steps are
+        ``skipped``. A branch is a task, a list of tasks (each receiving the previous one's result), or
+        None (nothing to do); its first step receives the value the route received. ``default`` is the
+        branch for a key that names none: one of the keys, or a branch of its own (called ``"default"``);
+        without it, such a key fails the route step (:class:`~conveyor.errors.RouteKeyError`, naming the
+        key and the known keys). The route step's result is the chosen branch's name; the next step
+        receives that branch's result."""
+        spec = _spec(key, name)
+        where = f"route {spec.name!r} of flow {self.name!r}"
+        if not isinstance(branches, Mapping) or not branches:
+            raise DefinitionError(f"{where} needs branches: a dict of key to task, list of tasks or None")
+        declared = {
+            check_name(branch_key, f"a branch key of {where}"): fns for branch_key, fns in branches.items()
+        }
+        default_key: str | None = None
+        if isinstance(default, str):
+            if default not in declared:
+                raise DefinitionError(
+                    f"the default of {where} is {default!r}, which is none of its branches "
+                    f"({', '.join(map(repr, declared))})"
+                )
+            default_key = default
+        elif default is not None:
+            if DEFAULT_BRANCH in declared:
+                raise DefinitionError(
+                    f"{where} has a branch called {DEFAULT_BRANCH!r} and a default branch of its own; "
+                    f"name the default by its key instead (default={DEFAULT_BRANCH!r})"
+                )
+            declared[DEFAULT_BRANCH] = default
+            default_key = DEFAULT_BRANCH
+        received = self._next_input()
+        steps: list[StepDefinition] = [StepDefinition(spec.name, spec, received)]
+        keyed: list[tuple[str, tuple[str, ...]]] = []
+        choices: list[tuple[str, str | None]] = []
+        for branch_key, fns in declared.items():
+            specs = _branch_specs(fns, f"branch {branch_key!r} of {where}")
+            if not specs and not isinstance(received, FromPrevious):
+                raise DefinitionError(
+                    f"branch {branch_key!r} of {where} is empty, right after another route; give it a step"
+                )
+            previous: str | None = None
+            for branch_spec in specs:
+                binding = received if previous is None else FromPrevious(previous)
+                steps.append(StepDefinition(branch_spec.name, branch_spec, binding, depends_on=(spec.name,)))
+                previous = branch_spec.name
+            keyed.append((branch_key, tuple(branch_spec.name for branch_spec in specs)))
+            if previous is None:
+                assert isinstance(received, FromPrevious)
+                previous = received.source
+            choices.append((branch_key, previous))
+        steps[0] = StepDefinition(
+            spec.name, replace(spec, control=Route(tuple(keyed), default_key)), received
+        )
+        return self._extend(*steps, tail=None, next_input=FromRoute(spec.name, tuple(choices)))
+
+    def loop(
+        self,
+        body: Callable[..., Any],
+        *,
+        max_iterations: int,
+        on_max: OnMax = "fail",
+        name: str | None = None,
+    ) -> Flow:
+        """Add a loop: ``body`` (called ``name``, else its own name) returns ``LoopResult.again(value)`` to be
+        called again with ``value``, or ``LoopResult.done(value)`` to end with ``value`` as the step's result.
+        The first iteration receives the previous step's result. Each iteration is checkpointed (a crash
+        resumes at the iteration that was running, never one that finished) and has an idempotency key of
+        its own (the step's, then ``:n``, n from 0). A failing iteration is retried by the step's policy.
+        After ``max_iterations`` calls that asked for more, ``on_max="fail"`` fails the step
+        (:class:`~conveyor.errors.LoopLimitError`) and ``"exit"`` completes it with the last value."""
+        spec = _spec(body, name)
+        where = f"loop {spec.name!r} of flow {self.name!r}"
+        spec = loop_task(spec, check_loop(max_iterations, on_max, where), where)
+        return self._extend(StepDefinition(spec.name, spec, self._next_input()), tail=spec.name)
 
     def delay(self, name: str, duration: float | timedelta | str) -> Flow:
         """Add a durable sleep called ``name``: ``duration`` is a ``timedelta``, seconds, or text such as
@@ -110,7 +206,7 @@ class Flow:
 
     def _wait_step(self, name: str, wait: Wait, *, retries: RetryPolicy | None = None) -> Flow:
         spec = wait_task(name, wait, retries=retries)
-        return self._extend(StepDefinition(name, spec, FromPrevious(self._tail)), tail=name)
+        return self._extend(StepDefinition(name, spec, self._next_input()), tail=name)
 
     def fork(self) -> Fork:
         """Start branches that run concurrently; close them with :meth:`Fork.join`."""
@@ -120,10 +216,30 @@ class Flow:
         """Check the flow and return the immutable workflow (a :class:`DefinitionError` if it is wrong)."""
         if not self._steps:
             raise DefinitionError(f"flow {self.name!r} has no steps; add some with .then(task)")
+        if self._input is not None:
+            raise DefinitionError(
+                f"flow {self.name!r} ends in a route; add the step that receives the chosen branch's result "
+                "with .then(task)"
+            )
         return build_workflow(self.name, self._steps, output_step=self._tail, **self._options)
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r} steps={[step.name for step in self._steps]}>"
+
+
+Branch = Callable[..., Any] | Sequence[Callable[..., Any]] | None
+"""A branch of a route: a task, a chain of tasks, or None for nothing to do."""
+
+
+def _branch_specs(fns: Branch, what: str) -> tuple[TaskSpec, ...]:
+    """The task specs of a route's branch (none for ``None``); a DefinitionError for anything else."""
+    if fns is None:
+        return ()
+    if callable(fns):
+        return (_spec(fns, None),)
+    if isinstance(fns, Sequence) and not isinstance(fns, str) and fns and all(callable(fn) for fn in fns):
+        return tuple(_spec(fn, None) for fn in fns)
+    raise DefinitionError(f"{what} must be a task, a non-empty list of tasks, or None, not {fns!r}")
 
 
 class Fork:
@@ -154,13 +270,14 @@ class Fork:
             raise DefinitionError(
                 f"a fork in flow {self._flow.name!r} has no branches; add them with .branch(task)"
             )
-        start = self._flow._tail
+        received = self._flow._next_input()
         steps: list[StepDefinition] = []
         tails: list[tuple[str, str]] = []
         for key, specs in self._branches:
-            previous = start
+            previous: str | None = None
             for spec in specs:
-                steps.append(StepDefinition(spec.name, spec, FromPrevious(previous)))
+                binding = received if previous is None else FromPrevious(previous)
+                steps.append(StepDefinition(spec.name, spec, binding))
                 previous = spec.name
             assert previous is not None
             tails.append((key, previous))

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any, overload
 
 from conveyor.definition.arguments import Arguments, Named, Source
+from conveyor.definition.loops import Loop, OnMax, check_loop
 from conveyor.definition.retry import RetryPolicy
 from conveyor.errors import DefinitionError
 
@@ -39,6 +40,7 @@ class StepMethod:
         timeout_secs: float | timedelta | None,
         compensation_retries: RetryPolicy | None,
         description: str | None,
+        when: object = None,
     ) -> None:
         if not inspect.isfunction(fn):
             raise DefinitionError(f"@step decorates a method defined with def, not {fn!r}")
@@ -52,6 +54,8 @@ class StepMethod:
         self.timeout_secs = timeout_secs
         self.compensation_retries = compensation_retries
         self.description = description
+        self.when = _when(when, fn.__name__)
+        """``(route step, key)``: the step runs only when that route chooses that branch."""
         self.undo_name: str | None = None
         self.owner: type | None = None
 
@@ -89,6 +93,20 @@ class StepMethod:
         return f"<step {self.name!r}>"
 
 
+def _when(when: object, name: str) -> tuple[str, str] | None:
+    """Check ``when=("route_step", "key")`` (the route may be given as its step method)."""
+    if when is None:
+        return None
+    if isinstance(when, tuple | list) and len(when) == 2 and isinstance(when[1], str) and when[1]:
+        route = when[0] if isinstance(when[0], str) else getattr(when[0], "name", None)
+        if isinstance(route, str) and route:
+            return (route, when[1])
+    raise DefinitionError(
+        f"when= of step {name!r} must be (route step, branch key), such as ('shipping', 'express'), "
+        f"not {when!r}"
+    )
+
+
 def _names(after: str | Named | Sequence[str | Named]) -> tuple[str, ...]:
     items = [after] if isinstance(after, str) or not isinstance(after, Sequence) else list(after)
     names = []
@@ -112,6 +130,7 @@ def step(
     compensation_retries: RetryPolicy | None = None,
     description: str | None = None,
     arguments: Mapping[str, Source] | None = None,
+    when: tuple[str | Named, str] | None = None,
     **bindings: Source,
 ) -> Callable[[Callable[..., Any]], StepMethod]: ...
 
@@ -127,6 +146,7 @@ def step(
     compensation_retries: RetryPolicy | None = None,
     description: str | None = None,
     arguments: Mapping[str, Source] | None = None,
+    when: tuple[str | Named, str] | None = None,
     **bindings: Source,
 ) -> Any:
     """Declare a method of a workflow class (a :class:`~conveyor.Saga`) as a step.
@@ -139,7 +159,8 @@ def step(
     whose name is one of the options below is bound with ``arguments={"retries": from_input()}`` instead.
     Options: ``after`` (steps to wait for without reading them), ``parallel``, ``retries`` (overrides the
     class's ``retry_defaults``), ``timeout_secs``, ``compensation_retries``, ``description`` (else the
-    docstring).
+    docstring), ``when=("shipping", "express")`` (the step runs only when the route step ``shipping``
+    chooses the branch ``express``; else it is ``skipped``; see :func:`route`).
     """
 
     def declare(function: Callable[..., Any]) -> StepMethod:
@@ -152,8 +173,107 @@ def step(
             timeout_secs=timeout_secs,
             compensation_retries=compensation_retries,
             description=description,
+            when=when,
         )
 
     if fn is not None:
         return declare(fn)
+    return declare
+
+
+class RouteStepMethod(StepMethod):
+    """A method declared as a route with :func:`route`: it returns the key of the branch to run."""
+
+    def __init__(self, fn: Callable[..., Any], *, default: str | None, **options: Any) -> None:
+        super().__init__(fn, **options)
+        if default is not None and (not isinstance(default, str) or not default):
+            raise DefinitionError(f"default= of route {self.name!r} must be a branch key, not {default!r}")
+        self.default = default
+
+    def __repr__(self) -> str:
+        return f"<route {self.name!r}>"
+
+
+def route(
+    *,
+    default: str | None = None,
+    after: str | Named | Sequence[str | Named] = (),
+    retries: RetryPolicy | None = None,
+    timeout_secs: float | timedelta | None = None,
+    description: str | None = None,
+    arguments: Mapping[str, Source] | None = None,
+    **bindings: Source,
+) -> Callable[[Callable[..., Any]], RouteStepMethod]:
+    """Declare a method of a workflow class as a route: it returns the key of the branch to run.
+
+    A branch is the steps declared ``@step(when=(route, key))``, in order; the steps of the other branches
+    are ``skipped`` when the route step completes (its result is the chosen key). ``default`` names the
+    branch for a key that names none; without it such a key fails the route step
+    (:class:`~conveyor.errors.RouteKeyError`). A step after the branches reads the chosen branch's result
+    with :func:`~conveyor.from_route`. Its parameters are bound as a ``@step``'s are.
+    """
+
+    def declare(function: Callable[..., Any]) -> RouteStepMethod:
+        return RouteStepMethod(
+            function,
+            default=default,
+            bindings={**(arguments or {}), **bindings},
+            after=_names(after),
+            parallel=False,
+            retries=retries,
+            timeout_secs=timeout_secs,
+            compensation_retries=None,
+            description=description,
+        )
+
+    return declare
+
+
+class LoopStepMethod(StepMethod):
+    """A method declared as a loop with :func:`loop`: it returns ``LoopResult.again`` or ``.done``."""
+
+    def __init__(self, fn: Callable[..., Any], *, loop: Loop, **options: Any) -> None:
+        super().__init__(fn, **options)
+        self.loop = loop
+
+    def __repr__(self) -> str:
+        return f"<loop {self.name!r}>"
+
+
+def loop(
+    *,
+    max_iterations: int,
+    on_max: OnMax = "fail",
+    after: str | Named | Sequence[str | Named] = (),
+    parallel: bool = False,
+    retries: RetryPolicy | None = None,
+    timeout_secs: float | timedelta | None = None,
+    compensation_retries: RetryPolicy | None = None,
+    description: str | None = None,
+    arguments: Mapping[str, Source] | None = None,
+    **bindings: Source,
+) -> Callable[[Callable[..., Any]], LoopStepMethod]:
+    """Declare a method of a workflow class as a loop: it returns ``LoopResult.again(value)`` to be called
+    again, or ``LoopResult.done(value)`` (the step's result).
+
+    Its parameters are bound as a ``@step``'s are for the first iteration; each later iteration gets the
+    value passed on in its first parameter (the others bound as before). Options as for :func:`step`, and
+    ``max_iterations`` / ``on_max`` as for :meth:`conveyor.Flow.loop`. An undo (``@name.undo``) gets the
+    loop's final result.
+    """
+    checked = check_loop(max_iterations, on_max, "a loop step")
+
+    def declare(function: Callable[..., Any]) -> LoopStepMethod:
+        return LoopStepMethod(
+            function,
+            loop=checked,
+            bindings={**(arguments or {}), **bindings},
+            after=_names(after),
+            parallel=parallel,
+            retries=retries,
+            timeout_secs=timeout_secs,
+            compensation_retries=compensation_retries,
+            description=description,
+        )
+
     return declare

@@ -21,6 +21,7 @@ from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.errors import Cancelled, DefinitionError
 
 if TYPE_CHECKING:
+    from conveyor.definition.control import Control
     from conveyor.definition.waits import Wait
 
 P = ParamSpec("P")
@@ -47,6 +48,7 @@ class StepContext:
         "attempt",
         "correlation_id",
         "generation",
+        "index",
         "is_compensation",
         "resources",
         "step_name",
@@ -66,6 +68,7 @@ class StepContext:
         generation: int = 0,
         resources: Mapping[str, Any] | None = None,
         steering: Any = None,
+        index: int | None = None,
     ) -> None:
         self._steering = steering
         """What tells whether the run was cancelled: an object with ``cancel_reason`` (the run's lease)."""
@@ -78,19 +81,24 @@ class StepContext:
         self.correlation_id = correlation_id
         self.is_compensation = is_compensation
         self.generation = generation
+        self.index = index
+        """A loop's iteration (0 first) or a map element's position in its list; None for other steps."""
 
     @property
     def idempotency_key(self) -> str:
         """A key stable across every attempt of this step (or of its undo) in this run, and no other's.
 
         ``{workflow_id}:{step_name}``, then ``:retry{n}`` after the run's n-th retry by hand (see
-        ``retry_workflow``: steps that run again get a new key) and ``:undo`` for the undo. A ``%`` or ``:``
-        inside the id or the name is written ``%25`` or ``%3A``, so two different steps never share a key,
-        and a key without them is what it has always been.
+        ``retry_workflow``: steps that run again get a new key) and ``:undo`` for the undo. A loop's
+        iteration or a map's element adds its :attr:`index` after the name (``order-7:reserve:2``), so a
+        gateway sees each as a call of its own. A ``%`` or ``:`` inside the id or the name is written
+        ``%25`` or ``%3A``, so two different steps never share a key, and a key without them is what it has
+        always been.
         """
         retry = f":retry{self.generation}" if self.generation else ""
         undo = ":undo" if self.is_compensation else ""
-        return f"{_key_part(self.workflow_id)}:{_key_part(self.step_name)}{retry}{undo}"
+        index = "" if self.index is None else f":{self.index}"
+        return f"{_key_part(self.workflow_id)}:{_key_part(self.step_name)}{index}{retry}{undo}"
 
     @property
     def cancelled(self) -> bool:
@@ -212,6 +220,8 @@ class TaskSpec:
     tags: tuple[str, ...] = ()
     waits: Wait | None = None
     """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
+    control: Control | None = None
+    """Set for a step that steers the run (a route): the engine settles its calls itself."""
 
     @property
     def fn(self) -> Callable[..., Any]:

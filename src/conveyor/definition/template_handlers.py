@@ -139,27 +139,32 @@ def _as_result(value: Any, handler: type, step_name: str) -> dict[str, Any]:
     )
 
 
-def step_function(handler: type, process: HandlerMethod, step_name: str) -> Callable[..., Any]:
-    """The step function: creates the handler and calls ``process(context, results)``."""
+def _as_key(value: Any, handler: type, step_name: str) -> Any:
+    """What a route's ``process`` returns: the key of the branch to run, passed on as it is."""
+    return value
+
+
+def step_function(
+    handler: type, process: HandlerMethod, step_name: str, *, route: bool = False
+) -> Callable[..., Any]:
+    """The step function: creates the handler and calls ``process(context, results)`` (for a route, whose
+    ``process`` returns a branch key, that key is the result)."""
     function = process.function
+    as_result = _as_key if route else _as_result
 
     def extra(step: StepContext) -> dict[str, Any]:
         return {} if process.context_parameter is None else {process.context_parameter: step}
 
     if process.is_async:
 
-        async def run_handler(
-            context: Any, step: StepContext, results: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
+        async def run_handler(context: Any, step: StepContext, results: dict[str, Any] | None = None) -> Any:
             value = await function(handler(), context, results or {}, **extra(step))
-            return _as_result(value, handler, step_name)
+            return as_result(value, handler, step_name)
 
         return run_handler
 
-    def run_handler_sync(
-        context: Any, step: StepContext, results: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return _as_result(function(handler(), context, results or {}, **extra(step)), handler, step_name)
+    def run_handler_sync(context: Any, step: StepContext, results: dict[str, Any] | None = None) -> Any:
+        return as_result(function(handler(), context, results or {}, **extra(step)), handler, step_name)
 
     return run_handler_sync
 

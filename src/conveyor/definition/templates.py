@@ -8,6 +8,10 @@ its input must fit (``schema``) and its ``step_templates``: each with a ``name``
 (milliseconds). ``task_handler_class`` is accepted and recorded, not called. Instead of a
 ``handler_class``, a step may declare ``delay: 5m`` (a durable sleep) or ``wait_for_signal: approved`` (a name
 or a list; ``timeout`` in milliseconds); its result (the signal's payload) reaches later steps' ``results``.
+A step declared ``route: true`` (optionally ``default_branch: key``) is a route: its handler's ``process``
+returns a key (text), and the steps declared ``when: {that_step: key}`` run only when it returns that key
+(a ``when`` step depends on its route); the others are ``skipped``, and reach later steps' ``results`` as
+``None``.
 
 A handler is a class with a ``process(self, context, results)`` method: ``context`` is the run's input,
 ``results`` the results of the steps it depends on, directly or through other steps, by step name (``{}``
@@ -24,7 +28,7 @@ is a :class:`TemplateError` naming the file, the line, the step and the field.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ import jsonschema
 import yaml
 
 from conveyor.definition.arguments import Arguments, from_input, from_results
+from conveyor.definition.control import Route
 from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
@@ -43,6 +48,7 @@ from conveyor.definition.template_handlers import (
     step_function,
     undo_function,
 )
+from conveyor.definition.template_routes import template_routes
 from conveyor.definition.template_source import (
     Place,
     TemplateError,
@@ -78,6 +84,9 @@ STEP_FIELDS = (
     "timeout",
     "delay",
     "wait_for_signal",
+    "route",
+    "default_branch",
+    "when",
 )
 
 
@@ -292,7 +301,7 @@ def _step(
         raise handler_place.error(f"handler {handler_path!r} has no process(self, context, results) method")
     undo = handler_method(handler, "undo", "result, context, results", handler_place)
     spec = make_task_spec(
-        step_function(handler, process, name),
+        step_function(handler, process, name, route=template.get("route") is True),
         name=name,
         retries=_retries(template, source, name),
         timeout_secs=_timeout_seconds(template, source, name),
@@ -305,6 +314,14 @@ def _step(
         else Arguments(context=from_input())
     )
     return StepDefinition(name, spec, binding)
+
+
+def _routed(step: StepDefinition, routes: Mapping[str, Route]) -> StepDefinition:
+    """``step``, made a route if the template declares it one."""
+    route = routes.get(step.name)
+    if route is None:
+        return step
+    return StepDefinition(step.name, replace(step.task, control=route), step.binding, step.depends_on)
 
 
 def _step_names(templates: list[Any], source: str) -> list[str]:
@@ -413,9 +430,13 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
             "step_templates must be a non-empty list of steps"
         )
     names = _step_names(templates, source)
-    upstream = _upstream(_check_graph(templates, names, source), names)
+    routes, when = template_routes(templates, names, source)
+    dependencies = _check_graph(templates, names, source)
+    for step_name, (route_name, _key) in when.items():  # a step of a branch waits for its route
+        dependencies[step_name] = tuple(dict.fromkeys((*dependencies[step_name], route_name)))
+    upstream = _upstream(dependencies, names)
     steps = [
-        _step(template, step_name, upstream[step_name], source, handlers)
+        _routed(_step(template, step_name, upstream[step_name], source, handlers), routes)
         for template, step_name in zip(templates, names, strict=True)
     ]
     workflow_name = qualified_name(namespace, name)

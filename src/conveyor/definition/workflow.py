@@ -13,12 +13,14 @@ import orjson
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
+from conveyor.definition.loops import Loop, carried_arguments
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
 from conveyor.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from conveyor.definition.control import Control
     from conveyor.definition.waits import Wait
 
 InputValidator = Callable[[Any], Any]
@@ -52,6 +54,8 @@ class StepSpec:
     """Sync with no timeout: the engine may call it directly on the thread that drives the run."""
     waits: Wait | None = None
     """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
+    control: Control | None = None
+    """Set for a step that steers the run (a route): :mod:`conveyor.engine.control` settles its calls."""
 
     @property
     def has_compensation(self) -> bool:
@@ -78,9 +82,10 @@ class Workflow:
     input_validator: InputValidator | None = field(default=None, repr=False)
     """Checks (and may convert) the workflow input before a run is recorded; raises InvalidInputError."""
     definition_hash: str = ""
-    """A stable hash of the graph (step names, order, dependencies, how each step takes its input, the
-    output step), computed once when built. Each run stores it, and refuses another definition of its
-    workflow on its id (:class:`~conveyor.errors.DefinitionChangedError`). Step code is not part of it."""
+    """A stable hash of the graph (step names, order, dependencies, how each step takes its input, what a
+    wait waits for, a route's branches, the output step), computed once when built. Each run stores it,
+    and refuses another definition of its workflow on its id
+    (:class:`~conveyor.errors.DefinitionChangedError`). Step code is not part of it."""
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -111,11 +116,20 @@ def definition_hash(steps: Sequence[StepSpec], output_step: str | None) -> str:
         "steps": [
             [step.name, list(step.depends_on), type(step.binding).__name__, list(step.binding.sources)]
             + ([] if step.waits is None else [step.waits.describe()])  # a wait step says what it waits for
+            + ([] if step.control is None else [step.control.describe()])  # a route names its branches
             for step in steps
         ],
         "output": output_step,
     }
     return hashlib.sha256(orjson.dumps(graph)).hexdigest()[:16]
+
+
+def _arguments(step: StepDefinition) -> ArgumentBuilder:
+    """The step's argument builder, compiled once (a loop's takes its carried value after the first)."""
+    built = step.binding.compile(step.task.shape, step.name)
+    if isinstance(step.task.control, Loop):
+        return carried_arguments(built, step.task, step.name)
+    return built
 
 
 def _topological_order(workflow_name: str, steps: Sequence[StepDefinition]) -> list[StepDefinition]:
@@ -200,14 +214,18 @@ def build_workflow(
             task=step.task,
             depends_on=step.depends_on,
             binding=step.binding,
-            build_arguments=step.binding.compile(step.task.shape, step.name),
+            build_arguments=_arguments(step),
             retries=step.task.retries or default_retries,
             compensation_retries=step.task.compensation_retries or default_compensation_retries,
             timeout_seconds=step.task.timeout_seconds,
             runs_inline=(
-                not step.task.shape.is_async and step.task.timeout_seconds is None and step.task.waits is None
+                not step.task.shape.is_async
+                and step.task.timeout_seconds is None
+                and step.task.waits is None
+                and step.task.control is None
             ),
             waits=step.task.waits,
+            control=step.task.control,
         )
         for index, step in enumerate(_topological_order(name, definitions))
     )

@@ -40,6 +40,7 @@ from conveyor.core.steering import DEADLINE_REASON, cancel_run
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.clock import Clock
+from conveyor.engine.control import control_calls, settle_control
 from conveyor.engine.executor import StepExecutor, shared_executor
 from conveyor.engine.lease import Lease
 from conveyor.engine.waiting import StillWaiting, move_wait
@@ -49,6 +50,7 @@ _RUN_STEPS = Action.RUN_STEPS
 _RUN_COMPENSATION = Action.RUN_COMPENSATION
 _WAIT_UNTIL = Action.WAIT_UNTIL
 _FINISHED = Action.FINISHED
+_SKIPPED = StepState.SKIPPED
 
 
 SIGNAL_POLL_SECONDS = 0.1
@@ -262,6 +264,12 @@ class RunDriver:
         """The checkpoint of a step failing with ``error`` (retried by its policy, else for good)."""
         return self._failed(spec, error, started, finished)
 
+    def failed_for_good(
+        self, spec: StepSpec, doing: str, exc: Exception, started: float, finished: float
+    ) -> Checkpoint:
+        """The checkpoint of a step failing for good because conveyor could not ``doing`` it (``exc``)."""
+        return self._failed_for_good(spec, _engine_error(spec, doing, exc), started, finished)
+
     # -- steering: cancel, pause, deadline ---------------------------------------------------------
 
     def _steer_from_record(self) -> None:
@@ -303,11 +311,15 @@ class RunDriver:
         run, results, clock = self.run, self.results, self.clock
         undo = decision.action is _RUN_COMPENSATION
         resources = self.resources
-        return [
-            StepCall(spec, run, results, clock, now, undo, resources, self.lease)
-            for spec in decision.steps
-            if spec.waits is None  # a wait step is moved on by drive, once nothing runs beside it
-        ]
+        calls = []
+        for spec in decision.steps:
+            if spec.waits is not None:  # a wait step is moved on by drive, once nothing runs beside it
+                continue
+            if spec.control is not None:  # a route: engine.control makes its calls
+                calls.extend(control_calls(self, spec, now, undo))
+                continue
+            calls.append(StepCall(spec, run, results, clock, now, undo, resources, self.lease))
+        return calls
 
     def _run_together(self, ready: list[StepCall]) -> None:
         """Run calls side by side, settling each here as it ends, until none is left in flight.
@@ -379,6 +391,10 @@ class RunDriver:
 
     def _settle(self, call: StepCall) -> Checkpoint:
         """The checkpoint of a call's outcome (an error that is not an Exception is re-raised here)."""
+        if call.spec.control is not None:  # a route: engine.control settles what is its own
+            checkpoint = settle_control(self, call)
+            if checkpoint is not None:
+                return checkpoint
         self.in_flight.discard(call.spec.name)
         error = call.error
         if error is None:
@@ -509,11 +525,14 @@ def _completed_results(run: RunRecord) -> dict[str, str]:
     """The results of the run's completed steps by name; a fresh run is not walked (0.7 us a run)."""
     if not run.completed_count:
         return {}
-    return {
+    results = {
         name: record.result
         for name, record in run.steps.items()
         if record.state is StepState.COMPLETED and record.result is not None
     }
+    if len(results) < run.completed_count:  # steps skipped by a route: null to a step reading them all
+        results.update((name, "null") for name, record in run.steps.items() if record.state is _SKIPPED)
+    return results
 
 
 _RESULT_OF: dict[str, str] = {}

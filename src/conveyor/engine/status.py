@@ -37,6 +37,9 @@ class StepStatus:
     compensation_attempts: int
     compensation_error: Failure | None
     result_json: str | None
+    progress: Any = None
+    """How far a loop or a map has come (plain JSON values: a loop's ``iteration`` and ``value``, a map's
+    finished elements); None for other steps."""
 
     @classmethod
     def from_record(cls, record: StepRecord) -> StepStatus:
@@ -53,6 +56,7 @@ class StepStatus:
             compensation_attempts=record.compensation_attempts,
             compensation_error=record.compensation_error,
             result_json=record.result,
+            progress=None if record.progress is None else orjson.loads(record.progress),
         )
 
     @property
@@ -76,6 +80,7 @@ class StepStatus:
             "compensation_error": (
                 None if self.compensation_error is None else self.compensation_error.to_dict()
             ),
+            "progress": self.progress,
         }
 
 

@@ -1,0 +1,85 @@
+"""Workflows with routes, loops and maps for the worker-process tests (``conveyor worker --app flow_app``).
+
+Each step notes its start and end in $WORKER_LOG (see ``worker_app.note``), which survives a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from worker_app import die_on_first_attempt, note
+
+from conveyor import Conveyor, Flow, LoopResult, StepContext, task
+
+
+@task
+def look(order: dict[str, Any], context: StepContext) -> dict[str, Any]:
+    note(context, "start")
+    note(context, "done")
+    return order
+
+
+@task
+def by_speed(order: dict[str, Any], context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return str(order["speed"])
+
+
+@task
+def express(order: dict[str, Any], context: StepContext) -> str:
+    die_on_first_attempt(context)  # the worker dies here once: after the route's choice was recorded
+    return f"express {order['id']}"
+
+
+@task
+def standard(order: dict[str, Any], context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return f"standard {order['id']}"
+
+
+@task
+def notify(shipment: str, context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return f"sent {shipment}"
+
+
+ROUTED = (
+    Flow("routed")
+    .then(look)
+    .route(by_speed, branches={"express": express, "standard": standard})
+    .then(notify)
+    .build()
+)
+"""look -> route by speed: express (kills its worker on its first attempt) | standard -> notify."""
+
+
+def die_once(context: StepContext, tag: str) -> None:
+    """End this process the first time it gets here for ``tag`` (a marker under $KILL_MARKS remembers)."""
+    marker = os.path.join(os.environ["KILL_MARKS"], f"{context.workflow_id}.{tag}")
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    os._exit(3)
+
+
+@task
+def climb(n: int, context: StepContext) -> LoopResult[int]:
+    """Five iterations; the worker dies in the middle of iteration 3, once."""
+    note(context, f"start{context.index}")
+    if context.index == 3:
+        die_once(context, "climb3")
+    note(context, f"done{context.index}")
+    return LoopResult.done(n) if n >= 4 else LoopResult.again(n + 1)
+
+
+LOOPING = Flow("looping").loop(climb, max_iterations=10).then(notify).build()
+"""A loop of five iterations whose worker dies once in iteration 3, then notify."""
+
+
+app = Conveyor(workflows=[ROUTED, LOOPING])
+"""The runtime ``conveyor worker --app flow_app`` loads (its backend comes from ``--backend``)."""
