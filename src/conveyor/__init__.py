@@ -51,6 +51,7 @@ from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
     cancel_workflow,
+    compensate_workflow,
     get_workflow_status,
     pause_workflow,
     retry_workflow,
@@ -120,6 +121,7 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "compensate_workflow",
     "current_context",
     "delay",
     "from_input",

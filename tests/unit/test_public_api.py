@@ -57,6 +57,7 @@ EXPECTED = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "compensate_workflow",
     "current_context",
     "delay",
     "from_input",

@@ -415,6 +415,17 @@ class Conveyor:
         """
         return steering.cancel(self, workflow_id, reason)
 
+    def compensate(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+        """Undo the run from any process, even one that completed: the undos of its completed steps run,
+        newest first, and it ends ``cancelled`` with ``reason``; returns its status.
+
+        A completed run is reopened to compensate (a worker, or this runtime at once when it knows the
+        workflow, runs the undos); a run that has not ended is cancelled, as :meth:`cancel`. Undoing a
+        cancelled run is harmless; one that ended otherwise (failed, compensated ...) raises
+        :class:`~conveyor.errors.RunFinishedError`: what it did was undone already.
+        """
+        return steering.compensate(self, workflow_id, reason)
+
     def pause(self, workflow_id: str) -> WorkflowStatus:
         """Pause the run from any process: a running step finishes and is recorded, no new step starts,
         and the run holds no worker slot until :meth:`resume` (RunFinishedError if it has ended)."""

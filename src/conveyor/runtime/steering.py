@@ -53,6 +53,17 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
     return app.status(workflow_id)
 
 
+def compensate(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
+    """Undo the run, completed or not: see :meth:`conveyor.Conveyor.compensate`."""
+    workflow_id, reason = check_workflow_id(workflow_id), check_reason(reason)
+    record = _requested(app.backend.request_compensation(workflow_id, reason), workflow_id)
+    if record.is_final:
+        if record.state is RunState.CANCELLED:  # undone already (or cancelled): harmless
+            return app.status(workflow_id)
+        raise _finished(record, "compensated")
+    return cancel(app, workflow_id, reason)  # now compensating, or asked to cancel: the cancel's way on
+
+
 def pause(app: Conveyor, workflow_id: str) -> WorkflowStatus:
     """Pause the run: see :meth:`conveyor.Conveyor.pause`."""
     workflow_id = check_workflow_id(workflow_id)
