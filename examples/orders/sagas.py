@@ -1,7 +1,7 @@
 """Seed 000's reactors as conveyor workflow classes: ``OrderProcessing`` and its partial-fulfilment
 subclass, on this application's services. (Seed 000's ``OrderCancellationReactor`` is not needed here: an
 order is cancelled by cancelling its run, ``shop.cancel``, or undoing a completed one, ``shop.compensate``;
-``examples/cancellation.py`` shows the reactor itself, as conveyor code.)
+``examples/extensions/cancellation_reactor.py`` shows the reactor itself, as conveyor code.)
 
 They follow the RubyReactor originals step for step, with three changes the domain asks for:
 
