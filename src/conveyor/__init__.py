@@ -18,12 +18,13 @@ from conveyor.definition.resources import resource
 from conveyor.definition.steps import step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
-from conveyor.definition.waits import delay, wait_for_signal
+from conveyor.definition.waits import child, delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
     Cancelled,
+    ChildWorkflowError,
     ConfigurationError,
     ConveyorError,
     CorruptRunError,
@@ -72,6 +73,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "Cancelled",
+    "ChildWorkflowError",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -121,6 +123,7 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "child",
     "compensate_workflow",
     "current_context",
     "delay",

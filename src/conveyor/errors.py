@@ -22,7 +22,8 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   └── WorkflowFailedError  raised by run_workflow when the run did not complete
     ├── StepError                raised inside a step, recorded as its failure
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
-    │   │   └── StepInputError   the step's input did not match its annotation
+    │   │   ├── StepInputError   the step's input did not match its annotation
+    │   │   └── ChildWorkflowError a child run did not complete: the step waiting for it fails
     │   ├── StepTimeoutError     the attempt ran past the step's timeout
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
@@ -150,6 +151,13 @@ class StepError(ConveyorError):
 
 class NonRetryableError(StepError):
     """The step failed and must not be retried."""
+
+
+class ChildWorkflowError(NonRetryableError):
+    """A child run did not complete (or could not start): the step that waits for it fails for good."""
+
+    child_id: str
+    """The child run's workflow_id."""
 
 
 class StepInputError(NonRetryableError):

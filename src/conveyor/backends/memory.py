@@ -110,6 +110,9 @@ class InMemoryBackend(ClosesOnExit):
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
                 workflow_id
             ]
+            if state == "pending":  # submitted for a worker, run here now: running, as a claim makes it
+                state = "running"
+                record.state = RunState.RUNNING
             self._changing[workflow_id] = (
                 state,
                 output,

@@ -36,7 +36,7 @@ from conveyor.backends.rows import (
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
-from conveyor.core.states import FINAL_RUN_STATES
+from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
 
@@ -63,8 +63,10 @@ _INSERT_RUN = (
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
-    "lease_expires_at = ? WHERE workflow_id = ?"
+    "lease_expires_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END "
+    "WHERE workflow_id = ?"
 )
+"""An in-process caller takes the run over; a pending one (submitted for a worker) runs now, as claimed."""
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
     # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
@@ -329,6 +331,8 @@ class SqliteBackend(ClosesOnExit):
             record.recoveries += 1
             record.updated_at = now
             record.owner, record.leased_until = owner, lease_end
+            if record.state is RunState.PENDING:
+                record.state = RunState.RUNNING
             return record, False
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:

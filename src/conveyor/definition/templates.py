@@ -8,6 +8,8 @@ its input must fit (``schema``) and its ``step_templates``: each with a ``name``
 (milliseconds). ``task_handler_class`` is accepted and recorded, not called. Instead of a
 ``handler_class``, a step may declare ``delay: 5m`` (a durable sleep) or ``wait_for_signal: approved`` (a name
 or a list; ``timeout`` in milliseconds); its result (the signal's payload) reaches later steps' ``results``.
+``child_workflow: shipping`` (with ``child_version: "2"``, else the newest) runs a registered workflow as a
+child run with the run's input as its input; its output is the step's result.
 
 A handler is a class with a ``process(self, context, results)`` method: ``context`` is the run's input,
 ``results`` the results of the steps it depends on, directly or through other steps, by step name (``{}``
@@ -32,6 +34,7 @@ import jsonschema
 import yaml
 
 from conveyor.definition.arguments import Arguments, from_input, from_results
+from conveyor.definition.children import CHILD_INPUT, ChildRun, child_run
 from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
@@ -78,6 +81,8 @@ STEP_FIELDS = (
     "timeout",
     "delay",
     "wait_for_signal",
+    "child_workflow",
+    "child_version",
 )
 
 
@@ -256,12 +261,19 @@ def _timeout_seconds(template: Mapping[str, Any], source: str, step: str) -> flo
 def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
     """The wait a step template declares instead of a handler: ``delay: 5m`` (a duration), or
     ``wait_for_signal: approved`` (a name or a list of names, ``timeout`` in milliseconds); else None."""
-    declared = [key for key in ("handler_class", "delay", "wait_for_signal") if key in template]
+    kinds = ("handler_class", "delay", "wait_for_signal", "child_workflow")
+    declared = [key for key in kinds if key in template]
     if len(declared) > 1:
         raise place_of(template, source, declared[1], step).error(
-            f"a step has one of handler_class, delay and wait_for_signal, not {' and '.join(declared)}"
+            "a step has one of handler_class, delay, wait_for_signal and child_workflow, "
+            f"not {' and '.join(declared)}"
         )
+    if "child_version" in template and "child_workflow" not in template:
+        raise place_of(template, source, "child_version", step).error("child_version needs child_workflow")
     try:
+        if "child_workflow" in template:
+            version = template.get("child_version")
+            return child_run(template["child_workflow"], version, what=f"step {step!r}")
         if "delay" in template:
             if "timeout" in template:
                 raise place_of(template, source, "timeout", step).error("a delay has no timeout")
@@ -270,7 +282,7 @@ def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
             names = template["wait_for_signal"]
             return signal_wait(names, _timeout_seconds(template, source, step), what=f"step {step!r}")
     except DefinitionError as exc:
-        key = "delay" if "delay" in template else "wait_for_signal"
+        key = next(key for key in ("delay", "wait_for_signal", "child_workflow") if key in template)
         raise place_of(template, source, key, step).error(str(exc)) from None
     return None
 
@@ -282,7 +294,8 @@ def _step(
     wait = _wait(template, source, name)
     if wait is not None:  # a durable sleep or a wait for a signal: no handler, after every step upstream
         task = wait_task(name, wait, retries=_retries(template, source, name))
-        return StepDefinition(name, task, Arguments({}), depends_on=reads)
+        binding = Arguments({CHILD_INPUT: from_input()}) if isinstance(wait, ChildRun) else Arguments({})
+        return StepDefinition(name, task, binding, depends_on=reads)
     handler_path = text_field(template, "handler_class", source, name, required=True)
     assert handler_path is not None
     handler_place = place_of(template, source, "handler_class", name)

@@ -13,6 +13,7 @@ import orjson
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
+from conveyor.definition.children import ChildRun
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.task import TaskSpec
@@ -51,12 +52,16 @@ class StepSpec:
     runs_inline: bool
     """Sync with no timeout: the engine may call it directly on the thread that drives the run."""
     waits: Wait | None = None
-    """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
+    """Set for a wait step (a durable sleep, a wait for a signal, a child run): the engine waits instead of
+    calling it."""
+    runs_child: bool = False
+    """Set for a child step (``waits`` is a ``ChildRun``): its undo is the engine's, which undoes the child
+    run; while it waits, a compensation of the parent cancels the child first."""
 
     @property
     def has_compensation(self) -> bool:
-        """Whether the step declares an undo."""
-        return self.task.compensation is not None
+        """Whether the step declares an undo (a child step always has one: its child run is undone)."""
+        return self.task.compensation is not None or self.runs_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +213,7 @@ def build_workflow(
                 not step.task.shape.is_async and step.task.timeout_seconds is None and step.task.waits is None
             ),
             waits=step.task.waits,
+            runs_child=isinstance(step.task.waits, ChildRun),
         )
         for index, step in enumerate(_topological_order(name, definitions))
     )

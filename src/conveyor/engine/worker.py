@@ -31,9 +31,11 @@ from conveyor.backends.base import Backend
 from conveyor.core.records import Checkpoint, Failure, RunRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.core.waits import WAIT_FOREVER
+from conveyor.definition.children import with_children
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import recorded_by
 from conveyor.engine.calls import NO_RESOURCES
+from conveyor.engine.children import ChildRuns, resolver_over
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import Paused, RunDriver, WaitUntil
 from conveyor.engine.executor import StepExecutor
@@ -90,13 +92,16 @@ class Worker:
         group_commit: bool = True,
         resources: Mapping[str, Any] = NO_RESOURCES,
         executor: StepExecutor | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}")
         if lease_seconds <= 0:
             raise InvalidArgumentError(f"lease_seconds must be more than zero, not {lease_seconds}")
         self.backend = backend
-        self.workflows = {(workflow.name, workflow.version): workflow for workflow in workflows}
+        self.workflows = {(flow.name, flow.version): flow for flow in with_children(workflows)}
+        self.children = children or ChildRuns(resolver_over(self.workflows.values()))
+        """How child steps find their workflows by name: among this worker's, unless given."""
         if not self.workflows:
             raise InvalidArgumentError("a worker needs at least one workflow to run")
         self.workflow_names = frozenset(name for name, _ in self.workflows)
@@ -164,6 +169,7 @@ class Worker:
         """
         reclaim_own = True  # a worker restarted under its name takes its previous life's runs back at once
         failures = 0
+        idle_seen = False
         while not self._stopping.is_set():
             self._wake.clear()
             free = self.concurrency - self._leases.count()
@@ -173,6 +179,7 @@ class Worker:
                     claimed = self._claim(free, reclaim_own=reclaim_own)
                     reclaim_own, failures = False, 0
                     if claimed:
+                        idle_seen = False
                         continue  # there may be more
                     timeout = self._seconds_until_due()
                 except BackendError:
@@ -187,7 +194,13 @@ class Worker:
                     )
                 else:
                     if until_idle and timeout is None and not self._leases.count():
-                        return
+                        # Idle twice in a row: a slot that handed a run back ready (a parent its child
+                        # woke as it was released) between this claim and the count is claimed next.
+                        if idle_seen:
+                            return
+                        idle_seen = True
+                        continue
+                    idle_seen = False
             poll = self.poll_interval_seconds
             self._wake.wait(poll if timeout is None else min(timeout, poll))
 
@@ -277,6 +290,7 @@ class Worker:
                 resources=self.resources,
                 record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
                 lease=lease,
+                children=self.children,
             )
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):

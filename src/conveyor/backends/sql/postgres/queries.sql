@@ -63,7 +63,8 @@ UPDATE conveyor_runs AS r
    SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s,
        lease_expires_at = CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-       updated_at = %(now)s
+       updated_at = %(now)s,
+       state = CASE WHEN r.state = 'pending' THEN 'running' ELSE r.state END  -- as a claim: it runs now
  WHERE r.workflow_id = %(workflow_id)s
    AND r.state IN ('pending', 'running', 'compensating')
    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8
