@@ -12,9 +12,12 @@ known token the answer is ``401``. A customer sees and cancels only their own or
   customer returns the same order (and starts nothing new); the same key with another body is refused
   with ``422``.
 - ``GET /orders/{id}``: the order, its status history, and its workflow's steps with their attempts,
-  timings and errors (and the cancellation's, if one was asked for).
-- ``POST /orders/{id}/cancel``: ``202`` and the cancellation's run; ``409`` once the order has shipped
-  (until delivered) or failed.
+  timings and errors (a cancelled order: its reason, and its run ``cancelled`` with the same).
+- ``POST /orders/{id}/cancel``: cancels the order's run through the runtime (``shop.cancel``, conveyor's
+  ``cancel_workflow``): the run stops, its completed steps are undone newest first (refund, release,
+  settle), and it ends ``cancelled`` with the reason; a completed order's run is undone the same way
+  (``shop.compensate``). ``202`` with the run's state; ``409`` once the order has shipped (until
+  delivered) or failed; ``200`` if it is cancelled already.
 - ``GET /products``: the catalogue.
 
 The workflows run in ``conveyor worker`` processes, not here. The API reads and starts runs through the
@@ -30,13 +33,13 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request, Resp
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from conveyor import Conveyor, RunNotFoundError, StepStatus, WorkflowStatus
+from conveyor import Conveyor, RunFinishedError, RunNotFoundError, StepStatus, WorkflowStatus
 from examples.orders import domain, services
 from examples.orders.access import ApiAccess, Caller
 from examples.orders.adapters.orders import UnknownOrderError
 from examples.orders.api_models import ORDER_ID, OrderAccepted, OrderIn, Text
 from examples.orders.fulfilment import order_fulfilment
-from examples.orders.sagas import OrderCancellation, PartialOrderProcessing
+from examples.orders.sagas import PartialOrderProcessing
 from examples.orders.system import SYSTEM_RESOURCE, OrderSystem
 
 OrderId = Annotated[str, Path(pattern=ORDER_ID)]
@@ -201,7 +204,7 @@ def create_app(shop: Conveyor, access: ApiAccess) -> FastAPI:
             "order_id": order.id,
             "customer_id": order.customer_id,
             "status": order.status.value,
-            "cancel_requested": order.cancel_requested,
+            "cancel_reason": order.cancel_reason,
             "customer_email": order.customer_email,
             "card_brand": order.card_brand,
             "card_last4": order.card_last4,
@@ -219,25 +222,43 @@ def create_app(shop: Conveyor, access: ApiAccess) -> FastAPI:
             "created_at": created_at,
             "history": [{"from": before, "to": after, "at": at} for before, after, at in history],
             "workflow": status_of(order.workflow_id),
-            "cancellation": status_of(cancellation_id(order_id)),
         }
 
     @app.post("/orders/{order_id}/cancel", status_code=202)
     def cancel_order(order_id: OrderId, response: Response, who: Authenticated) -> Any:
-        """Cancel the order: refund and restock a completed one, stop an in-flight one."""
+        """Cancel the order's run (undo a completed one's): its steps are undone, newest first."""
         order = order_for(who, order_id)
         if order is None:
             return _not_found(order_id)
         if order.status is domain.OrderStatus.CANCELLED:
             return JSONResponse(status_code=200, content={"order_id": order_id, "status": "cancelled"})
+        refused = JSONResponse(
+            status_code=409,
+            content={"detail": f"order {order_id} is {order.status.value}; it cannot be cancelled now"},
+        )
         if order.status not in (*domain.CANCELLABLE_IN_FLIGHT, domain.OrderStatus.COMPLETED):
-            return JSONResponse(
-                status_code=409,
-                content={"detail": f"order {order_id} is {order.status.value}; it cannot be cancelled now"},
-            )
-        run = shop.start(OrderCancellation, {"order_id": order_id}, workflow_id=cancellation_id(order_id))
+            return refused
+        assert order.workflow_id is not None  # every order the API placed has its run
+        reason = services.CUSTOMER_CANCELLED
+        if order.status is domain.OrderStatus.CREATED:  # nothing of it may have completed: nothing to undo
+            services.cancel_unstarted_order(system, order_id, reason)
+        try:
+            if order.status is domain.OrderStatus.COMPLETED:
+                run = shop.compensate(order.workflow_id, reason)
+            else:
+                run = shop.cancel(order.workflow_id, reason)
+        except RunFinishedError:  # the run ended meanwhile: undo it if it completed, else it is too late
+            try:
+                run = shop.compensate(order.workflow_id, reason)
+            except RunFinishedError:
+                return refused
         response.headers["Location"] = f"/orders/{order_id}"
-        return {"order_id": order_id, "cancellation_id": run.workflow_id, "status_url": f"/orders/{order_id}"}
+        return {
+            "order_id": order_id,
+            "workflow_id": run.workflow_id,
+            "state": run.state.value,
+            "status_url": f"/orders/{order_id}",
+        }
 
     @app.get("/products")
     def list_products(who: Authenticated) -> Any:
@@ -248,8 +269,3 @@ def create_app(shop: Conveyor, access: ApiAccess) -> FastAPI:
         ]
 
     return app
-
-
-def cancellation_id(order_id: str) -> str:
-    """The id of the run that cancels the order."""
-    return f"cancel-{order_id}"

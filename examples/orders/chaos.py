@@ -31,7 +31,7 @@ from conveyor import Conveyor, RunNotFoundError, RunState
 from examples.orders import services
 from examples.orders.access import ApiAccess
 from examples.orders.adapters import audit
-from examples.orders.api import cancellation_id, create_app
+from examples.orders.api import create_app
 from examples.orders.check import Invariant, check_invariants
 from examples.orders.domain import CANCELLABLE_IN_FLIGHT, FINAL_STATES, OrderStatus
 from examples.orders.relay import OutboxRelay
@@ -413,7 +413,7 @@ def _bearer(customer: str) -> dict[str, str]:
 def _cancellations_ended(shop: Conveyor, order_ids: set[str]) -> bool:
     for order_id in order_ids:
         try:
-            if shop.status(cancellation_id(order_id)).is_running():
+            if shop.status(services.workflow_id_for(order_id)).is_running():  # still undoing
                 return False
         except RunNotFoundError:
             continue

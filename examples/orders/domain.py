@@ -3,9 +3,12 @@
 An order moves through seed 001's lifecycle, written as a table::
 
     created ─► payment_pending ─► awaiting_shipment ─► shipped ─► completed
-       │              │                   │                           │
-       └──────────────┴───────────────────┴──► failed                 │
-       └──────────────┴───────────────────┴──► cancelled ◄────────────┘  (refund and restock)
+       │              │                   │                 │         │
+       └──────────────┴───────────────────┴──► failed       │         │
+       └──────────────┴───────────────────┴──► cancelled ◄──┴─────────┘  (refund and restock)
+
+A shipped order is cancelled only by its own workflow's undo (a cancel that arrived as it shipped: the
+label is cancelled first); the API refuses to cancel it.
 
 Any other change is refused with :class:`IllegalTransitionError`, which names both states. Money is integer
 cents throughout; nothing here ever holds a float amount.
@@ -62,7 +65,7 @@ TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
     S.CREATED: frozenset({S.PAYMENT_PENDING, S.FAILED, S.CANCELLED}),
     S.PAYMENT_PENDING: frozenset({S.AWAITING_SHIPMENT, S.FAILED, S.CANCELLED}),
     S.AWAITING_SHIPMENT: frozenset({S.SHIPPED, S.FAILED, S.CANCELLED}),
-    S.SHIPPED: frozenset({S.COMPLETED}),
+    S.SHIPPED: frozenset({S.COMPLETED, S.CANCELLED}),
     S.COMPLETED: frozenset({S.CANCELLED}),
     S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
@@ -72,7 +75,7 @@ TRANSITIONS: Mapping[OrderStatus, frozenset[OrderStatus]] = {
 FINAL_STATES = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
 """States an order may end in (a completed order may still be cancelled: refunded and restocked)."""
 CANCELLABLE_IN_FLIGHT = frozenset({S.CREATED, S.PAYMENT_PENDING, S.AWAITING_SHIPMENT})
-"""States in which a customer's cancellation stops the order's workflow, which then undoes its steps."""
+"""States in which a customer's cancellation cancels the order's run, which then undoes its steps."""
 
 
 class OrderError(Exception):
@@ -98,7 +101,7 @@ class InvalidOrderError(OrderError):
 
 
 class OrderCancelledError(OrderError):
-    """The customer cancelled the order while it was being processed."""
+    """The order was cancelled before its workflow got to it."""
 
 
 class PaymentFailedError(OrderError):
@@ -145,7 +148,8 @@ class Order:
     status: OrderStatus = OrderStatus.CREATED
     currency: str = "usd"
     tax_cents: Cents = 0
-    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    """Why the order was cancelled (its run's cancel reason), once it is ``cancelled``."""
     payment_id: str | None = None
     reservation_id: str | None = None
     shipment_id: str | None = None

@@ -8,10 +8,12 @@
     or cancelled)     reservation     charge            label
 
 Each step hands the next an :class:`OrderProgress` with what it did. When a step fails for good (a declined
-card, an empty shelf, an address the carrier refuses, a customer's cancellation), conveyor runs the undo of
-every completed step, newest first; the first step's undo runs last and settles the order as ``failed`` (or
-``cancelled``). ``charge_payment`` passes its step's ``idempotency_key`` to the gateway, so the retries that
-transient errors and lost responses cause charge the card once. Completing the order queues its
+card, an empty shelf, an address the carrier refuses), or the customer cancels and the API cancels the run
+(``shop.cancel``, conveyor's ``cancel_workflow``), conveyor runs the undo of every completed step, newest
+first; the first step's undo runs last and settles the order as ``failed`` (or ``cancelled``, with the
+run's reason). A completed order is undone the same way (``shop.compensate``). ``charge_payment`` passes
+its step's ``idempotency_key`` to the gateway, so the retries that transient errors and lost responses
+cause charge the card once. Completing the order queues its
 confirmation email in the same transaction; the relay sends it, so a failing email never reaches this
 workflow.
 
@@ -67,8 +69,9 @@ class OrderProgress(BaseModel):
 
 
 def settle(progress: OrderProgress, context: StepContext, system: OrderSystem = resource("system")) -> None:
-    """Undo of ``accept_order``: refund whatever is still charged, restock, end ``failed``/``cancelled``."""
-    services.settle_failed_order(system, progress.order_id, context.idempotency_key)
+    """Undo of ``accept_order``: refund whatever is still charged, restock, end ``failed``, or ``cancelled``
+    with the reason the run was cancelled with (``context.cancel_reason``)."""
+    services.settle_failed_order(system, progress.order_id, context.idempotency_key, context.cancel_reason)
 
 
 @task(compensate=settle)

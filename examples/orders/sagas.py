@@ -1,5 +1,7 @@
-"""Seed 000's reactors as conveyor workflow classes: ``OrderProcessing``, its partial-fulfilment subclass,
-and ``OrderCancellation``, on this application's services.
+"""Seed 000's reactors as conveyor workflow classes: ``OrderProcessing`` and its partial-fulfilment
+subclass, on this application's services. (Seed 000's ``OrderCancellationReactor`` is not needed here: an
+order is cancelled by cancelling its run, ``shop.cancel``, or undoing a completed one, ``shop.compensate``;
+``examples/extensions/cancellation_reactor.py`` shows the reactor itself, as conveyor code.)
 
 They follow the RubyReactor originals step for step, with three changes the domain asks for:
 
@@ -53,11 +55,7 @@ class OrderProcessing(Saga):
 
     @step
     def validate_order(self, order_id: str, system: OrderSystem = resource("system")) -> dict[str, Order]:
-        """The order must exist, be new, and not be cancelled.
-
-        A cancellation the customer asked for is not refused here but by the next guarded step, so that
-        this step's undo runs and ends the order ``cancelled``.
-        """
+        """The order must exist, be new, and not be cancelled."""
         order = services.get_order(system, order_id)
         if order.status is OrderStatus.CANCELLED:
             raise domain.OrderCancelledError("Order cancelled")
@@ -69,8 +67,8 @@ class OrderProcessing(Saga):
     def settle_failed_order(
         self, order_id: str, context: StepContext, system: OrderSystem = resource("system"), **_: Any
     ) -> None:
-        """Refund, restock and end the order ``failed`` (``cancelled`` if the customer asked)."""
-        services.settle_failed_order(system, order_id, context.idempotency_key)
+        """Refund, restock and end the order ``failed`` (``cancelled``, with its reason, if the run was)."""
+        services.settle_failed_order(system, order_id, context.idempotency_key, context.cancel_reason)
 
     @step(order=from_result(validate_order, "order"))
     def check_inventory(self, order: Order, system: OrderSystem = resource("system")) -> dict[str, Any]:
@@ -178,26 +176,3 @@ class PartialOrderProcessing(OrderProcessing):
         if unavailable:
             return {"order": partial, "unavailable_items": unavailable}
         return {"order": partial, "inventory_checked": True}
-
-
-class OrderCancellation(Saga):
-    """Cancel an order: refund and restock a completed one; stop an in-flight one (it then undoes itself)."""
-
-    namespace = "orders"
-    input_schema = OrderInput
-    retry_defaults = RetryPolicy(
-        max_attempts=5, initial_delay_secs=0.1, max_delay_secs=2.0, non_retryable_errors=PERMANENT_ERRORS
-    )
-
-    @step
-    def load_order(self, order_id: str, system: OrderSystem = resource("system")) -> dict[str, Order]:
-        """The order must exist."""
-        return {"order": services.get_order(system, order_id)}
-
-    @step(order=from_result(load_order, "order"))
-    def cancel_order(
-        self, order: Order, context: StepContext, system: OrderSystem = resource("system")
-    ) -> dict[str, Any]:
-        """Refund and restock a completed order, or flag an in-flight one; then it ends ``cancelled``."""
-        outcome = services.cancel_order(system, order.id, context.idempotency_key)
-        return {"cancelled": True, "outcome": outcome}

@@ -14,7 +14,6 @@ import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from examples.orders import domain
 from examples.orders.adapters.db import Transaction
@@ -50,10 +49,6 @@ CONFIRMATION = "order_confirmation"
 
 class IdempotencyConflictError(Exception):
     """The idempotency key was used before for a different order."""
-
-
-class NotCancellableError(domain.OrderError):
-    """The order cannot be cancelled in its current state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,16 +166,15 @@ def note_failure(system: OrderSystem, order_id: str, reason: str) -> None:
         system.orders.set_field(tx, order_id, "failure_reason", reason[:500])
 
 
-def _advance(
-    system: OrderSystem, tx: Transaction, order: Order, to: OrderStatus, *, unless_cancelled: bool
-) -> Order:
-    """Move ``order`` to ``to`` inside ``tx``; a no-op when it is there already (a repeated step)."""
+def _advance(system: OrderSystem, tx: Transaction, order: Order, to: OrderStatus) -> Order:
+    """Move ``order`` to ``to`` inside ``tx``; a no-op when it is there already (a repeated step).
+
+    A cancelled order goes nowhere: :class:`~examples.orders.domain.IllegalTransitionError`.
+    """
     if order.status is to:
         return order
-    if unless_cancelled and order.cancel_requested:
-        raise domain.OrderCancelledError(f"order {order.id} was cancelled by the customer")
     after = order.move_to(to)
-    system.orders.save_status(tx, order, after, unless_cancelled=unless_cancelled)
+    system.orders.save_status(tx, order, after)
     return after
 
 
@@ -218,15 +212,13 @@ def reserve_stock(system: OrderSystem, order_id: str) -> str:
     """Hold the order's units on the shelf; return the reservation id (the same one when called again).
 
     Raises :class:`OutOfStockError` (nothing is held then) or
-    :class:`~examples.orders.domain.OrderCancelledError`.
+    :class:`~examples.orders.domain.IllegalTransitionError` (the order is no longer created: cancelled).
     """
     try:
         with system.db.transaction() as tx:
             order = system.orders.get(tx, order_id)
             if order.reservation_id is not None:
                 return order.reservation_id
-            if order.cancel_requested:
-                raise domain.OrderCancelledError(f"order {order_id} was cancelled by the customer")
             if order.status is not OrderStatus.CREATED:
                 raise domain.IllegalTransitionError(order_id, order.status, OrderStatus.PAYMENT_PENDING)
             reservation_id, _ = system.inventory.reserve(tx, f"res_{order_id}", order_id, order.quantities)
@@ -260,7 +252,7 @@ def charge_order(system: OrderSystem, order_id: str, idempotency_key: str) -> st
         order = system.orders.get(tx, order_id)
         if order.payment_id is not None:
             return order.payment_id
-        order = _advance(system, tx, order, OrderStatus.PAYMENT_PENDING, unless_cancelled=True)
+        order = _advance(system, tx, order, OrderStatus.PAYMENT_PENDING)
     try:
         charge = system.gateway.charge(
             amount_cents=order.total_cents,
@@ -275,7 +267,7 @@ def charge_order(system: OrderSystem, order_id: str, idempotency_key: str) -> st
     with system.db.transaction() as tx:
         order = system.orders.get(tx, order_id)
         system.orders.set_field(tx, order_id, "payment_id", charge.id)
-        _advance(system, tx, order, OrderStatus.AWAITING_SHIPMENT, unless_cancelled=True)
+        _advance(system, tx, order, OrderStatus.AWAITING_SHIPMENT)
     return charge.id
 
 
@@ -294,8 +286,6 @@ def ship_order(system: OrderSystem, order_id: str) -> str:
     order = get_order(system, order_id)
     if order.shipment_id is not None:
         return order.shipment_id
-    if order.cancel_requested:
-        raise domain.OrderCancelledError(f"order {order_id} was cancelled by the customer")
     try:
         shipment_id = system.carrier.create_shipment(order_id, order.shipping_address)
     except ShipmentRefusedError as exc:
@@ -304,11 +294,11 @@ def ship_order(system: OrderSystem, order_id: str) -> str:
     try:
         with system.db.transaction() as tx:
             order = system.orders.get(tx, order_id)
-            _advance(system, tx, order, OrderStatus.SHIPPED, unless_cancelled=True)
+            _advance(system, tx, order, OrderStatus.SHIPPED)
             if order.reservation_id is not None:
                 system.inventory.confirm(tx, order.reservation_id)
             system.orders.set_field(tx, order_id, "shipment_id", shipment_id)
-    except domain.OrderCancelledError:
+    except domain.IllegalTransitionError:  # cancelled meanwhile: no label for it
         system.carrier.cancel_shipment(order_id)
         raise
     return shipment_id
@@ -323,7 +313,7 @@ def complete_order(system: OrderSystem, order_id: str) -> Order:
     """Mark the order ``completed`` and queue its confirmation email, in one transaction."""
     with system.db.transaction() as tx:
         order = system.orders.get(tx, order_id)
-        order = _advance(system, tx, order, OrderStatus.COMPLETED, unless_cancelled=False)
+        order = _advance(system, tx, order, OrderStatus.COMPLETED)
         _queue_confirmation(system, tx, order)
         return order
 
@@ -353,8 +343,11 @@ def confirmation_body(order: Order) -> str:
     return "\n".join([*lines, f"Total: {domain.format_cents(order.total_cents, order.currency)}"])
 
 
-def settle_failed_order(system: OrderSystem, order_id: str, idempotency_key: str) -> OrderStatus:
-    """End an order whose workflow failed: refund, unbook, restock, then ``failed`` (or ``cancelled``).
+def settle_failed_order(
+    system: OrderSystem, order_id: str, idempotency_key: str, cancel_reason: str | None = None
+) -> OrderStatus:
+    """End an order whose workflow failed, or was cancelled: refund, unbook, restock, then ``failed``, or
+    ``cancelled`` with ``cancel_reason`` (the run's, which its undo's context carries).
 
     The last undo of an order's workflow. Besides the other steps' undos it sweeps up what they cannot
     see: a charge whose response was lost on the charge step's last attempt is found by its reference and
@@ -370,9 +363,13 @@ def settle_failed_order(system: OrderSystem, order_id: str, idempotency_key: str
         order = system.orders.get(tx, order_id)
         if order.status in (OrderStatus.FAILED, OrderStatus.CANCELLED):
             return order.status
-        end = OrderStatus.CANCELLED if order.cancel_requested else OrderStatus.FAILED
-        system.orders.save_status(tx, order, order.move_to(end))
-        return end
+        if cancel_reason is not None:
+            system.orders.save_status(
+                tx, order, order.move_to(OrderStatus.CANCELLED), cancel_reason=cancel_reason
+            )
+            return OrderStatus.CANCELLED
+        system.orders.save_status(tx, order, order.move_to(OrderStatus.FAILED))
+        return OrderStatus.FAILED
 
 
 def record_paid_order(
@@ -392,7 +389,7 @@ def record_paid_order(
         system.orders.set_field(tx, order.id, "payment_id", payment_id)
         system.orders.set_field(tx, order.id, "reservation_id", reservation_id)
         for status in (OrderStatus.PAYMENT_PENDING, OrderStatus.AWAITING_SHIPMENT):
-            order = _advance(system, tx, order, status, unless_cancelled=True)
+            order = _advance(system, tx, order, status)
         return replace(order, payment_id=payment_id, reservation_id=reservation_id)
 
 
@@ -406,40 +403,24 @@ def fail_recorded_order(system: OrderSystem, order_id: str, reason: str = "check
 
 # -- cancellation ------------------------------------------------------------------------------------------
 
-CancellationOutcome = Literal["requested", "refunded", "already_cancelled"]
+CUSTOMER_CANCELLED = "cancelled by the customer"
+"""The reason the API cancels an order's run with."""
 
 
-def cancel_order(system: OrderSystem, order_id: str, idempotency_key: str) -> CancellationOutcome:
-    """Cancel the order (seed 000's OrderCancellation).
+def cancel_unstarted_order(system: OrderSystem, order_id: str, reason: str) -> bool:
+    """End a ``created`` order ``cancelled`` at once; whether this call did (False once it moved on).
 
-    In flight (created, payment pending, awaiting shipment): flag it; its workflow notices at its next
-    step, fails, and undoes what it did (refund, restock), ending ``cancelled``. Completed: refund the
-    charge and restock the units here, then ``cancelled``. Raises :class:`NotCancellableError` for a
-    shipped (not yet delivered) or failed order.
+    The API does this before it cancels the order's run: a run cancelled before its first step completed
+    has nothing to undo, so no undo of its would settle the order. Nothing was reserved or charged that
+    could need undoing: the run's reservation, if it comes, is undone by its own compensation (and a later
+    step fails: a cancelled order goes nowhere).
     """
-    for _ in range(3):  # the order may move on between reading it and flagging it
-        order = get_order(system, order_id)
-        if order.status is OrderStatus.CANCELLED:
-            return "already_cancelled"
-        if order.status in domain.CANCELLABLE_IN_FLIGHT:
-            with system.db.transaction() as tx:
-                if system.orders.request_cancellation(tx, order_id, sorted(domain.CANCELLABLE_IN_FLIGHT)):
-                    return "requested"
-            continue
-        if order.status is OrderStatus.COMPLETED:
-            return _cancel_completed(system, order, idempotency_key)
-        raise NotCancellableError(f"order {order_id} is {order.status.value}; it cannot be cancelled now")
-    raise NotCancellableError(f"order {order_id} kept changing; try again")
-
-
-def _cancel_completed(system: OrderSystem, order: Order, idempotency_key: str) -> CancellationOutcome:
-    if order.payment_id is not None:
-        refund_payment(system, order.payment_id, idempotency_key)
-    release_stock(system, order.id)
     with system.db.transaction() as tx:
-        current = system.orders.get(tx, order.id)
-        _advance(system, tx, current, OrderStatus.CANCELLED, unless_cancelled=False)
-    return "refunded"
+        order = system.orders.get(tx, order_id)
+        if order.status is not OrderStatus.CREATED:
+            return False
+        system.orders.save_status(tx, order, order.move_to(OrderStatus.CANCELLED), cancel_reason=reason)
+        return True
 
 
 def status_history(

@@ -6,9 +6,8 @@ workflows registered and the shop's :class:`~examples.orders.system.OrderSystem`
 
 - ``order_fulfilment``: the order workflow (Flow builder, :mod:`examples.orders.fulfilment`), started by
   the API for every order;
-- ``OrderProcessing``, ``PartialOrderProcessing``, ``OrderCancellation``: seed 000's reactors as workflow
-  classes (:mod:`examples.orders.sagas`); the API starts the partial one for orders that allow it, and the
-  cancellation for ``POST /orders/{id}/cancel``;
+- ``OrderProcessing``, ``PartialOrderProcessing``: seed 000's reactors as workflow classes
+  (:mod:`examples.orders.sagas`); the API starts the partial one for orders that allow it;
 - ``tutorial_order``: seed 003's tutorial flow (:mod:`examples.orders.tutorial`);
 - ``checkout``: seed 002's YAML checkout (``checkout.yaml`` and :mod:`examples.orders.checkout_handlers`),
   registered as ``orders/process_order`` 1.0.0.
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from conveyor import Backend, Conveyor, FakeClock, load_template
 from examples.orders.fulfilment import order_fulfilment
-from examples.orders.sagas import OrderCancellation, OrderProcessing, PartialOrderProcessing
+from examples.orders.sagas import OrderProcessing, PartialOrderProcessing
 from examples.orders.system import SYSTEM_RESOURCE, OrderSystem
 from examples.orders.tutorial import tutorial_order
 
@@ -36,7 +35,6 @@ checkout = load_template(CHECKOUT_TEMPLATE)
 SHOP_WORKFLOWS = (
     OrderProcessing,
     PartialOrderProcessing,
-    OrderCancellation,
     order_fulfilment,
     tutorial_order,
 )
@@ -67,7 +65,6 @@ app = shop_runtime()
 """The runtime workers load (``--app examples.orders.workflows``), on their ``--backend``."""
 
 __all__ = [
-    "OrderCancellation",
     "OrderProcessing",
     "PartialOrderProcessing",
     "app",

@@ -19,12 +19,13 @@ from conveyor.definition.resources import resource
 from conveyor.definition.steps import loop, route, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
-from conveyor.definition.waits import delay, wait_for_signal
+from conveyor.definition.waits import child, delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
     Cancelled,
+    ChildWorkflowError,
     ConfigurationError,
     ConveyorError,
     CorruptRunError,
@@ -54,6 +55,7 @@ from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
     cancel_workflow,
+    compensate_workflow,
     get_workflow_status,
     pause_workflow,
     retry_workflow,
@@ -74,6 +76,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "Cancelled",
+    "ChildWorkflowError",
     "ConfigurationError",
     "Conveyor",
     "ConveyorError",
@@ -126,6 +129,8 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "child",
+    "compensate_workflow",
     "current_context",
     "delay",
     "from_input",

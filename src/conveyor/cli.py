@@ -144,6 +144,8 @@ def _steer(arguments: argparse.Namespace, app: Conveyor) -> int:
     """cancel, pause and resume: the request is stored with the run; its status is printed."""
     if arguments.command == "cancel":
         status = app.cancel(arguments.workflow_id, arguments.reason or "")
+    elif arguments.command == "compensate":
+        status = app.compensate(arguments.workflow_id, arguments.reason or "")
     elif arguments.command == "pause":
         status = app.pause(arguments.workflow_id)
     else:
@@ -260,6 +262,12 @@ def parser() -> argparse.ArgumentParser:
     cancel.add_argument("workflow_id", type=workflow_id)
     cancel.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
     cancel.set_defaults(run=_steer)
+    compensate = command(
+        "compensate", "undo a run, even a completed one: its completed steps' undos run, it ends cancelled"
+    )
+    compensate.add_argument("workflow_id", type=workflow_id)
+    compensate.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
+    compensate.set_defaults(run=_steer)
     pause = command("pause", "pause a run: no new step starts until it is resumed")
     pause.add_argument("workflow_id", type=workflow_id)
     pause.set_defaults(run=_steer)

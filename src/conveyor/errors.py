@@ -24,7 +24,8 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   ├── NonRetryableError    raise it (or a subclass) to fail the step at once
     │   │   ├── StepInputError   the step's input did not match its annotation
     │   │   ├── RouteKeyError    a route's key names no branch, and the route has no default
-    │   │   └── LoopLimitError   a loop asked for another iteration after its last allowed one
+    │   │   ├── LoopLimitError   a loop asked for another iteration after its last allowed one
+    │   │   └── ChildWorkflowError a child run did not complete: the step waiting for it fails
     │   ├── StepTimeoutError     the attempt ran past the step's timeout
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
@@ -152,6 +153,13 @@ class StepError(ConveyorError):
 
 class NonRetryableError(StepError):
     """The step failed and must not be retried."""
+
+
+class ChildWorkflowError(NonRetryableError):
+    """A child run did not complete (or could not start): the step that waits for it fails for good."""
+
+    child_id: str
+    """The child run's workflow_id."""
 
 
 class StepInputError(NonRetryableError):

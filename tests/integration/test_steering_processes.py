@@ -163,3 +163,31 @@ def test_a_running_step_is_stopped_at_the_deadline(database_url: str, tmp_path: 
     assert events(log, "work") == ["start"]
     assert events(log, "book") == ["start", "done", "undo"]
     backend.close()
+
+
+def test_a_completed_run_is_undone_by_the_cli_and_a_worker_process(database_url: str, tmp_path: Path) -> None:
+    """``conveyor compensate`` on a completed run records the request; a worker process runs the undos."""
+    log = tmp_path / "steps.log"
+    backend = open_backend(database_url)
+    start_workflow(worker_app.STEERED, "s-6", {}, backend)
+    first = spawn_worker(database_url, log, *OPTIONS, WORK_SECONDS="0.05")
+    try:
+        wait_until(lambda: get_workflow_status("s-6", backend).is_completed(), 30, "the run to complete")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    done = cli(database_url, "compensate", "s-6", "--reason", "returned")
+    assert done.returncode == 0, done.stderr
+    assert get_workflow_status("s-6", backend).state is RunState.COMPENSATING  # stored, durable
+    second = spawn_worker(database_url, log, *OPTIONS)
+    try:
+        wait_until(lambda: get_workflow_status("s-6", backend).is_cancelled(), 30, "the run to be undone")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert get_workflow_status("s-6", backend).cancel_reason == "returned"
+    assert events(log, "book") == ["start", "done", "undo"]
+    assert starts_of(log, "finish") == 1  # nothing ran again
+    again = cli(database_url, "compensate", "s-6")
+    assert again.returncode == 0, again.stderr  # undone already: harmless
+    backend.close()

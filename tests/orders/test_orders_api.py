@@ -180,27 +180,35 @@ def test_a_partial_order_runs_the_partial_fulfilment_workflow(
 def test_cancelling_an_order_in_flight_stops_and_undoes_it(
     client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
-    """Cancelled before the worker gets to it: 202, then the order ends cancelled with nothing charged."""
+    """Before a worker gets to it: its run is cancelled at once (cancel_workflow); nothing charged."""
     order_id = post_order(client).json()["order_id"]
     answer = client.post(f"/orders/{order_id}/cancel")
     assert answer.status_code == 202
-    assert answer.json()["cancellation_id"] == f"cancel-{order_id}"
+    assert answer.json()["workflow_id"] == f"order-{order_id}"
+    assert answer.json()["state"] == "cancelled"
     drive(shop, backend)
     state = client.get(f"/orders/{order_id}").json()
     assert state["status"] == "cancelled"
-    assert state["cancellation"]["state"] == "completed"
+    assert state["cancel_reason"] == "cancelled by the customer"
+    assert state["workflow"]["state"] == "cancelled"
+    assert state["workflow"]["error"]["message"] == "cancelled by the customer"
     assert state["payment_id"] is None
+    assert "cancellation" not in state  # no second workflow
 
 
 def test_cancelling_a_completed_order_refunds_it(
     client: TestClient, backend: SqliteBackend, shop: OrderSystem
 ) -> None:
-    """A completed order is cancelled by the cancellation workflow: refunded and restocked."""
+    """A completed order's run is undone (compensate_workflow): refunded and restocked, ends cancelled."""
     order_id = post_order(client).json()["order_id"]
     drive(shop, backend)
-    assert client.post(f"/orders/{order_id}/cancel").status_code == 202
-    drive(shop, backend)
-    assert client.get(f"/orders/{order_id}").json()["status"] == "cancelled"
+    answer = client.post(f"/orders/{order_id}/cancel")
+    assert answer.status_code == 202
+    assert answer.json()["state"] == "cancelled"  # undone here, at once: the API knows the workflow
+    state = client.get(f"/orders/{order_id}").json()
+    assert state["status"] == "cancelled"
+    assert state["workflow"]["state"] == "cancelled"
+    assert [step["state"] for step in state["workflow"]["steps"]][:3] == ["compensated"] * 3
     assert sum(charge.refundable_cents for charge in shop.gateway.charges_for(order_id)) == 0
     assert client.post(f"/orders/{order_id}/cancel").status_code == 200
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 
 import pytest
 from examples.orders import services
@@ -12,10 +13,17 @@ from examples.orders.domain import OrderStatus
 from examples.orders.relay import OutboxRelay
 from examples.orders.sagas import OrderProcessing, PartialOrderProcessing
 from examples.orders.system import OrderSystem
-from examples.orders.workflows import app, checkout, tutorial_order
+from examples.orders.workflows import app, checkout, shop_runtime, tutorial_order
 from orders_support import order_request, run_here, run_saga
 
-from conveyor import InvalidInputError, RunState, SqliteBackend, run_durable_workflow
+from conveyor import (
+    FakeClock,
+    InMemoryBackend,
+    InvalidInputError,
+    RunState,
+    SqliteBackend,
+    run_durable_workflow,
+)
 
 SEED_000_STEPS = (
     "validate_order",
@@ -122,16 +130,31 @@ def test_the_partial_subclass_fails_when_nothing_is_available(shop: OrderSystem)
     assert shop.gateway.charges_for(order_id) == []
 
 
-def test_a_partial_order_cancelled_before_it_runs_ends_cancelled(shop: OrderSystem) -> None:
-    """A cancellation requested before the saga starts stops it at the reservation and settles the order."""
+def test_a_partial_order_cancelled_during_its_payment_is_refunded_and_ends_cancelled(
+    shop: OrderSystem,
+) -> None:
+    """cancel_workflow while the saga charges: the charge is recorded, then every step is undone."""
     order_id = place(shop, ("mug", 1), partial=True)
-    assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
-    result = run_saga(shop, PartialOrderProcessing, order_id)
-    assert result.error is not None
-    assert result.error.step_name == "reserve_inventory"
-    assert result.status.step("validate_order").state.value == "compensated"
-    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
-    assert shop.gateway.charges_for(order_id) == []
+    workflow_id = f"order-{order_id}"
+    with shop_runtime(InMemoryBackend(), system=shop, clock=FakeClock()) as runtime:
+        charge = shop.gateway.charge
+
+        def cancel_then_charge(**kwargs: Any) -> Any:
+            runtime.cancel(workflow_id, "changed my mind")
+            return charge(**kwargs)
+
+        shop.gateway.charge = cancel_then_charge  # type: ignore[method-assign]
+        try:
+            status = runtime.run(PartialOrderProcessing, {"order_id": order_id}, workflow_id=workflow_id)
+        finally:
+            shop.gateway.charge = charge  # type: ignore[method-assign]
+    assert status.is_cancelled()
+    assert status.step("validate_order").state.value == "compensated"
+    assert status.step("update_inventory").state.value == "pending"
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.CANCELLED
+    assert order.cancel_reason == "changed my mind"
+    assert sum(charge.refundable_cents for charge in shop.gateway.charges_for(order_id)) == 0
 
 
 def test_order_processing_refuses_an_empty_order_id_before_anything_runs(shop: OrderSystem) -> None:
@@ -242,11 +265,10 @@ def test_the_yaml_checkout_names_the_bad_field(shop: OrderSystem, backend: Sqlit
 
 
 def test_the_shop_runtime_registers_its_workflows() -> None:
-    """All six are registered with the shop's runtime by name."""
+    """All five are registered with the shop's runtime by name."""
     names = sorted(workflow.name for workflow in app.workflows())
     assert names == [
         "order_fulfilment",
-        "orders.OrderCancellation",
         "orders.OrderProcessing",
         "orders.PartialOrderProcessing",
         "orders.process_order",

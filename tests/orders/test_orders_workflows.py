@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from examples.orders import domain, services
+from examples.orders import services
 from examples.orders.domain import OrderStatus
-from examples.orders.sagas import OrderCancellation
 from examples.orders.system import Faults, OrderSystem
-from examples.orders.workflows import order_fulfilment
-from orders_support import ScriptedRandom, make_system, order_request, run_here, run_saga
+from examples.orders.workflows import order_fulfilment, shop_runtime
+from orders_support import ScriptedRandom, make_system, order_request, run_here
 
-from conveyor import RunState, SqliteBackend, WorkflowStatus
+from conveyor import FakeClock, RunState, SqliteBackend, WorkflowStatus
 
 
 def place(
@@ -149,62 +149,99 @@ def test_a_charge_whose_every_answer_was_lost_is_refunded_when_the_order_fails(
     assert shelf(faulty_shop)["mug"] == 50
 
 
-def test_an_order_cancelled_before_it_runs_ends_cancelled_with_nothing_charged(
+REASON = services.CUSTOMER_CANCELLED
+
+
+def cancel_while(
+    system: OrderSystem, backend: SqliteBackend, order_id: str, target: Any, method: str
+) -> WorkflowStatus:
+    """Run the order's workflow, cancelling its run through the runtime while ``target.method`` runs."""
+    workflow_id = services.workflow_id_for(order_id)
+    with shop_runtime(backend, system=system, clock=FakeClock()) as runtime:
+        original = getattr(target, method)
+
+        def cancel_then_go_on(*args: Any, **kwargs: Any) -> Any:
+            runtime.cancel(workflow_id, REASON)  # the step is told; it finishes anyway and is recorded
+            return original(*args, **kwargs)
+
+        setattr(target, method, cancel_then_go_on)
+        try:
+            return runtime.run(order_fulfilment, {"order_id": order_id}, workflow_id=workflow_id)
+        finally:
+            setattr(target, method, original)
+
+
+def test_an_order_cancelled_before_its_run_starts_ends_cancelled_with_nothing_charged(
     shop: OrderSystem, backend: SqliteBackend
 ) -> None:
-    """The customer cancels before processing: the workflow stops at its first guarded step."""
+    """The API's way: the created order is cancelled, then its run (cancel_workflow): nothing to undo."""
     order_id = place(shop, ("mug", 1))
-    assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
-    status = run(shop, backend, order_id)
-    assert status.state is RunState.COMPENSATED
-    error = status.error()
-    assert error is not None
-    assert error.error_type == "OrderCancelledError"
-    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
+    workflow_id = services.workflow_id_for(order_id)
+    with shop_runtime(backend, system=shop, clock=FakeClock()) as runtime:
+        runtime.start(order_fulfilment, {"order_id": order_id}, workflow_id=workflow_id)
+        assert services.cancel_unstarted_order(shop, order_id, REASON)
+        status = runtime.cancel(workflow_id, REASON)
+    assert status.state is RunState.CANCELLED
+    assert status.cancel_reason == REASON
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.CANCELLED
+    assert order.cancel_reason == REASON
     assert shop.gateway.charges_for(order_id) == []
     assert shelf(shop)["mug"] == 50
 
 
-def test_an_order_cancelled_after_payment_is_refunded_and_restocked(shop: OrderSystem) -> None:
-    """Cancelled while awaiting shipment: shipping refuses, settling refunds, restocks and cancels."""
-    order_id = place(shop, ("kettle", 1))
-    services.reserve_stock(shop, order_id)
-    services.charge_order(shop, order_id, "charge-key")
-    assert services.cancel_order(shop, order_id, "cancel-key") == "requested"
-    with pytest.raises(domain.OrderCancelledError):
-        services.ship_order(shop, order_id)
-    assert services.settle_failed_order(shop, order_id, "settle-key") is OrderStatus.CANCELLED
-    assert net_charged(shop, order_id) == 0
-    assert shelf(shop)["kettle"] == 50
-    assert shop.carrier.shipment_of(order_id) is None
-
-
-def test_a_completed_order_cancelled_is_refunded_and_restocked(
+def test_an_order_cancelled_while_it_is_charged_is_refunded_restocked_and_cancelled(
     shop: OrderSystem, backend: SqliteBackend
 ) -> None:
-    """Seed 000's OrderCancellation: a completed order gets its money back and its units return."""
+    """cancel_workflow during the charge: the charge is recorded, then refunded; the order ends cancelled."""
+    order_id = place(shop, ("kettle", 1))
+    status = cancel_while(shop, backend, order_id, shop.gateway, "charge")
+    assert status.state is RunState.CANCELLED
+    assert status.error() is not None
+    assert status.error().message == REASON
+    assert [step.state.value for step in status.steps] == [
+        "compensated",  # accept_order: settled last, the order cancelled
+        "compensated",  # reserve_stock: released
+        "compensated",  # charge_payment: refunded
+        "pending",  # ship_order and complete_order never started
+        "pending",
+    ]
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.CANCELLED
+    assert order.cancel_reason == REASON
+    assert net_charged(shop, order_id) == 0
+    assert shelf(shop)["kettle"] == 50
+
+
+def test_an_order_cancelled_as_it_ships_has_its_label_cancelled_and_ends_cancelled(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """A cancel that arrives while the carrier books: the order ships, then every step is undone."""
+    order_id = place(shop, ("kettle", 1))
+    status = cancel_while(shop, backend, order_id, shop.carrier, "create_shipment")
+    assert status.state is RunState.CANCELLED
+    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED  # shipped, then cancelled
+    label = shop.carrier.shipment_of(order_id)
+    assert label is not None
+    assert label[1] == "cancelled"
+    assert net_charged(shop, order_id) == 0
+    assert shelf(shop)["kettle"] == 50
+
+
+def test_a_completed_order_undone_through_the_runtime_is_refunded_and_restocked(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """Seed 000's cancellation of a completed order is compensate_workflow on its run: the undos run."""
     order_id = place(shop, ("kettle", 1), ("mug", 1))
-    run(shop, backend, order_id)
-    result = run_saga(shop, OrderCancellation, order_id, backend=backend, workflow_id=f"cancel-{order_id}")
-    assert result.success
-    assert result.step_results["cancel_order"] == {"cancelled": True, "outcome": "refunded"}
-    assert services.get_order(shop, order_id).status is OrderStatus.CANCELLED
+    assert run(shop, backend, order_id).is_completed()
+    with shop_runtime(backend, system=shop, clock=FakeClock()) as runtime:
+        status = runtime.compensate(services.workflow_id_for(order_id), REASON)
+    assert status.state is RunState.CANCELLED
+    order = services.get_order(shop, order_id)
+    assert order.status is OrderStatus.CANCELLED
+    assert order.cancel_reason == REASON
     assert net_charged(shop, order_id) == 0
     assert shelf(shop) == {"kettle": 50, "matcha": 2, "mug": 50}
-
-
-def test_a_shipped_order_cannot_be_cancelled(shop: OrderSystem, backend: SqliteBackend) -> None:
-    """Between shipping and delivery the cancellation is refused and the order is left alone."""
-    order_id = place(shop, ("kettle", 1))
-    services.reserve_stock(shop, order_id)
-    services.charge_order(shop, order_id, "charge-key")
-    services.ship_order(shop, order_id)
-    result = run_saga(shop, OrderCancellation, order_id, backend=backend)
-    assert not result.success
-    assert result.error is not None
-    assert "is shipped; it cannot be cancelled now" in result.error.message
-    assert services.get_order(shop, order_id).status is OrderStatus.SHIPPED
-    assert net_charged(shop, order_id) == 3_499
 
 
 def test_running_an_order_again_repeats_nothing(shop: OrderSystem, backend: SqliteBackend) -> None:

@@ -23,7 +23,7 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
     R.PENDING: {R.RUNNING, R.CANCELLED, R.DEAD_LETTERED},
     R.RUNNING: {R.COMPLETED, R.FAILED, R.COMPENSATING, R.CANCELLED, R.DEAD_LETTERED},
     R.COMPENSATING: {R.COMPENSATED, R.COMPENSATION_FAILED, R.CANCELLED, R.DEAD_LETTERED},
-    R.COMPLETED: set(),
+    R.COMPLETED: {R.COMPENSATING},  # undone by request (compensate_workflow)
     R.FAILED: {R.RUNNING},  # manual retry
     R.COMPENSATED: {R.RUNNING},  # manual retry
     R.COMPENSATION_FAILED: {R.RUNNING},  # manual retry
@@ -126,7 +126,7 @@ def test_tables_are_immutable():
 
 def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 81 step pairs."""
-    assert len(ALLOWED_RUN_PAIRS) == 16
+    assert len(ALLOWED_RUN_PAIRS) == 17
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
     assert len(ALLOWED_STEP_PAIRS) == 24
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 81
@@ -165,12 +165,21 @@ def test_run_cannot_stay_in_the_same_state(state):
         check_run_transition(state, state)
 
 
-@pytest.mark.parametrize("state", [R.COMPLETED, R.CANCELLED], ids=["completed", "cancelled"])
-def test_completed_and_cancelled_runs_have_no_exit(state):
-    """A completed or cancelled run can go nowhere."""
+def test_a_cancelled_run_has_no_exit():
+    """A cancelled run can go nowhere."""
     for new in RunState:
         with pytest.raises(InvalidTransitionError):
-            check_run_transition(state, new)
+            check_run_transition(R.CANCELLED, new)
+
+
+def test_a_completed_run_can_only_be_undone():
+    """A completed run goes nowhere but compensating (undone by request, ``compensate_workflow``)."""
+    for new in RunState:
+        if new is R.COMPENSATING:
+            check_run_transition(R.COMPLETED, new)
+            continue
+        with pytest.raises(InvalidTransitionError):
+            check_run_transition(R.COMPLETED, new)
 
 
 @pytest.mark.parametrize(
@@ -190,10 +199,11 @@ def test_failed_final_runs_exit_only_to_running_by_manual_retry(state):
     assert allowed == [R.RUNNING]
 
 
-def test_every_final_run_state_exits_only_by_manual_retry():
-    """Final run states have no exit other than running."""
+def test_every_final_run_state_exits_only_by_a_request_by_hand():
+    """Final run states have no exit but running (a retry) or, for a completed run, compensating (undone)."""
     for state in FINAL_RUN_STATES:
-        assert RUN_TRANSITIONS[state] <= {R.RUNNING}
+        assert RUN_TRANSITIONS[state] <= {R.RUNNING, R.COMPENSATING}
+    assert {state for state in FINAL_RUN_STATES if R.COMPENSATING in RUN_TRANSITIONS[state]} == {R.COMPLETED}
 
 
 def test_only_pending_and_running_runs_can_be_cancelled():

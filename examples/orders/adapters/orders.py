@@ -9,7 +9,6 @@ between, nothing is written and :class:`ConcurrentUpdateError` says so (the step
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from examples.orders.adapters.db import Row, Transaction
@@ -25,7 +24,7 @@ class UnknownOrderError(LookupError):
 
 
 _COLUMNS = (
-    "id, customer_email, card_token, shipping_address, status, currency, cancel_requested, "
+    "id, customer_email, card_token, shipping_address, status, currency, cancel_reason, "
     "payment_id, reservation_id, shipment_id, failure_reason, workflow_id, tax_cents, customer_id, "
     "card_last4, card_brand"
 )
@@ -35,9 +34,9 @@ _SELECT_LINES = (
 )
 _INSERT = (
     "INSERT INTO orders (id, idempotency_key, request_fingerprint, customer_email, card_token, "
-    "shipping_address, currency, status, cancel_requested, tax_cents, total_cents, workflow_id, created_at, "
+    "shipping_address, currency, status, tax_cents, total_cents, workflow_id, created_at, "
     "updated_at, customer_id, card_last4, card_brand) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, FALSE, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 _INSERT_LINE = (
     "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_cents, dropped) "
@@ -47,12 +46,8 @@ _HISTORY = "INSERT INTO order_history (order_id, from_status, to_status, at) VAL
 _BY_KEY = "SELECT id, request_fingerprint FROM orders WHERE idempotency_key = ?"
 _MOVE = (
     "UPDATE orders SET status = ?, updated_at = ?, finished_at = coalesce(finished_at, ?), "
-    "failure_reason = coalesce(?, failure_reason) "
+    "failure_reason = coalesce(?, failure_reason), cancel_reason = coalesce(?, cancel_reason) "
     "WHERE id = ? AND status = ?"
-)
-_MOVE_UNLESS_CANCELLED = _MOVE + " AND NOT cancel_requested"
-_REQUEST_CANCEL = (
-    "UPDATE orders SET cancel_requested = TRUE, updated_at = ? WHERE id = ? AND status IN (?, ?, ?)"
 )
 _SET_FIELD = {
     name: f"UPDATE orders SET {name} = ?, updated_at = ? WHERE id = ?"
@@ -125,30 +120,22 @@ class OrderRepository:
         before: Order,
         after: Order,
         *,
-        unless_cancelled: bool = False,
         reason: str | None = None,
+        cancel_reason: str | None = None,
         now: float | None = None,
     ) -> None:
-        """Write ``after.status`` if the stored order is still in ``before.status``.
-
-        With ``unless_cancelled``, also only if no cancellation was requested; :class:`ConcurrentUpdateError`
-        when the condition does not hold (nothing is written then).
-        """
+        """Write ``after.status`` (and why it failed, or was cancelled) if the stored order is still in
+        ``before.status``; :class:`ConcurrentUpdateError` when it is not (nothing is written then)."""
         at = time.time() if now is None else now
         finished = at if after.is_final else None
-        sql = _MOVE_UNLESS_CANCELLED if unless_cancelled else _MOVE
-        changed = tx.execute(sql, (after.status.value, at, finished, reason, before.id, before.status.value))
+        changed = tx.execute(
+            _MOVE, (after.status.value, at, finished, reason, cancel_reason, before.id, before.status.value)
+        )
         if changed != 1:
             raise ConcurrentUpdateError(
-                f"order {before.id} is no longer {before.status.value} (or was cancelled); read it again"
+                f"order {before.id} is no longer {before.status.value}; read it again"
             )
         tx.execute(_HISTORY, (before.id, before.status.value, after.status.value, at))
-
-    def request_cancellation(self, tx: Transaction, order_id: str, in_flight: Sequence[OrderStatus]) -> bool:
-        """Flag the order for cancellation if it is in one of the ``in_flight`` states; whether it was."""
-        if len(in_flight) != 3:
-            raise ValueError("request_cancellation takes the three in-flight states")
-        return tx.execute(_REQUEST_CANCEL, (time.time(), order_id, *(s.value for s in in_flight))) == 1
 
     def set_field(self, tx: Transaction, order_id: str, name: str, value: str | None) -> None:
         """Record ``payment_id``, ``reservation_id``, ``shipment_id`` or ``failure_reason`` on the order."""
@@ -186,7 +173,7 @@ def _order(row: Row, lines: list[Row]) -> Order:
         ),
         status=OrderStatus(values[4]),
         currency=values[5],
-        cancel_requested=bool(values[6]),
+        cancel_reason=values[6],
         payment_id=values[7],
         reservation_id=values[8],
         shipment_id=values[9],

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS orders (
     status TEXT NOT NULL CHECK (status IN (
         'created', 'payment_pending', 'awaiting_shipment', 'shipped', 'completed', 'failed', 'cancelled'
     )),
-    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    cancel_reason TEXT,  -- why it was cancelled (the reason its run was cancelled with)
     tax_cents BIGINT NOT NULL DEFAULT 0 CHECK (tax_cents >= 0),
     total_cents BIGINT NOT NULL CHECK (total_cents >= 0),
     payment_id TEXT,

@@ -193,6 +193,15 @@ class Backend(Protocol):
         """Record that the run is no longer paused (claimable at once); its record, None if none."""
         ...
 
+    def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Ask for the run to be undone; its record, None if none. In one transaction, a completed run goes
+        ``compensating`` (error: the cancellation for ``reason``; the reason kept as a cancel's; epoch bumped;
+        held by nobody and claimable at once): its completed steps' undos run, newest first, and it ends
+        ``cancelled``. A run that has not ended is asked to cancel, as :meth:`request_cancel`. A run that
+        ended otherwise is left as it is (the caller tells the user).
+        """
+        ...
+
     def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
         """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
         ...

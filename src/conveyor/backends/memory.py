@@ -25,10 +25,11 @@ from conveyor.backends.rows import (
     run_from_rows,
     step_to_row,
 )
-from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.signals import Signal, child_signal_name, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
+from conveyor.core.steering import cancellation
 
 _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
@@ -56,6 +57,8 @@ class InMemoryBackend(ClosesOnExit):
         self._last_signal_id = 0
         # Steering: workflow_id -> [cancel_reason, paused, deadline_at] (see backends.steering).
         self._steering: dict[str, list[Any]] = {}
+        # Child runs: workflow_id -> the parent's (see the SQL backends' conveyor_child_ended trigger).
+        self._parents: dict[str, str] = {}
 
     def start_run(
         self,
@@ -107,6 +110,9 @@ class InMemoryBackend(ClosesOnExit):
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
                 workflow_id
             ]
+            if state == "pending":  # submitted for a worker, run here now: running, as a claim makes it
+                state = "running"
+                record.state = RunState.RUNNING
             self._changing[workflow_id] = (
                 state,
                 output,
@@ -159,6 +165,8 @@ class InMemoryBackend(ClosesOnExit):
         if checkpoint.state in FINAL_RUN_STATES:
             self._active.pop(workflow_id, None)
             self._leases.pop(workflow_id, None)
+            if changing[_STATE] not in _FINAL and workflow_id in self._parents:
+                self._child_ended(workflow_id, checkpoint.at)
         else:
             self._active[workflow_id] = None
         return True
@@ -192,6 +200,7 @@ class InMemoryBackend(ClosesOnExit):
         steering = self._steering.get(workflow_id)
         if steering is not None:
             record.cancel_reason, record.paused, record.deadline_at = steering
+        record.parent_id = self._parents.get(workflow_id)
         lease = self._leases.get(workflow_id)
         if lease is not None:
             record.owner = lease[0]
@@ -230,6 +239,8 @@ class InMemoryBackend(ClosesOnExit):
         self._active[workflow_id] = None
         if run.deadline_at is not None:
             self._steering[workflow_id] = [None, False, run.deadline_at]
+        if run.parent_id is not None:
+            self._parents[workflow_id] = run.parent_id
 
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
@@ -308,6 +319,8 @@ class InMemoryBackend(ClosesOnExit):
         )
         self._active.pop(workflow_id, None)
         self._leases.pop(workflow_id, None)
+        if changing[_STATE] not in _FINAL and workflow_id in self._parents:
+            self._child_ended(workflow_id, now)
 
     def _dead_letter(self, workflow_id: str, recoveries: int, now: float) -> None:
         completed = [
@@ -330,6 +343,23 @@ class InMemoryBackend(ClosesOnExit):
         )
         self._active.pop(workflow_id, None)
         self._leases.pop(workflow_id, None)
+        if changing[_STATE] not in _FINAL and workflow_id in self._parents:
+            self._child_ended(workflow_id, now)
+
+    def _child_ended(self, workflow_id: str, at: float) -> None:
+        """A child run ended: leave its parent a wake-up, as the SQL backends' trigger does (same lock)."""
+        parent = self._parents[workflow_id]
+        changing = self._changing.get(parent)
+        if changing is None or changing[_STATE] in _FINAL:
+            return
+        state = self._changing[workflow_id][_STATE]
+        self._last_signal_id += 1
+        signal = Signal(self._last_signal_id, child_signal_name(workflow_id), orjson.dumps(state).decode())
+        self._signals.setdefault(parent, []).append(signal)
+        steering = self._steering.get(parent)
+        if changing[_WAKE_AT] is not None and not (steering is not None and steering[1]):
+            self._changing[parent] = (*changing[:_WAKE_AT], None, *changing[_WAKE_AT + 1 :])
+        self._signal_work()
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
         """Renew ``owner``'s leases; return the ids whose lease was lost."""
@@ -464,6 +494,36 @@ class InMemoryBackend(ClosesOnExit):
             self._changing[workflow_id] = (*changing[:_WAKE_AT], wake_at, *changing[_WAKE_AT + 1 :])
             if wake_at is None:
                 self._signal_work()
+            return self._load(workflow_id)
+
+    def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
+        with self._lock:
+            if workflow_id not in self._fixed:
+                return None
+            changing = self._changing[workflow_id]
+            completed = changing[_STATE] == "completed"
+        if not completed:  # not ended: a cancel; ended otherwise: left as it is
+            return self._steer(workflow_id, cancel=reason)
+        with self._lock:
+            changing = self._changing[workflow_id]
+            if changing[_STATE] != "completed":
+                return self._load(workflow_id)
+            failure = failure_to_text(cancellation(reason))
+            self._changing[workflow_id] = (
+                "compensating",
+                changing[1],
+                failure,
+                self._time(),
+                None,
+                changing[_EPOCH] + 1,
+                *changing[_RECOVERIES:],
+            )
+            steering = self._steering.setdefault(workflow_id, [None, False, None])
+            steering[0], steering[1] = reason, False
+            self._active[workflow_id] = None
+            self._leases.pop(workflow_id, None)
+            self._signal_work()
             return self._load(workflow_id)
 
     def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:

@@ -38,6 +38,7 @@ from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
+from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, ConfigurationError, InvalidArgumentError
 
 try:
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 _EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
 _LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
 _CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
+_PARENT = 22  # then the parent of a child run
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -328,6 +330,7 @@ class PostgresBackend(ClosesOnExit):
             if cursor.rowcount == 1:
                 created = run_from_rows(_new_row(params), ())
                 created.deadline_at = run.deadline_at
+                created.parent_id = run.parent_id
                 return created, True
             return self._must_load(cursor, run.workflow_id), False
 
@@ -510,6 +513,12 @@ class PostgresBackend(ClosesOnExit):
             cursor.execute(self._queries[query], params)
             return self._load(cursor, params["workflow_id"])
 
+    def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
+        error = failure_to_text(cancellation(reason))
+        params = {"workflow_id": workflow_id, "reason": reason, "error": error}
+        return self._steer("request_compensation", params)
+
     def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
         """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
         if not workflow_ids:
@@ -573,6 +582,7 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
         "owner": owner,
         "definition_hash": run.definition_hash,
         "deadline_at": run.deadline_at,
+        "parent_id": run.parent_id,
     }
 
 
@@ -630,4 +640,6 @@ def _record(row: Sequence[Any]) -> RunRecord:
         record.cancel_reason = cancel if type(cancel) is str else None
         record.paused = row[_PAUSED] is True
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
+    if len(row) > _PARENT:
+        record.parent_id = row[_PARENT] if type(row[_PARENT]) is str else None
     return record

@@ -21,6 +21,19 @@ class Signal(NamedTuple):
     payload: str
 
 
+CHILD_SIGNAL_PREFIX = "conveyor.child:"
+"""The name of the wake-up a child run leaves its parent when it ends, before the child's id."""
+
+
+def child_signal_name(child_id: str) -> str:
+    """The signal a child run's end leaves its parent (written by the backend, in the child's last write).
+
+    Only a wake-up: the parent reads the child's own record for its outcome, so a signal of this name sent
+    by hand wakes the parent for nothing, and changes nothing.
+    """
+    return CHILD_SIGNAL_PREFIX + child_id
+
+
 def no_such_run(workflow_id: str) -> RunNotFoundError:
     """The error for a signal sent to a run the backend does not have."""
     return RunNotFoundError(f"no run {workflow_id!r} to send a signal to", workflow_id=workflow_id)

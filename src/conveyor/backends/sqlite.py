@@ -36,17 +36,25 @@ from conveyor.backends.rows import (
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
-from conveyor.core.states import FINAL_RUN_STATES
+from conveyor.core.states import FINAL_RUN_STATES, RunState
+from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
 
 Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = (
-    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at "
+    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id "
     "FROM conveyor_runs WHERE workflow_id = ?"
 )
-_LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE = 16, 17, 18, 19, 20  # positions in a row of _SELECT_RUN
+_LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+)  # positions in a row of _SELECT_RUN
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
@@ -55,8 +63,10 @@ _INSERT_RUN = (
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
-    "lease_expires_at = ? WHERE workflow_id = ?"
+    "lease_expires_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END "
+    "WHERE workflow_id = ?"
 )
+"""An in-process caller takes the run over; a pending one (submitted for a worker) runs now, as claimed."""
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
     # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
@@ -112,6 +122,13 @@ _FAIL_CORRUPT = (
     "wake_at = NULL, epoch = epoch + 1, updated_at = ? WHERE workflow_id = ?"
 )
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
+_SET_PARENT = "UPDATE conveyor_runs SET parent_id = ? WHERE workflow_id = ?"
+_COMPENSATE_COMPLETED = (
+    "UPDATE conveyor_runs SET state = 'compensating', error = ?, cancel_reason = coalesce(cancel_reason, ?), "
+    "paused = 0, wake_at = NULL, owner = NULL, lease_expires_at = NULL, epoch = epoch + 1, updated_at = ? "
+    "WHERE workflow_id = ? AND state = 'completed'"
+)
+"""A completed run reopened to be undone (see ``request_compensation``)."""
 _FENCED_UPDATE = (
     "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ?, "
     "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END WHERE workflow_id = ? AND epoch = ?"
@@ -199,6 +216,22 @@ def _names(step_names: object) -> list[str]:
     return [name for name in names if type(name) is str] if type(names) is list else []
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a migration script, comments left out; a trigger's body keeps its semicolons."""
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    statements: list[str] = []
+    pending = ""
+    for piece in code.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):  # a trigger's BEGIN ... END is complete only at its END
+            if pending.strip(" \n;"):
+                statements.append(pending)
+            pending = ""
+    if pending.strip(" \n;"):
+        statements.append(pending)
+    return statements
+
+
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("conveyor.backends") / "sql" / "sqlite"
     found = []
@@ -252,10 +285,8 @@ class SqliteBackend(ClosesOnExit):
             for version, script in _migrations():
                 if version in applied:
                     continue
-                code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
-                for statement in code.split(";"):
-                    if statement.strip():
-                        cursor.execute(statement)
+                for statement in _statements(script):
+                    cursor.execute(statement)
                 cursor.execute("INSERT INTO conveyor_migrations (version) VALUES (?)", (version,))
 
     @contextmanager
@@ -330,6 +361,8 @@ class SqliteBackend(ClosesOnExit):
             record.recoveries += 1
             record.updated_at = now
             record.owner, record.leased_until = owner, lease_end
+            if record.state is RunState.PENDING:
+                record.state = RunState.RUNNING
             return record, False
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -380,6 +413,8 @@ class SqliteBackend(ClosesOnExit):
         record.cancel_reason = cancel if type(cancel) is str else None
         record.paused = bool(row[_PAUSED])
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
+        parent = row[_PARENT]
+        record.parent_id = parent if type(parent) is str else None
         return record
 
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
@@ -412,6 +447,22 @@ class SqliteBackend(ClosesOnExit):
             self._signal_work()
         return record
 
+    def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
+        """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
+        with self._transaction() as cursor:
+            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            if row is None:
+                return None
+            if row[3] == "completed":
+                failure = failure_to_text(cancellation(reason))
+                cursor.execute(_COMPENSATE_COMPLETED, (failure, reason, self.now(), workflow_id))
+            elif row[3] in READY_RUN_STATES:
+                cursor.execute(_STEER["cancel"], (reason, workflow_id))
+            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+        self._signal_work()
+        return record
+
     def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
         """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""
         ids = list(workflow_ids)
@@ -442,6 +493,8 @@ class SqliteBackend(ClosesOnExit):
                     run.deadline_at,
                 ),
             )
+            if run.parent_id is not None:  # a child run: recorded with its parent, in the same transaction
+                cursor.execute(_SET_PARENT, (run.parent_id, run.workflow_id))
             created = (
                 *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
                 *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
@@ -450,6 +503,7 @@ class SqliteBackend(ClosesOnExit):
         self._signal_work()
         record = run_from_rows(created, ())
         record.deadline_at = run.deadline_at
+        record.parent_id = run.parent_id
         return record, True
 
     def claim_runs(

@@ -20,6 +20,7 @@ _COMPLETED = StepState.COMPLETED
 _FAILED = StepState.FAILED
 _COMPENSATING = StepState.COMPENSATING
 _SKIPPED = StepState.SKIPPED
+_WAITING = StepState.WAITING
 _RUN_COMPENSATING = RunState.COMPENSATING
 _NOTHING: frozenset[str] = frozenset()
 
@@ -126,16 +127,28 @@ def compensation_order(workflow: Workflow, run: RunRecord) -> list[StepRecord]:
 
 
 def undos_left(workflow: Workflow, steps: Mapping[str, StepRecord]) -> list[StepRecord]:
-    """Of ``steps``, the ones whose undo still has to run, newest completion first."""
+    """Of ``steps``, the ones whose undo still has to run, newest completion first.
+
+    A child step that still waits for its child run comes first: the child is cancelled (and ends) before
+    any completed step is undone (see ``engine.children``).
+    """
     by_name = workflow.by_name
     pending = [
         record
         for record in steps.values()
         if record.state is _COMPENSATING
         or (record.state is _COMPLETED and by_name[record.name].has_compensation)
+        or (record.state is _WAITING and by_name[record.name].runs_child)
     ]
-    pending.sort(key=lambda record: record.completion_order or 0, reverse=True)
+    pending.sort(key=_newest_first, reverse=True)
     return pending
+
+
+def _newest_first(record: StepRecord) -> float:
+    """The order undos run in, highest first: a waiting child step, then by completion, newest first."""
+    if record.state is _WAITING:
+        return float("inf")
+    return record.completion_order or 0
 
 
 def _decide_compensation(

@@ -160,6 +160,8 @@ class NewRun:
     """The hash of the workflow's definition (see ``Workflow.definition_hash``)."""
     deadline_at: float | None = None
     """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
+    parent_id: str | None = None
+    """The run whose step started this one (a child run), else None."""
 
 
 @dataclass(slots=True)
@@ -213,6 +215,8 @@ class RunRecord:
     """Whether the run is paused (as read): no new step starts until it is resumed."""
     deadline_at: float | None = None
     """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
+    parent_id: str | None = None
+    """The run whose step started this one (a child run), as read; None for a run started otherwise."""
 
     @property
     def is_final(self) -> bool:

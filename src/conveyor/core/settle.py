@@ -421,7 +421,9 @@ def _implied_state(
             return state
         by_name = workflow.by_name
         if not any(
-            record.state is _COMPLETED and by_name[record.name].has_compensation for record in steps.values()
+            (record.state is _COMPLETED and by_name[record.name].has_compensation)
+            or (record.state is StepState.WAITING and by_name[record.name].runs_child)  # a child to cancel
+            for record in steps.values()
         ):
             return RunState.FAILED
         state = _RUN_COMPENSATING

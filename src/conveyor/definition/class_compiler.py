@@ -158,7 +158,7 @@ def _step_definition(
         if undo_name is not None:
             raise DefinitionError(f"wait step {name!r} of {cls.__name__} cannot have an undo")
         task = wait_task(name, declared.wait, retries=declared.retries)
-        return StepDefinition(name, task, Arguments({}), depends_on=waits_for)
+        return StepDefinition(name, task, Arguments(dict(declared.bindings)), depends_on=waits_for)
     fn = _method(cls, name, f"step {name!r} of {cls.__name__}")
     undo = None
     if undo_name is not None:

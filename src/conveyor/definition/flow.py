@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from conveyor.definition.binding import Binding, FromBranches, FromPrevious, pydantic_input_validator
+from conveyor.definition.children import child_run
 from conveyor.definition.control import DEFAULT_BRANCH, FromRoute, Route
 from conveyor.definition.loops import OnMax, check_loop, loop_task
 from conveyor.definition.names import check_name
@@ -203,6 +204,23 @@ class Flow:
         wait = signal_wait(name, timeout, what=f"wait_for_signal({name!r}) of flow {self.name!r}")
         called = step_name if step_name is not None else "_or_".join(wait.names)
         return self._wait_step(check_name(called, "a step name"), wait, retries=retries)
+
+    def then_flow(
+        self, child: Workflow | type | str, *, name: str | None = None, version: str | int | None = None
+    ) -> Flow:
+        """Add a step that runs ``child`` (a built workflow, a workflow class, or a registered workflow's
+        name, resolved when the step starts: ``version`` of it, else its newest) as a child run, with the
+        previous step's result as its input; the step's result is the child's output (Sayiir's name).
+
+        The child run gets the id ``<parent id>/<step name>``, so a crash never starts two; it runs on any
+        worker like any run, while this run waits for it holding no worker slot. A child that does not
+        complete fails the step for good (``ChildWorkflowError``, naming the child and its error).
+        Cancelling or compensating this run reaches the child: a waiting child is cancelled, a completed
+        one is undone (``compensate_workflow``). The step is called ``name``, else the child's name.
+        """
+        run = child_run(child, version, what=f"then_flow({child!r}) of flow {self.name!r}")
+        step_name = check_name(name if name is not None else run.name, "a step name")
+        return self._wait_step(step_name, run)
 
     def _wait_step(self, name: str, wait: Wait, *, retries: RetryPolicy | None = None) -> Flow:
         spec = wait_task(name, wait, retries=retries)

@@ -110,6 +110,16 @@ class StepContext:
         steering = self._steering
         return steering is not None and steering.cancel_reason is not None
 
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the run was cancelled (or undone by ``compensate_workflow``), else None.
+
+        An undo reads it to tell a cancel from a failure: while a cancelled run compensates, each undo's
+        context carries the reason given.
+        """
+        steering = self._steering
+        return None if steering is None else steering.cancel_reason
+
     def raise_if_cancelled(self) -> None:
         """Raise :class:`~conveyor.errors.Cancelled` if the run was cancelled (``except Exception`` lets it
         through); the run then undoes its completed steps and ends ``cancelled``."""

@@ -12,6 +12,8 @@ A step declared ``route: true`` (optionally ``default_branch: key``) is a route:
 returns a key (text), and the steps declared ``when: {that_step: key}`` run only when it returns that key
 (a ``when`` step depends on its route); the others are ``skipped``, and reach later steps' ``results`` as
 ``None``.
+``child_workflow: shipping`` (with ``child_version: "2"``, else the newest) runs a registered workflow as a
+child run with the run's input as its input; its output is the step's result.
 
 A handler is a class with a ``process(self, context, results)`` method: ``context`` is the run's input,
 ``results`` the results of the steps it depends on, directly or through other steps, by step name (``{}``
@@ -36,6 +38,7 @@ import jsonschema
 import yaml
 
 from conveyor.definition.arguments import Arguments, from_input, from_results
+from conveyor.definition.children import CHILD_INPUT, ChildRun, child_run
 from conveyor.definition.control import Route
 from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
@@ -87,6 +90,8 @@ STEP_FIELDS = (
     "route",
     "default_branch",
     "when",
+    "child_workflow",
+    "child_version",
 )
 
 
@@ -265,12 +270,19 @@ def _timeout_seconds(template: Mapping[str, Any], source: str, step: str) -> flo
 def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
     """The wait a step template declares instead of a handler: ``delay: 5m`` (a duration), or
     ``wait_for_signal: approved`` (a name or a list of names, ``timeout`` in milliseconds); else None."""
-    declared = [key for key in ("handler_class", "delay", "wait_for_signal") if key in template]
+    kinds = ("handler_class", "delay", "wait_for_signal", "child_workflow")
+    declared = [key for key in kinds if key in template]
     if len(declared) > 1:
         raise place_of(template, source, declared[1], step).error(
-            f"a step has one of handler_class, delay and wait_for_signal, not {' and '.join(declared)}"
+            "a step has one of handler_class, delay, wait_for_signal and child_workflow, "
+            f"not {' and '.join(declared)}"
         )
+    if "child_version" in template and "child_workflow" not in template:
+        raise place_of(template, source, "child_version", step).error("child_version needs child_workflow")
     try:
+        if "child_workflow" in template:
+            version = template.get("child_version")
+            return child_run(template["child_workflow"], version, what=f"step {step!r}")
         if "delay" in template:
             if "timeout" in template:
                 raise place_of(template, source, "timeout", step).error("a delay has no timeout")
@@ -279,7 +291,7 @@ def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
             names = template["wait_for_signal"]
             return signal_wait(names, _timeout_seconds(template, source, step), what=f"step {step!r}")
     except DefinitionError as exc:
-        key = "delay" if "delay" in template else "wait_for_signal"
+        key = next(key for key in ("delay", "wait_for_signal", "child_workflow") if key in template)
         raise place_of(template, source, key, step).error(str(exc)) from None
     return None
 
@@ -291,7 +303,8 @@ def _step(
     wait = _wait(template, source, name)
     if wait is not None:  # a durable sleep or a wait for a signal: no handler, after every step upstream
         task = wait_task(name, wait, retries=_retries(template, source, name))
-        return StepDefinition(name, task, Arguments({}), depends_on=reads)
+        binding = Arguments({CHILD_INPUT: from_input()}) if isinstance(wait, ChildRun) else Arguments({})
+        return StepDefinition(name, task, binding, depends_on=reads)
     handler_path = text_field(template, "handler_class", source, name, required=True)
     assert handler_path is not None
     handler_place = place_of(template, source, "handler_class", name)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from conveyor.definition.arguments import Source
+from conveyor.definition.children import CHILD_INPUT, ChildRun, child_input_source, child_run
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy, seconds
 from conveyor.definition.steps import StepMethod
@@ -53,8 +55,8 @@ class SignalWait:
         return ["signal", list(self.names), self.first_of]
 
 
-Wait = Sleep | SignalWait
-"""What a wait step waits for."""
+Wait = Sleep | SignalWait | ChildRun
+"""What a wait step waits for: a time, a signal, or a child run's end."""
 
 
 def parse_duration(value: object, *, what: str) -> float:
@@ -124,14 +126,16 @@ class WaitStepMethod(StepMethod):
     its result (the signal's payload) is read by later steps with ``from_result("approved")``.
     """
 
-    def __init__(self, wait: Wait, *, retries: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, wait: Wait, *, retries: RetryPolicy | None = None, bindings: dict[str, Source] | None = None
+    ) -> None:
         def waiting(self: Any) -> Any:
             """A wait step: never called."""
             raise AssertionError("a wait step is never called")  # pragma: no cover
 
         super().__init__(
             waiting,
-            bindings={},
+            bindings=bindings or {},
             after=(),
             parallel=False,
             retries=retries,
@@ -169,3 +173,19 @@ def wait_for_signal(
 def delay(duration: float | timedelta | str) -> WaitStepMethod:
     """Declare, among a workflow class's steps, a durable sleep: ``cool_off = delay("1h")``."""
     return WaitStepMethod(Sleep(parse_duration(duration, what=f"delay({duration!r})")))
+
+
+def child(workflow: Any, *, version: str | int | None = None, input: Source | None = None) -> WaitStepMethod:
+    """Declare, among a workflow class's steps, a child workflow: ``ship = child("shipping", version="2")``.
+
+    When the step starts, the workflow (a registered name, resolved by the runtime that drives the run, a
+    built workflow, or a workflow class) runs as a child run of its own, on any worker, with the input
+    ``input`` (``from_result("pack")``, ``from_input("order")``; the workflow input by default). The step
+    waits for it without holding a worker slot, and its result is the child's output. A child that does
+    not complete fails the step for good (``ChildWorkflowError``). See ``docs/guide.md``, Child workflows.
+    """
+    what = f"child({workflow!r})"
+    return WaitStepMethod(
+        child_run(workflow, version, what=what),
+        bindings={CHILD_INPUT: child_input_source(input, what)},
+    )

@@ -13,6 +13,7 @@ import orjson
 
 from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
+from conveyor.definition.children import ChildRun
 from conveyor.definition.loops import Loop, carried_arguments
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
@@ -53,14 +54,18 @@ class StepSpec:
     runs_inline: bool
     """Sync with no timeout: the engine may call it directly on the thread that drives the run."""
     waits: Wait | None = None
-    """Set for a wait step (a durable sleep, a wait for a signal): the engine waits instead of calling it."""
+    """Set for a wait step (a durable sleep, a wait for a signal, a child run): the engine waits instead of
+    calling it."""
     control: Control | None = None
     """Set for a step that steers the run (a route): :mod:`conveyor.engine.control` settles its calls."""
+    runs_child: bool = False
+    """Set for a child step (``waits`` is a ``ChildRun``): its undo is the engine's, which undoes the child
+    run; while it waits, a compensation of the parent cancels the child first."""
 
     @property
     def has_compensation(self) -> bool:
-        """Whether the step declares an undo."""
-        return self.task.compensation is not None
+        """Whether the step declares an undo (a child step always has one: its child run is undone)."""
+        return self.task.compensation is not None or self.runs_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,7 @@ def build_workflow(
             ),
             waits=step.task.waits,
             control=step.task.control,
+            runs_child=isinstance(step.task.waits, ChildRun),
         )
         for index, step in enumerate(_topological_order(name, definitions))
     )

@@ -39,6 +39,7 @@ from conveyor.core.states import StepState
 from conveyor.core.steering import DEADLINE_REASON, cancel_run
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
+from conveyor.engine.children import ChildRuns, undo_child
 from conveyor.engine.clock import Clock
 from conveyor.engine.control import control_calls, settle_control
 from conveyor.engine.executor import StepExecutor, shared_executor
@@ -122,6 +123,7 @@ class RunDriver:
         random_unit: Callable[[], float] = random.random,
         record_checkpoint: Callable[[Checkpoint], None] | None = None,
         lease: Lease | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         self.workflow = workflow
         self.run = run
@@ -145,6 +147,8 @@ class RunDriver:
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = _completed_results(run)
         """The JSON result of each completed step, by name: what later steps are called with."""
+        self.children = children
+        """How child steps find their workflows by name (and, in process, drive a child here)."""
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -194,6 +198,11 @@ class RunDriver:
                     self._run_together(self._calls(decision, now))
                 continue
             if action is _RUN_COMPENSATION:
+                if decision.steps[0].runs_child:  # its undo undoes the child run (engine.children)
+                    still = undo_child(self, decision.steps[0], now)
+                    if still is not None:
+                        return WaitUntil(still.at, still.signals)
+                    continue
                 call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources, lease)
                 if call.runs_here:
                     executor.run_here(call)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -13,6 +14,7 @@ from conveyor.codec import TypedCodec
 from conveyor.core.records import Failure, RunRecord, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.core.steering import CANCELLED_ERROR_TYPE
+from conveyor.definition.children import child_run_id
 
 _RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.COMPENSATING})
 _FAILED = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
@@ -40,10 +42,12 @@ class StepStatus:
     progress: Any = None
     """How far a loop or a map has come (plain JSON values: a loop's ``iteration`` and ``value``, a map's
     finished elements); None for other steps."""
+    child_id: str | None = None
+    """For a child step (``then_flow``, ``child(...)``): the workflow_id of the child run it starts."""
 
     @classmethod
-    def from_record(cls, record: StepRecord) -> StepStatus:
-        """The status of a recorded step."""
+    def from_record(cls, record: StepRecord, child_id: str | None = None) -> StepStatus:
+        """The status of a recorded step (``child_id``: the run a child step starts)."""
         return cls(
             name=record.name,
             state=record.state,
@@ -57,6 +61,7 @@ class StepStatus:
             compensation_error=record.compensation_error,
             result_json=record.result,
             progress=None if record.progress is None else orjson.loads(record.progress),
+            child_id=child_id,
         )
 
     @property
@@ -81,6 +86,7 @@ class StepStatus:
                 None if self.compensation_error is None else self.compensation_error.to_dict()
             ),
             "progress": self.progress,
+            "child_id": self.child_id,
         }
 
 
@@ -97,8 +103,13 @@ class WorkflowStatus:
         record: RunRecord,
         output_codec: TypedCodec | None = None,
         exceptions: dict[str, BaseException] | None = None,
+        *,
+        child_steps: Collection[str] = (),
     ) -> None:
         self._record = record
+        self._child_steps = child_steps
+        self.parent_id = record.parent_id
+        """For a child run: the workflow_id of the run whose step started it (else None)."""
         self.exceptions: dict[str, BaseException] = exceptions or {}
         """When this process drove the run: the exception each failed step last raised (not stored)."""
         self._output_codec = output_codec
@@ -145,7 +156,16 @@ class WorkflowStatus:
     @cached_property
     def steps(self) -> tuple[StepStatus, ...]:
         """Every step of the run, in the workflow's order; steps not yet run are ``pending``."""
-        return tuple(StepStatus.from_record(record) for record in self._record.steps.values())
+        record, children = self._record, self._child_steps
+        return tuple(
+            StepStatus.from_record(
+                step,
+                child_run_id(record.workflow_id, step.name, record.generation)
+                if step.name in children
+                else None,
+            )
+            for step in record.steps.values()
+        )
 
     def step(self, name: str) -> StepStatus:
         """The status of the step called ``name``."""
@@ -208,6 +228,7 @@ class WorkflowStatus:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "recoveries": self.recoveries,
+            "parent_id": self.parent_id,
             "cancel_reason": self.cancel_reason,
             "paused": self.paused,
             "deadline_at": self.deadline_at,

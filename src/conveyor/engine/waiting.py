@@ -23,6 +23,7 @@ from conveyor.core.settle import StepSucceeded, settle
 from conveyor.core.states import StepState
 from conveyor.core.waits import WAIT_FOREVER, begin_wait
 from conveyor.definition.binding import FromPrevious
+from conveyor.definition.children import ChildRun
 from conveyor.definition.waits import SignalWait, Sleep
 from conveyor.definition.workflow import StepSpec
 from conveyor.errors import SignalTimeoutError
@@ -46,6 +47,10 @@ class StillWaiting:
 def move_wait(driver: RunDriver, spec: StepSpec, now: float) -> StillWaiting | None:
     """Take the wait step ``spec`` one move further; :class:`StillWaiting` if it must wait on, else None."""
     wait = spec.waits
+    if isinstance(wait, ChildRun):
+        from conveyor.engine.children import move_child  # engine.children builds on this module
+
+        return move_child(driver, spec, now)
     record = driver.run.steps[spec.name]
     if isinstance(wait, Sleep):
         if record.state is not _WAITING:

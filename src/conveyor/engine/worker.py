@@ -31,9 +31,11 @@ from conveyor.backends.base import Backend
 from conveyor.core.records import Checkpoint, Failure, RunRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.core.waits import WAIT_FOREVER
+from conveyor.definition.children import with_children
 from conveyor.definition.workflow import Workflow
-from conveyor.engine.api import recorded_by
+from conveyor.engine.api import definition_changed, recorded_by
 from conveyor.engine.calls import NO_RESOURCES
+from conveyor.engine.children import ChildRuns, resolver_over
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import Paused, RunDriver, WaitUntil
 from conveyor.engine.executor import StepExecutor
@@ -44,6 +46,10 @@ from conveyor.errors import BackendError, EngineError, InvalidArgumentError, Lea
 log = logging.getLogger("conveyor.worker")
 
 _UNKNOWN_VERSION_RETRY_SECONDS = 5.0
+_CHANGED_DEFINITION_HAND_BACKS = 3
+"""How many times a worker hands back a run recorded by another definition of a workflow it has (same
+name and version: another worker of a rolling deploy may still have the old one) before it fails the run
+with the DefinitionChangedError, rather than handing it back forever."""
 _FIRST_BACKOFF_SECONDS = 0.5
 """After a failed drive or a failed claim, the first pause; each failure in a row doubles it."""
 _LONGEST_BACKOFF_SECONDS = 10.0
@@ -90,13 +96,16 @@ class Worker:
         group_commit: bool = True,
         resources: Mapping[str, Any] = NO_RESOURCES,
         executor: StepExecutor | None = None,
+        children: ChildRuns | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}")
         if lease_seconds <= 0:
             raise InvalidArgumentError(f"lease_seconds must be more than zero, not {lease_seconds}")
         self.backend = backend
-        self.workflows = {(workflow.name, workflow.version): workflow for workflow in workflows}
+        self.workflows = {(flow.name, flow.version): flow for flow in with_children(workflows)}
+        self.children = children or ChildRuns(resolver_over(self.workflows.values()))
+        """How child steps find their workflows by name: among this worker's, unless given."""
         if not self.workflows:
             raise InvalidArgumentError("a worker needs at least one workflow to run")
         self.workflow_names = frozenset(name for name, _ in self.workflows)
@@ -108,6 +117,9 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.clock = clock or SystemClock()
         self.stats = WorkerStats()
+        self._changed_hand_backs: dict[str, int] = {}
+        self._changed_lock = threading.Lock()
+        """Runs handed back for another definition of a workflow this worker has, and how many times."""
         self._stopping = threading.Event()
         self._wake = threading.Event()
         """The claim loop's one wake-up: set by announced work, a freed slot, and :meth:`stop`."""
@@ -164,6 +176,7 @@ class Worker:
         """
         reclaim_own = True  # a worker restarted under its name takes its previous life's runs back at once
         failures = 0
+        idle_seen = False
         while not self._stopping.is_set():
             self._wake.clear()
             free = self.concurrency - self._leases.count()
@@ -173,6 +186,7 @@ class Worker:
                     claimed = self._claim(free, reclaim_own=reclaim_own)
                     reclaim_own, failures = False, 0
                     if claimed:
+                        idle_seen = False
                         continue  # there may be more
                     timeout = self._seconds_until_due()
                 except BackendError:
@@ -187,7 +201,13 @@ class Worker:
                     )
                 else:
                     if until_idle and timeout is None and not self._leases.count():
-                        return
+                        # Idle twice in a row: a slot that handed a run back ready (a parent its child
+                        # woke as it was released) between this claim and the count is claimed next.
+                        if idle_seen:
+                            return
+                        idle_seen = True
+                        continue
+                    idle_seen = False
             poll = self.poll_interval_seconds
             self._wake.wait(poll if timeout is None else min(timeout, poll))
 
@@ -257,6 +277,9 @@ class Worker:
         """Drive one claimed run until it ends or waits; a failure of any kind backs off (see below)."""
         try:
             workflow = self.workflows.get((run.workflow_name, run.workflow_version))
+            if workflow is not None and not recorded_by(run, workflow) and self._changed_for_good(run):
+                self._fail_changed(run, workflow)
+                return
             if workflow is None or not recorded_by(run, workflow):  # another worker may have its definition
                 log.error(
                     "run %s needs workflow %r v%s (definition %s), which this worker does not have; "
@@ -277,6 +300,7 @@ class Worker:
                 resources=self.resources,
                 record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
                 lease=lease,
+                children=self.children,
             )
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):
@@ -324,6 +348,39 @@ class Worker:
                 run.workflow_id,
                 exc_info=True,
             )
+
+    def _changed_for_good(self, run: RunRecord) -> bool:
+        """Whether this worker has handed ``run`` back enough times for another definition (it counts)."""
+        with self._changed_lock:
+            seen = self._changed_hand_backs[run.workflow_id] = (
+                self._changed_hand_backs.get(run.workflow_id, 0) + 1
+            )
+        return seen > _CHANGED_DEFINITION_HAND_BACKS
+
+    def _fail_changed(self, run: RunRecord, workflow: Workflow) -> None:
+        """End a run recorded by another definition of ``workflow`` (same name and version) with that error:
+        no step runs on the other definition, and the status says what changed and what to do."""
+        assert run.definition_hash is not None
+        error = definition_changed(run, workflow, run.definition_hash)
+        at = next((name for name in run.step_names if run.steps[name].state is not StepState.COMPLETED), "")
+        failure = Failure(at, type(error).__name__, error.message, 0, retryable=False)
+        state = RunState.COMPENSATION_FAILED if run.state is RunState.COMPENSATING else RunState.FAILED
+        checkpoint = Checkpoint(
+            run.workflow_id,
+            run.epoch,
+            (),
+            state,
+            run.output,
+            failure,
+            None,
+            self.backend.now(),
+            run.generation,
+        )
+        log.error("run %s fails: %s", run.workflow_id, error.message)
+        self.backend.record_checkpoint(checkpoint)
+        self.stats.finished += 1
+        with self._changed_lock:
+            self._changed_hand_backs.pop(run.workflow_id, None)
 
     def _release(self, run: RunRecord, wake_at: float | None, signals: tuple[str, ...] = ()) -> None:
         released = (

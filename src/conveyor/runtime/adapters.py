@@ -164,6 +164,11 @@ def cancel_workflow(workflow_id: str, reason: str = "", backend: Backend | None 
     return runtime_for(backend).cancel(workflow_id, reason)
 
 
+def compensate_workflow(workflow_id: str, reason: str = "", backend: Backend | None = None) -> WorkflowStatus:
+    """Undo the run, even a completed one, from any process; :meth:`Conveyor.compensate`."""
+    return runtime_for(backend).compensate(workflow_id, reason)
+
+
 def pause_workflow(workflow_id: str, backend: Backend | None = None) -> WorkflowStatus:
     """Pause the run from any process (Sayiir's name); :meth:`Conveyor.pause`."""
     return runtime_for(backend).pause(workflow_id)

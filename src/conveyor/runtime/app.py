@@ -35,10 +35,12 @@ from conveyor.codec import max_value_bytes
 from conveyor.core.records import NewRun, RunPage, RunRecord
 from conveyor.core.settle import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.states import RunState
+from conveyor.definition.children import child_steps, with_children
 from conveyor.definition.registry import Registry, UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.api import new_run, same_workflow_or_raise, stored_run
 from conveyor.engine.checks import check_backend, check_workflow, check_workflow_id
+from conveyor.engine.children import ChildRuns, resolver_over
 from conveyor.engine.clock import Clock, SystemClock
 from conveyor.engine.driver import RunDriver
 from conveyor.engine.executor import StepExecutor
@@ -182,9 +184,18 @@ class Conveyor:
     def register(self, workflow: T, *, namespace: str | None = None, name: str | None = None) -> T:
         """Register a built workflow or a workflow class, and return it (usable as a class decorator).
 
-        A workflow class's ``namespace`` and ``workflow_name`` attributes are used unless given here.
+        A workflow class's ``namespace`` and ``workflow_name`` attributes are used unless given here. The
+        workflows its child steps were given (``then_flow(shipping)``, not by name) are registered too,
+        unless a workflow of the same name and version is.
         """
-        return self.registry.register(workflow, namespace=namespace, name=name)
+        registered = self.registry.register(workflow, namespace=namespace, name=name)
+        built: Any = getattr(workflow, "workflow", workflow)
+        for child in with_children([built])[1:]:
+            try:
+                self.registry.for_run(child.name, child.version)
+            except UnknownWorkflowError:
+                self.registry.register(child)
+        return registered
 
     def resource(self, name: str) -> Callable[[Callable[[], T]], Callable[[], T]]:
         """Register the decorated function as the factory of resource ``name`` (built on first use)."""
@@ -325,7 +336,14 @@ class Conveyor:
         lease = Lease(record.workflow_id, record.epoch, self.owner)
         self._heartbeat.hold(lease)
         driver = RunDriver(
-            workflow, record, backend, clock, executor=self.executor, resources=self.resources, lease=lease
+            workflow,
+            record,
+            backend,
+            clock,
+            executor=self.executor,
+            resources=self.resources,
+            lease=lease,
+            children=ChildRuns(self._resolve_child, self._drive_child),
         )
         try:
             driver.drive_to_end()
@@ -341,7 +359,9 @@ class Conveyor:
             raise
         finally:
             self._heartbeat.drop(lease)
-        return WorkflowStatus(driver.run, workflow.output_codec, driver.errors)
+        return WorkflowStatus(
+            driver.run, workflow.output_codec, driver.errors, child_steps=child_steps(workflow)
+        )
 
     def _wait_for_other_owner(self, workflow: Workflow, workflow_id: str) -> WorkflowStatus | None:
         """Wait while another process drives the run; its status once it ended, None once it is free."""
@@ -390,9 +410,25 @@ class Conveyor:
         options.setdefault("clock", None if self.clock is _SYSTEM_CLOCK else self.clock)
         options.setdefault("resources", self.resources)
         options.setdefault("executor", self.executor)
+        options.setdefault("children", ChildRuns(self._resolve_child))
         worker = Worker(self.backend, workflows, **options)
         self._workers.add(worker)
         return worker
+
+    def _resolve_child(self, name: str, version: str | None) -> Workflow:
+        """The workflow a child step names: registered under ``name``, else recorded by runs as ``name``."""
+        try:
+            return self.registry.get(name, version)
+        except UnknownWorkflowError:
+            return resolver_over(self.registry.workflows())(name, version)
+
+    def _drive_child(self, child: RunRecord) -> None:
+        """Drive a child run here to its end (a parent driven in process waits for it so, holding nothing
+        else); a child another driver holds, or of a workflow this runtime does not know, is left to it."""
+        workflow = self._known_workflow(child)
+        if workflow is not None:
+            with contextlib.suppress(RunAlreadyRunningError):  # another driver has it: its end wakes us
+                self._run_recorded(workflow, stored_run(child, workflow), "fail")
 
     def _driven_lease(self, workflow_id: str) -> Lease | None:
         """The lease ``workflow_id`` is driven under in this process, by this runtime or one of its workers
@@ -415,6 +451,17 @@ class Conveyor:
         """
         return steering.cancel(self, workflow_id, reason)
 
+    def compensate(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+        """Undo the run from any process, even one that completed: the undos of its completed steps run,
+        newest first, and it ends ``cancelled`` with ``reason``; returns its status.
+
+        A completed run is reopened to compensate (a worker, or this runtime at once when it knows the
+        workflow, runs the undos); a run that has not ended is cancelled, as :meth:`cancel`. Undoing a
+        cancelled run is harmless; one that ended otherwise (failed, compensated ...) raises
+        :class:`~conveyor.errors.RunFinishedError`: what it did was undone already.
+        """
+        return steering.compensate(self, workflow_id, reason)
+
     def pause(self, workflow_id: str) -> WorkflowStatus:
         """Pause the run from any process: a running step finishes and is recorded, no new step starts,
         and the run holds no worker slot until :meth:`resume` (RunFinishedError if it has ended)."""
@@ -434,9 +481,10 @@ class Conveyor:
         recorded; plain JSON values when there is none).
         """
         record = self._load(check_workflow_id(workflow_id))
-        if workflow is not None:
-            return WorkflowStatus(record, self._resolve(workflow, None).output_codec)
-        return WorkflowStatus(record, self._output_codec(record))
+        chosen = self._known_workflow(record) if workflow is None else self._resolve(workflow, None)
+        return WorkflowStatus(
+            record, None if chosen is None else chosen.output_codec, child_steps=child_steps(chosen)
+        )
 
     def send_signal(self, workflow_id: str, name: str, payload: Any = None) -> int:
         """Send the signal ``name`` with ``payload`` (JSON) to the run ``workflow_id``, from any process.

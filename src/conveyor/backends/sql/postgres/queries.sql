@@ -9,7 +9,7 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        r.generation, r.definition_hash,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
-       r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at
+       r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -41,14 +41,15 @@ SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(in
 ON CONFLICT (workflow_id) DO NOTHING
 
 -- name: submit_run
--- insert_run for a pending run, announced to idle workers (the notification is sent when it commits).
+-- insert_run for a pending run, announced to idle workers (the notification is sent when it commits); a
+-- child run is recorded with its parent (%(parent_id)s) in the same statement.
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                                step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash,
-                               deadline_at)
+                               deadline_at, parent_id)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
             %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
-            %(definition_hash)s, %(deadline_at)s)
+            %(definition_hash)s, %(deadline_at)s, %(parent_id)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id
 )
@@ -62,7 +63,8 @@ UPDATE conveyor_runs AS r
    SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s,
        lease_expires_at = CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-       updated_at = %(now)s
+       updated_at = %(now)s,
+       state = CASE WHEN r.state = 'pending' THEN 'running' ELSE r.state END  -- as a claim: it runs now
  WHERE r.workflow_id = %(workflow_id)s
    AND r.state IN ('pending', 'running', 'compensating')
    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8
@@ -230,6 +232,25 @@ WITH steered AS (
     UPDATE conveyor_runs
        SET cancel_reason = coalesce(cancel_reason, %(reason)s), paused = false, wake_at = NULL
      WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating')
+    RETURNING workflow_id
+)
+SELECT pg_notify('conveyor_work', '') FROM steered
+
+-- name: request_compensation
+-- Undo a run: a completed one is reopened to compensate (its completed steps' undos run, newest first, and
+-- it ends cancelled with the reason), held by nobody and claimable at once; a run not ended is asked to
+-- cancel, as request_cancel does; a run that ended otherwise is left. Idle workers are woken.
+WITH steered AS (
+    UPDATE conveyor_runs
+       SET state = CASE WHEN state = 'completed' THEN 'compensating' ELSE state END,
+           error = CASE WHEN state = 'completed' THEN %(error)s ELSE error END,
+           owner = CASE WHEN state = 'completed' THEN NULL ELSE owner END,
+           lease_expires_at = CASE WHEN state = 'completed' THEN NULL ELSE lease_expires_at END,
+           epoch = CASE WHEN state = 'completed' THEN epoch + 1 ELSE epoch END,
+           updated_at = CASE WHEN state = 'completed' THEN extract(epoch FROM clock_timestamp())::float8
+                             ELSE updated_at END,
+           cancel_reason = coalesce(cancel_reason, %(reason)s), paused = false, wake_at = NULL
+     WHERE workflow_id = %(workflow_id)s AND state IN ('pending', 'running', 'compensating', 'completed')
     RETURNING workflow_id
 )
 SELECT pg_notify('conveyor_work', '') FROM steered
