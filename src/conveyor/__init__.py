@@ -20,6 +20,7 @@ from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
+from conveyor.engine.notes import Annotation, OperatorAction
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
@@ -51,14 +52,17 @@ from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
     cancel_workflow,
+    complete_workflow,
     get_workflow_status,
     pause_workflow,
+    resume_workflow,
     retry_workflow,
     run_by_name,
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
     send_signal,
+    skip_workflow_step,
     start_workflow,
     start_workflow_async,
     unpause_workflow,
@@ -68,6 +72,7 @@ from conveyor.saga import Saga, SagaResult
 __version__ = "0.1.0"
 
 __all__ = [
+    "Annotation",
     "Backend",
     "BackendError",
     "Cancelled",
@@ -87,6 +92,7 @@ __all__ = [
     "InvalidInputError",
     "LeaseLostError",
     "NonRetryableError",
+    "OperatorAction",
     "PostgresBackend",
     "Registry",
     "Resources",
@@ -120,6 +126,7 @@ __all__ = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "complete_workflow",
     "current_context",
     "delay",
     "from_input",
@@ -131,12 +138,14 @@ __all__ = [
     "open_backend",
     "pause_workflow",
     "resource",
+    "resume_workflow",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
     "send_signal",
+    "skip_workflow_step",
     "start_workflow",
     "start_workflow_async",
     "step",

@@ -222,6 +222,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (5, "runs_listed_newest_first"),
         (6, "signals"),
         (7, "steering"),
+        (9, "operator_log_and_annotations"),
     ]
 
 
@@ -271,7 +272,7 @@ def test_a_database_at_schema_1_is_brought_up_to_date_with_its_runs_and_steps_ke
         )
 
     backend = open_backend(url)
-    assert backend.migrate() == [2, 3, 4, 5, 6, 7]
+    assert backend.migrate() == [2, 3, 4, 5, 6, 7, 9]
 
     record = backend.load_run("run-1")
     assert record is not None

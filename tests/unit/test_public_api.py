@@ -5,6 +5,7 @@ from __future__ import annotations
 import conveyor
 
 EXPECTED = [
+    "Annotation",
     "Backend",
     "BackendError",
     "Cancelled",
@@ -24,6 +25,7 @@ EXPECTED = [
     "InvalidInputError",
     "LeaseLostError",
     "NonRetryableError",
+    "OperatorAction",
     "PostgresBackend",
     "Registry",
     "Resources",
@@ -57,6 +59,7 @@ EXPECTED = [
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
+    "complete_workflow",
     "current_context",
     "delay",
     "from_input",
@@ -68,12 +71,14 @@ EXPECTED = [
     "open_backend",
     "pause_workflow",
     "resource",
+    "resume_workflow",
     "retry_workflow",
     "run_by_name",
     "run_durable_workflow",
     "run_durable_workflow_async",
     "run_workflow",
     "send_signal",
+    "skip_workflow_step",
     "start_workflow",
     "start_workflow_async",
     "step",

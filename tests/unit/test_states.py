@@ -23,7 +23,7 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
     R.PENDING: {R.RUNNING, R.CANCELLED, R.DEAD_LETTERED},
     R.RUNNING: {R.COMPLETED, R.FAILED, R.COMPENSATING, R.CANCELLED, R.DEAD_LETTERED},
     R.COMPENSATING: {R.COMPENSATED, R.COMPENSATION_FAILED, R.CANCELLED, R.DEAD_LETTERED},
-    R.COMPLETED: set(),
+    R.COMPLETED: {R.RUNNING},  # manual retry from a named step
     R.FAILED: {R.RUNNING},  # manual retry
     R.COMPENSATED: {R.RUNNING},  # manual retry
     R.COMPENSATION_FAILED: {R.RUNNING},  # manual retry
@@ -123,7 +123,7 @@ def test_tables_are_immutable():
 
 def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 64 step pairs."""
-    assert len(ALLOWED_RUN_PAIRS) == 16
+    assert len(ALLOWED_RUN_PAIRS) == 17
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
     assert len(ALLOWED_STEP_PAIRS) == 20
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 64
@@ -151,8 +151,8 @@ def test_refused_run_transition_raises_invalid_transition(current, new):
 
 def test_run_transition_error_without_workflow_id_uses_empty_text():
     """Without a workflow_id the message quotes an empty id."""
-    with pytest.raises(InvalidTransitionError, match=r"^run '' cannot go from 'completed' to 'running'$"):
-        check_run_transition(R.COMPLETED, R.RUNNING)
+    with pytest.raises(InvalidTransitionError, match=r"^run '' cannot go from 'cancelled' to 'running'$"):
+        check_run_transition(R.CANCELLED, R.RUNNING)
 
 
 @pytest.mark.parametrize("state", list(RunState), ids=[s.value for s in RunState])
@@ -162,18 +162,22 @@ def test_run_cannot_stay_in_the_same_state(state):
         check_run_transition(state, state)
 
 
-@pytest.mark.parametrize("state", [R.COMPLETED, R.CANCELLED], ids=["completed", "cancelled"])
-def test_completed_and_cancelled_runs_have_no_exit(state):
-    """A completed or cancelled run can go nowhere."""
+def test_a_cancelled_run_has_no_exit():
+    """A cancelled run can go nowhere."""
     for new in RunState:
         with pytest.raises(InvalidTransitionError):
-            check_run_transition(state, new)
+            check_run_transition(R.CANCELLED, new)
+
+
+def test_a_completed_run_exits_only_to_running_by_a_retry_from_a_named_step():
+    """A completed run may only be retried by hand from one of its steps (``retry(from_step=...)``)."""
+    assert [new for new in RunState if new in RUN_TRANSITIONS[R.COMPLETED]] == [R.RUNNING]
 
 
 @pytest.mark.parametrize(
     "state",
-    [R.FAILED, R.COMPENSATED, R.COMPENSATION_FAILED, R.DEAD_LETTERED],
-    ids=["failed", "compensated", "comp_failed", "dead_lettered"],
+    [R.FAILED, R.COMPENSATED, R.COMPENSATION_FAILED, R.DEAD_LETTERED, R.COMPLETED],
+    ids=["failed", "compensated", "comp_failed", "dead_lettered", "completed"],
 )
 def test_failed_final_runs_exit_only_to_running_by_manual_retry(state):
     """A failed, compensated, compensation-failed or dead-lettered run may only be retried by hand."""

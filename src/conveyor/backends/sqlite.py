@@ -21,6 +21,7 @@ import orjson
 
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
+from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_COLUMNS,
@@ -36,17 +37,18 @@ from conveyor.backends.rows import (
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
-from conveyor.core.states import FINAL_RUN_STATES
+from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.errors import BackendError, InvalidArgumentError
 
 Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = (
-    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at "
-    "FROM conveyor_runs WHERE workflow_id = ?"
+    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, operator_log, "
+    "annotations FROM conveyor_runs WHERE workflow_id = ?"
 )
 _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE = 16, 17, 18, 19, 20  # positions in a row of _SELECT_RUN
+_OPERATOR_LOG, _ANNOTATIONS = 21, 22
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
@@ -55,8 +57,10 @@ _INSERT_RUN = (
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
-    "lease_expires_at = ? WHERE workflow_id = ?"
+    "lease_expires_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END "
+    "WHERE workflow_id = ?"
 )
+"""A pending run taken over (one submitted for a worker, driven in process instead) becomes running."""
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
     # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
@@ -109,6 +113,8 @@ _FENCED_UPDATE = (
 )
 """The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
 recoveries back to 0."""
+_SELECT_NOTE = "SELECT %s FROM conveyor_runs WHERE workflow_id = ?"
+_UPDATE_NOTE = "UPDATE conveyor_runs SET %s = ? WHERE workflow_id = ?"
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 11}?)"
 
 
@@ -296,6 +302,8 @@ class SqliteBackend(ClosesOnExit):
             if record.is_final or held:
                 return record, False
             cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
+            if record.state is RunState.PENDING:
+                record.state = RunState.RUNNING
             record.epoch += 1
             record.recoveries += 1
             record.updated_at = now
@@ -350,7 +358,37 @@ class SqliteBackend(ClosesOnExit):
         record.cancel_reason = cancel if type(cancel) is str else None
         record.paused = bool(row[_PAUSED])
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
+        operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
+        if operator_log is not None or annotations is not None:
+            record.operator_log = operator_log if type(operator_log) is str else None
+            record.annotations = annotations if type(annotations) is str else None
         return record
+
+    # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
+
+    def record_operator_action(
+        self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
+    ) -> bool:
+        """Append ``action`` to the run's operator log, with ``checkpoint`` if given, in one transaction."""
+        with self._transaction() as cursor:
+            row = cursor.execute(_SELECT_NOTE % "operator_log", (workflow_id,)).fetchone()
+            if row is None:
+                raise unknown_run(workflow_id)
+            if checkpoint is not None and not _write_checkpoint(cursor, checkpoint):
+                return False
+            stored = row[0] if type(row[0]) is str else None
+            cursor.execute(_UPDATE_NOTE % "operator_log", (appended(stored, action), workflow_id))
+        return True
+
+    def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
+        """Write ``checkpoint`` and append ``annotations`` to the run's, in one transaction."""
+        workflow_id = checkpoint.workflow_id
+        with self._transaction() as cursor:
+            if not _write_checkpoint(cursor, checkpoint):
+                raise lease_lost(workflow_id)  # rolled back: nothing written
+            row = cursor.execute(_SELECT_NOTE % "annotations", (workflow_id,)).fetchone()
+            stored = row[0] if row is not None and type(row[0]) is str else None
+            cursor.execute(_UPDATE_NOTE % "annotations", (appended(stored, annotations), workflow_id))
 
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
 

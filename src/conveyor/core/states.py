@@ -70,7 +70,8 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.COMPENSATING: frozenset(
         {RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.CANCELLED, RunState.DEAD_LETTERED}
     ),
-    RunState.COMPLETED: frozenset(),
+    # A completed run may be retried by hand from a named step: that step and what depends on it run again.
+    RunState.COMPLETED: frozenset({RunState.RUNNING}),
     # A run that failed may be retried by hand: it runs again from the steps that did not complete.
     RunState.FAILED: frozenset({RunState.RUNNING}),
     RunState.COMPENSATED: frozenset({RunState.RUNNING}),

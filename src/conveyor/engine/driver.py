@@ -143,6 +143,9 @@ class RunDriver:
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = _completed_results(run)
         """The JSON result of each completed step, by name: what later steps are called with."""
+        self.notes: tuple[str | None, str | None] = (run.operator_log, run.annotations)
+        """The run's operator log and annotations as read (settled records leave them out): what
+        :meth:`drive_to_end` puts back on the record it returns."""
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -224,7 +227,9 @@ class RunDriver:
             if outcome.signals:
                 pause = min(pause, SIGNAL_POLL_SECONDS)
             clock.sleep(pause)
-        return self.run
+        run = self.run
+        run.operator_log, run.annotations = self.notes
+        return run
 
     def _move_waits(self, steps: tuple[StepSpec, ...], now: float) -> WaitUntil | None:
         """Move each wait step of ``steps`` on and run the others; the wait to return if nothing moved."""
