@@ -2,7 +2,8 @@
 
 MODE ``run`` runs it with ``run_durable_workflow`` (its ``pack`` step hangs while $HANG_IN_PACK is set, after
 logging ``pack:hanging``), ``resume`` resumes it with ``resume_workflow`` (Sayiir's arguments). Each step
-appends its name to $STEP_LOG unbuffered, so the log survives the process. Prints the status as JSON.
+appends its name to $STEP_LOG unbuffered, so the log survives the process, and annotates the run. Prints the
+status as JSON.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from conveyor import Conveyor, Flow, resume_workflow, run_durable_workflow, task
+from conveyor import Conveyor, Flow, StepContext, resume_workflow, run_durable_workflow, task
 from conveyor.backends.urls import open_backend
 
 
@@ -26,14 +27,16 @@ def note(name: str) -> None:
 
 
 @task
-def reserve(order: dict[str, Any]) -> str:
+def reserve(order: dict[str, Any], context: StepContext) -> str:
     note("reserve")
+    context.annotate("reserved", {"order": order["id"]})
     return "r1"
 
 
 @task
-def pack(reservation: str) -> str:
+def pack(reservation: str, context: StepContext) -> str:
     note("pack")
+    context.annotate("packed", {"pid": os.getpid()})  # committed only with pack's result
     if os.environ.get("HANG_IN_PACK"):
         note("pack:hanging")
         time.sleep(120)
@@ -41,8 +44,9 @@ def pack(reservation: str) -> str:
 
 
 @task
-def ship(parcel: str) -> str:
+def ship(parcel: str, context: StepContext) -> str:
     note("ship")
+    context.annotate("checkout_completed", {"steps_completed": 3})
     return f"shipped {parcel}"
 
 
@@ -60,7 +64,12 @@ def main() -> None:
     else:
         status = resume_workflow(SHIPPING, workflow_id, backend)
     actions = [[action.action, action.by] for action in status.operator_actions]
-    print(json.dumps({"state": status.state.value, "output": status.output(), "actions": actions}))
+    notes = [[annotation.name, annotation.content] for annotation in status.annotations]
+    print(
+        json.dumps(
+            {"state": status.state.value, "output": status.output(), "actions": actions, "notes": notes}
+        )
+    )
     backend.close()
 
 

@@ -1,4 +1,5 @@
-"""Operator actions on runs whose process was killed (SIGKILL), done from other processes."""
+"""Operator actions on runs whose process was killed (SIGKILL), done from other processes; the annotations
+a run's steps record survive the kill exactly once."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def test_a_run_killed_mid_step_is_resumed_in_a_new_process_with_resume_workflow(
     log = tmp_path / "steps.log"
     kill_in_pack(database_url, log)
     backend = open_backend(database_url)
-    assert get_workflow_status("ship-1", backend).state is RunState.RUNNING
+    killed = get_workflow_status("ship-1", backend)
+    assert killed.state is RunState.RUNNING
+    assert [annotation.name for annotation in killed.annotations] == ["reserved"]  # pack's died with it
     resumer = launch(database_url, log, "resume")
     out, err = resumer.communicate(timeout=60)
     assert resumer.returncode == 0, err
@@ -69,6 +72,9 @@ def test_a_run_killed_mid_step_is_resumed_in_a_new_process_with_resume_workflow(
     assert shown["state"] == "completed"
     assert shown["output"] == "shipped p1"
     assert [action for action, _ in shown["actions"]] == ["resume"]
+    assert shown["notes"][0] == ["reserved", {"order": 1}]
+    assert [name for name, _ in shown["notes"]] == ["reserved", "packed", "checkout_completed"]
+    assert shown["notes"][1][1]["pid"] == resumer.pid  # the attempt that completed pack, once
     assert steps_run(log) == ["reserve", "pack", "pack:hanging", "pack", "ship"]
     status = get_workflow_status("ship-1", backend)
     assert status.is_completed()
