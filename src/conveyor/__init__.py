@@ -45,6 +45,8 @@ from conveyor.errors import (
     StepError,
     StepInputError,
     StepTimeoutError,
+    TaskError,
+    WorkflowError,
     WorkflowFailedError,
     WorkflowMismatchError,
 )
@@ -67,6 +69,7 @@ from conveyor.runtime.adapters import (
     start_workflow_async,
     unpause_workflow,
 )
+from conveyor.runtime.client import WorkflowClient
 from conveyor.saga import Saga, SagaResult
 
 __version__ = "0.1.0"
@@ -117,11 +120,14 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "Task",
+    "TaskError",
     "TemplateError",
     "UnknownResourceError",
     "UnknownWorkflowError",
     "Worker",
     "Workflow",
+    "WorkflowClient",
+    "WorkflowError",
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",

@@ -192,6 +192,10 @@ class WorkflowStatus:
         """Whether the run has not ended yet."""
         return self.state in _RUNNING
 
+    def is_in_progress(self) -> bool:
+        """Sayiir's name for :meth:`is_running`: whether the run has not ended yet."""
+        return self.state in _RUNNING
+
     def is_cancelled(self) -> bool:
         """Whether the run was cancelled."""
         return self.state is RunState.CANCELLED
