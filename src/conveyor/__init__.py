@@ -21,6 +21,7 @@ from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import child, delay, wait_for_signal
 from conveyor.engine import FakeClock, RunHandle, StepStatus, WorkflowStatus, current_context, wait_for_run
+from conveyor.engine.notes import Annotation, OperatorAction
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
     BackendError,
@@ -48,6 +49,8 @@ from conveyor.errors import (
     StepError,
     StepInputError,
     StepTimeoutError,
+    TaskError,
+    WorkflowError,
     WorkflowFailedError,
     WorkflowMismatchError,
 )
@@ -56,23 +59,28 @@ from conveyor.runtime.adapters import (
     Registry,
     cancel_workflow,
     compensate_workflow,
+    complete_workflow,
     get_workflow_status,
     pause_workflow,
+    resume_workflow,
     retry_workflow,
     run_by_name,
     run_durable_workflow,
     run_durable_workflow_async,
     run_workflow,
     send_signal,
+    skip_workflow_step,
     start_workflow,
     start_workflow_async,
     unpause_workflow,
 )
+from conveyor.runtime.client import WorkflowClient
 from conveyor.saga import Saga, SagaResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Annotation",
     "Backend",
     "BackendError",
     "Cancelled",
@@ -95,6 +103,7 @@ __all__ = [
     "LoopLimitError",
     "LoopResult",
     "NonRetryableError",
+    "OperatorAction",
     "PostgresBackend",
     "Registry",
     "Resources",
@@ -120,17 +129,21 @@ __all__ = [
     "StepStatus",
     "StepTimeoutError",
     "Task",
+    "TaskError",
     "TemplateError",
     "UnknownResourceError",
     "UnknownWorkflowError",
     "Worker",
     "Workflow",
+    "WorkflowClient",
+    "WorkflowError",
     "WorkflowFailedError",
     "WorkflowMismatchError",
     "WorkflowStatus",
     "cancel_workflow",
     "child",
     "compensate_workflow",
+    "complete_workflow",
     "current_context",
     "delay",
     "from_input",
@@ -144,6 +157,7 @@ __all__ = [
     "open_backend",
     "pause_workflow",
     "resource",
+    "resume_workflow",
     "retry_workflow",
     "route",
     "run_by_name",
@@ -151,6 +165,7 @@ __all__ = [
     "run_durable_workflow_async",
     "run_workflow",
     "send_signal",
+    "skip_workflow_step",
     "start_workflow",
     "start_workflow_async",
     "step",

@@ -5,6 +5,7 @@ conveyor start checkout --app myapp.workflows:app --input '{"id": 42}'
 conveyor migrate --backend postgresql://localhost/app
 conveyor status order-1001 --backend sqlite:///conveyor.db
 conveyor runs list --workflow checkout --state failed --limit 20
+conveyor retry order-1001 --app myapp.workflows:app --from-step charge --reason "gateway fixed"
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
@@ -141,17 +142,33 @@ def _signal(arguments: argparse.Namespace, app: Conveyor) -> int:
 
 
 def _steer(arguments: argparse.Namespace, app: Conveyor) -> int:
-    """cancel, pause and resume: the request is stored with the run; its status is printed."""
+    """cancel, pause and unpause: the request is stored with the run (and logged); its status is printed."""
+    by = arguments.by
     if arguments.command == "cancel":
-        status = app.cancel(arguments.workflow_id, arguments.reason or "")
+        status = app.cancel(arguments.workflow_id, arguments.reason or "", by=by)
     elif arguments.command == "compensate":
         status = app.compensate(arguments.workflow_id, arguments.reason or "")
     elif arguments.command == "pause":
-        status = app.pause(arguments.workflow_id)
+        status = app.pause(arguments.workflow_id, by=by, reason=arguments.reason or "")
     else:
-        status = app.resume(arguments.workflow_id)
+        status = app.unpause(arguments.workflow_id, by=by)
     print(json.dumps(status.to_dict(), indent=2, default=str))
     return 0
+
+
+def _operate(arguments: argparse.Namespace, app: Conveyor) -> int:
+    """resume, retry, skip and complete: done by hand, logged with --by and --reason; the status printed."""
+    workflow_id, by, reason = arguments.workflow_id, arguments.by, arguments.reason or ""
+    if arguments.command == "resume":
+        status = app.resume(workflow_id, by=by, reason=reason)
+    elif arguments.command == "retry":
+        status = app.retry(workflow_id, from_step=arguments.from_step, by=by, reason=reason)
+    elif arguments.command == "skip":
+        status = app.skip_step(workflow_id, arguments.step, arguments.result, by=by, reason=reason)
+    else:
+        status = app.complete_by_hand(workflow_id, arguments.output, by=by, reason=reason)
+    print(json.dumps(status.to_dict(), indent=2, default=str))
+    return 1 if status.is_failed() else 0
 
 
 def _list_runs(arguments: argparse.Namespace, app: Conveyor) -> int:
@@ -258,22 +275,56 @@ def parser() -> argparse.ArgumentParser:
     signal.add_argument("name", type=text, help="the signal's name")
     signal.add_argument("--payload", type=json_input, default="null", help="its payload, as JSON (null)")
     signal.set_defaults(run=_signal)
-    cancel = command("cancel", "cancel a run: its completed steps are undone, it ends cancelled")
-    cancel.add_argument("workflow_id", type=workflow_id)
-    cancel.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
-    cancel.set_defaults(run=_steer)
-    compensate = command(
-        "compensate", "undo a run, even a completed one: its completed steps' undos run, it ends cancelled"
+
+    def operator_command(name: str, help: str, *, needs_app: bool, run: Any) -> argparse.ArgumentParser:
+        added = command(name, help, needs_app=needs_app)
+        added.add_argument("workflow_id", type=workflow_id)
+        added.add_argument("--by", type=text, default=None, help="who does this (default: the OS user)")
+        added.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
+        added.set_defaults(run=run)
+        return added
+
+    operator_command(
+        "cancel",
+        "cancel a run: its completed steps are undone, it ends cancelled",
+        needs_app=False,
+        run=_steer,
     )
-    compensate.add_argument("workflow_id", type=workflow_id)
-    compensate.add_argument("--reason", type=text, default=None, help="why (stored with the run)")
-    compensate.set_defaults(run=_steer)
-    pause = command("pause", "pause a run: no new step starts until it is resumed")
-    pause.add_argument("workflow_id", type=workflow_id)
-    pause.set_defaults(run=_steer)
-    resume = command("resume", "resume a paused run where it stopped")
-    resume.add_argument("workflow_id", type=workflow_id)
-    resume.set_defaults(run=_steer)
+    operator_command(
+        "pause", "pause a run: no new step starts until it is unpaused", needs_app=False, run=_steer
+    )
+    operator_command("unpause", "lift a run's pause: a worker goes on with it", needs_app=False, run=_steer)
+    operator_command(
+        "resume",
+        "drive here, to its end, a run whose process died (or a paused one)",
+        needs_app=True,
+        run=_operate,
+    )
+    retry = operator_command(
+        "retry", "run a failed run again here, from where it failed", needs_app=True, run=_operate
+    )
+    retry.add_argument(
+        "--from-step",
+        type=text,
+        default=None,
+        help="run this step and every step after it that depends on it again",
+    )
+    skip = operator_command(
+        "skip",
+        "complete a failed step with a given result and drive the run on here",
+        needs_app=True,
+        run=_operate,
+    )
+    skip.add_argument("step", type=text, help="the failed step")
+    skip.add_argument("--result", type=json_input, default="null", help="its result, as JSON (default: null)")
+    complete = operator_command("complete", "mark a run completed by hand", needs_app=False, run=_operate)
+    complete.add_argument("--output", type=json_input, default="null", help="its output, as JSON (null)")
+    operator_command(
+        "compensate",
+        "undo a run, even a completed one: its completed steps' undos run, it ends cancelled",
+        needs_app=False,
+        run=_steer,
+    )
 
     runs = commands.add_parser("runs", help="look at the runs a backend holds").add_subparsers(
         dest="runs_command", required=True

@@ -33,6 +33,10 @@ Each exception's docstring is its default message. Each carries the context a pe
     └── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
         └── UnknownResourceError a step asked for a resource the runtime does not have
 
+Sayiir's names are aliases, not classes of their own: ``WorkflowError`` is :class:`ConveyorError` (the base
+of every error) and ``TaskError`` is :class:`WorkflowFailedError` (what ``run_workflow`` raises when a
+task failed).
+
 Outside the tree, derived from ``BaseException`` so that a step's ``except Exception`` cannot swallow it:
 ``Cancelled``, what a step of a cancelled run is stopped with (as ``asyncio.CancelledError``).
 """
@@ -224,3 +228,11 @@ class Cancelled(BaseException):
         self.reason = reason
         self.workflow_id = workflow_id
         super().__init__(f"run {workflow_id!r} was cancelled: {reason}" if workflow_id else reason)
+
+
+WorkflowError = ConveyorError
+"""Sayiir's name for the base of its errors: an alias of :class:`ConveyorError`."""
+
+TaskError = WorkflowFailedError
+"""Sayiir's name for the error ``run_workflow`` raises when a task failed: an alias of
+:class:`WorkflowFailedError` (its ``step_name`` names the task, its cause is the task's exception)."""

@@ -171,3 +171,28 @@ def test_a_good_command_still_works(folder: Path) -> None:
     done = conveyor(folder, "status", "g-1")
     assert done.returncode == 0, done.stderr
     assert '"output": "hello ada"' in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (("resume", "r-1"), ("needs --app",)),
+        (("retry", "r-1", "--from-step", "charge"), ("needs --app",)),
+        (("skip", "r-1", "charge"), ("needs --app",)),
+        (("skip", "r-1", "--app", "cli_app"), ("step",)),
+        (("skip", "r-1", "greet", "--app", "cli_app", "--result", "{oops"), ("--result", "JSON")),
+        (("complete", "r-1", "--output", "NaN"), ("--output",)),
+        (("complete", "r-1", "--by", " "), ("--by", "blank")),
+        (("complete", "r-1", "--by", "eve\x01"), ("--by", "printable")),
+        (("complete", "r-1", "--reason", "a\x02b"), ("--reason",)),
+        (("retry", "r-1", "--app", "cli_app", "--from-step", " "), ("--from-step",)),
+        (("complete", "no-such-run"), ("no run",)),
+        (("resume", "no-such-run", "--app", "cli_app"), ("no run",)),
+    ],
+)
+def test_operator_commands_refuse_bad_arguments_and_unknown_runs(
+    folder: Path, arguments: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    """resume, retry and skip need the app (they drive the run here); every option is checked; an unknown
+    run is one line."""
+    assert_refused(conveyor(folder, *arguments), *words)

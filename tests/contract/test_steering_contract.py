@@ -140,7 +140,7 @@ def test_a_paused_run_starts_no_new_step_and_resumes_where_it_stopped(backend: B
     assert again.is_paused()
     assert shop.done == ["reserve", "charge", "pack"]
     shop.during_pack = None
-    assert not app.resume("o-3").is_paused()
+    assert not app.unpause("o-3").is_paused()
     done = app.run("order", {}, workflow_id="o-3")
     assert done.is_completed()
     assert shop.done == ["reserve", "charge", "pack", "ship"]
@@ -239,7 +239,7 @@ def test_pausing_a_sleeping_run_keeps_it_unclaimed_until_resumed(backend: Backen
     assert turn(app, flow) is None
     assert app.status("z-2").is_paused()
     assert app.status("z-2").step("ship").state is StepState.PENDING
-    app.resume("z-2")
+    app.unpause("z-2")
     assert turn(app, flow) is FINISHED
     assert app.status("z-2").is_completed()
 

@@ -109,7 +109,7 @@ def test_a_paused_run_stays_paused_across_a_killed_worker_and_resumes_where_it_s
         assert status.is_paused()
         assert status.state is RunState.RUNNING
         assert events(log, "finish") == []
-        resumed = cli(database_url, "resume", "s-3")
+        resumed = cli(database_url, "unpause", "s-3")
         assert resumed.returncode == 0, resumed.stderr
         wait_until(lambda: get_workflow_status("s-3", backend).is_completed(), 30, "the run to complete")
     finally:

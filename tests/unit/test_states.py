@@ -23,7 +23,7 @@ EXPECTED_RUN: dict[RunState, set[RunState]] = {
     R.PENDING: {R.RUNNING, R.CANCELLED, R.DEAD_LETTERED},
     R.RUNNING: {R.COMPLETED, R.FAILED, R.COMPENSATING, R.CANCELLED, R.DEAD_LETTERED},
     R.COMPENSATING: {R.COMPENSATED, R.COMPENSATION_FAILED, R.CANCELLED, R.DEAD_LETTERED},
-    R.COMPLETED: {R.COMPENSATING},  # undone by request (compensate_workflow)
+    R.COMPLETED: {R.COMPENSATING, R.RUNNING},  # undone by request (compensate_workflow); retried from a step
     R.FAILED: {R.RUNNING},  # manual retry
     R.COMPENSATED: {R.RUNNING},  # manual retry
     R.COMPENSATION_FAILED: {R.RUNNING},  # manual retry
@@ -126,7 +126,7 @@ def test_tables_are_immutable():
 
 def test_exhaustive_pair_lists_partition_every_pair():
     """The allowed and refused pairs together are all 81 run pairs and all 81 step pairs."""
-    assert len(ALLOWED_RUN_PAIRS) == 17
+    assert len(ALLOWED_RUN_PAIRS) == 18
     assert len(ALLOWED_RUN_PAIRS) + len(REFUSED_RUN_PAIRS) == 81
     assert len(ALLOWED_STEP_PAIRS) == 24
     assert len(ALLOWED_STEP_PAIRS) + len(REFUSED_STEP_PAIRS) == 81
@@ -154,8 +154,8 @@ def test_refused_run_transition_raises_invalid_transition(current, new):
 
 def test_run_transition_error_without_workflow_id_uses_empty_text():
     """Without a workflow_id the message quotes an empty id."""
-    with pytest.raises(InvalidTransitionError, match=r"^run '' cannot go from 'completed' to 'running'$"):
-        check_run_transition(R.COMPLETED, R.RUNNING)
+    with pytest.raises(InvalidTransitionError, match=r"^run '' cannot go from 'cancelled' to 'running'$"):
+        check_run_transition(R.CANCELLED, R.RUNNING)
 
 
 @pytest.mark.parametrize("state", list(RunState), ids=[s.value for s in RunState])
@@ -172,14 +172,10 @@ def test_a_cancelled_run_has_no_exit():
             check_run_transition(R.CANCELLED, new)
 
 
-def test_a_completed_run_can_only_be_undone():
-    """A completed run goes nowhere but compensating (undone by request, ``compensate_workflow``)."""
-    for new in RunState:
-        if new is R.COMPENSATING:
-            check_run_transition(R.COMPLETED, new)
-            continue
-        with pytest.raises(InvalidTransitionError):
-            check_run_transition(R.COMPLETED, new)
+def test_a_completed_run_can_only_be_undone_or_retried_from_a_step():
+    """A completed run goes nowhere but compensating (undone by request, ``compensate_workflow``) or running
+    (retried by hand from one of its steps, ``retry(from_step=...)``)."""
+    assert {new for new in RunState if new in RUN_TRANSITIONS[R.COMPLETED]} == {R.COMPENSATING, R.RUNNING}
 
 
 @pytest.mark.parametrize(

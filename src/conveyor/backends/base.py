@@ -176,6 +176,24 @@ class Backend(Protocol):
         """
         ...
 
+    # -- notes: the operator log and annotations ---------------------------------------------------------
+
+    def record_operator_action(
+        self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
+    ) -> bool:
+        """Append ``action`` (a JSON object's text) to the run's operator log, in one transaction with
+        ``checkpoint`` when one is given (what the action changes, fenced by its epoch).
+
+        Returns False, and writes nothing, if the checkpoint's epoch moved on (another process took the
+        run). Raises :class:`~conveyor.errors.RunNotFoundError` for an unknown run.
+        """
+        ...
+
+    def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
+        """Write ``checkpoint`` and append ``annotations`` (a JSON list's text) to the run's annotations
+        in the same transaction; LeaseLostError (and nothing written) if the run's epoch moved on."""
+        ...
+
     # -- steering -----------------------------------------------------------------------------------------
 
     def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:

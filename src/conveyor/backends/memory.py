@@ -15,6 +15,7 @@ import orjson
 
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
+from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_STATE_TEXT,
@@ -59,6 +60,8 @@ class InMemoryBackend(ClosesOnExit):
         self._steering: dict[str, list[Any]] = {}
         # Child runs: workflow_id -> the parent's (see the SQL backends' conveyor_child_ended trigger).
         self._parents: dict[str, str] = {}
+        # Notes: workflow_id -> [operator_log, annotations] (JSON lists; see backends.notes).
+        self._notes: dict[str, list[str | None]] = {}
 
     def start_run(
         self,
@@ -110,9 +113,8 @@ class InMemoryBackend(ClosesOnExit):
             state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
                 workflow_id
             ]
-            if state == "pending":  # submitted for a worker, run here now: running, as a claim makes it
-                state = "running"
-                record.state = RunState.RUNNING
+            if state == "pending":  # submitted for a worker, driven in process instead
+                state, record.state = RUN_STATE_TEXT[RunState.RUNNING], RunState.RUNNING
             self._changing[workflow_id] = (
                 state,
                 output,
@@ -201,6 +203,9 @@ class InMemoryBackend(ClosesOnExit):
         if steering is not None:
             record.cancel_reason, record.paused, record.deadline_at = steering
         record.parent_id = self._parents.get(workflow_id)
+        notes = self._notes.get(workflow_id)
+        if notes is not None:
+            record.operator_log, record.annotations = notes
         lease = self._leases.get(workflow_id)
         if lease is not None:
             record.owner = lease[0]
@@ -219,6 +224,29 @@ class InMemoryBackend(ClosesOnExit):
         matching = [summary for summary in map(summary_from_row, rows) if query.matches(summary)]
         matching.sort(key=lambda summary: (summary.created_at, summary.workflow_id), reverse=True)
         return matching[: query.limit + 1]
+
+    # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
+
+    def record_operator_action(
+        self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
+    ) -> bool:
+        """Append ``action`` to the run's operator log, with ``checkpoint`` if given, both or neither."""
+        with self._lock:
+            if workflow_id not in self._fixed:
+                raise unknown_run(workflow_id)
+            if checkpoint is not None and not self._write_checkpoint(checkpoint):
+                return False
+            notes = self._notes.setdefault(workflow_id, [None, None])
+            notes[0] = appended(notes[0], action)
+            return True
+
+    def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
+        """Write ``checkpoint`` and append ``annotations`` to the run's, both or neither."""
+        with self._lock:
+            if not self._write_checkpoint(checkpoint):
+                raise lease_lost(checkpoint.workflow_id)
+            notes = self._notes.setdefault(checkpoint.workflow_id, [None, None])
+            notes[1] = appended(notes[1], annotations)
 
     # -- work for worker processes ------------------------------------------------------------------
 
@@ -559,6 +587,7 @@ class InMemoryBackend(ClosesOnExit):
             self._leases.clear()
             self._active.clear()
             self._signals.clear()
+            self._notes.clear()
 
     def __repr__(self) -> str:
         return f"<InMemoryBackend runs={len(self._fixed)}>"

@@ -25,6 +25,7 @@ import orjson
 from conveyor.backends import postgres_signals as signal_sql
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
+from conveyor.backends.notes import unknown_run
 from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
 from conveyor.backends.rows import (
     corrupt_run,
@@ -62,6 +63,7 @@ _EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
 _LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
 _CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
 _PARENT = 22  # then the parent of a child run
+_OPERATOR_LOG, _ANNOTATIONS = 23, 24  # then the notes (see backends.notes), which claims leave out
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -491,6 +493,35 @@ class PostgresBackend(ClosesOnExit):
             row = cursor.fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
+
+    def record_operator_action(
+        self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
+    ) -> bool:
+        """Append ``action`` to the run's operator log, with ``checkpoint`` if given, in one transaction."""
+        params = {"workflow_id": workflow_id, "action": action}
+        with self._transaction("record an operator action") as cursor:
+            if checkpoint is not None:
+                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
+                if cursor.fetchone() is None:
+                    if self._load(cursor, workflow_id) is None:
+                        raise unknown_run(workflow_id)
+                    return False
+            cursor.execute(self._queries["append_operator_action"], params)
+            if cursor.fetchone() is None:
+                raise unknown_run(workflow_id)
+        return True
+
+    def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
+        """Write ``checkpoint`` and append ``annotations`` to the run's, in one statement."""
+        params = _checkpoint_params(checkpoint)
+        with self._cursor("record a checkpoint with annotations") as cursor:
+            cursor.execute(
+                self._queries["write_checkpoint_annotated"], (*params[:8], annotations, *params[8:])
+            )
+            if cursor.fetchone() is None:
+                raise lease_lost(checkpoint.workflow_id)
+
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
 
     def request_cancel(self, workflow_id: str, reason: str) -> RunRecord | None:
@@ -642,4 +673,8 @@ def _record(row: Sequence[Any]) -> RunRecord:
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
     if len(row) > _PARENT:
         record.parent_id = row[_PARENT] if type(row[_PARENT]) is str else None
+    if len(row) > _ANNOTATIONS:
+        operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
+        record.operator_log = operator_log if type(operator_log) is str else None
+        record.annotations = annotations if type(annotations) is str else None
     return record

@@ -21,6 +21,7 @@ import orjson
 
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.listing import RunQuery, summary_from_row
+from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_COLUMNS,
@@ -44,8 +45,8 @@ Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = (
-    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id "
-    "FROM conveyor_runs WHERE workflow_id = ?"
+    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id, "
+    "operator_log, annotations FROM conveyor_runs WHERE workflow_id = ?"
 )
 _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     16,
@@ -54,7 +55,8 @@ _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     19,
     20,
     21,
-)  # positions in a row of _SELECT_RUN
+)  # positions in a _SELECT_RUN row
+_OPERATOR_LOG, _ANNOTATIONS = 22, 23
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
@@ -66,7 +68,7 @@ _TAKE_OVER = (
     "lease_expires_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END "
     "WHERE workflow_id = ?"
 )
-"""An in-process caller takes the run over; a pending one (submitted for a worker) runs now, as claimed."""
+"""A pending run taken over (one submitted for a worker, driven in process instead) becomes running."""
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
     # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
@@ -143,6 +145,8 @@ _FENCED_UPDATE_SAME_STATE = (
 leaves the two claim indexes (over wake_at, for the states in which a run is claimable) untouched. Most
 step completions write this one: 4 of a 4-step run's 5 transactions, 41 of its 112 kB of WAL."""
 _UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 12}?)"
+_SELECT_NOTE = "SELECT %s FROM conveyor_runs WHERE workflow_id = ?"
+_UPDATE_NOTE = "UPDATE conveyor_runs SET %s = ? WHERE workflow_id = ?"
 
 
 def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
@@ -357,6 +361,8 @@ class SqliteBackend(ClosesOnExit):
             if record.is_final or held:
                 return record, False
             cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
+            if record.state is RunState.PENDING:
+                record.state = RunState.RUNNING
             record.epoch += 1
             record.recoveries += 1
             record.updated_at = now
@@ -415,7 +421,37 @@ class SqliteBackend(ClosesOnExit):
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
         parent = row[_PARENT]
         record.parent_id = parent if type(parent) is str else None
+        operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
+        if operator_log is not None or annotations is not None:
+            record.operator_log = operator_log if type(operator_log) is str else None
+            record.annotations = annotations if type(annotations) is str else None
         return record
+
+    # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
+
+    def record_operator_action(
+        self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
+    ) -> bool:
+        """Append ``action`` to the run's operator log, with ``checkpoint`` if given, in one transaction."""
+        with self._transaction() as cursor:
+            row = cursor.execute(_SELECT_NOTE % "operator_log", (workflow_id,)).fetchone()
+            if row is None:
+                raise unknown_run(workflow_id)
+            if checkpoint is not None and not _write_checkpoint(cursor, checkpoint):
+                return False
+            stored = row[0] if type(row[0]) is str else None
+            cursor.execute(_UPDATE_NOTE % "operator_log", (appended(stored, action), workflow_id))
+        return True
+
+    def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
+        """Write ``checkpoint`` and append ``annotations`` to the run's, in one transaction."""
+        workflow_id = checkpoint.workflow_id
+        with self._transaction() as cursor:
+            if not _write_checkpoint(cursor, checkpoint):
+                raise lease_lost(workflow_id)  # rolled back: nothing written
+            row = cursor.execute(_SELECT_NOTE % "annotations", (workflow_id,)).fetchone()
+            stored = row[0] if row is not None and type(row[0]) is str else None
+            cursor.execute(_UPDATE_NOTE % "annotations", (appended(stored, annotations), workflow_id))
 
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
 

@@ -217,6 +217,12 @@ class RunRecord:
     """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
     parent_id: str | None = None
     """The run whose step started this one (a child run), as read; None for a run started otherwise."""
+    operator_log: str | None = None
+    """What people did to the run by hand, as read: a JSON list of ``{action, by, reason, at, step}``
+    (see :mod:`conveyor.runtime.operator`); None when nobody did anything."""
+    annotations: str | None = None
+    """What the run's steps recorded with ``StepContext.annotate``, as read: a JSON list of
+    ``{name, content, step, at}``; None when none did. (The driver's records leave both None.)"""
 
     @property
     def is_final(self) -> bool:

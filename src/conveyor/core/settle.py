@@ -22,6 +22,7 @@ from conveyor.core.records import Checkpoint, Failure, RunRecord, StepRecord, co
 from conveyor.core.states import RunState, StepState, check_run_transition, check_step_transition
 from conveyor.definition.control import Route
 from conveyor.definition.workflow import StepSpec, Workflow
+from conveyor.errors import InvalidTransitionError
 
 _PENDING = StepState.PENDING
 _RETRYING = StepState.RETRYING
@@ -612,16 +613,25 @@ _RERUN_STEP_STATES = frozenset(
 )
 
 
-def reopen_for_retry(workflow: Workflow, run: RunRecord, now: float) -> Settled:
+def reopen_for_retry(
+    workflow: Workflow, run: RunRecord, now: float, rerun: AbstractSet[str] = _NOTHING
+) -> Settled:
     """Reopen a failed run so it runs again: completed steps are kept; failed and undone steps start over.
 
-    The run's ``generation`` goes up by one, so steps that run again get fresh idempotency keys (a payment
-    gateway would otherwise answer a retried charge with the stored decline).
+    The steps named in ``rerun`` start over too, completed or not (a retry from a named step: see
+    :func:`conveyor.core.operator.reopen_from_step`). The run's ``generation`` goes up by one, so steps that
+    run again get fresh idempotency keys (a payment gateway would otherwise answer a retried charge with the
+    stored decline).
     """
+    if run.state is RunState.COMPLETED and not rerun:  # nothing would run again
+        raise InvalidTransitionError(
+            f"run {run.workflow_id!r} cannot go from 'completed' to 'running' but from a named step",
+            workflow_id=run.workflow_id,
+        )
     check_run_transition(run.state, _RUNNING, workflow_id=run.workflow_id)
     steps = {
         name: StepRecord(name, started_at=record.started_at, finished_at=record.finished_at)
-        if record.state in _RERUN_STEP_STATES
+        if record.state in _RERUN_STEP_STATES or name in rerun
         else record
         for name, record in run.steps.items()
     }

@@ -72,8 +72,9 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.COMPENSATING: frozenset(
         {RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.CANCELLED, RunState.DEAD_LETTERED}
     ),
-    # A completed run may be undone by request (``compensate_workflow``): its undos run, it ends cancelled.
-    RunState.COMPLETED: frozenset({RunState.COMPENSATING}),
+    # A completed run may be undone by request (``compensate_workflow``): its undos run, it ends cancelled;
+    # or retried by hand from a named step: that step and what depends on it run again.
+    RunState.COMPLETED: frozenset({RunState.COMPENSATING, RunState.RUNNING}),
     # A run that failed may be retried by hand: it runs again from the steps that did not complete.
     RunState.FAILED: frozenset({RunState.RUNNING}),
     RunState.COMPENSATED: frozenset({RunState.RUNNING}),

@@ -65,7 +65,32 @@ def compile_class(cls: type[WorkflowClass]) -> Workflow:
         compensation_retries=cls.compensation_retry_defaults,
         description=inspect.cleandoc(cls.__doc__ or ""),
         input_validator=None if schema is None else pydantic_input_validator(schema),
+        step_settings=_settings_hook(cls, where),
     )
+
+
+def _settings_hook(cls: type, where: str) -> Callable[[Any], Any] | None:
+    """``step_settings(self, input)`` of ``cls`` (or a base), called on a fresh instance; None if none."""
+    function = inspect.getattr_static(cls, "step_settings", None)
+    if function is None:
+        return None
+    if not inspect.isfunction(function):
+        raise DefinitionError(
+            f"step_settings of {where} must be a method defined with def, taking (self, input)"
+        )
+    try:
+        inspect.signature(function).bind(None, None)
+    except TypeError:
+        raise DefinitionError(f"step_settings of {where} must take (self, input)") from None
+    if inspect.iscoroutinefunction(function):
+        raise DefinitionError(
+            f"step_settings of {where} must be a plain def (it runs before each drive), not async"
+        )
+
+    def step_settings(run_input: Any) -> Any:
+        return function(cls(), run_input)
+
+    return step_settings
 
 
 def declarations(cls: type) -> dict[str, tuple[StepMethod, str | None]]:

@@ -22,6 +22,7 @@ from conveyor.definition.control import DEFAULT_BRANCH, FromRoute, Route
 from conveyor.definition.loops import OnMax, check_loop, loop_task
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
+from conveyor.definition.settings import StepSettingsHook, check_hook
 from conveyor.definition.task import TaskSpec, make_task_spec
 from conveyor.definition.waits import Sleep, Wait, parse_duration, signal_wait, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -40,6 +41,9 @@ class Flow:
 
     ``retries`` is the policy of every step that declares none; ``input_schema`` (a pydantic model or any
     type pydantic validates) is checked against the workflow input before a run is recorded.
+    ``step_settings`` adjusts steps' timeout and retries from each run's input (``lambda order: {"charge":
+    {"timeout": 15, "retries": 1}} if order["priority"] == "express" else {}``; see
+    :mod:`conveyor.definition.settings`).
     """
 
     __slots__ = ("_input", "_options", "_steps", "_tail", "name")
@@ -53,6 +57,7 @@ class Flow:
         retries: RetryPolicy | None = None,
         compensation_retries: RetryPolicy | None = None,
         input_schema: Any = None,
+        step_settings: StepSettingsHook | None = None,
     ) -> None:
         self.name = check_name(name, "a flow's name")
         self._options: dict[str, Any] = {
@@ -61,6 +66,7 @@ class Flow:
             "retries": retries,
             "compensation_retries": compensation_retries,
             "input_validator": None if input_schema is None else pydantic_input_validator(input_schema),
+            "step_settings": check_hook(step_settings, f"flow {self.name!r}"),
         }
         self._steps: tuple[StepDefinition, ...] = ()
         self._tail: str | None = None

@@ -188,3 +188,45 @@ def undo_function(handler: type, undo: HandlerMethod) -> Callable[..., Any]:
         return call(result, arguments, step)
 
     return undo_handler_sync
+
+
+TASK_HOOKS = ("step_settings",)
+"""The methods of a template's ``task_handler_class`` that conveyor calls."""
+
+_TASKER_HOOKS = {
+    "establish_step_dependencies_and_defaults": (
+        "conveyor calls step_settings(self, context) before each run starts and uses the settings it "
+        'returns ({"process_payment": {"timeout": 15, "retries": 1}}: seconds, and retries after the first '
+        "attempt)"
+    ),
+    "update_annotations": (
+        "conveyor records annotations from the steps themselves: a handler's process() declares a "
+        "StepContext parameter and calls step.annotate(name, content), committed with its result"
+    ),
+}
+
+
+def task_hooks(handler: type, place: Place) -> Callable[[Any], Any] | None:
+    """The ``step_settings`` hook of a template's ``task_handler_class`` (None if it defines none).
+
+    Any other public method is an error naming it: a hook conveyor does not call must not be mistaken for
+    one it does.
+    """
+    for klass in handler.__mro__[:-1]:
+        for name, value in vars(klass).items():
+            callable_member = inspect.isfunction(value) or isinstance(value, classmethod | staticmethod)
+            if name.startswith("_") or not callable_member or name in TASK_HOOKS:
+                continue
+            hint = _TASKER_HOOKS.get(name, f"the hooks conveyor calls are {', '.join(TASK_HOOKS)}")
+            raise place.error(f"{handler.__name__}.{name} is not a hook conveyor calls: {hint}")
+    method = handler_method(handler, "step_settings", "context", place)
+    if method is None:
+        return None
+    if method.is_async or method.context_parameter is not None:
+        raise place.error(f"{handler.__name__}.step_settings must be a plain def taking (self, context)")
+    function = method.function
+
+    def step_settings(context: Any) -> Any:
+        return function(handler(), context)
+
+    return step_settings

@@ -5,7 +5,9 @@ its input must fit (``schema``) and its ``step_templates``: each with a ``name``
 (a dotted import path, or a Ruby-style ``Shop::StepHandlers::ChargeHandler``, read as
 ``shop.step_handlers.ChargeHandler``), its dependencies (``depends_on_step`` / ``depends_on_steps``),
 ``retryable``, ``retry_limit`` (attempts in all; 3 by default, as in Tasker) and ``timeout``
-(milliseconds). ``task_handler_class`` is accepted and recorded, not called. Instead of a
+(milliseconds). ``task_handler_class`` names a class whose ``step_settings(self, context)`` method, if it
+has one, adjusts steps' timeout and retries per run (see :mod:`conveyor.definition.settings`); any other
+public method on it is an error (Tasker's hook names say what to write instead). Instead of a
 ``handler_class``, a step may declare ``delay: 5m`` (a durable sleep) or ``wait_for_signal: approved`` (a name
 or a list; ``timeout`` in milliseconds); its result (the signal's payload) reaches later steps' ``results``.
 A step declared ``route: true`` (optionally ``default_branch: key``) is a route: its handler's ``process``
@@ -49,6 +51,7 @@ from conveyor.definition.template_handlers import (
     find_handler,
     handler_method,
     step_function,
+    task_hooks,
     undo_function,
 )
 from conveyor.definition.template_routes import template_routes
@@ -432,6 +435,10 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
         )
     _check_name(top, "version", source, "a version", value=str(version))
     task_handler_class = text_field(top, "task_handler_class", source)
+    step_settings = None
+    if task_handler_class is not None:
+        place = place_of(top, source, "task_handler_class")
+        step_settings = task_hooks(find_handler(task_handler_class, handlers, place), place)
     schema = top.get("schema")
     if schema is not None and not isinstance(schema, dict):
         raise place_of(top, source, "schema").error(
@@ -468,6 +475,7 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
             version=str(version),
             description=text_field(top, "description", source) or "",
             input_validator=validator,
+            step_settings=step_settings,
         ),
     )
 

@@ -17,6 +17,7 @@ from conveyor.definition.children import ChildRun
 from conveyor.definition.loops import Loop, carried_arguments
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
+from conveyor.definition.settings import StepSettingsHook, check_hook
 from conveyor.definition.task import TaskSpec
 from conveyor.errors import DefinitionError
 
@@ -91,6 +92,9 @@ class Workflow:
     wait waits for, a route's branches, the output step), computed once when built. Each run stores it,
     and refuses another definition of its workflow on its id
     (:class:`~conveyor.errors.DefinitionChangedError`). Step code is not part of it."""
+    step_settings: StepSettingsHook | None = field(default=None, repr=False)
+    """Adjusts steps' timeout and retries from each run's input (see :mod:`conveyor.definition.settings`);
+    None for none, and then no run pays for it. Not part of the definition hash, as timeouts are not."""
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -177,12 +181,15 @@ def build_workflow(
     compensation_retries: RetryPolicy | None = None,
     description: str = "",
     input_validator: InputValidator | None = None,
+    step_settings: StepSettingsHook | None = None,
 ) -> Workflow:
     """Check ``steps`` form a valid graph and return the immutable :class:`Workflow`.
 
     Raises :class:`~conveyor.errors.DefinitionError` for an empty workflow, a duplicate or unknown step
-    name, a cycle, or a step whose function cannot take the arguments it will be given.
+    name, a cycle, or a step whose function cannot take the arguments it will be given; and for a
+    ``step_settings`` that is not a function.
     """
+    step_settings = check_hook(step_settings, f"workflow {name!r}")
     check_name(name, "a workflow's name")
     version = check_name(str(version), f"the version of workflow {name!r}")
     if not steps:
@@ -245,6 +252,7 @@ def build_workflow(
         step_names=tuple(step.name for step in built),
         input_validator=input_validator,
         definition_hash=definition_hash(built, output_step),
+        step_settings=step_settings,
         is_chain=all(
             step.depends_on == ((built[index - 1].name,) if index else ()) for index, step in enumerate(built)
         ),

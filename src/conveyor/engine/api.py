@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from conveyor.core.records import NewRun, RunRecord
+from conveyor.definition.settings import workflow_for_run
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import DefinitionChangedError, WorkflowMismatchError
 
@@ -44,15 +45,18 @@ def new_run(
     *,
     max_bytes: int = DEFAULT_MAX_VALUE_BYTES,
 ) -> NewRun:
-    """Check the input against the workflow's schema and encode it (at most ``max_bytes`` of JSON), before
-    anything is stored."""
+    """Check the input against the workflow's schema and encode it (at most ``max_bytes`` of JSON), and
+    check what the workflow's ``step_settings`` hook gives the run, before anything is stored."""
     if workflow.input_validator is not None:
         initial_input = workflow.input_validator(initial_input)
+    encoded = encode(initial_input, what="input", max_bytes=max_bytes)
+    if workflow.step_settings is not None:  # what it gives this run is checked before anything is stored
+        workflow_for_run(workflow, encoded)
     return NewRun(
         workflow_id=workflow_id,
         workflow_name=workflow.name,
         workflow_version=workflow.version,
-        input=encode(initial_input, what="input", max_bytes=max_bytes),
+        input=encoded,
         correlation_id=correlation_id or _CORRELATION_IDS.new(),
         step_names=workflow.step_names,
         definition_hash=workflow.definition_hash or None,

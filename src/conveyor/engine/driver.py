@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.backends.base import Backend
+from conveyor.backends.notes import appended
 from conveyor.codec import encode, max_value_bytes
 from conveyor.core.decide import Action, Decision, decide
 from conveyor.core.records import Checkpoint, Failure, RunRecord
@@ -37,6 +38,7 @@ from conveyor.core.settle import (
 )
 from conveyor.core.states import StepState
 from conveyor.core.steering import DEADLINE_REASON, cancel_run
+from conveyor.definition.settings import workflow_for_run
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.children import ChildRuns, undo_child
@@ -125,6 +127,8 @@ class RunDriver:
         lease: Lease | None = None,
         children: ChildRuns | None = None,
     ) -> None:
+        if workflow.step_settings is not None:  # once per drive, in every process: this run's settings
+            workflow = workflow_for_run(workflow, run.input)
         self.workflow = workflow
         self.run = run
         """The run's latest record: each settled outcome replaces it with the one core returns."""
@@ -149,6 +153,9 @@ class RunDriver:
         """The JSON result of each completed step, by name: what later steps are called with."""
         self.children = children
         """How child steps find their workflows by name (and, in process, drive a child here)."""
+        self.notes: tuple[str | None, str | None] = (run.operator_log, run.annotations)
+        """The run's operator log and annotations as read (settled records leave them out): what
+        :meth:`drive_to_end` puts back on the record it returns."""
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -184,8 +191,9 @@ class RunDriver:
                         checkpoint = self._succeeded(call.spec, call.value, now, call.finished)
                     else:
                         checkpoint = self._settle(call)
-                    if lease.lost:  # before the checkpoint
-                        raise lease.lost_error()
+                    # halted: lost (raise), or annotations to write with the checkpoint (written then)
+                    if lease.halted and self._before_write(checkpoint) is None:
+                        continue
                     record_checkpoint(checkpoint)
                 elif any(spec.waits is not None for spec in steps):  # a sleep or a wait for a signal
                     waiting = self._move_waits(steps, now)
@@ -206,9 +214,7 @@ class RunDriver:
                 call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources, lease)
                 if call.runs_here:
                     executor.run_here(call)
-                    checkpoint = self._settle(call)
-                    self._check_lease()
-                    record_checkpoint(checkpoint)
+                    self._write_settled(self._settle(call))
                 else:
                     self._run_together([call])
                 continue
@@ -235,7 +241,9 @@ class RunDriver:
             if outcome.signals:
                 pause = min(pause, SIGNAL_POLL_SECONDS)
             clock.sleep(pause)
-        return self.run
+        run = self.run
+        run.operator_log, run.annotations = self.notes
+        return run
 
     def _move_waits(self, steps: tuple[StepSpec, ...], now: float) -> WaitUntil | None:
         """Move each wait step of ``steps`` on and run the others; the wait to return if nothing moved."""
@@ -349,7 +357,8 @@ class RunDriver:
                 if ready and lease.halted:  # before more steps start: lost, cancelled or paused
                     if lease.lost:
                         raise lease.lost_error()
-                    ready = []  # the drive's loop cancels or pauses once the running calls are settled
+                    if lease.cancel_reason is not None or lease.paused:  # (not for annotations)
+                        ready = []  # the drive's loop cancels or pauses once the running calls are settled
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
@@ -381,8 +390,7 @@ class RunDriver:
                         del running[call]
                         checkpoints.append(self._settle(call))
                 if checkpoints:
-                    self._check_lease()
-                    self.record_checkpoint(merge_checkpoints(checkpoints))
+                    self._write_settled(merge_checkpoints(checkpoints))
                 if not running:
                     return
                 now = clock.now()
@@ -434,6 +442,29 @@ class RunDriver:
     def _took(self, settled: Settled) -> Checkpoint:
         """Keep the settled record as the run's latest; return its checkpoint to write."""
         self.run, checkpoint = settled
+        return checkpoint
+
+    def _write_settled(self, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint of settled outcomes, with the annotations their steps recorded, if any."""
+        if self.lease.halted:
+            written = self._before_write(checkpoint)
+            if written is None:
+                return
+        self.record_checkpoint(checkpoint)
+
+    def _before_write(self, checkpoint: Checkpoint) -> Checkpoint | None:
+        """Before a write, with the lease halted: raise if it was lost; write the checkpoint here with the
+        annotations of the attempts it records (then return None), else return it to be written."""
+        lease = self.lease
+        if lease.lost:
+            raise lease.lost_error()
+        if lease.notes is not None:
+            notes = lease.take_notes(checkpoint.steps, checkpoint.at)
+            if notes is not None:
+                self.backend.record_checkpoint_annotated(checkpoint, notes)
+                operator_log, annotations = self.notes
+                self.notes = (operator_log, appended(annotations, notes))
+                return None
         return checkpoint
 
     def _check_lease(self) -> None:

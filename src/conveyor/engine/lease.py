@@ -13,13 +13,37 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import orjson
 
 from conveyor.backends.base import Backend
+from conveyor.core.records import StepRecord
+from conveyor.core.states import StepState
 from conveyor.core.steering import DEADLINE_REASON
 from conveyor.errors import BackendError, LeaseLostError
 
 log = logging.getLogger("conveyor.lease")
+
+
+_NOTES_LOCK = threading.Lock()
+
+
+class Note(NamedTuple):
+    """An annotation a step's attempt recorded, before the checkpoint of its outcome takes it."""
+
+    step: str
+    undo: bool
+    attempt: int
+    name: str
+    content: str
+    """The content, as JSON text."""
+
+    def entry(self, at: float) -> str:
+        """The annotation as stored: ``{name, content, step, at}`` (``at``: when it was committed)."""
+        name, step = orjson.dumps(self.name).decode(), orjson.dumps(self.step).decode()
+        return f'{{"name":{name},"content":{self.content},"step":{step},"at":{orjson.dumps(at).decode()}}}'
 
 
 class Lease:
@@ -28,7 +52,17 @@ class Lease:
     A lease is shared by exactly one claim and one driver; it is never reused for another epoch.
     """
 
-    __slots__ = ("cancel_reason", "deadline_at", "epoch", "halted", "lost", "owner", "paused", "workflow_id")
+    __slots__ = (
+        "cancel_reason",
+        "deadline_at",
+        "epoch",
+        "halted",
+        "lost",
+        "notes",
+        "owner",
+        "paused",
+        "workflow_id",
+    )
 
     def __init__(self, workflow_id: str, epoch: int, owner: str) -> None:
         self.workflow_id = workflow_id
@@ -47,6 +81,9 @@ class Lease:
         """Set once the run was asked to pause."""
         self.deadline_at: float | None = None
         """The run's deadline (epoch seconds, backend clock), which the heartbeat watches."""
+        self.notes: list[Note] | None = None
+        """Annotations running steps recorded (``StepContext.annotate``), until the checkpoint of the
+        attempt that recorded them takes them (see :meth:`take_notes`)."""
 
     def mark_lost(self) -> None:
         """Record that the run was taken over: its driver stops before its next step or checkpoint."""
@@ -64,6 +101,39 @@ class Lease:
         if not self.paused:
             self.paused = True
             self.halted = True
+
+    def annotate(self, step: str, undo: bool, attempt: int, name: str, content: str) -> None:
+        """Keep an annotation attempt ``attempt`` of ``step`` (or of its undo) recorded, for the checkpoint
+        of its outcome; the driver then looks before its next write (it costs runs that never annotate
+        nothing)."""
+        with _NOTES_LOCK:  # steps running side by side annotate from their own threads
+            if self.notes is None:
+                self.notes = []
+            self.notes.append(Note(step, undo, attempt, name, content))
+        self.halted = True
+
+    def take_notes(self, records: Iterable[StepRecord], at: float) -> str | None:
+        """The annotations to commit with a checkpoint writing ``records``, as a JSON list (None if none).
+
+        An attempt's annotations go with the checkpoint that records it completed (or, for an undo,
+        compensated); those of an attempt recorded failed are dropped, so a retried step records its
+        annotations once. Annotations of steps the checkpoint does not write are kept for a later one.
+        """
+        by_name = {record.name: record for record in records}
+        taken: list[str] = []
+        with _NOTES_LOCK:
+            kept = []
+            for note in self.notes or ():
+                record = by_name.get(note.step)
+                if record is None:
+                    kept.append(note)
+                elif note.undo:
+                    if record.state is StepState.COMPENSATED and record.compensation_attempts == note.attempt:
+                        taken.append(note.entry(at))
+                elif record.state is StepState.COMPLETED and record.attempts == note.attempt:
+                    taken.append(note.entry(at))
+            self.notes = kept or None
+        return "[" + ",".join(taken) + "]" if taken else None
 
     @property
     def cancelled(self) -> bool:

@@ -15,6 +15,7 @@ from conveyor.core.records import Failure, RunRecord, StepRecord
 from conveyor.core.states import RunState, StepState
 from conveyor.core.steering import CANCELLED_ERROR_TYPE
 from conveyor.definition.children import child_run_id
+from conveyor.engine.notes import Annotation, OperatorAction, read_annotations, read_operator_actions
 
 _RUNNING = frozenset({RunState.PENDING, RunState.RUNNING, RunState.COMPENSATING})
 _FAILED = frozenset({RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED})
@@ -139,6 +140,30 @@ class WorkflowStatus:
         """When the run must have ended, else it is cancelled; None if it has no deadline."""
         return _time(self._record.deadline_at)
 
+    @cached_property
+    def operator_actions(self) -> tuple[OperatorAction, ...]:
+        """What people did to the run by hand (retry, skip, complete, resume, cancel, pause...), oldest
+        first, each with who did it, why and when."""
+        return read_operator_actions(self._record.operator_log)
+
+    @cached_property
+    def annotations(self) -> tuple[Annotation, ...]:
+        """What the run's steps recorded on it with ``StepContext.annotate``, in the order committed."""
+        return read_annotations(self._record.annotations)
+
+    def _last_by(self, action: str) -> str | None:
+        return next((done.by for done in reversed(self.operator_actions) if done.action == action), None)
+
+    @property
+    def cancelled_by(self) -> str | None:
+        """Who asked for the run to be cancelled (the last to), from its operator log; None if nobody did."""
+        return self._last_by("cancel")
+
+    @property
+    def paused_by(self) -> str | None:
+        """Who last paused the run, from its operator log; None if nobody did."""
+        return self._last_by("pause")
+
     @property
     def created_at(self) -> dt.datetime:
         """When the run was first recorded."""
@@ -192,6 +217,10 @@ class WorkflowStatus:
         """Whether the run has not ended yet."""
         return self.state in _RUNNING
 
+    def is_in_progress(self) -> bool:
+        """Sayiir's name for :meth:`is_running`: whether the run has not ended yet."""
+        return self.state in _RUNNING
+
     def is_cancelled(self) -> bool:
         """Whether the run was cancelled."""
         return self.state is RunState.CANCELLED
@@ -236,16 +265,22 @@ class WorkflowStatus:
             "error": None if self._record.error is None else self._record.error.to_dict(),
             "steps": [step.to_dict() for step in self.steps],
             "waiting": [{"step": step.name, "until": step.next_attempt_at} for step in self.waiting],
+            "operator_actions": [action.to_dict() for action in self.operator_actions],
+            "annotations": [annotation.to_dict() for annotation in self.annotations],
         }
 
     @property
     def waiting(self) -> tuple[StepStatus, ...]:
         """The steps that wait now: a durable sleep (``next_attempt_at`` is its wake time) or a wait for a
         signal (``next_attempt_at`` is None; ``started_at`` is when the wait began)."""
+        if self.state not in _RUNNING:
+            return ()
         return tuple(step for step in self.steps if step.state is StepState.WAITING)
 
     def is_waiting(self) -> bool:
         """Whether the run sleeps or waits for a signal now (it holds no worker while it does)."""
+        if self.state not in _RUNNING:  # a run completed by hand may leave a wait as it was
+            return False
         return any(record.state is StepState.WAITING for record in self._record.steps.values())
 
     def __repr__(self) -> str:

@@ -159,9 +159,24 @@ def send_signal(workflow_id: str, name: str, payload: Any = None, backend: Backe
     return runtime_for(backend).send_signal(workflow_id, name, payload)
 
 
-def cancel_workflow(workflow_id: str, reason: str = "", backend: Backend | None = None) -> WorkflowStatus:
-    """Cancel the run from any process (Sayiir's name); :meth:`Conveyor.cancel`."""
-    return runtime_for(backend).cancel(workflow_id, reason)
+def cancel_workflow(
+    workflow_id: str,
+    backend: Backend | str | None = None,
+    reason: str | Backend | None = None,
+    cancelled_by: str | None = None,
+) -> WorkflowStatus:
+    """Cancel the run from any process, for ``reason``; :meth:`Conveyor.cancel` (``cancelled_by`` is its
+    ``by``).
+
+    Sayiir's order, ``cancel_workflow(workflow_id, backend, reason=..., cancelled_by=...)``; the reason may
+    come before the backend too (``cancel_workflow(workflow_id, "customer asked", backend)``): text is taken
+    as the reason, a backend as the backend.
+    """
+    if isinstance(backend, str) or (reason is not None and not isinstance(reason, str)):
+        backend, reason = reason, backend  # (workflow_id, reason, backend)
+    if isinstance(backend, str) or (reason is not None and not isinstance(reason, str)):
+        raise InvalidArgumentError("cancel_workflow takes one reason and one backend", argument="backend")
+    return runtime_for(backend).cancel(workflow_id, reason or "", by=cancelled_by)
 
 
 def compensate_workflow(workflow_id: str, reason: str = "", backend: Backend | None = None) -> WorkflowStatus:
@@ -169,21 +184,91 @@ def compensate_workflow(workflow_id: str, reason: str = "", backend: Backend | N
     return runtime_for(backend).compensate(workflow_id, reason)
 
 
-def pause_workflow(workflow_id: str, backend: Backend | None = None) -> WorkflowStatus:
+def pause_workflow(
+    workflow_id: str, backend: Backend | None = None, reason: str | None = None, paused_by: str | None = None
+) -> WorkflowStatus:
     """Pause the run from any process (Sayiir's name); :meth:`Conveyor.pause`."""
-    return runtime_for(backend).pause(workflow_id)
+    return runtime_for(backend).pause(workflow_id, by=paused_by, reason=reason or "")
 
 
 def unpause_workflow(workflow_id: str, backend: Backend | None = None) -> WorkflowStatus:
-    """Resume a paused run (Sayiir's name); :meth:`Conveyor.resume`."""
-    return runtime_for(backend).resume(workflow_id)
+    """Lift a run's pause (Sayiir's name): a worker goes on with it; :meth:`Conveyor.unpause`."""
+    return runtime_for(backend).unpause(workflow_id)
+
+
+def resume_workflow(
+    workflow: Workflow | str,
+    workflow_id: str | None = None,
+    backend: Backend | None = None,
+    *,
+    by: str | None = None,
+    reason: str = "",
+    clock: Clock | None = None,
+) -> WorkflowStatus:
+    """Drive here, to its end, a run whose process died; :meth:`Conveyor.resume`.
+
+    Sayiir's spelling, ``resume_workflow(workflow, workflow_id, backend)``; ``resume_workflow(workflow_id,
+    backend=...)`` works when the runtime over ``backend`` has the workflow registered.
+    """
+    if isinstance(workflow, str):
+        if workflow_id is not None:
+            raise InvalidArgumentError(
+                "resume_workflow takes (workflow, workflow_id, backend) or (workflow_id, backend=...), "
+                f"not two ids ({workflow!r}, {workflow_id!r})",
+                argument="workflow",
+            )
+        return runtime_for(backend, clock).resume(workflow, by=by, reason=reason)
+    if workflow_id is None:
+        raise InvalidArgumentError("resume_workflow needs the workflow_id of the run", argument="workflow_id")
+    return runtime_for(backend, clock).resume(
+        workflow_id, workflow=check_workflow(workflow), by=by, reason=reason
+    )
 
 
 def retry_workflow(
-    workflow: Workflow, workflow_id: str, backend: Backend | None = None, *, clock: Clock | None = None
+    workflow: Workflow,
+    workflow_id: str,
+    backend: Backend | None = None,
+    *,
+    from_step: str | None = None,
+    by: str | None = None,
+    reason: str = "",
+    clock: Clock | None = None,
 ) -> WorkflowStatus:
-    """Run a failed run again once its fault is fixed, and wait for its end; :meth:`Conveyor.retry`."""
-    return runtime_for(backend, clock).retry(workflow_id, workflow=check_workflow(workflow))
+    """Run a failed run again once its fault is fixed (from ``from_step``, if given), and wait for its end;
+    :meth:`Conveyor.retry`."""
+    return runtime_for(backend, clock).retry(
+        workflow_id, workflow=check_workflow(workflow), from_step=from_step, by=by, reason=reason
+    )
+
+
+def skip_workflow_step(
+    workflow: Workflow,
+    workflow_id: str,
+    step: str,
+    result: Any = None,
+    backend: Backend | None = None,
+    *,
+    by: str | None = None,
+    reason: str = "",
+    clock: Clock | None = None,
+) -> WorkflowStatus:
+    """Complete the failed ``step`` with ``result`` and drive the run on, here; :meth:`Conveyor.skip_step`."""
+    return runtime_for(backend, clock).skip_step(
+        workflow_id, step, result, workflow=check_workflow(workflow), by=by, reason=reason
+    )
+
+
+def complete_workflow(
+    workflow_id: str,
+    output: Any = None,
+    backend: Backend | None = None,
+    *,
+    by: str | None = None,
+    reason: str = "",
+) -> WorkflowStatus:
+    """Mark a run that has not completed as completed with ``output``; :meth:`Conveyor.complete_by_hand`."""
+    return runtime_for(backend).complete_by_hand(workflow_id, output, by=by, reason=reason)
 
 
 def start_workflow(

@@ -29,11 +29,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
-from conveyor.backends.listing import RunQuery, check_limit, page_token, read_page_token
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
 from conveyor.core.records import NewRun, RunPage, RunRecord
-from conveyor.core.settle import RETRYABLE_RUN_STATES, reopen_for_retry
 from conveyor.core.states import RunState
 from conveyor.definition.children import child_steps, with_children
 from conveyor.definition.registry import Registry, UnknownWorkflowError
@@ -55,9 +53,9 @@ from conveyor.errors import (
     LeaseLostError,
     RunAlreadyRunningError,
     RunNotFoundError,
-    RunNotRetryableError,
 )
-from conveyor.runtime import steering
+from conveyor.runtime import operator, steering
+from conveyor.runtime.listing import list_runs
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
@@ -249,33 +247,81 @@ class Conveyor:
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
-        self, workflow_id: str, *, workflow: Workflow | type | None = None, if_running: IfRunning = "wait"
+        self,
+        workflow_id: str,
+        *,
+        workflow: Workflow | type | None = None,
+        from_step: str | None = None,
+        by: str | None = None,
+        reason: str = "",
+        if_running: IfRunning = "wait",
     ) -> WorkflowStatus:
         """Run a failed run again, here, once its fault is fixed; wait for its end.
 
         Completed steps are kept and never run again; the failed step, any undone steps and what follows
         them run again with fresh idempotency keys. Only a failed, compensated, compensation_failed or
-        dead-lettered run can be retried (else :class:`~conveyor.errors.RunNotRetryableError`). The
-        workflow is the registered one the run recorded, unless ``workflow`` is given.
+        dead-lettered run can be retried (else :class:`~conveyor.errors.RunNotRetryableError`). With
+        ``from_step``, that step and every step depending on it run again too, completed or not (a
+        completed run can be retried so); nothing is undone first. Logged with ``by`` (the OS user when
+        None) and ``reason``. The workflow is the registered one the run recorded, unless ``workflow``.
         """
-        workflow_id = check_workflow_id(workflow_id)
         _check_if_running(if_running)
-        backend = self.backend
-        record = self._load(workflow_id)
-        if record.corruption is not None:  # its rows cannot be read: nothing can run it until they are fixed
-            raise record.corruption
-        chosen = self._workflow_of(record) if workflow is None else self._resolve(workflow, None)
-        same_workflow_or_raise(record, chosen)
-        if record.state not in RETRYABLE_RUN_STATES:
-            raise RunNotRetryableError(
-                f"run {workflow_id!r} is {record.state.value}; only a failed, compensated, "
-                "compensation_failed or dead_lettered run can be retried",
-                workflow_id=workflow_id,
-            )
-        backend.record_checkpoint(reopen_for_retry(chosen, record, self.clock.now())[1])
-        # The run's last driver may still hold a lease on it: give it up, so the retry takes it at once.
-        backend.release_run(workflow_id=workflow_id, epoch=record.epoch, wake_at=None)
-        return self._run_recorded(chosen, stored_run(record, chosen), if_running)
+        return operator.retry(
+            self,
+            workflow_id,
+            workflow=workflow,
+            from_step=from_step,
+            by=by,
+            reason=reason,
+            if_running=if_running,
+        )
+
+    def resume(
+        self,
+        workflow_id: str,
+        *,
+        workflow: Workflow | type | None = None,
+        by: str | None = None,
+        reason: str = "",
+    ) -> WorkflowStatus:
+        """Drive here, to its end, a run whose driver died (its process was killed mid-run, say).
+
+        The run goes on from its last checkpoint (a paused run is unpaused first). A run that has ended
+        raises :class:`~conveyor.errors.RunFinishedError`; one a live process drives (its lease holds),
+        :class:`~conveyor.errors.RunAlreadyRunningError`. Logged with ``by`` and ``reason``. To let a
+        worker go on with a paused run instead, :meth:`unpause` it.
+        """
+        return operator.resume(self, workflow_id, workflow=workflow, by=by, reason=reason)
+
+    def skip_step(
+        self,
+        workflow_id: str,
+        step: str,
+        result: Any = None,
+        *,
+        workflow: Workflow | type | None = None,
+        by: str | None = None,
+        reason: str = "",
+        if_running: IfRunning = "wait",
+    ) -> WorkflowStatus:
+        """Complete the failed ``step`` of a run that ended without completing, with ``result`` (checked
+        against what the step returns), and drive the run on here as a retry does; wait for its end.
+
+        The skipped step counts as completed: later steps get ``result``, and its undo runs with it if the
+        run is compensated later. Logged with ``by`` and ``reason``.
+        """
+        _check_if_running(if_running)
+        return operator.skip(
+            self, workflow_id, step, result, workflow=workflow, by=by, reason=reason, if_running=if_running
+        )
+
+    def complete_by_hand(
+        self, workflow_id: str, output: Any = None, *, by: str | None = None, reason: str = ""
+    ) -> WorkflowStatus:
+        """Mark a run that has not completed as completed, with ``output``: a person's word, logged with
+        ``by`` and ``reason``. Its steps stay as recorded; nothing is undone or run. A run a live process
+        drives is refused (pause or cancel it first); a completed one raises RunFinishedError."""
+        return operator.complete(self, workflow_id, output, by=by, reason=reason)
 
     def _run_recorded(self, workflow: Workflow, recorded: NewRun, if_running: IfRunning) -> WorkflowStatus:
         local = self._local
@@ -440,15 +486,16 @@ class Conveyor:
 
     # -- steering ---------------------------------------------------------------------------------
 
-    def cancel(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
+    def cancel(self, workflow_id: str, reason: str = "", *, by: str | None = None) -> WorkflowStatus:
         """Cancel the run from any process: no new step starts, its completed steps are undone, newest
         first, and it ends ``cancelled`` with ``reason``; returns its status.
 
-        The request is stored with the run. A running step is told (``context.cancelled``,
-        ``context.raise_if_cancelled()``); a waiting, paused or pending run this runtime knows the
-        workflow of is compensated here at once. Cancelling a cancelled run is harmless; one that ended
-        otherwise raises :class:`~conveyor.errors.RunFinishedError`.
+        The request is stored with the run (and logged with ``by``). A running step is told
+        (``context.cancelled``, ``context.raise_if_cancelled()``); a waiting, paused or pending run this
+        runtime knows the workflow of is compensated here at once. Cancelling a cancelled run is harmless;
+        one that ended otherwise raises :class:`~conveyor.errors.RunFinishedError`.
         """
+        operator.log_request(self, workflow_id, "cancel", by, reason)
         return steering.cancel(self, workflow_id, reason)
 
     def compensate(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
@@ -462,14 +509,17 @@ class Conveyor:
         """
         return steering.compensate(self, workflow_id, reason)
 
-    def pause(self, workflow_id: str) -> WorkflowStatus:
+    def pause(self, workflow_id: str, *, by: str | None = None, reason: str = "") -> WorkflowStatus:
         """Pause the run from any process: a running step finishes and is recorded, no new step starts,
-        and the run holds no worker slot until :meth:`resume` (RunFinishedError if it has ended)."""
+        and the run holds no worker slot until :meth:`unpause` or :meth:`resume` (RunFinishedError if it
+        has ended). Logged with ``by`` and ``reason``."""
+        operator.log_request(self, workflow_id, "pause", by, reason)
         return steering.pause(self, workflow_id)
 
-    def resume(self, workflow_id: str) -> WorkflowStatus:
-        """Resume a paused run: a worker claims it at once and it goes on where it stopped (in process,
-        run it again by its id). RunFinishedError if it has ended."""
+    def unpause(self, workflow_id: str, *, by: str | None = None) -> WorkflowStatus:
+        """Lift a pause: a worker claims the run at once and it goes on where it stopped (to drive it here
+        instead, :meth:`resume` it). RunFinishedError if it has ended. Logged with ``by``."""
+        operator.log_request(self, workflow_id, "unpause", by, "")
         return steering.resume(self, workflow_id)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -517,24 +567,7 @@ class Conveyor:
         one state or any of several. ``page`` is the ``next_page`` token of the page before, for the next
         one; a run recorded meanwhile never makes another appear twice.
         """
-        query = RunQuery(
-            workflow_name=None if workflow is None else self._workflow_name(workflow),
-            states=_states(state),
-            before=None if page is None else read_page_token(page),
-            limit=check_limit(limit),
-        )
-        found = self.backend.list_runs(query)
-        if len(found) <= query.limit:
-            return RunPage(tuple(found))
-        return RunPage(tuple(found[: query.limit]), page_token(found[query.limit - 1]))
-
-    def _workflow_name(self, workflow: Workflow | type | str) -> str:
-        if isinstance(workflow, str):
-            try:
-                return self.registry.get(workflow).name
-            except UnknownWorkflowError:
-                return workflow  # runs of workflows this runtime does not know are listed too
-        return self._resolve(workflow, None).name
+        return list_runs(self, workflow, state, limit, page)
 
     def _load(self, workflow_id: str) -> RunRecord:
         record = self.backend.load_run(workflow_id)
@@ -616,21 +649,6 @@ class Conveyor:
     def __repr__(self) -> str:
         where = self._backend_url or (repr(self._backend) if self._backend is not None else "default")
         return f"<Conveyor {where} workflows={len(self.registry)}>"
-
-
-def _states(state: RunState | str | Iterable[RunState | str] | None) -> tuple[RunState, ...]:
-    """The states a listing keeps, each checked: a misspelt one is a clear error, not an empty list."""
-    if state is None:
-        return ()
-    given = [state] if isinstance(state, str) else list(state)
-    chosen = []
-    for one in given:
-        try:
-            chosen.append(RunState(one))
-        except ValueError:
-            known = ", ".join(member.value for member in RunState)
-            raise InvalidArgumentError(f"{one!r} is not a run state; the states are {known}") from None
-    return tuple(chosen)
 
 
 def _check_if_running(if_running: object) -> None:

@@ -9,7 +9,8 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        r.generation, r.definition_hash,
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
-       r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id
+       r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id, r.operator_log::text,
+       r.annotations::text
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -58,13 +59,13 @@ SELECT pg_notify('conveyor_work', '') FROM inserted
 -- name: take_over_run
 -- An in-process caller takes over a run that has not ended and that no live lease holds (or whose owner it
 -- found dead: %(take_over_from)s), under a lease of its own, and reads it back in the same statement (so
--- with the epoch it took it over at).
+-- with the epoch it took it over at). A pending run (submitted for a worker) taken over becomes running.
 UPDATE conveyor_runs AS r
    SET epoch = r.epoch + 1, recoveries = r.recoveries + 1, owner = %(owner)s,
+       state = CASE WHEN r.state = 'pending' THEN 'running' ELSE r.state END,
        lease_expires_at = CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-       updated_at = %(now)s,
-       state = CASE WHEN r.state = 'pending' THEN 'running' ELSE r.state END  -- as a claim: it runs now
+       updated_at = %(now)s
  WHERE r.workflow_id = %(workflow_id)s
    AND r.state IN ('pending', 'running', 'compensating')
    AND (r.lease_expires_at IS NULL OR r.lease_expires_at < extract(epoch FROM clock_timestamp())::float8
@@ -72,7 +73,8 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
-          r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at
+          r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id,
+          r.operator_log::text, r.annotations::text
 
 -- name: write_checkpoint
 -- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
@@ -276,3 +278,20 @@ SELECT pg_notify('conveyor_work', '') FROM steered
 SELECT workflow_id, cancel_reason, paused
   FROM conveyor_runs
  WHERE workflow_id = ANY (%(workflow_ids)s::text[]) AND (cancel_reason IS NOT NULL OR paused)
+
+-- name: append_operator_action
+-- One action done to the run by hand (a jsonb object), appended to its operator log (schema 9).
+UPDATE conveyor_runs
+   SET operator_log = coalesce(operator_log, '[]'::jsonb) || %(action)s::jsonb
+ WHERE workflow_id = %(workflow_id)s
+RETURNING workflow_id
+
+-- name: write_checkpoint_annotated
+-- write_checkpoint, appending the annotations its step recorded (a jsonb list) to the run's (schema 9), in
+-- the same statement: the step's result and its annotations are written together or not at all.
+UPDATE conveyor_runs
+   SET state = %s, output = %s, error = %s, wake_at = %s, updated_at = %s, generation = %s,
+       steps = steps || %s::jsonb, recoveries = CASE WHEN %s::boolean THEN 0 ELSE recoveries END,
+       annotations = coalesce(annotations, '[]'::jsonb) || %s::jsonb
+ WHERE workflow_id = %s AND epoch = %s
+RETURNING workflow_id
