@@ -145,6 +145,8 @@ class RunDriver:
         """The last exception each failed step raised in this process (for chaining, not stored)."""
         self.results: dict[str, str] = _completed_results(run)
         """The JSON result of each completed step, by name: what later steps are called with."""
+        self.control_state: dict[str, Any] = {}
+        """What engine.control keeps of the steering steps it runs while this driver drives (a map's list)."""
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -194,7 +196,11 @@ class RunDriver:
                     self._run_together(self._calls(decision, now))
                 continue
             if action is _RUN_COMPENSATION:
-                call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources, lease)
+                spec = decision.steps[0]
+                if spec.control is None:
+                    call = StepCall(spec, run, results, clock, now, True, self.resources, lease)
+                else:  # a map undoes one element at a time
+                    call = control_calls(self, spec, now, True)[0]
                 if call.runs_here:
                     executor.run_here(call)
                     checkpoint = self._settle(call)
@@ -270,6 +276,10 @@ class RunDriver:
         """The checkpoint of a step failing for good because conveyor could not ``doing`` it (``exc``)."""
         return self._failed_for_good(spec, _engine_error(spec, doing, exc), started, finished)
 
+    def undo_failed_for_good(self, spec: StepSpec, doing: str, exc: Exception, finished: float) -> Checkpoint:
+        """The checkpoint of an undo failing for good because conveyor could not ``doing`` it (``exc``)."""
+        return self._undo_failed_for_good(spec, _engine_error(spec, doing, exc), finished)
+
     # -- steering: cancel, pause, deadline ---------------------------------------------------------
 
     def _steer_from_record(self) -> None:
@@ -344,7 +354,7 @@ class RunDriver:
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
-                        in_flight.add(call.spec.name)
+                        in_flight.add(call.flight)
                     for call in ready:
                         if call is not here:
                             executor.start(call, finished.put)
@@ -395,7 +405,7 @@ class RunDriver:
             checkpoint = settle_control(self, call)
             if checkpoint is not None:
                 return checkpoint
-        self.in_flight.discard(call.spec.name)
+        self.in_flight.discard(call.flight)
         error = call.error
         if error is None:
             if call.is_undo:
