@@ -20,10 +20,15 @@ from conveyor import (
     NonRetryableError,
     RetryPolicy,
     RunState,
+    Saga,
     StepContext,
     StepState,
     current_context,
+    from_input,
+    from_result,
+    map_step,
     run_workflow,
+    step,
     task,
 )
 from conveyor.core.decide import Action, compensation_order, decide
@@ -558,3 +563,76 @@ def test_map_definition_errors_are_clear() -> None:
         Flow("x").map(nothing)
     with pytest.raises(DefinitionError, match="one element of the list at a time"):
         Flow("x").map(two)
+
+
+# --- workflow classes ------------------------------------------------------------------------------------
+
+released: list[tuple[str, str]] = []
+
+
+class Ordering(Saga):
+    """A class map: one reservation per order line, the lines from validate's result."""
+
+    @step
+    def validate(self, order_id: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"order_id": order_id, "lines": lines}
+
+    @map_step(over=from_result("validate", "lines"), max_concurrency=2, order_id=from_input("order_id"))
+    def reserve(self, line: dict[str, Any], order_id: str, context: StepContext) -> dict[str, Any]:
+        return {"reservation_id": f"{order_id}-{line['sku']}", "key": context.idempotency_key}
+
+    @reserve.undo
+    def release(self, reservation_id: str, line: dict[str, Any]) -> None:
+        released.append((reservation_id, line["sku"]))
+
+    @step(reservations=from_result("reserve"))
+    def charge(self, reservations: list[dict[str, Any]]) -> int:
+        if len(reservations) > 2:
+            raise NonRetryableError("card declined")
+        return len(reservations)
+
+
+def test_a_class_map_step_gets_each_element_first_and_its_other_arguments_as_bound() -> None:
+    """@map_step(over=...): the element in the first parameter, the others bound as a @step's; the next step
+    reads the list of results."""
+    app = Conveyor(InMemoryBackend(), workflows=[Ordering])
+    status = app.run(Ordering, {"order_id": "o1", "lines": [{"sku": "a"}, {"sku": "b"}]}, workflow_id="c-1")
+    assert status.step("charge").result == 2
+    assert status.step("reserve").result == [
+        {"reservation_id": "o1-a", "key": "c-1:reserve:0"},
+        {"reservation_id": "o1-b", "key": "c-1:reserve:1"},
+    ]
+    assert Ordering.workflow.step("reserve").depends_on == ("validate",)
+
+
+def test_a_class_map_steps_undo_runs_per_element_newest_first_with_its_fields_and_element() -> None:
+    """A later step fails: the undo gets each element's result fields and its element, newest first."""
+    released.clear()
+    app = Conveyor(InMemoryBackend(), workflows=[Ordering])
+    lines = [{"sku": "a"}, {"sku": "b"}, {"sku": "c"}]
+    status = app.run(Ordering, {"order_id": "o2", "lines": lines}, workflow_id="c-2")
+    assert status.state is RunState.COMPENSATED
+    done = status.step("reserve").progress["done"]
+    assert released == [(f"o2-{lines[i]['sku']}", lines[i]["sku"]) for i in reversed(done)]
+
+
+def test_map_step_declaration_errors_are_clear() -> None:
+    """over= must be a source; the element's parameter may not be bound too; a method must take one."""
+    with pytest.raises(DefinitionError, match="over= of a map step names the list"):
+        map_step(over="lines")  # type: ignore[arg-type]
+    with pytest.raises(
+        DefinitionError, match="binds 'line', the parameter each element of over= is given in"
+    ):
+
+        class Twice(Saga):
+            @map_step(over=from_input("lines"), line=from_input("line"))
+            def reserve(self, line: dict[str, Any]) -> None: ...
+
+    with pytest.raises(DefinitionError, match="takes no element"):
+
+        class Nothing(Saga):
+            @map_step(over=from_input("lines"))
+            def reserve(self) -> None: ...
+
+    with pytest.raises(DefinitionError, match="max_concurrency of a map step"):
+        map_step(over=from_input("lines"), max_concurrency=0)
