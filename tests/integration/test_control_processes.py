@@ -87,3 +87,47 @@ def test_a_worker_killed_mid_loop_is_followed_by_one_that_resumes_at_the_iterati
         "start3", "done3", "start4", "done4",  # the second
     ]  # fmt: skip
     backend.close()
+
+
+def test_a_worker_killed_mid_fan_out_is_followed_by_one_that_runs_only_the_unfinished_elements(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Elements 0 to 2 of a map were checkpointed, 3 and 4 hang in flight, 5 waits for a slot: the worker is
+    SIGKILLed. The next worker runs 3, 4 and 5 (3 and 4 with the same keys) and never 0, 1 or 2 again; the
+    result keeps the order of the list."""
+    log, marks = tmp_path / "steps.log", tmp_path / "marks"
+    marks.mkdir()
+    backend = open_backend(database_url)
+    start_workflow(flow_app.MAPPED, "map-1", list(range(6)), backend)
+    dying = spawn(database_url, log, KILL_MARKS=str(marks))
+
+    def stuck() -> bool:
+        progress = get_workflow_status("map-1", backend).step("pack").progress
+        started = {event for _pid, _run, step, event, _at in read_log(log) if step == "pack"}
+        return progress is not None and len(progress["results"]) == 3 and {"start3", "start4"} <= started
+
+    try:
+        wait_until(stuck, 30, "elements 0-2 recorded and 3, 4 running")
+    finally:
+        dying.send_signal(signal.SIGKILL)
+        dying.wait(30)
+    status = get_workflow_status("map-1", backend)
+    assert status.step("pack").state is StepState.PENDING
+    assert sorted(status.step("pack").progress["results"]) == ["0", "1", "2"]
+    assert status.step("pack").elements == {"count": 6, "done": 3, "failed": 0, "undone": 0, "undo_failed": 0}
+    survivor = spawn(database_url, log, KILL_MARKS=str(marks))
+    try:
+        wait_until(lambda: get_workflow_status("map-1", backend).is_completed(), 30, "the run to finish")
+    finally:
+        stop(survivor)
+    assert get_workflow_status("map-1", backend).output() == "sent 6: " + ", ".join(
+        f"box {n}" for n in range(6)
+    )
+    by_process: dict[int, list[str]] = {}
+    for pid, run, step, event, _at in read_log(log):
+        if run == "map-1" and step == "pack" and event.startswith("start"):
+            by_process.setdefault(pid, []).append(event)
+    first, second = by_process.values()
+    assert sorted(first) == ["start0", "start1", "start2", "start3", "start4"]
+    assert sorted(second) == ["start3", "start4", "start5"]  # only the unfinished elements
+    backend.close()

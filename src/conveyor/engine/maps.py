@@ -3,8 +3,10 @@
 Each element's call (:class:`ElementCall`) is in flight under its own name
 (:func:`~conveyor.definition.maps.element_flight`), not the step's, so decide offers the map again while
 some of its elements run: :func:`map_calls` then starts the elements that may start now, up to the map's
-``max_concurrency`` with those in flight. An element's call gets the element in its first parameter, its
-index as :attr:`StepContext.index` (which its idempotency key ends with), and its own count of attempts.
+``max_concurrency`` with those in flight. Elements that run side by side each run off the driving thread
+(on a thread of their own), which only records them and starts the next. An element's call gets the
+element in its first parameter, its index as :attr:`StepContext.index` (which its idempotency key ends
+with), and its own count of attempts.
 Its outcome is settled by :func:`conveyor.core.maps.settle_element`; compensation calls the step's undo
 once per succeeded element, newest first, one at a time (in flight under the step's own name, as any undo).
 
@@ -77,7 +79,15 @@ class ElementCall(StepCall):
 
     @property
     def runs_here(self) -> bool:
-        """Sync, with no timeout: it may run on whichever thread asks, the driving one included."""
+        """Whether it may run on the driving thread: an undo (one at a time) or an element of a map that
+        runs one at a time, when sync without a timeout. Elements that run side by side never do: the
+        driving thread stays free to record each as it ends and to start the next in its place (a long
+        element run there would hold both up)."""
+        if not self.is_undo:
+            control = self.spec.control
+            assert isinstance(control, Map)
+            if control.max_concurrency > 1:
+                return False
         return not self.shape.is_async and self.spec.timeout_seconds is None
 
     def __call__(self) -> StepContext:
