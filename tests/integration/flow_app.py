@@ -11,7 +11,7 @@ from typing import Any
 
 from worker_app import die_on_first_attempt, note
 
-from conveyor import Conveyor, Flow, LoopResult, StepContext, task
+from conveyor import Conveyor, Flow, LoopResult, NonRetryableError, StepContext, task
 
 
 @task
@@ -113,5 +113,37 @@ MAPPED = Flow("mapped").map(pack, max_concurrency=2).then(count).build()
 """A map of six elements, two at a time, whose elements 3 and 4 hang on their first run; then count."""
 
 
-app = Conveyor(workflows=[ROUTED, LOOPING, MAPPED])
+undos_done = 0
+"""How many undos of ``hold``'s elements this process finished."""
+
+
+def give_back(result: int, context: StepContext) -> None:
+    """The undo of one element: the second undo a process runs hangs, once (the test kills it then)."""
+    global undos_done
+    note(context, f"undo{context.index}")
+    if undos_done == 1:
+        hang_once(context, "undo")
+    note(context, f"undone{context.index}")
+    undos_done += 1
+
+
+@task(compensate=give_back)
+def hold(n: int, context: StepContext) -> int:
+    note(context, f"start{context.index}")
+    note(context, f"done{context.index}")
+    return n
+
+
+@task
+def refuse(held: list[int], context: StepContext) -> None:
+    note(context, "start")
+    raise NonRetryableError("the order was refused")
+
+
+UNMAPPED = Flow("unmapped").map(hold, max_concurrency=2).then(refuse).build()
+"""A map of four elements, then a step that fails for good: the four are undone, and the second undo of a
+process hangs once."""
+
+
+app = Conveyor(workflows=[ROUTED, LOOPING, MAPPED, UNMAPPED])
 """The runtime ``conveyor worker --app flow_app`` loads (its backend comes from ``--backend``)."""

@@ -528,6 +528,30 @@ def test_a_later_failure_undoes_a_completed_maps_elements_newest_first() -> None
     assert undone == [f"line {n}" for n in reversed(done)] + ["order"]
 
 
+def test_a_run_cancelled_mid_map_undoes_the_elements_that_succeeded_and_ends_cancelled() -> None:
+    """A cancel while elements run: nothing new starts, those running end and are recorded, and every
+    succeeded element is undone, newest first."""
+    undone: list[int] = []
+    started: list[int] = []
+    app = Conveyor(InMemoryBackend())
+
+    @task(compensate=lambda result: undone.append(result))
+    def ship(n: int, context: StepContext) -> int:
+        started.append(n)
+        if n == 1:
+            app.cancel(context.workflow_id, "customer changed their mind")
+        time.sleep(0.02)
+        return n
+
+    app.register(Flow("shipping").map(ship, max_concurrency=2).build())
+    status = app.run("shipping", list(range(6)), workflow_id="s-1")
+    assert status.state is RunState.CANCELLED
+    assert status.cancel_reason == "customer changed their mind"
+    done = status.step("ship").progress["done"]
+    assert sorted(started) == sorted(done) == [0, 1]
+    assert undone == list(reversed(done))
+
+
 class Reservation(pydantic.BaseModel):
     """What a reservation step returns."""
 
