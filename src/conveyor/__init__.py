@@ -16,7 +16,7 @@ from conveyor.definition.arguments import from_input, from_result, from_results,
 from conveyor.definition.loops import LoopResult
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.resources import resource
-from conveyor.definition.steps import loop, route, step
+from conveyor.definition.steps import loop, map_step, route, step
 from conveyor.definition.template_source import TemplateError
 from conveyor.definition.templates import load_template, load_templates
 from conveyor.definition.waits import child, delay, wait_for_signal
@@ -154,6 +154,7 @@ __all__ = [
     "load_template",
     "load_templates",
     "loop",
+    "map_step",
     "open_backend",
     "pause_workflow",
     "resource",

@@ -3,9 +3,13 @@ on the same way by memory, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
-from conveyor import Conveyor, Flow, LoopResult, RunState, StepContext, StepState, task
+import orjson
+
+from conveyor import Conveyor, Flow, LoopResult, NonRetryableError, RunState, StepContext, StepState, task
 from conveyor.backends.base import Backend
 
 
@@ -121,3 +125,105 @@ def test_a_loops_progress_is_stored_and_the_loop_resumes_from_it(backend: Backen
     assert status.step("climb").progress is None
     assert [n for n, _key in calls] == [0, 1, 2, 3, 4]
     assert [key for _n, key in calls] == [f"l-1:climb:{n}" for n in range(5)]
+
+
+class Counter:
+    """How many calls run at once, at most (a threading counter)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def __enter__(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def __exit__(self, *_: object) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+def test_a_map_with_a_failing_element_compensates_exactly_the_succeeded_ones_newest_first(
+    backend: Backend,
+) -> None:
+    """Element 0 fails for good while 1 and 2 run; they end, and are undone newest first, each once; the
+    stored step holds which elements succeeded, failed and were undone."""
+    undone: list[int] = []
+    gate = threading.Event()
+
+    @task(compensate=lambda result, line: undone.append(line["n"]))
+    def reserve(line: dict[str, int]) -> int:
+        if line["n"] == 0:
+            gate.set()
+            time.sleep(0.02)
+            raise NonRetryableError("out of stock")
+        gate.wait(5)
+        time.sleep(0.05)
+        return line["n"]
+
+    workflow = Flow("reserving").map(reserve, max_concurrency=3).build()
+    app = Conveyor(backend, workflows=[workflow])
+    status = app.run("reserving", [{"n": n} for n in range(6)], workflow_id="m-1")
+    assert status.state is RunState.COMPENSATED
+    stored = backend.load_run("m-1")
+    assert stored is not None
+    record = stored.steps["reserve"]
+    assert record.state is StepState.COMPENSATED
+    assert record.progress is not None
+    progress = orjson.loads(record.progress)
+    assert sorted(progress["done"]) == [1, 2]
+    assert progress["failed"] == [0]
+    assert undone == list(reversed(progress["done"])) == progress["undone"]
+    assert app.status("m-1").step("reserve").elements == {
+        "count": 6, "done": 2, "failed": 1, "undone": 2, "undo_failed": 0,
+    }  # fmt: skip
+
+
+def test_a_map_runs_no_more_elements_at_once_than_its_limit(backend: Backend) -> None:
+    """Ten slow elements, max_concurrency=4: at most four at once (and four do), results in order."""
+    counter = Counter()
+
+    def pick(n: int) -> int:
+        with counter:
+            time.sleep(0.03)
+        return n * n
+
+    workflow = Flow("picking").map(pick, max_concurrency=4).build()
+    status = Conveyor(backend, workflows=[workflow]).run("picking", list(range(10)), workflow_id="m-2")
+    assert status.output() == [n * n for n in range(10)]
+    assert counter.most == 4
+
+
+def test_a_maps_stored_progress_is_read_back_and_only_the_unfinished_elements_run_again(
+    backend: Backend,
+) -> None:
+    """Paused while elements run, the stored step holds the finished elements; a fresh runtime on the same
+    backend runs only the others, and the result keeps the order of the list."""
+    calls: list[tuple[int, str]] = []
+    holder: dict[str, Conveyor] = {}
+
+    def pack(n: int, context: StepContext) -> str:
+        calls.append((n, context.idempotency_key))
+        if n == 1 and "paused" not in holder:
+            holder["paused"] = holder["app"]
+            holder["app"].pause(context.workflow_id)
+        return f"box {n}"
+
+    workflow = Flow("packing").map(pack, max_concurrency=2).build()
+    holder["app"] = app = Conveyor(backend, workflows=[workflow])
+    assert app.run("packing", [0, 1, 2, 3, 4], workflow_id="m-3").is_paused()
+    stored = backend.load_run("m-3")
+    assert stored is not None
+    record = stored.steps["pack"]
+    assert record.state is StepState.PENDING
+    assert record.progress is not None
+    finished = sorted(int(index) for index in orjson.loads(record.progress)["results"])
+    assert finished == sorted(n for n, _key in calls)
+    again = Conveyor(backend, workflows=[workflow])
+    again.resume("m-3")
+    status = again.run("packing", [0, 1, 2, 3, 4], workflow_id="m-3")
+    assert status.output() == [f"box {n}" for n in range(5)]
+    assert sorted(n for n, _key in calls) == [0, 1, 2, 3, 4]  # each element ran once
+    assert sorted(key for _n, key in calls) == [f"m-3:pack:{n}" for n in range(5)]

@@ -6,11 +6,12 @@ Each step notes its start and end in $WORKER_LOG (see ``worker_app.note``), whic
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from worker_app import die_on_first_attempt, note
 
-from conveyor import Conveyor, Flow, LoopResult, StepContext, task
+from conveyor import Conveyor, Flow, LoopResult, NonRetryableError, StepContext, task
 
 
 @task
@@ -81,5 +82,68 @@ LOOPING = Flow("looping").loop(climb, max_iterations=10).then(notify).build()
 """A loop of five iterations whose worker dies once in iteration 3, then notify."""
 
 
-app = Conveyor(workflows=[ROUTED, LOOPING])
+def hang_once(context: StepContext, tag: str) -> None:
+    """Hang the first time this process gets here for ``tag`` (the test kills it meanwhile); go on after."""
+    marker = os.path.join(os.environ["KILL_MARKS"], f"{context.workflow_id}.{tag}")
+    try:
+        os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return
+    time.sleep(60)
+
+
+@task
+def pack(n: int, context: StepContext) -> str:
+    """One element of a map: elements 3 and 4 hang on their first run, holding both slots of the map."""
+    note(context, f"start{context.index}")
+    if n in (3, 4):
+        hang_once(context, f"pack{n}")
+    note(context, f"done{context.index}")
+    return f"box {n}"
+
+
+@task
+def count(boxes: list[str], context: StepContext) -> str:
+    note(context, "start")
+    note(context, "done")
+    return f"sent {len(boxes)}: {', '.join(boxes)}"
+
+
+MAPPED = Flow("mapped").map(pack, max_concurrency=2).then(count).build()
+"""A map of six elements, two at a time, whose elements 3 and 4 hang on their first run; then count."""
+
+
+undos_done = 0
+"""How many undos of ``hold``'s elements this process finished."""
+
+
+def give_back(result: int, context: StepContext) -> None:
+    """The undo of one element: the second undo a process runs hangs, once (the test kills it then)."""
+    global undos_done
+    note(context, f"undo{context.index}")
+    if undos_done == 1:
+        hang_once(context, "undo")
+    note(context, f"undone{context.index}")
+    undos_done += 1
+
+
+@task(compensate=give_back)
+def hold(n: int, context: StepContext) -> int:
+    note(context, f"start{context.index}")
+    note(context, f"done{context.index}")
+    return n
+
+
+@task
+def refuse(held: list[int], context: StepContext) -> None:
+    note(context, "start")
+    raise NonRetryableError("the order was refused")
+
+
+UNMAPPED = Flow("unmapped").map(hold, max_concurrency=2).then(refuse).build()
+"""A map of four elements, then a step that fails for good: the four are undone, and the second undo of a
+process hangs once."""
+
+
+app = Conveyor(workflows=[ROUTED, LOOPING, MAPPED, UNMAPPED])
 """The runtime ``conveyor worker --app flow_app`` loads (its backend comes from ``--backend``)."""

@@ -79,6 +79,7 @@ EXPECTED = [
     "load_template",
     "load_templates",
     "loop",
+    "map_step",
     "open_backend",
     "pause_workflow",
     "resource",

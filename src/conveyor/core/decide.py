@@ -7,13 +7,16 @@ given and nothing does I/O, so all of it is tested exhaustively with plain value
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import Enum
 
+from conveyor.core.map_progress import has_undos
 from conveyor.core.records import RunRecord, StepRecord
 from conveyor.core.states import FINAL_RUN_STATES, RunState, StepState
+from conveyor.definition.maps import Map, flying_elements
 from conveyor.definition.workflow import StepSpec, Workflow
 
 _COMPLETED = StepState.COMPLETED
@@ -126,29 +129,35 @@ def compensation_order(workflow: Workflow, run: RunRecord) -> list[StepRecord]:
     return undos_left(workflow, run.steps)
 
 
+_UNFINISHED_MAP = float(2**62)
+"""Where a map that did not complete sorts among undos: after a waiting child, before every completed step."""
+
+
 def undos_left(workflow: Workflow, steps: Mapping[str, StepRecord]) -> list[StepRecord]:
     """Of ``steps``, the ones whose undo still has to run, newest completion first.
 
     A child step that still waits for its child run comes first: the child is cancelled (and ends) before
-    any completed step is undone (see ``engine.children``).
+    any completed step is undone (see ``engine.children``). A map step's undo runs once per element that
+    succeeded: it is here while any is not undone, whether the map completed or not (one that did not
+    complete, having no completion order, comes right after a waiting child).
     """
     by_name = workflow.by_name
-    pending = [
-        record
-        for record in steps.values()
-        if record.state is _COMPENSATING
-        or (record.state is _COMPLETED and by_name[record.name].has_compensation)
-        or (record.state is _WAITING and by_name[record.name].runs_child)
-    ]
-    pending.sort(key=_newest_first, reverse=True)
-    return pending
-
-
-def _newest_first(record: StepRecord) -> float:
-    """The order undos run in, highest first: a waiting child step, then by completion, newest first."""
-    if record.state is _WAITING:
-        return float("inf")
-    return record.completion_order or 0
+    pending: list[tuple[float, StepRecord]] = []
+    for record in steps.values():
+        state = record.state
+        spec = by_name[record.name]
+        order: float = record.completion_order or 0  # a record stored without one: undone last
+        if record.progress is not None and isinstance(spec.control, Map):
+            if record.completion_order is None:  # a map that did not complete ran after all before it
+                order = _UNFINISHED_MAP
+            if state is _COMPENSATING or (spec.has_compensation and has_undos(record)):
+                pending.append((order, record))
+        elif state is _COMPENSATING or (state is _COMPLETED and spec.has_compensation):
+            pending.append((order, record))
+        elif state is _WAITING and spec.runs_child:
+            pending.append((math.inf, record))
+    pending.sort(key=lambda entry: entry[0], reverse=True)
+    return [record for _order, record in pending]
 
 
 def _decide_compensation(
@@ -160,7 +169,10 @@ def _decide_compensation(
     newest = pending[0]
     if newest.name in in_flight:
         return WAIT_FOR_IN_FLIGHT
-    due = newest.next_attempt_at
+    if in_flight and newest.progress is not None and flying_elements(newest.name, in_flight):
+        return WAIT_FOR_IN_FLIGHT  # a map's elements still running (a cancel came): undo once they end
+    # only an undo's retry is waited for: a map not undone yet may still hold its elements' retry time
+    due = newest.next_attempt_at if newest.state is _COMPENSATING else None
     if due is not None and due > now:
         return Decision(Action.WAIT_UNTIL, at=due)
     return Decision(Action.RUN_COMPENSATION, (workflow.by_name[newest.name],))

@@ -18,9 +18,11 @@ from typing import NamedTuple
 import orjson
 
 from conveyor.core.decide import undos_left
+from conveyor.core.map_progress import reopened
 from conveyor.core.records import Checkpoint, Failure, RunRecord, StepRecord, completion_counts
 from conveyor.core.states import RunState, StepState, check_run_transition, check_step_transition
 from conveyor.definition.control import Route
+from conveyor.definition.maps import Map
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.errors import InvalidTransitionError
 
@@ -393,14 +395,27 @@ def _settled(
     if order is not None and order > last_order:
         last_order = order
     state = _implied_state(workflow, run.state, steps, completed, error, in_flight)
-    # No run completes here: the success that completes one settles on settle's own path, and no other
-    # outcome adds a completed step.
     if state is not run.state or old.next_attempt_at is not None or record.next_attempt_at is not None:
         wake_at = _earliest_due(state, steps)  # the state or a timer changed
     else:
         wake_at = run.wake_at
-    new = _new_record(run, steps, state, run.output, error, wake_at, at, completed, last_order)
+    # A step's success completes a run on settle's own path; here, only a map's last element does.
+    output = _output(workflow, steps) if state is RunState.COMPLETED else run.output
+    new = _new_record(run, steps, state, output, error, wake_at, at, completed, last_order)
     return new, _checkpoint(new, (record,), at)
+
+
+def settle_record(
+    workflow: Workflow,
+    run: RunRecord,
+    record: StepRecord,
+    error: Failure | None,
+    in_flight: AbstractSet[str],
+    at: float,
+) -> Settled:
+    """``run`` with ``record`` in place of its step's, in the state its steps now imply (``error`` the run's
+    error), and the checkpoint that writes it: how :mod:`conveyor.core.maps` settles a map's elements."""
+    return _settled(workflow, run, run.steps[record.name], record, error, in_flight, at)
 
 
 def _implied_state(
@@ -420,12 +435,9 @@ def _implied_state(
             return RunState.COMPLETED
         if error is None or in_flight:
             return state
-        by_name = workflow.by_name
-        if not any(
-            (record.state is _COMPLETED and by_name[record.name].has_compensation)
-            or (record.state is StepState.WAITING and by_name[record.name].runs_child)  # a child to cancel
-            for record in steps.values()
-        ):
+        if not undos_left(
+            workflow, steps
+        ):  # steps with an undo, a map's succeeded elements, a child to cancel
             return RunState.FAILED
         state = _RUN_COMPENSATING
     if state is _RUN_COMPENSATING and not undos_left(workflow, steps):
@@ -641,6 +653,10 @@ def reopen_for_retry(
             for name in control.step_names:
                 if steps[name].state is StepState.SKIPPED:
                     steps[name] = StepRecord(name)
+        elif isinstance(control, Map):  # a map that was not undone keeps its succeeded elements
+            record = run.steps[spec.name]
+            if record.state is not _COMPLETED and record.progress is not None:
+                steps[spec.name] = reopened(record)
     reset = tuple(record for name, record in steps.items() if record is not run.steps[name])
     completed, last_order = completion_counts(steps.values())
     new = _new_record(

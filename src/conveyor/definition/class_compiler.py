@@ -22,15 +22,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from conveyor.definition.arguments import Arguments, Source, from_input
+from conveyor.definition.arguments import Arguments, FromResult, Source, from_input
 from conveyor.definition.binding import pydantic_input_validator
 from conveyor.definition.class_routes import class_routes, resolve_route_source
 from conveyor.definition.control import Route
 from conveyor.definition.loops import loop_task
+from conveyor.definition.maps import ITEMS_PARAMETER, element_key, map_task
 from conveyor.definition.method_calls import step_caller, undo_caller
 from conveyor.definition.registry import qualified_name
 from conveyor.definition.retry import RetryPolicy
-from conveyor.definition.steps import LoopStepMethod, StepMethod
+from conveyor.definition.steps import LoopStepMethod, MapStepMethod, StepMethod
 from conveyor.definition.task import make_task_spec
 from conveyor.definition.waits import WaitStepMethod, wait_task
 from conveyor.definition.workflow import StepDefinition, Workflow, build_workflow
@@ -208,4 +209,9 @@ def _step_definition(
     }
     for parameter in spec.shape.parameters:
         bindings.setdefault(parameter.name, from_input(parameter.name))
+    if isinstance(declared, MapStepMethod):  # the element comes in its first parameter, the list from over=
+        element = declared.element_parameter
+        over = Arguments({ITEMS_PARAMETER: bindings[element]})
+        each = Arguments({**bindings, element: FromResult(element_key(name))})
+        spec = map_task(spec, declared.max_concurrency, over, each, f"map step {name!r} of {cls.__name__}")
     return StepDefinition(name, spec, Arguments(bindings), depends_on=waits_for)

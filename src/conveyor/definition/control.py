@@ -1,5 +1,6 @@
 """Steps that steer the flow of a run: a route picks one of several branches by a key (a loop, in
-:mod:`conveyor.definition.loops`, calls its body until it is done).
+:mod:`conveyor.definition.loops`, calls its body until it is done; a map, in :mod:`conveyor.definition.maps`,
+calls its function once per element of a list).
 
 A route step is declared with :meth:`conveyor.Flow.route`, or in a workflow class with :func:`route` and
 steps declared ``@step(when=("route_name", "key"))``. Its function computes a key from the value it
@@ -22,6 +23,7 @@ import orjson
 
 from conveyor.definition.binding import ArgumentBuilder, decode_argument
 from conveyor.definition.loops import Loop
+from conveyor.definition.maps import Map
 from conveyor.definition.task import CallableShape
 from conveyor.errors import DefinitionError, RouteKeyError, StepInputError
 
@@ -80,7 +82,7 @@ class Route:
         return ["route", [[key, list(steps)] for key, steps in self.branches], self.default]
 
 
-Control = Route | Loop
+Control = Route | Loop | Map
 """How the engine handles a step that steers the run."""
 
 

@@ -5,8 +5,9 @@ branches that run concurrently, each receiving the same value; ``join(d)`` gives
 branch's name (a branch's name is the name given to ``branch(..., name=)``, else its last task's name).
 ``route(key_fn, branches={...}, default=...)`` runs one branch of several, by the key ``key_fn`` computes
 from the value it receives; the next step receives the chosen branch's result (see
-:mod:`conveyor.definition.control`). Every method returns a new builder, so a partly built flow can be
-shared and extended safely.
+:mod:`conveyor.definition.control`). ``map(fn, max_concurrency=4)`` calls ``fn`` once per element of the
+list it receives (see :mod:`conveyor.definition.maps`). Every method returns a new builder, so a partly
+built flow can be shared and extended safely.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from conveyor.definition.binding import Binding, FromBranches, FromPrevious, pyd
 from conveyor.definition.children import child_run
 from conveyor.definition.control import DEFAULT_BRANCH, FromRoute, Route
 from conveyor.definition.loops import OnMax, check_loop, loop_task
+from conveyor.definition.maps import DEFAULT_MAX_CONCURRENCY, map_task
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.settings import StepSettingsHook, check_hook
@@ -173,6 +175,27 @@ class Flow:
         spec = _spec(body, name)
         where = f"loop {spec.name!r} of flow {self.name!r}"
         spec = loop_task(spec, check_loop(max_iterations, on_max, where), where)
+        return self._extend(StepDefinition(spec.name, spec, self._next_input()), tail=spec.name)
+
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        name: str | None = None,
+    ) -> Flow:
+        """Add a map (a fan-out): the previous step's result must be a list, and ``fn`` (a step called
+        ``name``, else its own name) is called once per element, up to ``max_concurrency`` at once. The
+        step's result, which the next step receives, is the list of ``fn``'s results in the order of the
+        input (an empty list gives ``[]``). Each element's result is checkpointed on its own (a crash runs
+        only the unfinished elements again), each element has an idempotency key of its own (the step's,
+        then ``:i``; ``StepContext.index`` is ``i``) and is retried by the step's policy on its own. An
+        element that fails for good fails the step once the elements still running have ended; the step's
+        undo then runs once per element that succeeded, newest first, with that element's result. A result
+        that is not a list fails the step at once, naming the type it got."""
+        spec = _spec(fn, name)
+        where = f"map {spec.name!r} of flow {self.name!r}"
+        spec = map_task(spec, max_concurrency, self._next_input(), None, where)
         return self._extend(StepDefinition(spec.name, spec, self._next_input()), tail=spec.name)
 
     def delay(self, name: str, duration: float | timedelta | str) -> Flow:

@@ -20,8 +20,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, overload
 
-from conveyor.definition.arguments import Arguments, Named, Source
+from conveyor.definition.arguments import (
+    Arguments,
+    FromInput,
+    FromResult,
+    FromResults,
+    FromRouteResult,
+    Named,
+    Source,
+)
 from conveyor.definition.loops import Loop, OnMax, check_loop
+from conveyor.definition.maps import DEFAULT_MAX_CONCURRENCY, check_max_concurrency
 from conveyor.definition.retry import RetryPolicy
 from conveyor.errors import DefinitionError
 
@@ -267,6 +276,79 @@ def loop(
         return LoopStepMethod(
             function,
             loop=checked,
+            bindings={**(arguments or {}), **bindings},
+            after=_names(after),
+            parallel=parallel,
+            retries=retries,
+            timeout_secs=timeout_secs,
+            compensation_retries=compensation_retries,
+            description=description,
+        )
+
+    return declare
+
+
+class MapStepMethod(StepMethod):
+    """A method declared as a map with :func:`map_step`: called once per element of the list ``over`` names,
+    the element in its first parameter (bound to ``over`` here, so the class sees what the step reads)."""
+
+    def __init__(self, fn: Callable[..., Any], *, over: Source, max_concurrency: int, **options: Any) -> None:
+        parameters = list(inspect.signature(fn).parameters) if inspect.isfunction(fn) else []
+        name = getattr(fn, "__name__", repr(fn))
+        if len(parameters) < 2:
+            raise DefinitionError(
+                f"map step {name!r} takes no element; its first parameter after self gets one"
+            )
+        self.element_parameter = parameters[1]
+        """The parameter each element of the list is given in."""
+        bindings = dict(options.pop("bindings"))
+        if self.element_parameter in bindings:
+            raise DefinitionError(
+                f"map step {name!r} binds {self.element_parameter!r}, the parameter each element of over= is "
+                "given in; bind only its other parameters"
+            )
+        super().__init__(fn, bindings={self.element_parameter: over, **bindings}, **options)
+        self.max_concurrency = max_concurrency
+
+    def __repr__(self) -> str:
+        return f"<map step {self.name!r}>"
+
+
+def map_step(
+    *,
+    over: Source,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    after: str | Named | Sequence[str | Named] = (),
+    parallel: bool = False,
+    retries: RetryPolicy | None = None,
+    timeout_secs: float | timedelta | None = None,
+    compensation_retries: RetryPolicy | None = None,
+    description: str | None = None,
+    arguments: Mapping[str, Source] | None = None,
+    **bindings: Source,
+) -> Callable[[Callable[..., Any]], MapStepMethod]:
+    """Declare a method of a workflow class as a map (a fan-out): it is called once per element of the list
+    ``over`` names (``from_result("validate", "lines")``, ``from_input("lines")``...), the element in its
+    first parameter, up to ``max_concurrency`` at once; the step's result is the list of its results, in
+    the order of the list.
+
+    Its other parameters are bound as a ``@step``'s are; options as for :func:`step`, and
+    ``max_concurrency`` as for :meth:`conveyor.Flow.map`. Each element is checkpointed, keyed (``:i``) and
+    retried on its own; an undo (``@name.undo``) runs once per element that succeeded, newest first, with
+    that element's result (its fields by name) and the step's arguments, the element included.
+    """
+    limit = check_max_concurrency(max_concurrency, "a map step")
+    if not isinstance(over, FromInput | FromResult | FromResults | FromRouteResult):
+        raise DefinitionError(
+            "over= of a map step names the list it maps over: from_input(), from_result(), from_results() or "
+            f"from_route(), not {over!r}"
+        )
+
+    def declare(function: Callable[..., Any]) -> MapStepMethod:
+        return MapStepMethod(
+            function,
+            over=over,
+            max_concurrency=limit,
             bindings={**(arguments or {}), **bindings},
             after=_names(after),
             parallel=parallel,

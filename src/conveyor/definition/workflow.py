@@ -15,6 +15,7 @@ from conveyor.codec import TypedCodec
 from conveyor.definition.binding import ArgumentBuilder, Binding
 from conveyor.definition.children import ChildRun
 from conveyor.definition.loops import Loop, carried_arguments
+from conveyor.definition.maps import Map
 from conveyor.definition.names import check_name
 from conveyor.definition.retry import DEFAULT_COMPENSATION_RETRIES, NO_RETRIES, RetryPolicy
 from conveyor.definition.settings import StepSettingsHook, check_hook
@@ -134,7 +135,10 @@ def definition_hash(steps: Sequence[StepSpec], output_step: str | None) -> str:
 
 
 def _arguments(step: StepDefinition) -> ArgumentBuilder:
-    """The step's argument builder, compiled once (a loop's takes its carried value after the first)."""
+    """The step's argument builder, compiled once (a loop's takes its carried value after the first; a
+    map's, compiled when it was declared, takes one element)."""
+    if isinstance(step.task.control, Map):
+        return step.task.control.arguments
     built = step.binding.compile(step.task.shape, step.name)
     if isinstance(step.task.control, Loop):
         return carried_arguments(built, step.task, step.name)

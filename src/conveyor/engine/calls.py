@@ -93,6 +93,11 @@ class StepCall:
         self.error: BaseException | None = None
 
     @property
+    def flight(self) -> str:
+        """The name this call is in flight under while it runs: its step's (a map's element has its own)."""
+        return self.spec.name
+
+    @property
     def shape(self) -> CallableShape:
         """The function this call calls: the step's, or its undo's."""
         task = self.spec.task

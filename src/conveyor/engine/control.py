@@ -1,4 +1,4 @@
-"""How the driver runs and settles a step that steers the run: a route, a loop.
+"""How the driver runs and settles a step that steers the run: a route, a loop, a map.
 
 Nothing here is on the path of runs without such steps: the driver comes here only for a step whose spec
 has a ``control`` (see :mod:`conveyor.definition.control`). Their failures are settled as any step's.
@@ -10,6 +10,7 @@ has a ``control`` (see :mod:`conveyor.definition.control`). Their failures are s
 - A loop step is called once per iteration (:class:`LoopCall`), with the value its ``progress`` holds
   after the first; an iteration asking for another is one checkpoint
   (:class:`~conveyor.core.settle.StepProgressed`), the last one completes the step.
+- A map step is called once per element, side by side (see :mod:`conveyor.engine.maps`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from conveyor.core.records import Checkpoint
 from conveyor.core.settle import RouteChosen, StepProgressed, StepSucceeded, settle
 from conveyor.definition.control import Route
 from conveyor.definition.loops import Loop, LoopResult, carried_key
+from conveyor.definition.maps import Map
 from conveyor.definition.task import StepContext
 from conveyor.definition.workflow import StepSpec
 from conveyor.engine.calls import StepCall, timeout_error
+from conveyor.engine.maps import map_calls, settle_map_call
 from conveyor.errors import EncodingError, LoopLimitError, NonRetryableError, RouteKeyError
 
 if TYPE_CHECKING:
@@ -65,6 +68,8 @@ class LoopCall(ControlCall):
 
 def control_calls(driver: RunDriver, spec: StepSpec, now: float, undo: bool) -> list[StepCall]:
     """The calls a decision to run ``spec`` (or its undo) asks for."""
+    if isinstance(spec.control, Map):
+        return map_calls(driver, spec, spec.control, now, undo)
     made = (spec, driver.run, driver.results, driver.clock, now, undo, driver.resources, driver.lease)
     if isinstance(spec.control, Loop) and not undo:
         iteration, carried = _loop_progress(driver.run.steps[spec.name].progress)
@@ -124,6 +129,8 @@ def settle_control(driver: RunDriver, call: StepCall) -> Checkpoint | None:
     """The checkpoint of a steering call's outcome, or None where it settles as any step's call does."""
     spec = call.spec
     control = spec.control
+    if isinstance(control, Map):
+        return settle_map_call(driver, call)
     if call.error is not None or call.is_undo:
         return None
     if isinstance(control, Route):

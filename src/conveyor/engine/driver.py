@@ -156,6 +156,8 @@ class RunDriver:
         self.notes: tuple[str | None, str | None] = (run.operator_log, run.annotations)
         """The run's operator log and annotations as read (settled records leave them out): what
         :meth:`drive_to_end` puts back on the record it returns."""
+        self.control_state: dict[str, Any] = {}
+        """What engine.control keeps of the steering steps it runs while this driver drives (a map's list)."""
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -206,12 +208,16 @@ class RunDriver:
                     self._run_together(self._calls(decision, now))
                 continue
             if action is _RUN_COMPENSATION:
-                if decision.steps[0].runs_child:  # its undo undoes the child run (engine.children)
-                    still = undo_child(self, decision.steps[0], now)
+                spec = decision.steps[0]
+                if spec.runs_child:  # its undo undoes the child run (engine.children)
+                    still = undo_child(self, spec, now)
                     if still is not None:
                         return WaitUntil(still.at, still.signals)
                     continue
-                call = StepCall(decision.steps[0], run, results, clock, now, True, self.resources, lease)
+                if spec.control is None:
+                    call = StepCall(spec, run, results, clock, now, True, self.resources, lease)
+                else:  # a map undoes one element at a time
+                    call = control_calls(self, spec, now, True)[0]
                 if call.runs_here:
                     executor.run_here(call)
                     self._write_settled(self._settle(call))
@@ -286,6 +292,10 @@ class RunDriver:
     ) -> Checkpoint:
         """The checkpoint of a step failing for good because conveyor could not ``doing`` it (``exc``)."""
         return self._failed_for_good(spec, _engine_error(spec, doing, exc), started, finished)
+
+    def undo_failed_for_good(self, spec: StepSpec, doing: str, exc: Exception, finished: float) -> Checkpoint:
+        """The checkpoint of an undo failing for good because conveyor could not ``doing`` it (``exc``)."""
+        return self._undo_failed_for_good(spec, _engine_error(spec, doing, exc), finished)
 
     # -- steering: cancel, pause, deadline ---------------------------------------------------------
 
@@ -362,7 +372,7 @@ class RunDriver:
                 if ready:
                     here = next((call for call in ready if call.runs_here), None)
                     for call in ready:
-                        in_flight.add(call.spec.name)
+                        in_flight.add(call.flight)
                     for call in ready:
                         if call is not here:
                             executor.start(call, finished.put)
@@ -412,7 +422,7 @@ class RunDriver:
             checkpoint = settle_control(self, call)
             if checkpoint is not None:
                 return checkpoint
-        self.in_flight.discard(call.spec.name)
+        self.in_flight.discard(call.flight)
         error = call.error
         if error is None:
             if call.is_undo:

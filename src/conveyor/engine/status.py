@@ -66,6 +66,18 @@ class StepStatus:
         )
 
     @property
+    def elements(self) -> dict[str, int] | None:
+        """For a map step that has begun: how many elements its list has (``count``), and how many are
+        ``done``, ``failed`` (for good), ``undone`` and ``undo_failed``; None for other steps."""
+        progress = self.progress
+        if type(progress) is not dict or "count" not in progress or "done" not in progress:
+            return None
+        return {
+            "count": progress["count"],
+            **{key: len(progress.get(key) or ()) for key in ("done", "failed", "undone", "undo_failed")},
+        }
+
+    @property
     def result(self) -> Any:
         """The step's result as plain JSON values (``None`` until it completed)."""
         return None if self.result_json is None else orjson.loads(self.result_json)
@@ -88,6 +100,7 @@ class StepStatus:
             ),
             "progress": self.progress,
             "child_id": self.child_id,
+            "elements": self.elements,
         }
 
 
