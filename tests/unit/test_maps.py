@@ -660,3 +660,22 @@ def test_map_step_declaration_errors_are_clear() -> None:
 
     with pytest.raises(DefinitionError, match="max_concurrency of a map step"):
         map_step(over=from_input("lines"), max_concurrency=0)
+
+
+def test_a_waiting_child_is_undone_before_a_map_and_the_map_before_the_steps_it_followed() -> None:
+    """The whole compensation order of a run with a child waiting after a completed map: the child is
+    cancelled first, then the map's elements, then the step before them."""
+    child = Flow("shipping").then(confirm).build()
+    workflow = (
+        Flow("w")
+        .then(task(compensate=lambda r: None)(lines))
+        .map(reserve, name="reserve")
+        .then_flow(child, name="ship")
+        .build()
+    )
+    run = run_at_map(workflow)
+    for index in (0, 1, 2):
+        run = succeeded(workflow, run, index)
+    assert run.steps["reserve"].state is StepState.COMPLETED
+    run.steps["ship"] = run.steps["ship"]._replace(state=StepState.WAITING, started_at=9.0)
+    assert [record.name for record in compensation_order(workflow, run)] == ["ship", "reserve", "lines"]
