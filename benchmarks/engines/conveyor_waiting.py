@@ -152,6 +152,8 @@ def signal_wakeup(backend: str, samples: int) -> dict:
     from benchmarks.engines.conveyor_app import SIGNALLED
     from conveyor import get_workflow_status, send_signal, start_workflow
 
+    if SIGNALLED is None:
+        raise RuntimeError("this build of conveyor has no signals (Flow.wait_for_signal) to measure")
     with scratch_dir("conveyor-signal") as folder:
         client, url = _open(backend, folder, "signal")
         group = WorkerGroup(folder)
