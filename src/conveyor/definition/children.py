@@ -72,9 +72,7 @@ def child_run(workflow: Any, version: str | int | None, *, what: str) -> ChildRu
 
 def child_steps(workflow: Workflow | None) -> tuple[str, ...]:
     """The names of ``workflow``'s child steps (none without a workflow)."""
-    if workflow is None:
-        return ()
-    return tuple(spec.name for spec in workflow.steps if isinstance(spec.waits, ChildRun))
+    return () if workflow is None else workflow.child_step_names
 
 
 def with_children(workflows: Iterable[Workflow]) -> list[Workflow]:

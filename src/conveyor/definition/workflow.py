@@ -96,6 +96,8 @@ class Workflow:
     step_settings: StepSettingsHook | None = field(default=None, repr=False)
     """Adjusts steps' timeout and retries from each run's input (see :mod:`conveyor.definition.settings`);
     None for none, and then no run pays for it. Not part of the definition hash, as timeouts are not."""
+    child_step_names: tuple[str, ...] = ()
+    """The names of the steps that run a child workflow (found once, when built)."""
 
     def step(self, name: str) -> StepSpec:
         """Return the step called ``name``."""
@@ -257,6 +259,7 @@ def build_workflow(
         input_validator=input_validator,
         definition_hash=definition_hash(built, output_step),
         step_settings=step_settings,
+        child_step_names=tuple(step.name for step in built if step.runs_child),
         is_chain=all(
             step.depends_on == ((built[index - 1].name,) if index else ()) for index, step in enumerate(built)
         ),
