@@ -404,6 +404,29 @@ def test_an_element_handler_returning_anything_but_a_dict_fails_the_step(tmp_pat
     assert "Text.process of step 'reserve' returned str; a step's result must be a dict" in error.message
 
 
+def test_the_definition_hash_covers_a_loops_limits_and_the_list_a_map_maps_over(tmp_path: Path) -> None:
+    """Another max_iterations, on_max, max_concurrency or list is another definition (a run recorded by
+    the one is never driven by the other); the same template hashes the same."""
+
+    def digest(text: str, name: str) -> str:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return load_template(path, handlers=HANDLERS).definition_hash
+
+    both = DELIVERY + ORDERS.split("step_templates:\n", 1)[1].replace("- name: charge", "- name: charge_it")
+    base = digest(both, "base.yaml")
+    assert digest(both, "again.yaml") == base
+    changes = [
+        ("max_iterations: 5", "max_iterations: 6"),
+        ("on_max: fail", "on_max: exit"),
+        ("max_concurrency: 1", "max_concurrency: 2"),
+        ("over: lines.order.lines", "over: context.lines"),
+    ]
+    hashes = {digest(both.replace(*change), f"changed{n}.yaml") for n, change in enumerate(changes)}
+    assert base not in hashes
+    assert len(hashes) == len(changes)
+
+
 # -- mistakes -------------------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ import orjson
 
 from conveyor.definition.binding import ArgumentBuilder
 from conveyor.definition.loops import Loop
-from conveyor.definition.maps import DEFAULT_MAX_CONCURRENCY, ITEMS_PARAMETER
+from conveyor.definition.maps import DEFAULT_MAX_CONCURRENCY, ITEMS_PARAMETER, Map
 from conveyor.definition.task import CallableShape
 from conveyor.definition.template_source import Place, place_of
 from conveyor.errors import StepInputError
@@ -88,6 +88,26 @@ class ItemsAt:
             return (), {ITEMS_PARAMETER: value}
 
         return build
+
+
+@dataclass(frozen=True, slots=True)
+class MapOver(Map):
+    """A template's map step: a :class:`Map` whose definition hash also covers where its list is (a
+    Flow's map always takes the previous result; a template's names it, and naming another list is another
+    definition)."""
+
+    over: str = ""
+
+    def describe(self) -> list[Any]:
+        """What the definition hash sees of it: the map's, and the list's path as written."""
+        return [*Map.describe(self), self.over]
+
+    @classmethod
+    def of(cls, control: Map, items: ItemsAt) -> MapOver:
+        """``control``, the map ``map_task`` made, with where its list is."""
+        return cls(
+            control.max_concurrency, control.element, control.items, control.arguments, items.written()
+        )
 
 
 Control = Loop | TemplateMap

@@ -49,12 +49,12 @@ from conveyor.definition.arguments import Arguments, FromResult, Source, from_in
 from conveyor.definition.children import CHILD_INPUT, ChildRun, child_run
 from conveyor.definition.control import Route
 from conveyor.definition.loops import Loop, loop_task
-from conveyor.definition.maps import element_key, map_task
+from conveyor.definition.maps import Map, element_key, map_task
 from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import make_task_spec
-from conveyor.definition.template_control import Control, ItemsAt, map_items, template_controls
+from conveyor.definition.template_control import Control, ItemsAt, MapOver, map_items, template_controls
 from conveyor.definition.template_handlers import (
     RECEIVED,
     Handlers,
@@ -355,6 +355,8 @@ def _step(
         concurrency, items = control
         each = Arguments({RECEIVED: FromResult(element_key(name)), **sources})
         spec = map_task(spec, concurrency, items, each, f"map step {name!r}")
+        assert isinstance(spec.control, Map)
+        spec = replace(spec, control=MapOver.of(spec.control, items))
     return StepDefinition(name, spec, Arguments(sources))
 
 
