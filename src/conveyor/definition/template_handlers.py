@@ -9,8 +9,9 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
+from conveyor.definition.loops import LoopResult
 from conveyor.definition.task import StepContext
 from conveyor.definition.template_source import Place
 from conveyor.errors import NonRetryableError
@@ -144,13 +145,52 @@ def _as_key(value: Any, handler: type, step_name: str) -> Any:
     return value
 
 
+def _as_loop_result(value: Any, handler: type, step_name: str) -> LoopResult[dict[str, Any]]:
+    """What a loop's ``process`` returns: ``LoopResult.again(value)`` or ``.done(value)``, a dict in each."""
+    if not isinstance(value, LoopResult):
+        raise NonRetryableError(
+            f"{handler.__name__}.process of loop step {step_name!r} returned {type(value).__name__}; a "
+            "loop's process returns LoopResult.again(value) or LoopResult.done(value)",
+            step_name=step_name,
+        )
+    carried = value.value
+    if carried is not None and not isinstance(carried, Mapping):
+        raise NonRetryableError(
+            f"{handler.__name__}.process of loop step {step_name!r} returned a LoopResult holding "
+            f"{type(carried).__name__}; its value must be a dict, as any step's result",
+            step_name=step_name,
+        )
+    return LoopResult({} if carried is None else dict(carried), value.is_done)
+
+
+StepKind = Literal["step", "route", "loop", "map"]
+"""What a template's step is: a plain step, a route (returns a key), a loop or a map."""
+
+RECEIVED = "received"
+"""The parameter of a loop's or map's step function that gets the value this call receives (the value the
+previous iteration passed on, or the element), which the handler finds in ``results`` under the step's
+own name."""
+
+
+class _Nothing:
+    """The first iteration of a loop receives nothing of its own."""
+
+    def __repr__(self) -> str:
+        return "<nothing>"
+
+
+_NOTHING: Any = _Nothing()
+
+
 def step_function(
-    handler: type, process: HandlerMethod, step_name: str, *, route: bool = False
+    handler: type, process: HandlerMethod, step_name: str, *, kind: StepKind = "step"
 ) -> Callable[..., Any]:
     """The step function: creates the handler and calls ``process(context, results)`` (for a route, whose
-    ``process`` returns a branch key, that key is the result)."""
+    ``process`` returns a branch key, that key is the result; for a loop, a ``LoopResult``)."""
+    if kind in ("loop", "map"):
+        return _received_function(handler, process, step_name, loop=kind == "loop")
     function = process.function
-    as_result = _as_key if route else _as_result
+    as_result = _as_key if kind == "route" else _as_result
 
     def extra(step: StepContext) -> dict[str, Any]:
         return {} if process.context_parameter is None else {process.context_parameter: step}
@@ -169,13 +209,63 @@ def step_function(
     return run_handler_sync
 
 
-def undo_function(handler: type, undo: HandlerMethod) -> Callable[..., Any]:
-    """The compensation: creates the handler and calls ``undo(result, context, results)``."""
+def _received_function(
+    handler: type, process: HandlerMethod, step_name: str, *, loop: bool
+) -> Callable[..., Any]:
+    """The step function of a loop or a map: its first parameter, ``received``, is the value carried into
+    this iteration (nothing in a loop's first) or the element, which ``process`` finds in ``results`` under
+    the step's own name."""
+    function = process.function
+    as_result: Callable[[Any, type, str], Any] = _as_loop_result if loop else _as_result
+
+    def arguments(received: Any, context: Any, results: dict[str, Any] | None) -> list[Any]:
+        given = dict(results or {})
+        if received is not _NOTHING:
+            given[step_name] = received
+        return [handler(), context, given]
+
+    def extra(step: StepContext) -> dict[str, Any]:
+        return {} if process.context_parameter is None else {process.context_parameter: step}
+
+    if process.is_async:
+
+        async def run_repeated(
+            received: Any = _NOTHING,
+            *,
+            context: Any,
+            step: StepContext,
+            results: dict[str, Any] | None = None,
+        ) -> Any:
+            value = await function(*arguments(received, context, results), **extra(step))
+            return as_result(value, handler, step_name)
+
+        return run_repeated
+
+    def run_repeated_sync(
+        received: Any = _NOTHING,
+        *,
+        context: Any,
+        step: StepContext,
+        results: dict[str, Any] | None = None,
+    ) -> Any:
+        value = function(*arguments(received, context, results), **extra(step))
+        return as_result(value, handler, step_name)
+
+    return run_repeated_sync
+
+
+def undo_function(handler: type, undo: HandlerMethod, step_name: str) -> Callable[..., Any]:
+    """The compensation: creates the handler and calls ``undo(result, context, results)`` (for an element
+    of a map, ``result`` is the element's, and ``results`` holds the element under the step's name)."""
     function = undo.function
 
     def call(result: Any, arguments: Any, step: StepContext) -> Any:
         extra = {} if undo.context_parameter is None else {undo.context_parameter: step}
-        return function(handler(), result, arguments["context"], arguments.get("results") or {}, **extra)
+        results = dict(arguments.get("results") or {})
+        received = arguments.get(RECEIVED, _NOTHING)
+        if received is not _NOTHING:
+            results[step_name] = received
+        return function(handler(), result, arguments["context"], results, **extra)
 
     if undo.is_async:
 

@@ -16,6 +16,12 @@ returns a key (text), and the steps declared ``when: {that_step: key}`` run only
 ``None``.
 ``child_workflow: shipping`` (with ``child_version: "2"``, else the newest) runs a registered workflow as a
 child run with the run's input as its input; its output is the step's result.
+A step declared ``loop: {max_iterations: 5, on_max: exit}`` is a loop: its handler's ``process`` returns
+``LoopResult.again(value)`` or ``LoopResult.done(value)``, and each later iteration finds the value passed on
+in ``results`` under the step's own name. A step declared ``map: {over: validate_cart.lines,
+max_concurrency: 4}`` calls its handler's ``process`` once per element of that list (the element in
+``results`` under the step's own name) and its ``undo`` once per succeeded element, newest first (see
+:mod:`conveyor.definition.template_control`).
 
 A handler is a class with a ``process(self, context, results)`` method: ``context`` is the run's input,
 ``results`` the results of the steps it depends on, directly or through other steps, by step name (``{}``
@@ -39,15 +45,20 @@ from typing import Any
 import jsonschema
 import yaml
 
-from conveyor.definition.arguments import Arguments, from_input, from_results
+from conveyor.definition.arguments import Arguments, FromResult, Source, from_input, from_results
 from conveyor.definition.children import CHILD_INPUT, ChildRun, child_run
 from conveyor.definition.control import Route
+from conveyor.definition.loops import Loop, loop_task
+from conveyor.definition.maps import Map, element_key, map_task
 from conveyor.definition.names import check_name
 from conveyor.definition.registry import Registry, qualified_name
 from conveyor.definition.retry import RetryPolicy
 from conveyor.definition.task import make_task_spec
+from conveyor.definition.template_control import Control, ItemsAt, MapOver, map_items, template_controls
 from conveyor.definition.template_handlers import (
+    RECEIVED,
     Handlers,
+    StepKind,
     find_handler,
     handler_method,
     step_function,
@@ -95,6 +106,8 @@ STEP_FIELDS = (
     "when",
     "child_workflow",
     "child_version",
+    "loop",
+    "map",
 )
 
 
@@ -300,9 +313,15 @@ def _wait(template: Mapping[str, Any], source: str, step: str) -> Wait | None:
 
 
 def _step(
-    template: Mapping[str, Any], name: str, reads: tuple[str, ...], source: str, handlers: Handlers | None
+    template: Mapping[str, Any],
+    name: str,
+    reads: tuple[str, ...],
+    source: str,
+    handlers: Handlers | None,
+    control: Loop | tuple[int, ItemsAt] | None = None,
 ) -> StepDefinition:
-    """Compile one step template; ``reads`` are the steps whose results its handler receives."""
+    """Compile one step template; ``reads`` are the steps whose results its handler receives, ``control``
+    its loop, or its map's concurrency and list."""
     wait = _wait(template, source, name)
     if wait is not None:  # a durable sleep or a wait for a signal: no handler, after every step upstream
         task = wait_task(name, wait, retries=_retries(template, source, name))
@@ -316,20 +335,29 @@ def _step(
     if process is None:
         raise handler_place.error(f"handler {handler_path!r} has no process(self, context, results) method")
     undo = handler_method(handler, "undo", "result, context, results", handler_place)
+    kind: StepKind = "step" if control is None else "loop" if isinstance(control, Loop) else "map"
+    if template.get("route") is True:
+        kind = "route"
     spec = make_task_spec(
-        step_function(handler, process, name, route=template.get("route") is True),
+        step_function(handler, process, name, kind=kind),
         name=name,
         retries=_retries(template, source, name),
         timeout_secs=_timeout_seconds(template, source, name),
-        compensate=None if undo is None else undo_function(handler, undo),
+        compensate=None if undo is None else undo_function(handler, undo, name),
         description=text_field(template, "description", source, name) or "",
     )
-    binding = (
-        Arguments(context=from_input(), results=from_results(*reads))
-        if reads
-        else Arguments(context=from_input())
-    )
-    return StepDefinition(name, spec, binding)
+    sources: dict[str, Source] = {"context": from_input()}
+    if reads:
+        sources["results"] = from_results(*reads)
+    if isinstance(control, Loop):
+        spec = loop_task(spec, control, f"loop step {name!r}")
+    elif control is not None:  # each element in the step function's first parameter, then as any step
+        concurrency, items = control
+        each = Arguments({RECEIVED: FromResult(element_key(name)), **sources})
+        spec = map_task(spec, concurrency, items, each, f"map step {name!r}")
+        assert isinstance(spec.control, Map)
+        spec = replace(spec, control=MapOver.of(spec.control, items))
+    return StepDefinition(name, spec, Arguments(sources))
 
 
 def _routed(step: StepDefinition, routes: Mapping[str, Route]) -> StepDefinition:
@@ -338,6 +366,19 @@ def _routed(step: StepDefinition, routes: Mapping[str, Route]) -> StepDefinition
     if route is None:
         return step
     return StepDefinition(step.name, replace(step.task, control=route), step.binding, step.depends_on)
+
+
+def _control(
+    control: Control | None,
+    name: str,
+    declared: Mapping[str, tuple[str, ...]],
+    upstream: Mapping[str, tuple[str, ...]],
+    names: list[str],
+) -> Loop | tuple[int, ItemsAt] | None:
+    """A step's loop, or its map's concurrency and the list it maps over (checked against the graph)."""
+    if control is None or isinstance(control, Loop):
+        return control
+    return control.max_concurrency, map_items(control, name, declared[name], upstream[name], names)
 
 
 def _step_names(templates: list[Any], source: str) -> list[str]:
@@ -450,13 +491,25 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
             "step_templates must be a non-empty list of steps"
         )
     names = _step_names(templates, source)
+    controls = template_controls(templates, names, source)  # first: a route that loops is refused as such
     routes, when = template_routes(templates, names, source)
     dependencies = _check_graph(templates, names, source)
+    declared = dict(dependencies)
     for step_name, (route_name, _key) in when.items():  # a step of a branch waits for its route
         dependencies[step_name] = tuple(dict.fromkeys((*dependencies[step_name], route_name)))
     upstream = _upstream(dependencies, names)
     steps = [
-        _routed(_step(template, step_name, upstream[step_name], source, handlers), routes)
+        _routed(
+            _step(
+                template,
+                step_name,
+                upstream[step_name],
+                source,
+                handlers,
+                _control(controls.get(step_name), step_name, declared, upstream, names),
+            ),
+            routes,
+        )
         for template, step_name in zip(templates, names, strict=True)
     ]
     workflow_name = qualified_name(namespace, name)
