@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from examples.orders import domain
 from examples.orders.adapters.db import Transaction
 from examples.orders.adapters.inventory import OutOfStockError, UnknownProductError
-from examples.orders.adapters.orders import UnknownOrderError
+from examples.orders.adapters.orders import ConcurrentUpdateError, UnknownOrderError
 from examples.orders.adapters.payments import (
     CardDeclinedError,
     ChargeAlreadyRefundedError,
@@ -415,12 +415,15 @@ def cancel_unstarted_order(system: OrderSystem, order_id: str, reason: str) -> b
     could need undoing: the run's reservation, if it comes, is undone by its own compensation (and a later
     step fails: a cancelled order goes nowhere).
     """
-    with system.db.transaction() as tx:
-        order = system.orders.get(tx, order_id)
-        if order.status is not OrderStatus.CREATED:
-            return False
-        system.orders.save_status(tx, order, order.move_to(OrderStatus.CANCELLED), cancel_reason=reason)
-        return True
+    try:
+        with system.db.transaction() as tx:
+            order = system.orders.get(tx, order_id)
+            if order.status is not OrderStatus.CREATED:
+                return False
+            system.orders.save_status(tx, order, order.move_to(OrderStatus.CANCELLED), cancel_reason=reason)
+            return True
+    except ConcurrentUpdateError:  # a worker moved it on after the read: nothing written; the run's cancel
+        return False  # undoes what that worker did
 
 
 def status_history(

@@ -190,6 +190,23 @@ def test_an_order_cancelled_before_its_run_starts_ends_cancelled_with_nothing_ch
     assert shelf(shop)["mug"] == 50
 
 
+def test_cancelling_an_unstarted_order_that_a_worker_moved_meanwhile_says_it_did_not(
+    shop: OrderSystem, backend: SqliteBackend
+) -> None:
+    """The API read the order created; a worker moved it on before the cancel's write: the cancel says it
+    did not cancel it (the run's own cancel then undoes what was done), instead of raising (a 500 from the
+    API, seen under load in the 300-order run)."""
+    order_id = place(shop, ("mug", 1))
+    stale = services.get_order(shop, order_id)
+    with shop.db.transaction() as tx:
+        moved = shop.orders.get(tx, order_id)
+        shop.orders.save_status(tx, moved, moved.move_to(OrderStatus.PAYMENT_PENDING))
+    shop.orders.get = lambda tx, wanted: stale  # type: ignore[method-assign]  # as read before the move
+    assert services.cancel_unstarted_order(shop, order_id, REASON) is False
+    del shop.orders.get
+    assert services.get_order(shop, order_id).status is OrderStatus.PAYMENT_PENDING
+
+
 def test_an_order_cancelled_while_it_is_charged_is_refunded_restocked_and_cancelled(
     shop: OrderSystem, backend: SqliteBackend
 ) -> None:
