@@ -203,12 +203,16 @@ def test_a_maps_stored_progress_is_read_back_and_only_the_unfinished_elements_ru
     backend runs only the others, and the result keeps the order of the list."""
     calls: list[tuple[int, str]] = []
     holder: dict[str, Conveyor] = {}
+    paused = threading.Event()
 
     def pack(n: int, context: StepContext) -> str:
         calls.append((n, context.idempotency_key))
         if n == 1 and "paused" not in holder:
             holder["paused"] = holder["app"]
             holder["app"].pause(context.workflow_id)
+            paused.set()
+        elif not paused.is_set():  # the other slot waits for the pause: on a slow database the pause's
+            paused.wait(10)  # writes took long enough for the other slot to run every element meanwhile
         return f"box {n}"
 
     workflow = Flow("packing").map(pack, max_concurrency=2).build()
