@@ -533,6 +533,7 @@ def test_a_run_cancelled_mid_map_undoes_the_elements_that_succeeded_and_ends_can
     succeeded element is undone, newest first."""
     undone: list[int] = []
     started: list[int] = []
+    cancelled = threading.Event()
     app = Conveyor(InMemoryBackend())
 
     @task(compensate=lambda result: undone.append(result))
@@ -540,7 +541,9 @@ def test_a_run_cancelled_mid_map_undoes_the_elements_that_succeeded_and_ends_can
         started.append(n)
         if n == 1:
             app.cancel(context.workflow_id, "customer changed their mind")
-        time.sleep(0.02)
+            cancelled.set()
+        else:  # the other slot ends only once the cancel was asked for, however loaded the machine
+            cancelled.wait(10)
         return n
 
     app.register(Flow("shipping").map(ship, max_concurrency=2).build())
