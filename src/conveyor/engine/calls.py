@@ -216,6 +216,25 @@ class StepCall:
         return tuple(arguments), {}
 
 
+class RefusedCall(StepCall):
+    """A call that cannot be made (a loop's or a map's stored progress says it cannot go on, say): running
+    it raises ``refusal`` at once, which the driver settles as the step's failure."""
+
+    __slots__ = ("refusal",)
+
+    def __init__(self, *args: Any, error: Exception) -> None:
+        super().__init__(*args)
+        self.refusal = error
+
+    def _call(self) -> Any:
+        raise self.refusal
+
+    @property
+    def runs_here(self) -> bool:
+        """Never on the driving thread: the pool thread's call of it goes through ``_call``."""
+        return False
+
+
 def timeout_error(spec: StepSpec) -> StepTimeoutError:
     """The error of an attempt at ``spec`` (or its undo) that ran past the step's timeout."""
     return StepTimeoutError(

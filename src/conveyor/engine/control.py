@@ -27,7 +27,7 @@ from conveyor.definition.loops import Loop, LoopResult, carried_key
 from conveyor.definition.maps import Map
 from conveyor.definition.task import StepContext
 from conveyor.definition.workflow import StepSpec
-from conveyor.engine.calls import StepCall, timeout_error
+from conveyor.engine.calls import RefusedCall, StepCall, timeout_error
 from conveyor.engine.maps import map_calls, settle_map_call
 from conveyor.errors import EncodingError, LoopLimitError, NonRetryableError, RouteKeyError
 
@@ -74,7 +74,7 @@ def control_calls(driver: RunDriver, spec: StepSpec, now: float, undo: bool) -> 
     if isinstance(spec.control, Loop) and not undo:
         iteration, carried = _loop_progress(driver.run.steps[spec.name].progress)
         if iteration < 0:
-            return [_Refused(*made, error=_bad_progress(spec, carried))]
+            return [RefusedCall(*made, error=_bad_progress(spec, carried))]
         key = carried_key(spec.name)
         if carried is None:
             driver.results.pop(key, None)
@@ -82,24 +82,6 @@ def control_calls(driver: RunDriver, spec: StepSpec, now: float, undo: bool) -> 
             driver.results[key] = carried
         return [LoopCall(*made, iteration=iteration, carried=carried)]
     return [ControlCall(*made)]
-
-
-class _Refused(ControlCall):
-    """A call that cannot be made: running it records ``error`` (not retried) at once."""
-
-    __slots__ = ("refusal",)
-
-    def __init__(self, *args: Any, error: NonRetryableError) -> None:
-        super().__init__(*args)
-        self.refusal = error
-
-    def _call(self) -> Any:
-        raise self.refusal
-
-    @property
-    def runs_here(self) -> bool:
-        """Never on the driving thread: the pool thread's call of it goes through ``_call``."""
-        return False
 
 
 def _bad_progress(spec: StepSpec, progress: str | None) -> NonRetryableError:

@@ -34,7 +34,7 @@ from conveyor.core.records import Checkpoint
 from conveyor.definition.maps import Map, element_flight, element_key, flying_elements
 from conveyor.definition.task import CallableShape, StepContext
 from conveyor.definition.workflow import StepSpec
-from conveyor.engine.calls import StepCall, timeout_error
+from conveyor.engine.calls import RefusedCall, StepCall, timeout_error
 from conveyor.errors import EncodingError, EngineError, NonRetryableError
 
 if TYPE_CHECKING:
@@ -110,24 +110,6 @@ class ElementCall(StepCall):
         return tuple(arguments), {}
 
 
-class _Refused(StepCall):
-    """A call of a map that cannot be made: running it raises ``refusal``; the step fails (not retried)."""
-
-    __slots__ = ("refusal",)
-
-    def __init__(self, *args: Any, error: Exception) -> None:
-        super().__init__(*args)
-        self.refusal = error
-
-    def _call(self) -> Any:
-        raise self.refusal
-
-    @property
-    def runs_here(self) -> bool:
-        """Never on the driving thread: the pool thread's call of it goes through ``_call``."""
-        return False
-
-
 class _Empty(StepCall):
     """The map was given an empty list: there is nothing to call, and the step completes with ``[]``."""
 
@@ -168,22 +150,22 @@ def map_calls(driver: RunDriver, spec: StepSpec, control: Map, now: float, undo:
     made = (spec, driver.run, driver.results, driver.clock, now, undo, driver.resources, driver.lease)
     items = _items(driver, spec, control)
     if isinstance(items, Exception):
-        return [_Refused(*made, error=items)]
+        return [RefusedCall(*made, error=items)]
     record = driver.run.steps[spec.name]
     try:
         progress = map_progress(record, len(items))
     except Exception as exc:
-        return [_Refused(*made, error=NonRetryableError(str(exc), step_name=spec.name))]
+        return [RefusedCall(*made, error=NonRetryableError(str(exc), step_name=spec.name))]
     if progress.count != len(items):
         error: Exception = NonRetryableError(
             f"map {spec.name!r} recorded {progress.count} elements, and its list now has {len(items)}",
             step_name=spec.name,
         )
-        return [_Refused(*made, error=error)]
+        return [RefusedCall(*made, error=error)]
     if undo:
         index = progress.next_undo()
         if index is None:  # decide offers an undo only while one is left
-            return [_Refused(*made, error=EngineError(f"map {spec.name!r} has no element left to undo"))]
+            return [RefusedCall(*made, error=EngineError(f"map {spec.name!r} has no element left to undo"))]
         attempt = progress.undo_attempts.get(index, 0) + 1
         element = orjson.dumps(items[index]).decode()
         result = progress.result_text(index)
@@ -197,7 +179,7 @@ def map_calls(driver: RunDriver, spec: StepSpec, control: Map, now: float, undo:
     chosen = progress.to_start(flying, now, control.max_concurrency)
     if not chosen and not flying:  # decide offered the map: something must be startable
         error = EngineError(f"map {spec.name!r} was offered with no element to start", step_name=spec.name)
-        return [_Refused(*made, error=error)]
+        return [RefusedCall(*made, error=error)]
     return [
         ElementCall(
             *made,
