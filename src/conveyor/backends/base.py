@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
+from conveyor.core.history import Event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 
 if TYPE_CHECKING:
+    from conveyor.backends.history import EventPage, Listener
     from conveyor.backends.listing import RunQuery
     from conveyor.backends.signals import Signal
     from conveyor.backends.steering import SteeringRequests
@@ -244,4 +246,27 @@ class Backend(Protocol):
 
     def now(self) -> float:
         """The backend's clock, in epoch seconds (the one leases and timers are judged by)."""
+        ...
+
+    # -- the event history (see conveyor.backends.history) ---------------------------------------------
+
+    records_history: bool
+    """Whether writes record events; each write records its run's events in its own transaction."""
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` after each committed write in this process with the events it wrote."""
+        ...
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        ...
+
+    def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        """The run's events with a ``seq`` above ``after_seq``, in order, at most ``limit`` (none for an
+        unknown run)."""
+        ...
+
+    def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
+        """Every run's events committed after position ``after`` (None: from the first), in commit order,
+        at most ``limit``, with the position to read on from."""
         ...

@@ -14,6 +14,15 @@ from typing import Any
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.history import (
+    EventPage,
+    HistoryHooks,
+    as_events,
+    failure_data,
+    numbered,
+    operator_data,
+    signal_data,
+)
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.rows import (
@@ -28,6 +37,7 @@ from conveyor.backends.rows import (
 )
 from conveyor.backends.signals import Signal, child_signal_name, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
+from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
@@ -36,7 +46,7 @@ _STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes 
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
 
 
-class InMemoryBackend(ClosesOnExit):
+class InMemoryBackend(HistoryHooks, ClosesOnExit):
     """Keeps runs in memory; nothing survives the process. Safe to share between threads."""
 
     def __init__(self, *, time_source: Callable[[], float] = time.time) -> None:
@@ -62,6 +72,53 @@ class InMemoryBackend(ClosesOnExit):
         self._parents: dict[str, str] = {}
         # Notes: workflow_id -> [operator_log, annotations] (JSON lists; see backends.notes).
         self._notes: dict[str, list[str | None]] = {}
+        # The event history: each run's stored events, every run's in the order written (the feed), and
+        # those written since the last hand-over to listeners (see backends.history).
+        self._events: dict[str, list[tuple[Any, ...]]] = {}
+        self._feed: list[tuple[Any, ...]] = []
+        self._unpublished: list[tuple[Any, ...]] = []
+
+    def _append(self, workflow_id: str, rows: Sequence[EventRow], *, by_owner: bool = True) -> None:
+        """Append ``rows`` to the run's history (under the lock, with the change they describe)."""
+        if not rows or not self.records_history:
+            return
+        fixed = self._fixed[workflow_id]
+        stored_events = self._events.setdefault(workflow_id, [])
+        lease = self._leases.get(workflow_id)
+        worker = lease[0] if by_owner and lease is not None else None
+        stored = numbered(
+            workflow_id, rows, len(stored_events) + len(rows), worker, fixed[4], fixed[1], fixed[6]
+        )
+        stored_events.extend(stored)
+        self._feed.extend(stored)
+        if self._listeners:
+            self._unpublished.extend(stored)
+
+    def _note(
+        self, workflow_id: str, kind: EventKind, data: dict[str, Any] | None = None, *, by_owner: bool = False
+    ) -> None:
+        self._append(workflow_id, [run_event(kind, self._time(), data)], by_owner=by_owner)
+
+    def _publish(self) -> None:
+        """Hand the events written since the last call to this process's listeners (outside the lock)."""
+        if not self._unpublished:
+            return
+        with self._lock:
+            written, self._unpublished = self._unpublished, []
+        self.deliver(as_events(written))
+
+    def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        """The run's events after ``after_seq``, in order (none for an unknown run)."""
+        with self._lock:
+            stored = self._events.get(workflow_id, [])[after_seq : after_seq + limit]
+        return as_events(stored)
+
+    def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
+        """Every run's events written after position ``after``, in the order written (see EventPage)."""
+        start = int(after) if after else 0
+        with self._lock:
+            stored = self._feed[start : start + limit]
+        return EventPage(tuple(as_events(stored)), str(start + len(stored)) if stored else after)
 
     def start_run(
         self,
@@ -74,74 +131,90 @@ class InMemoryBackend(ClosesOnExit):
         take_over_from: str | None = None,
     ) -> tuple[RunRecord, bool]:
         """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`)."""
-        workflow_id = run.workflow_id
         with self._lock:
             lease_end = None if lease_seconds is None else self._time() + lease_seconds
-            if workflow_id not in self._fixed:
-                self._insert(run, run.state, epoch=1, now=now)
-                self._leases[workflow_id] = (owner, lease_end)
-                self._active[workflow_id] = None
-                record = RunRecord(
-                    workflow_id=workflow_id,
-                    workflow_name=run.workflow_name,
-                    workflow_version=run.workflow_version,
-                    state=run.state,
-                    input=run.input,
-                    correlation_id=run.correlation_id,
-                    step_names=run.step_names,
-                    steps=pending_steps(run.step_names),
-                    created_at=now,
-                    updated_at=now,
-                    epoch=1,
-                    leased_until=lease_end,
-                    owner=owner,
-                    definition_hash=run.definition_hash,
-                    deadline_at=run.deadline_at,
-                )
-                return record, True
-            record = self._load(workflow_id)
-            held = record.leased_until is not None and (
-                take_over_from is None or record.owner != take_over_from
-            )
-            if record.corruption is not None:
-                if not held and self._changing[workflow_id][_STATE] in READY_RUN_STATES:
-                    self._fail_corrupt(workflow_id, record, now)
-                return record, False
-            if record.is_final or held:
-                return record, False
-            self._leases[workflow_id] = (owner, lease_end)
-            state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[
-                workflow_id
-            ]
-            if state == "pending":  # submitted for a worker, driven in process instead
-                state, record.state = RUN_STATE_TEXT[RunState.RUNNING], RunState.RUNNING
-            self._changing[workflow_id] = (
-                state,
-                output,
-                error,
-                now,
-                wake_at,
-                epoch + 1,
-                recoveries + 1,
-                generation,
-            )
-            record.epoch += 1
-            record.recoveries += 1
-            record.updated_at = now
-            record.owner = owner
-            record.leased_until = lease_end
-            return record, False
+            if run.workflow_id in self._fixed:
+                started = self._start_existing(run, owner, now, lease_end, take_over_from), False
+            else:
+                started = self._start_new(run, owner, now, lease_end), True
+        self._publish()
+        return started
+
+    def _start_new(self, run: NewRun, owner: str, now: float, lease_end: float | None) -> RunRecord:
+        workflow_id = run.workflow_id
+        self._insert(run, run.state, epoch=1, now=now)
+        self._leases[workflow_id] = (owner, lease_end)
+        self._active[workflow_id] = None
+        self._note(workflow_id, EventKind.RUN_STARTED, by_owner=True)
+        return RunRecord(
+            workflow_id=workflow_id,
+            workflow_name=run.workflow_name,
+            workflow_version=run.workflow_version,
+            state=run.state,
+            input=run.input,
+            correlation_id=run.correlation_id,
+            step_names=run.step_names,
+            steps=pending_steps(run.step_names),
+            created_at=now,
+            updated_at=now,
+            epoch=1,
+            leased_until=lease_end,
+            owner=owner,
+            definition_hash=run.definition_hash,
+            deadline_at=run.deadline_at,
+        )
+
+    def _start_existing(
+        self, run: NewRun, owner: str, now: float, lease_end: float | None, take_over_from: str | None
+    ) -> RunRecord:
+        """start_run on an id that is recorded: take the run over if nobody live holds it."""
+        workflow_id = run.workflow_id
+        record = self._load(workflow_id)
+        held = record.leased_until is not None and (take_over_from is None or record.owner != take_over_from)
+        if record.corruption is not None:
+            if not held and self._changing[workflow_id][_STATE] in READY_RUN_STATES:
+                self._fail_corrupt(workflow_id, record, now)
+            return record
+        if record.is_final or held:
+            return record
+        previous = self._leases.get(workflow_id)
+        self._leases[workflow_id] = (owner, lease_end)
+        state, output, error, _updated, wake_at, epoch, recoveries, generation = self._changing[workflow_id]
+        if state == "pending":  # submitted for a worker, driven in process instead
+            state, record.state = RUN_STATE_TEXT[RunState.RUNNING], RunState.RUNNING
+        self._changing[workflow_id] = (
+            state,
+            output,
+            error,
+            now,
+            wake_at,
+            epoch + 1,
+            recoveries + 1,
+            generation,
+        )
+        if previous is not None:
+            data = {"previous_owner": previous[0], "recoveries": recoveries + 1}
+            self._note(workflow_id, EventKind.RUN_TAKEN_OVER, data, by_owner=True)
+        record.epoch += 1
+        record.recoveries += 1
+        record.updated_at = now
+        record.owner = owner
+        record.leased_until = lease_end
+        return record
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` at once, unless the run's epoch moved on."""
         with self._lock:
             if not self._write_checkpoint(checkpoint):
                 raise lease_lost(checkpoint.workflow_id)
+        self._publish()
 
     def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
         """Write many runs' checkpoints at once; return the ids whose write was refused."""
         with self._lock:
-            return {cp.workflow_id for cp in checkpoints if not self._write_checkpoint(cp)}
+            refused = {cp.workflow_id for cp in checkpoints if not self._write_checkpoint(cp)}
+        self._publish()
+        return refused
 
     def _write_checkpoint(self, checkpoint: Checkpoint) -> bool:
         workflow_id = checkpoint.workflow_id
@@ -164,6 +237,8 @@ class InMemoryBackend(ClosesOnExit):
             if key not in self._steps:
                 self._recorded_steps[workflow_id] += (record.name,)
             self._steps[key] = step_to_row(record)
+        if self.records_history:
+            self._append(workflow_id, checkpoint_events(checkpoint))
         if checkpoint.state in FINAL_RUN_STATES:
             self._active.pop(workflow_id, None)
             self._leases.pop(workflow_id, None)
@@ -238,7 +313,9 @@ class InMemoryBackend(ClosesOnExit):
                 return False
             notes = self._notes.setdefault(workflow_id, [None, None])
             notes[0] = appended(notes[0], action)
-            return True
+            self._note(workflow_id, EventKind.OPERATOR_ACTION, operator_data(action))
+        self._publish()
+        return True
 
     def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
         """Write ``checkpoint`` and append ``annotations`` to the run's, both or neither."""
@@ -247,6 +324,7 @@ class InMemoryBackend(ClosesOnExit):
                 raise lease_lost(checkpoint.workflow_id)
             notes = self._notes.setdefault(checkpoint.workflow_id, [None, None])
             notes[1] = appended(notes[1], annotations)
+        self._publish()
 
     # -- work for worker processes ------------------------------------------------------------------
 
@@ -277,8 +355,12 @@ class InMemoryBackend(ClosesOnExit):
             if workflow_id in self._fixed:
                 return self._load(workflow_id), False
             self._insert(run, RunState.PENDING, epoch=0, now=now)
+            data = None if run.parent_id is None else {"parent_id": run.parent_id}
+            self._note(workflow_id, EventKind.RUN_STARTED, data)
             self._signal_work()
-            return self._load(workflow_id), True
+            record = self._load(workflow_id)
+        self._publish()
+        return record, True
 
     def claim_runs(
         self,
@@ -326,11 +408,15 @@ class InMemoryBackend(ClosesOnExit):
                     *changing[_RECOVERIES + 1 :],
                 )
                 self._leases[workflow_id] = (owner, now + lease_seconds)
+                if lease is not None:
+                    data = {"previous_owner": lease[0], "recoveries": recoveries}
+                    self._note(workflow_id, EventKind.RUN_TAKEN_OVER, data, by_owner=True)
                 record = self._load(workflow_id)
                 if record.corruption is None:
                     claimed.append(record)
                 else:  # a run whose rows cannot be read: it fails, alone, instead of stopping the worker
                     self._fail_corrupt(workflow_id, record, now)
+        self._publish()
         return claimed
 
     def _fail_corrupt(self, workflow_id: str, record: RunRecord, now: float) -> None:
@@ -347,6 +433,7 @@ class InMemoryBackend(ClosesOnExit):
         )
         self._active.pop(workflow_id, None)
         self._leases.pop(workflow_id, None)
+        self._note(workflow_id, EventKind.RUN_FAILED, failure_data(record.error))
         if changing[_STATE] not in _FINAL and workflow_id in self._parents:
             self._child_ended(workflow_id, now)
 
@@ -371,6 +458,7 @@ class InMemoryBackend(ClosesOnExit):
         )
         self._active.pop(workflow_id, None)
         self._leases.pop(workflow_id, None)
+        self._note(workflow_id, EventKind.RUN_DEAD_LETTERED, failure_data(failure))
         if changing[_STATE] not in _FINAL and workflow_id in self._parents:
             self._child_ended(workflow_id, now)
 
@@ -434,11 +522,14 @@ class InMemoryBackend(ClosesOnExit):
             if changing[_STATE] in _FINAL:
                 raise run_finished(workflow_id, changing[_STATE])
             self._last_signal_id += 1
-            self._signals.setdefault(workflow_id, []).append(Signal(self._last_signal_id, name, payload))
+            signal_id = self._last_signal_id
+            self._signals.setdefault(workflow_id, []).append(Signal(signal_id, name, payload))
             if changing[_WAKE_AT] is not None:  # waiting: claimable now (it looks for the signal)
                 self._changing[workflow_id] = (*changing[:_WAKE_AT], None, *changing[_WAKE_AT + 1 :])
+            self._note(workflow_id, EventKind.SIGNAL_RECEIVED, signal_data(name, signal_id))
             self._signal_work()
-            return self._last_signal_id
+        self._publish()
+        return signal_id
 
     def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
         """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
@@ -457,6 +548,7 @@ class InMemoryBackend(ClosesOnExit):
             if not self._write_checkpoint(checkpoint):
                 raise lease_lost(checkpoint.workflow_id)
             kept[:] = [sig for sig in kept if sig.signal_id != signal_id]
+        self._publish()
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
@@ -501,6 +593,13 @@ class InMemoryBackend(ClosesOnExit):
     def _steer(
         self, workflow_id: str, *, cancel: str | None = None, pause: bool | None = None
     ) -> RunRecord | None:
+        record = self._steered(workflow_id, cancel=cancel, pause=pause)
+        self._publish()
+        return record
+
+    def _steered(
+        self, workflow_id: str, *, cancel: str | None = None, pause: bool | None = None
+    ) -> RunRecord | None:
         with self._lock:
             if workflow_id not in self._fixed:
                 return None
@@ -511,12 +610,17 @@ class InMemoryBackend(ClosesOnExit):
             if cancel is not None:
                 if steering[0] is None:
                     steering[0] = cancel
+                    self._note(workflow_id, EventKind.RUN_CANCEL_REQUESTED, {"reason": cancel})
                 steering[1] = False
                 wake_at = None
             elif pause and steering[0] is None:
+                if not steering[1]:
+                    self._note(workflow_id, EventKind.RUN_PAUSED)
                 steering[1] = True
                 wake_at = PAUSED_WAKE_AT
             else:
+                if not pause:
+                    self._note(workflow_id, EventKind.RUN_RESUMED)
                 steering[1] = False
                 wake_at = None if not pause else changing[_WAKE_AT]
             self._changing[workflow_id] = (*changing[:_WAKE_AT], wake_at, *changing[_WAKE_AT + 1 :])
@@ -551,8 +655,12 @@ class InMemoryBackend(ClosesOnExit):
             steering[0], steering[1] = reason, False
             self._active[workflow_id] = None
             self._leases.pop(workflow_id, None)
+            self._note(workflow_id, EventKind.RUN_COMPENSATION_REQUESTED, {"reason": reason})
+            self._note(workflow_id, EventKind.RUN_COMPENSATING)
             self._signal_work()
-            return self._load(workflow_id)
+            record = self._load(workflow_id)
+        self._publish()
+        return record
 
     def read_steering(self, workflow_ids: Collection[str]) -> SteeringRequests:
         """Of ``workflow_ids``, the runs asked to cancel or pause: (cancel reason, paused) by id."""

@@ -24,8 +24,24 @@ import orjson
 
 from conveyor.backends import postgres_signals as signal_sql
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.history import (
+    EventPage,
+    HistoryHooks,
+    as_events,
+    failure_data,
+    operator_data,
+    signal_data,
+    steering_events,
+)
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import unknown_run
+from conveyor.backends.postgres_history import (
+    NO_EVENTS,
+    events_json,
+    feed_position,
+    position_after,
+    stored_rows,
+)
 from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
 from conveyor.backends.rows import (
     corrupt_run,
@@ -37,6 +53,7 @@ from conveyor.backends.rows import (
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
+from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
 from conveyor.core.steering import cancellation
@@ -77,7 +94,7 @@ _TRANSIENT_RETRIES = 3
 """Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
 
 
-class PostgresBackend(ClosesOnExit):
+class PostgresBackend(HistoryHooks, ClosesOnExit):
     """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
 
     ``url`` is a ``postgresql://`` URL or a libpq conninfo string. Calls borrow a connection from a pool of
@@ -245,21 +262,70 @@ class PostgresBackend(ClosesOnExit):
         params = _run_params(run, state=run.state.value, epoch=1, owner=owner, now=now)
         params["lease_seconds"] = lease_seconds
         params["take_over_from"] = take_over_from
+        started = self._started_events(now)
+        params["events"] = events_json(started)
+        params["history"] = self.records_history
         with self._cursor("start a run") as cursor:
             cursor.execute(self._queries["insert_run" if durable else "insert_run_relaxed"], params)
-            if cursor.rowcount == 1:
+            inserted = cursor.fetchone()
+            if inserted is not None:
                 created = run_from_rows(_new_row(params), ())
                 created.owner = owner
                 created.deadline_at = run.deadline_at
+                self._publish(started, inserted)
                 return created, True
             cursor.execute(self._queries["take_over_run"], params)
             row = cursor.fetchone()
             if row is not None:
                 record = _record(row)
+                if row[-1] is not None:  # taken from another owner: its run.taken_over event
+                    self._publish_taken_over(record, row[-1], int(row[-2]), record.updated_at)
                 if record.corruption is not None:  # taken, but its rows cannot be read: end it here
                     self._fail_corrupt(cursor, record, row[_EPOCH])
                 return record, False
             return self._must_load(cursor, run.workflow_id), False  # ended, or a worker holds it
+
+    def _started_events(self, now: float) -> list[EventRow]:
+        return [run_event(EventKind.RUN_STARTED, now)] if self.records_history else []
+
+    def _publish(self, rows: Sequence[EventRow], returned: Sequence[Any], *, worker: bool = True) -> None:
+        """Hand the events a statement stored (``rows``, numbered by what it ``returned``) to listeners."""
+        if rows and self._listeners:
+            self.deliver(as_events(stored_rows(rows, returned, worker=worker)))
+
+    def _publish_taken_over(self, record: RunRecord, previous: str, seq: int, at: float) -> None:
+        if self._listeners and self.records_history:
+            data = {"previous_owner": previous, "recoveries": record.recoveries}
+            event = Event(
+                record.workflow_id,
+                seq,
+                EventKind.RUN_TAKEN_OVER.value,
+                at,
+                record.workflow_name,
+                record.correlation_id,
+                worker=record.owner,
+                data=data,
+            )
+            self.deliver([event])
+
+    def _append(
+        self,
+        cursor: Cursor,
+        workflow_id: str,
+        kind: EventKind,
+        data: dict[str, Any] | None = None,
+        *,
+        by_owner: bool = False,
+    ) -> None:
+        """Append one event about the run as a whole, in the caller's transaction, and publish it."""
+        if not self.records_history:
+            return
+        rows = [run_event(kind, self.now(), data)]
+        params = {"workflow_id": workflow_id, "events": events_json(rows), "by_owner": by_owner}
+        cursor.execute(self._queries["append_events"], params)
+        returned = cursor.fetchone()
+        if returned is not None:
+            self._publish(rows, returned)
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` in one statement, unless the run's epoch moved on (LeaseLostError)."""
@@ -289,14 +355,28 @@ class PostgresBackend(ClosesOnExit):
 
         Returns the ids the fence refused.
         """
+        history = self.records_history
+        events = [checkpoint_events(checkpoint) if history else [] for checkpoint in ordered]
         with self._cursor(action) as cursor:
             if len(ordered) == 1:
-                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(ordered[0]))
+                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(ordered[0], events[0]))
             else:
-                params = [value for checkpoint in ordered for value in _checkpoint_params(checkpoint)]
+                params = [
+                    value
+                    for checkpoint, rows in zip(ordered, events, strict=True)
+                    for value in _checkpoint_params(checkpoint, rows)
+                ]
                 cursor.execute(batch_statement(len(ordered)), params)
-            written = {row[0] for row in cursor.fetchall()}
-        return {checkpoint.workflow_id for checkpoint in ordered} - written
+            returned = {row[0]: row for row in cursor.fetchall()}
+        if history and self._listeners:
+            stored = [
+                event
+                for checkpoint, rows in zip(ordered, events, strict=True)
+                if rows and checkpoint.workflow_id in returned
+                for event in stored_rows(rows, returned[checkpoint.workflow_id])
+            ]
+            self.deliver(as_events(stored))
+        return {checkpoint.workflow_id for checkpoint in ordered} - returned.keys()
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record with all its steps (read in one statement), or ``None``."""
@@ -327,12 +407,17 @@ class PostgresBackend(ClosesOnExit):
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending (epoch 0, no owner) and wake idle workers; or return the existing run."""
         params = _run_params(run, state=RunState.PENDING.value, epoch=0, owner=None, now=now)
+        data = None if run.parent_id is None else {"parent_id": run.parent_id}
+        started = [run_event(EventKind.RUN_STARTED, now, data)] if self.records_history else []
+        params["events"] = events_json(started)
         with self._cursor("submit a run") as cursor:
             cursor.execute(self._queries["submit_run"], params)
-            if cursor.rowcount == 1:
+            inserted = cursor.fetchone()
+            if inserted is not None:
                 created = run_from_rows(_new_row(params), ())
                 created.deadline_at = run.deadline_at
                 created.parent_id = run.parent_id
+                self._publish(started, inserted[1:], worker=False)
                 return created, True
             return self._must_load(cursor, run.workflow_id), False
 
@@ -363,6 +448,7 @@ class PostgresBackend(ClosesOnExit):
             "workflow_names": None if workflow_names is None else sorted(workflow_names),
             "reclaim_own": reclaim_own,
             "exclude": list(exclude),
+            "history": self.records_history,
         }
         with self._cursor("claim runs", claims=True) as cursor:
             cursor.execute(self._queries["claim_runs"], params)
@@ -374,6 +460,11 @@ class PostgresBackend(ClosesOnExit):
                 if record.state is not RunState.DEAD_LETTERED and record.corruption is None
             ]
             for record, row in zip(records, rows, strict=True):
+                if row[-2] is not None:  # taken from an owner whose lease ran out
+                    if record.state is RunState.DEAD_LETTERED:
+                        self._publish_dead_lettered(record, row[-2], int(row[-1]))
+                    else:
+                        self._publish_taken_over(record, row[-2], int(row[-1]), record.updated_at)
                 if record.corruption is not None:  # it fails, alone, instead of stopping the worker
                     self._fail_corrupt(cursor, record, row[_EPOCH])
                 elif record.state is RunState.DEAD_LETTERED:
@@ -390,6 +481,23 @@ class PostgresBackend(ClosesOnExit):
             self._queries["fail_corrupt_run"],
             {"workflow_id": record.workflow_id, "epoch": epoch, "error": failure_to_text(record.error)},
         )
+        if cursor.rowcount == 1:
+            self._append(cursor, record.workflow_id, EventKind.RUN_FAILED, failure_data(record.error))
+
+    def _publish_dead_lettered(self, record: RunRecord, previous: str, seq: int) -> None:
+        if self._listeners and self.records_history:
+            data = {"previous_owner": previous, "recoveries": record.recoveries}
+            kind = EventKind.RUN_DEAD_LETTERED.value
+            event = Event(
+                record.workflow_id,
+                seq,
+                kind,
+                record.updated_at,
+                record.workflow_name,
+                record.correlation_id,
+                data=data,
+            )
+            self.deliver([event])
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
         """Renew the leases ``owner`` still holds at the given epochs; return the ids whose lease was lost."""
@@ -446,7 +554,7 @@ class PostgresBackend(ClosesOnExit):
     def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
         """Keep a signal for the run (RunNotFoundError, RunFinishedError), wake it and idle workers."""
         params = {"workflow_id": workflow_id, "name": name, "payload": payload, "now": now}
-        with self._cursor("send a signal") as cursor:
+        with self._transaction("send a signal") as cursor:
             cursor.execute(signal_sql.SEND_SIGNAL, params)
             sent = cursor.fetchone()
             if sent is None:  # unknown or ended: say which
@@ -455,7 +563,9 @@ class PostgresBackend(ClosesOnExit):
                 if row is None:
                     raise no_such_run(workflow_id)
                 raise run_finished(workflow_id, row[0])
-        return int(sent[0])
+            signal_id = int(sent[0])
+            self._append(cursor, workflow_id, EventKind.SIGNAL_RECEIVED, signal_data(name, signal_id))
+        return signal_id
 
     def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
         """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
@@ -472,13 +582,15 @@ class PostgresBackend(ClosesOnExit):
             "signal_id": signal_id,
             "workflow_id": checkpoint.workflow_id,
         }
+        rows = checkpoint_events(checkpoint) if self.records_history else []
         with self._transaction("record a checkpoint consuming a signal") as cursor:
-            cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
-            written = cursor.fetchone() is not None
-            if written:
+            cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint, rows))
+            returned = cursor.fetchone()
+            if returned is not None:
                 cursor.execute(signal_sql.CONSUME_SIGNAL, params)
-            if not written or cursor.rowcount != 1:
+            if returned is None or cursor.rowcount != 1:
                 raise lease_lost(checkpoint.workflow_id)  # rolls the transaction back: nothing written
+        self._publish(rows, returned)
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()
@@ -500,27 +612,36 @@ class PostgresBackend(ClosesOnExit):
     ) -> bool:
         """Append ``action`` to the run's operator log, with ``checkpoint`` if given, in one transaction."""
         params = {"workflow_id": workflow_id, "action": action}
+        rows = checkpoint_events(checkpoint) if checkpoint is not None and self.records_history else []
+        returned = None
         with self._transaction("record an operator action") as cursor:
             if checkpoint is not None:
-                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint))
-                if cursor.fetchone() is None:
+                cursor.execute(self._queries["write_checkpoint"], _checkpoint_params(checkpoint, rows))
+                returned = cursor.fetchone()
+                if returned is None:
                     if self._load(cursor, workflow_id) is None:
                         raise unknown_run(workflow_id)
                     return False
             cursor.execute(self._queries["append_operator_action"], params)
             if cursor.fetchone() is None:
                 raise unknown_run(workflow_id)
+            if returned is not None:
+                self._publish(rows, returned)
+            self._append(cursor, workflow_id, EventKind.OPERATOR_ACTION, operator_data(action))
         return True
 
     def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
         """Write ``checkpoint`` and append ``annotations`` to the run's, in one statement."""
-        params = _checkpoint_params(checkpoint)
+        rows = checkpoint_events(checkpoint) if self.records_history else []
+        params = _checkpoint_params(checkpoint, rows)
         with self._cursor("record a checkpoint with annotations") as cursor:
             cursor.execute(
-                self._queries["write_checkpoint_annotated"], (*params[:8], annotations, *params[8:])
+                self._queries["write_checkpoint_annotated"], (*params[:9], annotations, *params[9:])
             )
-            if cursor.fetchone() is None:
+            returned = cursor.fetchone()
+            if returned is None:
                 raise lease_lost(checkpoint.workflow_id)
+        self._publish(rows, returned)
 
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
 
@@ -540,9 +661,16 @@ class PostgresBackend(ClosesOnExit):
         return self._steer("request_resume", {"workflow_id": workflow_id})
 
     def _steer(self, query: str, params: dict[str, Any]) -> RunRecord | None:
-        with self._cursor(query.replace("_", " ")) as cursor:
+        workflow_id = params["workflow_id"]
+        with self._transaction(query.replace("_", " ")) as cursor:
+            before = self._load(cursor, workflow_id) if self.records_history else None
             cursor.execute(self._queries[query], params)
-            return self._load(cursor, params["workflow_id"])
+            after = self._load(cursor, workflow_id)
+            if before is not None and after is not None:
+                for kind in steering_events(before, after):
+                    data = {"reason": after.cancel_reason} if "requested" in kind.value else None
+                    self._append(cursor, workflow_id, kind, data)
+            return after
 
     def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
         """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
@@ -557,6 +685,28 @@ class PostgresBackend(ClosesOnExit):
         with self._cursor("read steering requests") as cursor:
             cursor.execute(self._queries["read_steering"], {"workflow_ids": list(workflow_ids)})
             return {row[0]: (row[1], bool(row[2])) for row in cursor.fetchall()}
+
+    # -- the event history (see backends.history) --------------------------------------------------------
+
+    def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        """The run's events after ``after_seq``, in order (none for an unknown run)."""
+        params = {"workflow_id": workflow_id, "after_seq": after_seq, "limit": limit}
+        with self._cursor("read a run's history") as cursor:
+            cursor.execute(self._queries["read_history"], params)
+            return as_events(cursor.fetchall())
+
+    def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
+        """Every run's events committed after position ``after``, in commit order (see EventPage)."""
+        try:
+            tx, event_id = feed_position(after)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        with self._cursor("read events") as cursor:
+            cursor.execute(self._queries["read_feed"], {"tx": tx, "event_id": event_id, "limit": limit})
+            rows = cursor.fetchall()
+        if not rows:
+            return EventPage((), after)
+        return EventPage(tuple(as_events([row[:-2] for row in rows])), position_after(rows[-1]))
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Wait for ``NOTIFY conveyor_work`` (a submit or release anywhere) up to ``timeout_seconds``.
@@ -617,11 +767,12 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
     }
 
 
-def _checkpoint_params(checkpoint: Checkpoint) -> tuple[Any, ...]:
-    """The parameters of ``write_checkpoint``: the run's columns, its changed steps as JSON, whether it
-    records progress (a step), the fence."""
+def _checkpoint_params(checkpoint: Checkpoint, events: Sequence[EventRow]) -> tuple[Any, ...]:
+    """The parameters of ``write_checkpoint``: its events, the run's columns, its changed steps as JSON,
+    whether it records progress (a step), the fence."""
     steps = {record.name: step_to_row(record)[1:] for record in checkpoint.steps}
     return (
+        events_json(events) if events else NO_EVENTS,
         *(checkpoint.state.value, checkpoint.output, failure_to_text(checkpoint.error), checkpoint.wake_at),
         *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode(), bool(steps)),
         *(checkpoint.workflow_id, checkpoint.epoch),

@@ -20,6 +20,14 @@ from typing import Any, Literal
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.history import (
+    EventPage,
+    HistoryHooks,
+    as_events,
+    failure_data,
+    operator_data,
+    signal_data,
+)
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.rows import (
@@ -35,7 +43,9 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.sqlite_history import append_events, read_feed, read_history
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
+from conveyor.core.history import Event, EventKind, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
@@ -149,8 +159,11 @@ _SELECT_NOTE = "SELECT %s FROM conveyor_runs WHERE workflow_id = ?"
 _UPDATE_NOTE = "UPDATE conveyor_runs SET %s = ? WHERE workflow_id = ?"
 
 
-def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
-    """Write one checkpoint inside the caller's transaction; False (and nothing written) if fenced out."""
+def _write_checkpoint(
+    cursor: sqlite3.Cursor, checkpoint: Checkpoint, written: list[tuple[Any, ...]] | None
+) -> bool:
+    """Write one checkpoint inside the caller's transaction, with its events unless ``written`` is None
+    (the stored events are added to it); False (and nothing written) if fenced out."""
     workflow_id = checkpoint.workflow_id
     if checkpoint.same_state_and_timer:
         cursor.execute(
@@ -186,10 +199,28 @@ def _write_checkpoint(cursor: sqlite3.Cursor, checkpoint: Checkpoint) -> bool:
         cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
     elif checkpoint.steps:
         cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
+    if written is not None:
+        append_events(cursor, workflow_id, checkpoint_events(checkpoint), written)
     return True
 
 
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
+_STEERING_EVENTS = {
+    "cancel": EventKind.RUN_CANCEL_REQUESTED,
+    "pause": EventKind.RUN_PAUSED,
+    "resume": EventKind.RUN_RESUMED,
+}
+
+
+def _steered(what: str, row: Sequence[Any]) -> bool:
+    """Whether ``what`` changed the run ``row`` was before it (a second cancel or pause changes nothing)."""
+    if what == "cancel":
+        return row[_CANCEL] is None
+    if what == "pause":
+        return not row[_PAUSED]
+    return True
+
+
 _RUN_STATE = "SELECT state FROM conveyor_runs WHERE workflow_id = ?"
 _INSERT_SIGNAL = "INSERT INTO conveyor_signals (workflow_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
 _WAKE_FOR_SIGNAL = "UPDATE conveyor_runs SET wake_at = NULL WHERE workflow_id = ? AND wake_at IS NOT NULL"
@@ -245,7 +276,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class SqliteBackend(ClosesOnExit):
+class SqliteBackend(HistoryHooks, ClosesOnExit):
     """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use."""
 
     def __init__(
@@ -316,6 +347,31 @@ class SqliteBackend(ClosesOnExit):
                 if relaxed:
                     connection.execute("PRAGMA synchronous = FULL")
 
+    def _history(self) -> list[tuple[Any, ...]] | None:
+        """A list to collect a write's stored events in, or None when history is off."""
+        return [] if self.records_history else None
+
+    def _publish(self, written: list[tuple[Any, ...]] | None) -> None:
+        """Hand a committed write's events to this process's listeners."""
+        if written and self._listeners:
+            self.deliver(as_events(written))
+
+    def _note(
+        self,
+        cursor: sqlite3.Cursor,
+        written: list[tuple[Any, ...]] | None,
+        workflow_id: str,
+        kind: EventKind,
+        data: dict[str, Any] | None = None,
+        *,
+        by_owner: bool = False,
+    ) -> None:
+        """Append one event about the run as a whole, within the caller's transaction."""
+        if written is not None:
+            append_events(
+                cursor, workflow_id, [run_event(kind, self.now(), data)], written, by_owner=by_owner
+            )
+
     def start_run(
         self,
         run: NewRun,
@@ -328,6 +384,7 @@ class SqliteBackend(ClosesOnExit):
     ) -> tuple[RunRecord, bool]:
         """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`)."""
         step_names = orjson.dumps(run.step_names).decode()
+        written = self._history()
         with self._transaction(durable=durable) as cursor:
             lease_end = None if lease_seconds is None else self.now() + lease_seconds
             row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
@@ -341,6 +398,7 @@ class SqliteBackend(ClosesOnExit):
                         run.deadline_at,
                     ),
                 )
+                self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, by_owner=True)
                 created = (
                     *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
                     *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
@@ -349,38 +407,64 @@ class SqliteBackend(ClosesOnExit):
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
                 record.deadline_at = run.deadline_at
-                return record, True
-            record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
-            held = record.leased_until is not None and (
-                take_over_from is None or record.owner != take_over_from
-            )
-            if record.corruption is not None:
-                if not held and row[3] in READY_RUN_STATES:  # a run it could drive: end it, here
-                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
-                return record, False
-            if record.is_final or held:
-                return record, False
-            cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
-            if record.state is RunState.PENDING:
-                record.state = RunState.RUNNING
-            record.epoch += 1
-            record.recoveries += 1
-            record.updated_at = now
-            record.owner, record.leased_until = owner, lease_end
-            if record.state is RunState.PENDING:
-                record.state = RunState.RUNNING
+                created_now = True
+            else:
+                record, created_now = self._start_existing(
+                    cursor, written, run, row, owner, now, lease_end, take_over_from
+                )
+        self._publish(written)
+        return record, created_now
+
+    def _start_existing(
+        self,
+        cursor: sqlite3.Cursor,
+        written: list[tuple[Any, ...]] | None,
+        run: NewRun,
+        row: Sequence[Any],
+        owner: str,
+        now: float,
+        lease_end: float | None,
+        take_over_from: str | None,
+    ) -> tuple[RunRecord, bool]:
+        """start_run on an id that is recorded: take the run over if nobody live holds it."""
+        record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
+        held = record.leased_until is not None and (take_over_from is None or record.owner != take_over_from)
+        if record.corruption is not None:
+            if not held and row[3] in READY_RUN_STATES:  # a run it could drive: end it, here
+                cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
             return record, False
+        if record.is_final or held:
+            return record, False
+        previous = record.owner
+        cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
+        if previous is not None:
+            data = {"previous_owner": previous, "recoveries": record.recoveries + 1}
+            self._note(cursor, written, run.workflow_id, EventKind.RUN_TAKEN_OVER, data, by_owner=True)
+        if record.state is RunState.PENDING:
+            record.state = RunState.RUNNING
+        record.epoch += 1
+        record.recoveries += 1
+        record.updated_at = now
+        record.owner, record.leased_until = owner, lease_end
+        if record.state is RunState.PENDING:
+            record.state = RunState.RUNNING
+        return record, False
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` in one transaction, unless the run's epoch moved on."""
+        written = self._history()
         with self._transaction() as cursor:
-            if not _write_checkpoint(cursor, checkpoint):
+            if not _write_checkpoint(cursor, checkpoint, written):
                 raise lease_lost(checkpoint.workflow_id)
+        self._publish(written)
 
     def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
         """Write many runs' checkpoints in one transaction; return the ids whose write was refused."""
+        written = self._history()
         with self._transaction() as cursor:
-            return {cp.workflow_id for cp in checkpoints if not _write_checkpoint(cursor, cp)}
+            refused = {cp.workflow_id for cp in checkpoints if not _write_checkpoint(cursor, cp, written)}
+        self._publish(written)
+        return refused
 
     def load_run(self, workflow_id: str) -> RunRecord | None:
         """Return the run's record, or ``None``."""
@@ -433,25 +517,30 @@ class SqliteBackend(ClosesOnExit):
         self, workflow_id: str, action: str, checkpoint: Checkpoint | None = None
     ) -> bool:
         """Append ``action`` to the run's operator log, with ``checkpoint`` if given, in one transaction."""
+        written = self._history()
         with self._transaction() as cursor:
             row = cursor.execute(_SELECT_NOTE % "operator_log", (workflow_id,)).fetchone()
             if row is None:
                 raise unknown_run(workflow_id)
-            if checkpoint is not None and not _write_checkpoint(cursor, checkpoint):
+            if checkpoint is not None and not _write_checkpoint(cursor, checkpoint, written):
                 return False
             stored = row[0] if type(row[0]) is str else None
             cursor.execute(_UPDATE_NOTE % "operator_log", (appended(stored, action), workflow_id))
+            self._note(cursor, written, workflow_id, EventKind.OPERATOR_ACTION, operator_data(action))
+        self._publish(written)
         return True
 
     def record_checkpoint_annotated(self, checkpoint: Checkpoint, annotations: str) -> None:
         """Write ``checkpoint`` and append ``annotations`` to the run's, in one transaction."""
         workflow_id = checkpoint.workflow_id
+        written = self._history()
         with self._transaction() as cursor:
-            if not _write_checkpoint(cursor, checkpoint):
+            if not _write_checkpoint(cursor, checkpoint, written):
                 raise lease_lost(workflow_id)  # rolled back: nothing written
             row = cursor.execute(_SELECT_NOTE % "annotations", (workflow_id,)).fetchone()
             stored = row[0] if row is not None and type(row[0]) is str else None
             cursor.execute(_UPDATE_NOTE % "annotations", (appended(stored, annotations), workflow_id))
+        self._publish(written)
 
     # -- steering: cancel, pause, resume (see backends.steering) -----------------------------------------
 
@@ -460,7 +549,7 @@ class SqliteBackend(ClosesOnExit):
 
         A run that has ended is returned unchanged; a paused or waiting one becomes claimable at once.
         """
-        return self._steer(workflow_id, "cancel", (reason, workflow_id))
+        return self._steer(workflow_id, "cancel", (reason, workflow_id), {"reason": reason})
 
     def request_pause(self, workflow_id: str) -> RunRecord | None:
         """Record that the run is paused (unclaimable until resumed); None if no such run."""
@@ -470,21 +559,28 @@ class SqliteBackend(ClosesOnExit):
         """Record that the run is no longer paused (claimable at once); None if no such run."""
         return self._steer(workflow_id, "resume", (workflow_id,))
 
-    def _steer(self, workflow_id: str, what: str, params: tuple[Any, ...]) -> RunRecord | None:
+    def _steer(
+        self, workflow_id: str, what: str, params: tuple[Any, ...], data: dict[str, Any] | None = None
+    ) -> RunRecord | None:
+        written = self._history()
         with self._transaction() as cursor:
             row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
             if row is None:
                 return None
             if row[3] in READY_RUN_STATES:
                 cursor.execute(_STEER[what], params)
+                if cursor.rowcount == 1 and _steered(what, row):
+                    self._note(cursor, written, workflow_id, _STEERING_EVENTS[what], data)
                 row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
             record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+        self._publish(written)
         if what != "pause":
             self._signal_work()
         return record
 
     def request_compensation(self, workflow_id: str, reason: str) -> RunRecord | None:
         """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
+        written = self._history()
         with self._transaction() as cursor:
             row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
             if row is None:
@@ -492,10 +588,17 @@ class SqliteBackend(ClosesOnExit):
             if row[3] == "completed":
                 failure = failure_to_text(cancellation(reason))
                 cursor.execute(_COMPENSATE_COMPLETED, (failure, reason, self.now(), workflow_id))
+                kind = EventKind.RUN_COMPENSATION_REQUESTED
+                self._note(cursor, written, workflow_id, kind, {"reason": reason})
+                self._note(cursor, written, workflow_id, EventKind.RUN_COMPENSATING)
             elif row[3] in READY_RUN_STATES:
                 cursor.execute(_STEER["cancel"], (reason, workflow_id))
+                if row[_CANCEL] is None:
+                    kind = EventKind.RUN_CANCEL_REQUESTED
+                    self._note(cursor, written, workflow_id, kind, {"reason": reason})
             row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
             record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+        self._publish(written)
         self._signal_work()
         return record
 
@@ -517,6 +620,7 @@ class SqliteBackend(ClosesOnExit):
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
         step_names = orjson.dumps(run.step_names).decode()
+        written = self._history()
         with self._transaction() as cursor:
             row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
             if row is not None:
@@ -531,11 +635,14 @@ class SqliteBackend(ClosesOnExit):
             )
             if run.parent_id is not None:  # a child run: recorded with its parent, in the same transaction
                 cursor.execute(_SET_PARENT, (run.parent_id, run.workflow_id))
+            data = None if run.parent_id is None else {"parent_id": run.parent_id}
+            self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, data)
             created = (
                 *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
                 *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
                 run.definition_hash,
             )
+        self._publish(written)
         self._signal_work()
         record = run_from_rows(created, ())
         record.deadline_at = run.deadline_at
@@ -555,6 +662,7 @@ class SqliteBackend(ClosesOnExit):
     ) -> list[RunRecord]:
         """Claim up to ``limit`` ready runs for ``owner`` (see the Backend contract)."""
         claimed_ids: list[str] = []
+        written = self._history()
         with self._transaction() as cursor:
             now = self.now()
             scan = (limit if workflow_names is None else max(limit * 4, 64)) + len(exclude)
@@ -569,6 +677,7 @@ class SqliteBackend(ClosesOnExit):
                     error = corrupt_value(workflow_id, "recoveries", recoveries, "which is not a count")
                     failure = corruption_failure(error)
                     cursor.execute(_FAIL_CORRUPT, (failure_to_text(failure), now, workflow_id))
+                    self._note(cursor, written, workflow_id, EventKind.RUN_FAILED, failure_data(failure))
                     continue
                 recoveries += 1 if previous_owner is not None else 0
                 if recoveries > max_recoveries:
@@ -581,8 +690,14 @@ class SqliteBackend(ClosesOnExit):
                     ]
                     failure = dead_letter_failure(_names(step_names), completed, recoveries)
                     cursor.execute(_DEAD_LETTER, (failure_to_text(failure), recoveries, now, workflow_id))
+                    self._note(
+                        cursor, written, workflow_id, EventKind.RUN_DEAD_LETTERED, failure_data(failure)
+                    )
                     continue
                 cursor.execute(_CLAIM, (owner, now + lease_seconds, recoveries, now, workflow_id))
+                if previous_owner is not None:
+                    data = {"previous_owner": previous_owner, "recoveries": recoveries}
+                    self._note(cursor, written, workflow_id, EventKind.RUN_TAKEN_OVER, data, by_owner=True)
                 claimed_ids.append(workflow_id)
             claimed = []
             for workflow_id in claimed_ids:
@@ -592,6 +707,8 @@ class SqliteBackend(ClosesOnExit):
                     claimed.append(record)
                 else:  # a run whose rows cannot be read: it fails, alone, instead of stopping the worker
                     cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, workflow_id))
+                    self._note(cursor, written, workflow_id, EventKind.RUN_FAILED, failure_data(record.error))
+        self._publish(written)
         return claimed
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
@@ -625,6 +742,7 @@ class SqliteBackend(ClosesOnExit):
 
     def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
         """Keep a signal for the run (RunNotFoundError, RunFinishedError) and wake it; return its id."""
+        written = self._history()
         with self._transaction() as cursor:
             row = cursor.execute(_RUN_STATE, (workflow_id,)).fetchone()
             if row is None:
@@ -634,6 +752,8 @@ class SqliteBackend(ClosesOnExit):
             cursor.execute(_INSERT_SIGNAL, (workflow_id, name, payload, now))
             signal_id = int(cursor.lastrowid or 0)
             cursor.execute(_WAKE_FOR_SIGNAL, (workflow_id,))
+            self._note(cursor, written, workflow_id, EventKind.SIGNAL_RECEIVED, signal_data(name, signal_id))
+        self._publish(written)
         self._signal_work()
         return signal_id
 
@@ -644,11 +764,33 @@ class SqliteBackend(ClosesOnExit):
 
     def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
         """Write ``checkpoint`` and mark the signal ``signal_id`` consumed in one transaction."""
+        written = self._history()
         with self._transaction() as cursor:
             step = checkpoint.steps[0].name if checkpoint.steps else None
             cursor.execute(_CONSUME_SIGNAL, (checkpoint.at, step, signal_id, checkpoint.workflow_id))
-            if cursor.rowcount != 1 or not _write_checkpoint(cursor, checkpoint):
+            if cursor.rowcount != 1 or not _write_checkpoint(cursor, checkpoint, written):
                 raise lease_lost(checkpoint.workflow_id)  # rolled back: the signal stays unconsumed
+        self._publish(written)
+
+    # -- the event history (see backends.history) --------------------------------------------------------
+
+    def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        """The run's events after ``after_seq``, in order (none for an unknown run)."""
+        with self._lock:
+            try:
+                rows = read_history(self._connection, workflow_id, after_seq, limit)
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed reading a history: {exc}") from exc
+        return as_events(rows)
+
+    def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
+        """Every run's events written after position ``after``, in commit order (see EventPage)."""
+        with self._lock:
+            try:
+                rows, position = read_feed(self._connection, after, limit)
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed reading events: {exc}") from exc
+        return EventPage(tuple(as_events(rows)), position)
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()

@@ -107,5 +107,6 @@ def complete_by_hand(run: RunRecord, output: str, now: float) -> Settled:
         wake_at=None,
         at=now,
         generation=run.generation,
+        previous_state=run.state,
     )
     return new, checkpoint

@@ -296,3 +296,6 @@ class Checkpoint(NamedTuple):
     """True when the run keeps the state and wake-up time its record had before this write (settle's common
     path says so): a backend may then leave those two columns as stored, and the indexes over them alone
     (SQLite rewrites an index entry whenever an UPDATE assigns one of its columns, even to the same value)."""
+    previous_state: RunState | None = None
+    """The run's state before this write, where the writer knows it: the run's history records a move
+    (``run.completed``, ``run.compensating``...) when it differs from ``state``; None records none."""

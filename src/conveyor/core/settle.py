@@ -202,6 +202,7 @@ def settle(
                     finished,
                     generation,
                     run_state is _RUNNING and wake_at == run.wake_at,
+                    _RUNNING,
                 ),
             )
             return new, checkpoint
@@ -363,7 +364,7 @@ def _route_chosen(
     output = _output(workflow, steps) if state is RunState.COMPLETED else run.output
     wake_at = _earliest_due(state, steps)
     new = _new_record(run, steps, state, output, run.error, wake_at, at, done, order)
-    return new, _checkpoint(new, tuple(changed), at)
+    return new, _checkpoint(new, tuple(changed), at, run.state)
 
 
 # -- building the new record ---------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def _settled(
     # A step's success completes a run on settle's own path; here, only a map's last element does.
     output = _output(workflow, steps) if state is RunState.COMPLETED else run.output
     new = _new_record(run, steps, state, output, error, wake_at, at, completed, last_order)
-    return new, _checkpoint(new, (record,), at)
+    return new, _checkpoint(new, (record,), at, run.state)
 
 
 def settle_record(
@@ -520,8 +521,10 @@ def _new_record(
     )
 
 
-def _checkpoint(run: RunRecord, records: tuple[StepRecord, ...], at: float) -> Checkpoint:
-    """The write that takes the stored run to ``run``, changing the steps in ``records``."""
+def _checkpoint(
+    run: RunRecord, records: tuple[StepRecord, ...], at: float, before: RunState | None
+) -> Checkpoint:
+    """The write that takes the stored run (in state ``before``) to ``run``, changing ``records``."""
     return tuple.__new__(
         Checkpoint,
         (
@@ -535,6 +538,7 @@ def _checkpoint(run: RunRecord, records: tuple[StepRecord, ...], at: float) -> C
             at,
             run.generation,
             False,
+            before,
         ),
     )
 
@@ -564,7 +568,7 @@ def recover(workflow: Workflow, run: RunRecord, now: float) -> Settled | None:
         run.completed_count,
         run.last_completion_order,
     )
-    return new, _checkpoint(new, (), now)
+    return new, _checkpoint(new, (), now, run.state)
 
 
 def dead_letter(run: RunRecord, error: Failure, now: float) -> Settled:
@@ -584,7 +588,7 @@ def dead_letter(run: RunRecord, error: Failure, now: float) -> Settled:
         run.completed_count,
         run.last_completion_order,
     )
-    return new, _checkpoint(new, (), now)
+    return new, _checkpoint(new, (), now, run.state)
 
 
 def merge_checkpoints(checkpoints: list[Checkpoint]) -> Checkpoint:
@@ -607,6 +611,7 @@ def merge_checkpoints(checkpoints: list[Checkpoint]) -> Checkpoint:
         at=last.at,
         generation=last.generation,
         same_state_and_timer=all(checkpoint.same_state_and_timer for checkpoint in checkpoints),
+        previous_state=checkpoints[0].previous_state,
     )
 
 
@@ -662,4 +667,4 @@ def reopen_for_retry(
     new = _new_record(
         run, steps, _RUNNING, None, None, None, now, completed, last_order, generation=run.generation + 1
     )
-    return new, _checkpoint(new, reset, now)
+    return new, _checkpoint(new, reset, now, run.state)

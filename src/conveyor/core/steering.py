@@ -86,5 +86,6 @@ def cancel_run(
         wake_at=None,
         at=now,
         generation=run.generation,
+        previous_state=run.state,
     )
     return new, checkpoint

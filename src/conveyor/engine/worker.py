@@ -375,6 +375,7 @@ class Worker:
             None,
             self.backend.now(),
             run.generation,
+            previous_state=run.state,
         )
         log.error("run %s fails: %s", run.workflow_id, error.message)
         self.backend.record_checkpoint(checkpoint)
@@ -440,6 +441,7 @@ def _dead_letter(run: RunRecord, lease: Lease, error: BaseException, failures: i
         wake_at=None,
         at=now,
         generation=run.generation,
+        previous_state=run.state,
     )
 
 

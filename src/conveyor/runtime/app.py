@@ -29,8 +29,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
+from conveyor.backends.history import EventPage
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
+from conveyor.core.history import Event
 from conveyor.core.records import NewRun, RunPage, RunRecord
 from conveyor.core.states import RunState
 from conveyor.definition.children import child_steps, with_children
@@ -89,6 +91,7 @@ class Conveyor:
     are registered at once (built workflows or workflow classes); ``resources`` are handed to steps by name.
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
     ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
+    ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Conveyor:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         registry: Registry | None = None,
         executor: StepExecutor | None = None,
+        history: bool = True,
     ) -> None:
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
@@ -109,6 +113,10 @@ class Conveyor:
             self._backend = check_backend(backend)
             self._backend_url = None
         self._owns_backend = self._backend is None
+        self.records_history = bool(history)
+        """Whether the backend records each run's event history (see :meth:`history`)."""
+        if self._backend is not None:
+            self._backend.records_history = self.records_history
         if not isinstance(lease_seconds, int | float) or not 0 < lease_seconds < float("inf"):
             raise InvalidArgumentError(
                 f"lease_seconds must be a positive number of seconds, not {lease_seconds!r}",
@@ -156,7 +164,13 @@ class Conveyor:
 
     def using(self, backend: Backend | str) -> Conveyor:
         """A runtime like this one (same workflows, resources, clock and lease) on another ``backend``."""
-        other = Conveyor(backend, clock=self.clock, lease_seconds=self.lease_seconds, registry=self.registry)
+        other = Conveyor(
+            backend,
+            clock=self.clock,
+            lease_seconds=self.lease_seconds,
+            registry=self.registry,
+            history=self.records_history,
+        )
         other.resources = self.resources
         return other
 
@@ -168,6 +182,7 @@ class Conveyor:
             with self._open_lock:
                 if self._backend is None:
                     opened = open_backend(self._backend_url or default_backend_url())
+                    opened.records_history = self.records_history
                     self._local = LocalRuns(opened)
                     self._backend = opened
                 backend = self._backend
@@ -569,6 +584,27 @@ class Conveyor:
         """
         return list_runs(self, workflow, state, limit, page)
 
+    def history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
+        """The run's event history, oldest first: every transition of the run and of each attempt at its
+        steps (see docs/observability.md); ``after_seq`` reads on from a ``seq`` seen before.
+
+        RunNotFoundError if there is no such run. A run recorded with history off has none.
+        """
+        check_workflow_id(workflow_id)
+        _check_count(after_seq, "after_seq", minimum=0)
+        _check_count(limit, "limit", minimum=1)
+        events = self.backend.read_history(workflow_id, after_seq=after_seq, limit=limit)
+        if not events and after_seq == 0:
+            self._load(workflow_id)  # no run at all says so
+        return events
+
+    def events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
+        """Every run's events in the order they were committed, ``limit`` at a time, after the position
+        ``after`` (the ``position`` of the page before; None for the start). A durable consumer stores the
+        position it reached and passes it back after a restart: nothing is missed, nothing skipped."""
+        _check_count(limit, "limit", minimum=1)
+        return self.backend.read_events(after=after, limit=limit)
+
     def _load(self, workflow_id: str) -> RunRecord:
         record = self.backend.load_run(workflow_id)
         if record is None:
@@ -618,6 +654,10 @@ class Conveyor:
         """:meth:`runs` for async code."""
         return await asyncio.to_thread(self.runs, workflow, **options)
 
+    async def history_async(self, workflow_id: str, **options: Any) -> list[Event]:
+        """:meth:`history` for async code."""
+        return await asyncio.to_thread(lambda: self.history(workflow_id, **options))
+
     async def status_async(self, workflow_id: str) -> WorkflowStatus:
         """:meth:`status` for async code."""
         return await asyncio.to_thread(self.status, workflow_id)
@@ -649,6 +689,13 @@ class Conveyor:
     def __repr__(self) -> str:
         where = self._backend_url or (repr(self._backend) if self._backend is not None else "default")
         return f"<Conveyor {where} workflows={len(self.registry)}>"
+
+
+def _check_count(value: object, name: str, *, minimum: int) -> None:
+    if type(value) is not int or value < minimum:
+        raise InvalidArgumentError(
+            f"{name} must be a whole number >= {minimum}, not {value!r}", argument=name
+        )
 
 
 def _check_if_running(if_running: object) -> None:

@@ -1,0 +1,171 @@
+"""What every backend shares about the event history: its switch, its in-process listeners, its feed.
+
+A backend writes a run's events in the transaction of the change they describe (see
+:mod:`conveyor.core.history`). When ``records_history`` is False it writes none (the runs still run the
+same: observation is a side channel). Listeners added with :meth:`HistoryHooks.add_listener` are called
+in the writing process, after the transaction committed, with the events it wrote; a listener that raises
+is logged and never affects the write or the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from conveyor.core.history import FINISHED_KINDS, Event, EventKind, EventRow
+from conveyor.core.records import RunRecord
+from conveyor.core.states import RunState
+
+log = logging.getLogger("conveyor.history")
+
+Listener = Callable[[Sequence[Event]], None]
+"""Called with the events one committed write made, in ``seq`` order per run."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A slice of the durable feed of every run's events, in the order they committed, and the position
+    to read on from (pass it back as ``after``; store it to resume after a restart)."""
+
+    events: tuple[Event, ...]
+    position: str | None
+
+
+class HistoryHooks:
+    """The history switch and the in-process listeners, mixed into each backend."""
+
+    records_history: bool = True
+    """Whether writes record events (True unless turned off: ``Conveyor(history=False)``)."""
+    _listeners: tuple[Listener, ...] = ()
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` after each committed write in this process with the events it wrote."""
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (nothing happens if it was not added)."""
+        self._listeners = tuple(each for each in self._listeners if each is not listener)
+
+    @property
+    def wants_events(self) -> bool:
+        """Whether a write must build :class:`Event` values for listeners (it need not when none listens)."""
+        return bool(self._listeners)
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Hand ``events`` (just committed) to every listener; a listener's exception is logged only."""
+        if not events:
+            return
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("an event listener failed on %d event(s); the run is not affected", len(events))
+
+
+def data_text(kind: str, data: dict[str, Any] | None, at: float, created_at: Any) -> str | None:
+    """An event's data as stored (JSON text, None for none); a finishing event gets the run's duration."""
+    if kind in FINISHED_KINDS and type(created_at) in (int, float):
+        data = {**(data or {}), "duration_seconds": at - created_at}
+    return None if not data else orjson.dumps(data).decode()
+
+
+def decode_data(text: Any) -> dict[str, Any]:
+    """Stored event data back as a dict ({} for none, or for data that does not parse)."""
+    if text is None:
+        return {}
+    if isinstance(text, dict):
+        return text
+    try:
+        value = orjson.loads(text)
+    except (orjson.JSONDecodeError, TypeError):
+        return {"unreadable": True}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def numbered(
+    workflow_id: str,
+    rows: Sequence[EventRow],
+    last_seq: int,
+    worker: str | None,
+    correlation_id: str,
+    workflow_name: str,
+    created_at: Any,
+) -> list[tuple[Any, ...]]:
+    """``rows`` as the stored columns (workflow_id, seq, kind, step, attempt, at, worker, correlation_id,
+    workflow_name, data), numbered so that the last is ``last_seq``."""
+    first = last_seq - len(rows) + 1
+    return [
+        (
+            workflow_id,
+            first + i,
+            kind,
+            step,
+            attempt,
+            at,
+            worker,
+            correlation_id,
+            workflow_name,
+            data_text(kind, data, at, created_at),
+        )
+        for i, (kind, step, attempt, at, data) in enumerate(rows)
+    ]
+
+
+def as_events(stored: Sequence[tuple[Any, ...]]) -> list[Event]:
+    """Stored event columns (as :func:`numbered` makes them) as :class:`Event` values."""
+    return [
+        Event(
+            row[0],
+            row[1],
+            row[2],
+            row[5],
+            row[8] or "",
+            row[7] or "",
+            row[3],
+            row[4],
+            row[6],
+            decode_data(row[9]),
+        )
+        for row in stored
+    ]
+
+
+def failure_data(failure: Any) -> dict[str, Any] | None:
+    """The data of an event about a run that failed with ``failure`` (a Failure, or None)."""
+    if failure is None:
+        return None
+    return {"step": failure.step_name, "error_type": failure.error_type, "message": failure.message}
+
+
+def signal_data(name: str, signal_id: int) -> dict[str, Any]:
+    """The data of ``signal.received``: the signal's name and id, never its payload (it may be secret)."""
+    return {"name": name, "signal_id": signal_id}
+
+
+def operator_data(action: str) -> dict[str, Any]:
+    """The data of ``operator.action`` from one operator-log entry (JSON text): what, by whom, why."""
+    try:
+        entry = orjson.loads(action)
+    except orjson.JSONDecodeError:
+        return {"action": "unknown"}
+    if not isinstance(entry, dict):
+        return {"action": "unknown"}
+    return {key: entry[key] for key in ("action", "by", "reason", "step") if key in entry}
+
+
+def steering_events(before: RunRecord, after: RunRecord) -> list[EventKind]:
+    """The events a steering request made, judged from the run's record before and after it."""
+    kinds: list[EventKind] = []
+    if before.state is RunState.COMPLETED and after.state is RunState.COMPENSATING:
+        return [EventKind.RUN_COMPENSATION_REQUESTED, EventKind.RUN_COMPENSATING]
+    if before.cancel_reason is None and after.cancel_reason is not None:
+        kinds.append(EventKind.RUN_CANCEL_REQUESTED)
+    elif not before.paused and after.paused:
+        kinds.append(EventKind.RUN_PAUSED)
+    elif before.paused and not after.paused:
+        kinds.append(EventKind.RUN_RESUMED)
+    return kinds
