@@ -41,9 +41,13 @@ from conveyor.cli_arguments import (
     whole_number,
     workflow_id,
 )
+from conveyor.core.history import Event
 from conveyor.core.records import RunSummary
 from conveyor.errors import ConfigurationError, ConveyorError
 from conveyor.runtime.app import BACKEND_VARIABLE, Conveyor, default_backend_url
+from conveyor.runtime.event_logs import configure_logging
+
+METRICS_TOKEN_VARIABLE = "CONVEYOR_METRICS_TOKEN"
 
 APP_VARIABLE = "CONVEYOR_APP"
 MAX_WORKERS_PER_PROCESS = 1_000
@@ -86,6 +90,18 @@ def _runtime(arguments: argparse.Namespace) -> Conveyor:
 
 
 def _worker(arguments: argparse.Namespace, app: Conveyor) -> int:
+    if arguments.log_events:
+        app.log_events()
+    served = None
+    if arguments.metrics_port is not None:
+        token = arguments.metrics_token or _from_environment(METRICS_TOKEN_VARIABLE)
+        if not token:
+            raise ConfigurationError(
+                f"--metrics-port needs a token: --metrics-token, or ${METRICS_TOKEN_VARIABLE} (every network "
+                "door needs one; Prometheus sends it as a bearer token)"
+            )
+        served = app.metrics.serve(arguments.metrics_port, token=token, host=arguments.metrics_host)
+        logging.getLogger("conveyor.worker").warning("metrics at %s", served.url)
     worker = app.worker(
         concurrency=arguments.concurrency,
         lease_seconds=arguments.lease_seconds,
@@ -101,7 +117,11 @@ def _worker(arguments: argparse.Namespace, app: Conveyor) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    worker.run(until_idle=arguments.until_idle)
+    try:
+        worker.run(until_idle=arguments.until_idle)
+    finally:
+        if served is not None:
+            served.close()
     return 0
 
 
@@ -183,6 +203,45 @@ def _list_runs(arguments: argparse.Namespace, app: Conveyor) -> int:
     return 0
 
 
+def _run_history(arguments: argparse.Namespace, app: Conveyor) -> int:
+    events = app.history(arguments.workflow_id, after_seq=arguments.after)
+    if arguments.json:
+        print(json.dumps([event.to_dict() for event in events], indent=2))
+        return 0
+    print(history_table(events))
+    return 0
+
+
+def history_table(events: Sequence[Event]) -> str:
+    """A run's events as an aligned text table: seq, time (UTC), kind, step and attempt, worker, details."""
+    header = ("SEQ", "AT (UTC)", "EVENT", "STEP", "WORKER", "DETAILS")
+    rows = [header]
+    for event in events:
+        at = dt.datetime.fromtimestamp(event.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        step = "" if event.step is None else event.step
+        if event.attempt is not None:
+            step += f" #{event.attempt}"
+        details = " ".join(_detail(key, value) for key, value in event.data.items())
+        rows.append((str(event.seq), at, event.kind, step, event.worker or "", details))
+    if len(rows) == 1:
+        return "no events (the run was recorded with history off)"
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = [*row[:-1], one_line(row[-1])[:160]]
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _detail(key: str, value: Any) -> str:
+    """One item of an event's data, for people: durations in ms, times in UTC."""
+    if key == "duration_seconds" and isinstance(value, int | float):
+        return f"took={value * 1000:.1f}ms"
+    if key.endswith("_at") and isinstance(value, int | float):
+        return f"{key}={dt.datetime.fromtimestamp(value, dt.UTC).strftime('%H:%M:%S.%f')[:-3]}"
+    return f"{key}={value}"
+
+
 def runs_table(runs: Sequence[RunSummary]) -> str:
     """Runs as an aligned text table: id, workflow, state, when recorded (UTC) and what went wrong."""
     header = ("WORKFLOW ID", "WORKFLOW", "STATE", "CREATED (UTC)", "ERROR")
@@ -206,6 +265,9 @@ def parser() -> argparse.ArgumentParser:
     """The command-line parser (also used to render the CLI's documentation)."""
     top = OneLineParser(prog="conveyor", description="Durable workflows and sagas.")
     top.add_argument("--verbose", "-v", action="store_true", help="log what workers do")
+    top.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log lines as text or JSON (text)"
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
     def command(
@@ -250,6 +312,18 @@ def parser() -> argparse.ArgumentParser:
         help="a stable name for this worker (e.g. its host and slot): restarted under it, the worker "
         "takes back at once the runs it held when it died (default: unique per process)",
     )
+    worker.add_argument(
+        "--metrics-port", type=whole_number(0, 65535), help="serve Prometheus metrics on this port (off)"
+    )
+    worker.add_argument(
+        "--metrics-host", type=text, default="127.0.0.1", help="the metrics' address (127.0.0.1)"
+    )
+    worker.add_argument(
+        "--metrics-token",
+        type=text,
+        help=f"the bearer token scrapes must send (default: ${METRICS_TOKEN_VARIABLE})",
+    )
+    worker.add_argument("--log-events", action="store_true", help="log one line per event")
     worker.set_defaults(run=_worker)
 
     start = command("start", "start a workflow by name", needs_app=True)
@@ -340,16 +414,20 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--page", type=text, help="the page token printed after the page before")
     listing.add_argument("--json", action="store_true", help="print the page as JSON")
     listing.set_defaults(run=_list_runs)
+    history = command("history", "a run's event history, oldest first", group=runs)
+    history.add_argument("workflow_id", type=text, help="the run's workflow id")
+    history.add_argument(
+        "--after", type=whole_number(0, 2**31), default=0, help="only events after this seq (0)"
+    )
+    history.add_argument("--json", action="store_true", help="print the events as JSON")
+    history.set_defaults(run=_run_history)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``conveyor`` command."""
     arguments = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if arguments.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(json=arguments.log_format == "json", verbose=arguments.verbose)
     try:
         app = _runtime(arguments)
         app.backend  # noqa: B018 (opens it: a bad URL is a usage error, before anything runs)

@@ -204,3 +204,40 @@ def test_signal_sends_a_payload_a_waiting_run_receives(
     assert "has ended" in capsys.readouterr().err
     assert main(["signal", "nobody", "approved", "--backend", url]) == 1
     backend.close()
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_runs_history_prints_a_runs_events_in_order_as_a_table_or_json(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """`conveyor runs history ID` prints every event of the run, oldest first; --after reads on."""
+    if where == "sqlite":
+        url = f"sqlite:///{tmp_path / 'c.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database").url
+    with Conveyor(url, workflows=[Flow("greet").then(greet).build()]) as app:
+        app.run("greet", "ada", workflow_id="g-1", correlation_id="req-1")
+    assert main(["runs", "history", "g-1", "--backend", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["SEQ", "AT", "(UTC)", "EVENT", "STEP", "WORKER", "DETAILS"]
+    assert [line.split()[3] for line in lines[1:]] == [
+        "run.started",
+        "step.started",
+        "step.completed",
+        "run.completed",
+    ]
+    assert "took=" in lines[3]
+    assert main(["runs", "history", "g-1", "--backend", url, "--after", "2", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [(event["seq"], event["kind"]) for event in printed] == [
+        (3, "step.completed"),
+        (4, "run.completed"),
+    ]
+    assert {event["correlation_id"] for event in printed} == {"req-1"}
+    assert printed[0]["id"] == "g-1#3"
+    assert main(["runs", "history", "nope", "--backend", url]) == 1
+    assert "no run 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["runs", "history", "g-1", "--backend", url, "--after", "-1"])
+    assert refused.value.code == 2
+    assert "--after: must be a whole number" in capsys.readouterr().err

@@ -266,6 +266,11 @@ class Backend(Protocol):
         unknown run)."""
         ...
 
+    def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
+        """How many unfinished runs each workflow has, by status: ``queued`` (claimable now), ``waiting``
+        (on a timer, a signal or a pause) and ``running`` (held by a live lease or an inline caller)."""
+        ...
+
     def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
         """Every run's events committed after position ``after`` (None: from the first), in commit order,
         at most ``limit``, with the position to read on from."""

@@ -66,6 +66,17 @@ class HistoryHooks:
                 log.exception("an event listener failed on %d event(s); the run is not affected", len(events))
 
 
+UNFINISHED_RUNS = (
+    "SELECT workflow_name, CASE "
+    "WHEN owner IS NOT NULL AND (lease_expires_at IS NULL OR lease_expires_at >= {now}) THEN 'running' "
+    "WHEN wake_at IS NOT NULL AND wake_at > {now} THEN 'waiting' ELSE 'queued' END AS status, count(*) "
+    "FROM conveyor_runs WHERE state IN ('pending', 'running', 'compensating') GROUP BY 1, 2"
+)
+"""How many unfinished runs of each workflow are queued (claimable now), waiting (on a timer, a signal or
+a pause) or running (held by a live lease, or by the process that runs it inline): for the metrics' gauge,
+read at each scrape. ``{now}`` takes the backend's placeholder for the current time (twice)."""
+
+
 def data_text(kind: str, data: dict[str, Any] | None, at: float, created_at: Any) -> str | None:
     """An event's data as stored (JSON text, None for none); a finishing event gets the run's duration."""
     if kind in FINISHED_KINDS and type(created_at) in (int, float):

@@ -107,6 +107,27 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
             written, self._unpublished = self._unpublished, []
         self.deliver(as_events(written))
 
+    def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
+        """Unfinished runs by (workflow name, status): queued, waiting or running."""
+        counts: dict[tuple[str, str], int] = {}
+        with self._lock:
+            now = self._time()
+            for workflow_id in self._active:
+                changing = self._changing[workflow_id]
+                if changing[_STATE] not in READY_RUN_STATES:
+                    continue
+                lease = self._leases.get(workflow_id)
+                wake_at = changing[_WAKE_AT]
+                if lease is not None and (lease[1] is None or lease[1] >= now):
+                    status = "running"
+                elif wake_at is not None and wake_at > now:
+                    status = "waiting"
+                else:
+                    status = "queued"
+                key = (self._fixed[workflow_id][1], status)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
         """The run's events after ``after_seq``, in order (none for an unknown run)."""
         with self._lock:

@@ -688,6 +688,12 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
 
     # -- the event history (see backends.history) --------------------------------------------------------
 
+    def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
+        """Unfinished runs by (workflow name, status): queued, waiting or running (database clock)."""
+        with self._cursor("count unfinished runs") as cursor:
+            cursor.execute(self._queries["count_unfinished_runs"])
+            return {(str(name), str(status)): int(count) for name, status, count in cursor.fetchall()}
+
     def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
         """The run's events after ``after_seq``, in order (none for an unknown run)."""
         params = {"workflow_id": workflow_id, "after_seq": after_seq, "limit": limit}

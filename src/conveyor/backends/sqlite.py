@@ -21,6 +21,7 @@ import orjson
 
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.history import (
+    UNFINISHED_RUNS,
     EventPage,
     HistoryHooks,
     as_events,
@@ -773,6 +774,15 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         self._publish(written)
 
     # -- the event history (see backends.history) --------------------------------------------------------
+
+    def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
+        """Unfinished runs by (workflow name, status): queued, waiting or running (see UNFINISHED_RUNS)."""
+        with self._lock:
+            try:
+                rows = self._connection.execute(UNFINISHED_RUNS.format(now="?"), (self.now(),) * 2).fetchall()
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed counting runs: {exc}") from exc
+        return {(str(name), str(status)): int(count) for name, status, count in rows}
 
     def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
         """The run's events after ``after_seq``, in order (none for an unknown run)."""

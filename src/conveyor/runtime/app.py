@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import threading
 import weakref
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
-from conveyor.backends.history import EventPage
+from conveyor.backends.history import EventPage, Listener
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
 from conveyor.core.history import Event
@@ -57,7 +58,9 @@ from conveyor.errors import (
     RunNotFoundError,
 )
 from conveyor.runtime import operator, steering
+from conveyor.runtime.event_logs import EVENTS_LOGGER, EventLog
 from conveyor.runtime.listing import list_runs
+from conveyor.runtime.metrics import Metrics
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
@@ -92,6 +95,8 @@ class Conveyor:
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
     ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
     ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
+    ``metrics=True`` counts Prometheus metrics from the start (see :attr:`metrics`); ``log_events=True``
+    logs one line per event (see :meth:`log_events`).
     """
 
     def __init__(
@@ -105,6 +110,8 @@ class Conveyor:
         registry: Registry | None = None,
         executor: StepExecutor | None = None,
         history: bool = True,
+        metrics: bool = False,
+        log_events: bool = False,
     ) -> None:
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
@@ -115,6 +122,8 @@ class Conveyor:
         self._owns_backend = self._backend is None
         self.records_history = bool(history)
         """Whether the backend records each run's event history (see :meth:`history`)."""
+        self._event_listeners: list[Listener] = []
+        self._metrics: Metrics | None = None
         if self._backend is not None:
             self._backend.records_history = self.records_history
         if not isinstance(lease_seconds, int | float) or not 0 < lease_seconds < float("inf"):
@@ -141,6 +150,10 @@ class Conveyor:
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
         for workflow in workflows:
             self.register(workflow)
+        if metrics:
+            self.metrics  # noqa: B018 (counting starts now)
+        if log_events:
+            self.log_events()
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -183,6 +196,8 @@ class Conveyor:
                 if self._backend is None:
                     opened = open_backend(self._backend_url or default_backend_url())
                     opened.records_history = self.records_history
+                    for listener in self._event_listeners:
+                        opened.add_listener(listener)
                     self._local = LocalRuns(opened)
                     self._backend = opened
                 backend = self._backend
@@ -583,6 +598,37 @@ class Conveyor:
         one; a run recorded meanwhile never makes another appear twice.
         """
         return list_runs(self, workflow, state, limit, page)
+
+    # -- observing ---------------------------------------------------------------------------------
+
+    def add_event_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with the events each write of this process commits (on the backend, now or
+        when it opens): the hook subscribers, metrics and event logs hang on."""
+        self._event_listeners.append(listener)
+        if self._backend is not None:
+            self._backend.add_listener(listener)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The runtime's Prometheus metrics, counted from the first access on (``metrics=True`` starts
+        them with the runtime); ``app.metrics.serve(port, token=...)`` serves them."""
+        with self._open_lock:
+            created = self._metrics is None
+            if self._metrics is None:
+                self._metrics = Metrics(lambda: self.backend)
+            metrics = self._metrics
+        if created:
+            self.add_event_listener(metrics.count)
+        return metrics
+
+    def log_events(self, logger: logging.Logger | None = None) -> None:
+        """Log one line per event this process writes to ``logger`` (``conveyor.events``, set to INFO),
+        with the event's fields attached (see :class:`~conveyor.runtime.event_logs.JsonFormatter`)."""
+        if logger is None:
+            logger = logging.getLogger(EVENTS_LOGGER)
+            if logger.level == logging.NOTSET or logger.level > logging.INFO:
+                logger.setLevel(logging.INFO)
+        self.add_event_listener(EventLog(logger))
 
     def history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
         """The run's event history, oldest first: every transition of the run and of each attempt at its

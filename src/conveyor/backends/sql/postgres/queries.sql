@@ -478,3 +478,16 @@ SELECT workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id, w
    AND tx < pg_snapshot_xmin(pg_current_snapshot())
  ORDER BY tx, event_id
  LIMIT %(limit)s
+
+-- name: count_unfinished_runs
+-- Unfinished runs by workflow and status, for the metrics' gauge (see backends.history.UNFINISHED_RUNS).
+SELECT workflow_name,
+       CASE WHEN owner IS NOT NULL
+                 AND (lease_expires_at IS NULL
+                      OR lease_expires_at >= extract(epoch FROM clock_timestamp())::float8) THEN 'running'
+            WHEN wake_at IS NOT NULL AND wake_at > extract(epoch FROM clock_timestamp())::float8 THEN 'waiting'
+            ELSE 'queued' END AS status,
+       count(*)
+  FROM conveyor_runs
+ WHERE state IN ('pending', 'running', 'compensating')
+ GROUP BY 1, 2

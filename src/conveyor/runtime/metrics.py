@@ -1,0 +1,217 @@
+"""Prometheus metrics of one runtime, counted from the events its process writes, and a scrape endpoint.
+
+Counters and histograms are fed by an in-process listener on the backend (see
+:mod:`conveyor.backends.history`), so each process counts the runs and steps it drove; what the whole
+backend holds (runs ready to claim, waiting on a timer or a signal, held by a worker) is read from the
+database at each scrape. The metrics live in a registry of the runtime's own, never the process-wide
+default, so two runtimes in one process (or two tests) never mix their counts.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from conveyor.core.history import Event, EventKind
+from conveyor.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from conveyor.backends.base import Backend
+
+log = logging.getLogger("conveyor.metrics")
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+_FINISHED = {
+    EventKind.RUN_COMPLETED.value: "completed",
+    EventKind.RUN_FAILED.value: "failed",
+    EventKind.RUN_COMPENSATED.value: "compensated",
+    EventKind.RUN_COMPENSATION_FAILED.value: "compensation_failed",
+    EventKind.RUN_CANCELLED.value: "cancelled",
+    EventKind.RUN_DEAD_LETTERED.value: "dead_lettered",
+}
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The runtime's Prometheus metrics (``app.metrics``): ``count(events)`` is its backend listener."""
+
+    def __init__(self, backend: Callable[[], Backend]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        """Where the metrics are registered: serve it, or read it with ``generate_latest``."""
+        registry = self.registry
+        self.runs_started = Counter(
+            "conveyor_runs_started", "Runs recorded.", ["workflow"], registry=registry
+        )
+        self.runs_finished = Counter(
+            "conveyor_runs_finished",
+            "Runs that ended, by how: completed, failed, compensated, compensation_failed, cancelled, "
+            "dead_lettered.",
+            ["workflow", "state"],
+            registry=registry,
+        )
+        self.run_duration = Histogram(
+            "conveyor_run_duration_seconds",
+            "From a run's start to its end.",
+            ["workflow", "state"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.step_attempts = Counter(
+            "conveyor_step_attempts",
+            "Attempts at steps, by outcome: completed, failed, timed_out.",
+            ["workflow", "step", "outcome"],
+            registry=registry,
+        )
+        self.step_retries = Counter(
+            "conveyor_step_retries",
+            "Retries scheduled after a failed attempt.",
+            ["workflow", "step"],
+            registry=registry,
+        )
+        self.step_duration = Histogram(
+            "conveyor_step_duration_seconds",
+            "How long one attempt at a step took, by outcome.",
+            ["workflow", "step", "outcome"],
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.undos = Counter(
+            "conveyor_undos",
+            "Attempts at undoing a step, by outcome.",
+            ["workflow", "step", "outcome"],
+            registry=registry,
+        )
+        self.lease_takeovers = Counter(
+            "conveyor_lease_takeovers",
+            "Runs taken from a process whose lease ran out (it died or stalled).",
+            ["workflow"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "conveyor_dead_letters",
+            "Runs set aside after too many take-overs in a row.",
+            ["workflow"],
+            registry=registry,
+        )
+        registry.register(_QueueCollector(backend))
+
+    def count(self, events: Sequence[Event]) -> None:
+        """Count what ``events`` (one committed write's) say; the backend listener."""
+        for event in events:
+            kind = event.kind
+            workflow = event.workflow_name
+            data = event.data
+            if kind == "step.completed" or kind == "step.failed":
+                outcome = "completed" if kind == "step.completed" else "failed"
+                step = event.step or ""
+                self.step_attempts.labels(workflow, step, outcome).inc()
+                duration = data.get("duration_seconds")
+                if isinstance(duration, int | float):
+                    self.step_duration.labels(workflow, step, outcome).observe(duration)
+            elif kind == "step.retry_scheduled":
+                self.step_retries.labels(workflow, event.step or "").inc()
+            elif kind == "step.timed_out":
+                self.step_attempts.labels(workflow, event.step or "", "timed_out").inc()
+            elif kind == "run.started":
+                self.runs_started.labels(workflow).inc()
+            elif kind in _FINISHED:
+                state = _FINISHED[kind]
+                self.runs_finished.labels(workflow, state).inc()
+                duration = data.get("duration_seconds")
+                if isinstance(duration, int | float):
+                    self.run_duration.labels(workflow, state).observe(duration)
+                if state == "dead_lettered":
+                    self.dead_letters.labels(workflow).inc()
+            elif kind == "run.taken_over":
+                self.lease_takeovers.labels(workflow).inc()
+            elif kind == "undo.completed" or kind == "undo.failed":
+                outcome = "completed" if kind == "undo.completed" else "failed"
+                self.undos.labels(workflow, event.step or "", outcome).inc()
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format, as a scrape reads them."""
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, *, token: str, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve the metrics at ``http://host:port/metrics`` on a thread, to requests that carry
+        ``Authorization: Bearer <token>`` (every network door needs one); port 0 picks a free port."""
+        return MetricsServer(self, host, port, token)
+
+
+class _QueueCollector(Collector):
+    """What the backend holds, read at each scrape: unfinished runs by workflow and where they stand."""
+
+    def __init__(self, backend: Callable[[], Backend]) -> None:
+        self._backend = backend
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "conveyor_runs_unfinished",
+            "Unfinished runs by workflow and status: queued (ready to claim), waiting (a timer, a signal "
+            "or a pause), running (held by a live lease).",
+            labels=["workflow", "status"],
+        )
+        try:
+            counts = self._backend().count_unfinished_runs()
+        except Exception:  # a scrape must not fail for a database that is down: the gauge is left out
+            log.warning("could not count unfinished runs for the metrics", exc_info=True)
+            return
+        for (workflow, status), count in sorted(counts.items()):
+            gauge.add_metric([workflow, status], count)
+        yield gauge
+
+
+class MetricsServer:
+    """A running metrics endpoint (see :meth:`Metrics.serve`); ``close()`` stops it."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, token: str) -> None:
+        if not isinstance(token, str) or len(token) < 16:
+            raise InvalidArgumentError(
+                "the metrics endpoint needs a token of at least 16 characters (--metrics-token, or "
+                "$CONVEYOR_METRICS_TOKEN)",
+                argument="token",
+            )
+        expected = f"Bearer {token}".encode()
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            given = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
+            if not hmac.compare_digest(given, expected):
+                start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Length", "0")])
+                return [b""]
+            if environ.get("PATH_INFO") not in ("/metrics", "/"):
+                start_response("404 Not Found", [("Content-Length", "0")])
+                return [b""]
+            body = metrics.exposition()
+            start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
+            return [body]
+
+        self._server: WSGIServer = make_server(host, port, app, handler_class=_QuietHandler)
+        self.port = int(self._server.server_port)
+        """The port it listens on (the one picked, when asked for 0)."""
+        self.url = f"http://{host}:{self.port}/metrics"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="conveyor-metrics", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
+        log.debug(format, *args)
