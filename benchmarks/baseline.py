@@ -43,8 +43,11 @@ def export(ref: str) -> tuple[Path, str]:
     return folder, commit.stdout.strip()
 
 
-def environment(folder: Path) -> dict[str, str]:
-    """The environment a baseline measurement runs in: REF's conveyor first on the path."""
+def environment(folder: Path | None) -> dict[str, str]:
+    """The environment a baseline measurement runs in: REF's conveyor first on the path; with no folder
+    (``--against-quiet``), this build with its observation off."""
+    if folder is None:
+        return {**os.environ, "BENCH_OBSERVE": "quiet"}
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(folder / "src"), path]))}
 

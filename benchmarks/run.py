@@ -221,6 +221,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-hardware", action="store_true", help="skip the hardware limits")
     parser.add_argument("--against", metavar="REF",
                         help="measure conveyor at commit REF too, cell by cell; print ratios")  # fmt: skip
+    parser.add_argument("--against-quiet", action="store_true",
+                        help="measure this build with its observation (history, metrics, a subscriber) "
+                        "on and off, side by side")  # fmt: skip
     parser.add_argument("--pairs", type=int, default=3,
                         help="with --against: measure each cell this many times at each build")  # fmt: skip
     parser.add_argument("--from-results", type=Path, metavar="JSON",
@@ -243,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     write_doc = full_run if arguments.doc is None else arguments.doc
     started = time.time()
     snapshot, source = snapshot_source()
-    against = baseline.export(arguments.against) if arguments.against else None
+    against: tuple[Path | None, str] | None = (
+        baseline.export(arguments.against) if arguments.against else None
+    )
+    if arguments.against_quiet:
+        against = (None, "history off")
     monitor = LoadMonitor()
     postgres_problem = None if arguments.skip_postgres else postgres_reachable()
     planned = cells(arguments.quick, engines, groups, postgres=not arguments.skip_postgres)
@@ -312,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.text_table(table))
     print()
     if against is not None:
-        baseline.remove(against[0])
+        if against[0] is not None:
+            baseline.remove(against[0])
         print(baseline.lines(planned, against[1], report.result_label))
         print()
     if "scale" in extra:

@@ -20,6 +20,7 @@ from benchmarks.common import (
     note_step,
     validate_body,
 )
+from benchmarks.engines.conveyor_observing import runtime_options
 from conveyor import Conveyor, Flow, StepContext, task
 
 
@@ -100,5 +101,7 @@ def _wait_for_go() -> None:
 _wait_for_go()
 
 
-app = Conveyor(workflows=[w for w in (SEQ, FJ, LATENCY, SIGNALLED, FAILOVER) if w is not None])
+app = Conveyor(
+    workflows=[w for w in (SEQ, FJ, LATENCY, SIGNALLED, FAILOVER) if w is not None], **runtime_options()
+)
 """The runtime the benchmark's workers load (``conveyor worker --app benchmarks.engines.conveyor_app``)."""

@@ -22,6 +22,7 @@ from benchmarks.common import (
     timed_repetitions,
     wait_for_line,
 )
+from benchmarks.engines.conveyor_observing import observed
 from benchmarks.engines.conveyor_waiting import signal_wakeup, waiting_runs
 from benchmarks.processes import WorkerGroup, python_command
 
@@ -74,14 +75,16 @@ def throughput(backend: str, shape: str, count: int, repetitions: int) -> dict:
         shared: Any = None
         if backend == "postgres":
             shared, _ = _postgres("conveyor_bench_client")
+            observed(shared)
 
         def open_backend(repetition: int) -> Any:
             if backend == "memory":
-                return InMemoryBackend()
+                return observed(InMemoryBackend())
             if backend.startswith("sqlite"):
                 path = folder / f"client-{repetition}.db"
                 remove_sqlite(path)
-                return SqliteBackend(path, synchronous="FULL" if backend == "sqlite-full" else "NORMAL")
+                synchronous = "FULL" if backend == "sqlite-full" else "NORMAL"
+                return observed(SqliteBackend(path, synchronous=synchronous))
             return shared
 
         try:

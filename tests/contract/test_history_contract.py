@@ -228,3 +228,33 @@ def test_a_retry_by_hand_and_an_operator_action_are_recorded(backend: Backend) -
     retried_at = recorded.index(("run.retried", None, None))
     assert ("step.reset", "ship", None) in recorded[retried_at - 5 : retried_at + 1]
     assert recorded[-1] == ("run.failed", None, None) or recorded[-1] == ("run.compensated", None, None)
+
+
+def test_a_batch_of_checkpoints_records_each_runs_events_and_none_for_a_refused_one(
+    backend: Backend, new_run: NewRunFactory
+) -> None:
+    heard: list[Event] = []
+    backend.add_listener(heard.extend)
+    for workflow_id in ("run-1", "run-2", "run-3"):
+        backend.submit_run(new_run(workflow_id), now=backend.now())
+    claimed = {
+        record.workflow_id: record.epoch
+        for record in backend.claim_runs(owner="w", limit=3, lease_seconds=HOUR, max_recoveries=5)
+    }
+    at = backend.now()
+    done = StepRecord("a", StepState.COMPLETED, 1, "1", None, None, at, at, 1)
+    batch = [
+        Checkpoint(workflow_id, claimed[workflow_id], (done,), RunState.RUNNING, None, None, None, at)
+        for workflow_id in ("run-1", "run-2")
+    ]
+    batch.append(Checkpoint("run-3", claimed["run-3"] + 1, (done,), RunState.RUNNING, None, None, None, at))
+    assert backend.record_checkpoints(batch) == {"run-3"}
+    for workflow_id in ("run-1", "run-2"):
+        assert kinds(backend.read_history(workflow_id))[1:] == [
+            ("step.started", "a", 1),
+            ("step.completed", "a", 1),
+        ]
+    assert kinds(backend.read_history("run-3")) == [("run.started", None, None)]
+    written = [event for event in heard if event.kind.startswith("step.")]
+    assert sorted(event.id for event in written) == ["run-1#2", "run-1#3", "run-2#2", "run-2#3"]
+    assert {event.worker for event in written} == {"w"}

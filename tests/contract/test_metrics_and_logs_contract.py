@@ -97,6 +97,7 @@ def test_the_metrics_endpoint_needs_its_token(backend: Backend) -> None:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(urllib.request.Request(server.url, headers=headers), timeout=5)
             assert refused.value.code == 401
+            refused.value.close()
         request = urllib.request.Request(server.url, headers={"Authorization": f"Bearer {TOKEN}"})
         with urllib.request.urlopen(request, timeout=5) as response:
             body = response.read().decode()

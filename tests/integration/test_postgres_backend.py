@@ -225,6 +225,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (9, "operator_log_and_annotations"),
         (10, "child_runs"),
         (11, "held_runs_by_lease_end"),
+        (12, "event_history"),
     ]
 
 
@@ -326,6 +327,7 @@ def test_a_claim_walks_the_claim_order_index_even_before_the_table_is_analyzed(
         "workflow_names": ["orders"],
         "reclaim_own": False,
         "exclude": ["run-000"],  # a run the claiming worker's own slot holds
+        "history": True,
     }
     with backend._claim_pool.connection() as connection:  # EXPLAIN alone plans, and changes nothing
         plan = "\n".join(

@@ -452,6 +452,7 @@ def test_settle_success_returns_the_checkpoint_to_write():
         at=6.5,
         generation=0,
         same_state_and_timer=True,
+        previous_state=RunState.RUNNING,
     )
     assert checkpoint.steps[0] is run.steps["a"]
     assert run.updated_at == 6.5
@@ -1229,6 +1230,7 @@ def test_recover_moves_a_running_run_with_a_failed_step_into_compensation():
         wake_at=None,
         at=50.0,
         generation=0,
+        previous_state=RunState.RUNNING,
     )
     assert new.updated_at == 50.0
     assert new.steps == run.steps
@@ -1327,7 +1329,9 @@ def test_dead_letter_sets_the_run_aside_with_its_error_and_no_step_changes():
     done = complete(CHAIN, make_run(CHAIN), "a")
     aside = dead_letter(done, error, 12.0)[0]
     assert (aside.completed_count, aside.last_completion_order) == (1, 1)
-    assert checkpoint == Checkpoint("run-1", 3, (), RunState.DEAD_LETTERED, None, error, None, 96.0, 0)
+    assert checkpoint == Checkpoint(
+        "run-1", 3, (), RunState.DEAD_LETTERED, None, error, None, 96.0, 0, previous_state=run.state
+    )
 
 
 # --- reopen_for_retry --------------------------------------------------------------------------------------
@@ -1358,7 +1362,16 @@ def test_reopen_for_retry_starts_failed_and_undone_steps_over():
         )
     assert (new.completed_count, new.last_completion_order) == (0, 0)
     assert checkpoint == Checkpoint(
-        "run-1", 3, tuple(new.steps.values()), RunState.RUNNING, None, None, None, 50.0, 1
+        "run-1",
+        3,
+        tuple(new.steps.values()),
+        RunState.RUNNING,
+        None,
+        None,
+        None,
+        50.0,
+        1,
+        previous_state=RunState.COMPENSATED,
     )
     assert names(decide(SAGA, new, 50.0)) == ["reserve"]
 

@@ -10,8 +10,9 @@ is logged and never affects the write or the run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from conveyor.core.states import RunState
 
 log = logging.getLogger("conveyor.history")
 
+_NO_DATA: Mapping[str, Any] = MappingProxyType({})
 Listener = Callable[[Sequence[Event]], None]
 """Called with the events one committed write made, in ``seq`` order per run."""
 
@@ -77,19 +79,27 @@ a pause) or running (held by a live lease, or by the process that runs it inline
 read at each scrape. ``{now}`` takes the backend's placeholder for the current time (twice)."""
 
 
-def data_text(kind: str, data: dict[str, Any] | None, at: float, created_at: Any) -> str | None:
-    """An event's data as stored (JSON text, None for none); a finishing event gets the run's duration."""
+def with_duration(
+    kind: str, data: dict[str, Any] | None, at: float, created_at: Any
+) -> dict[str, Any] | None:
+    """An event's data as stored: a finishing event gets the run's ``duration_seconds``."""
     if kind in FINISHED_KINDS and type(created_at) in (int, float):
-        data = {**(data or {}), "duration_seconds": at - created_at}
+        return {**(data or {}), "duration_seconds": at - created_at}
+    return data or None
+
+
+def data_text(data: dict[str, Any] | None) -> str | None:
+    """Event data as a SQL backend stores it: JSON text, None for none."""
     return None if not data else orjson.dumps(data).decode()
 
 
-def decode_data(text: Any) -> dict[str, Any]:
-    """Stored event data back as a dict ({} for none, or for data that does not parse)."""
+def decode_data(text: Any) -> Mapping[str, Any]:
+    """Stored event data back as a mapping ({} for none, or for data that does not parse); data kept as a
+    dict comes back read-only, so that no listener can change what was stored."""
     if text is None:
-        return {}
+        return _NO_DATA
     if isinstance(text, dict):
-        return text
+        return MappingProxyType(text)
     try:
         value = orjson.loads(text)
     except (orjson.JSONDecodeError, TypeError):
@@ -107,7 +117,7 @@ def numbered(
     created_at: Any,
 ) -> list[tuple[Any, ...]]:
     """``rows`` as the stored columns (workflow_id, seq, kind, step, attempt, at, worker, correlation_id,
-    workflow_name, data), numbered so that the last is ``last_seq``."""
+    workflow_name, data), numbered so that the last is ``last_seq``; data as a dict (see data_text)."""
     first = last_seq - len(rows) + 1
     return [
         (
@@ -120,26 +130,30 @@ def numbered(
             worker,
             correlation_id,
             workflow_name,
-            data_text(kind, data, at, created_at),
+            with_duration(kind, data, at, created_at),
         )
         for i, (kind, step, attempt, at, data) in enumerate(rows)
     ]
 
 
 def as_events(stored: Sequence[tuple[Any, ...]]) -> list[Event]:
-    """Stored event columns (as :func:`numbered` makes them) as :class:`Event` values."""
+    """Stored event columns (as :func:`numbered` makes them, or as read back) as :class:`Event` values."""
+    new = tuple.__new__
     return [
-        Event(
-            row[0],
-            row[1],
-            row[2],
-            row[5],
-            row[8] or "",
-            row[7] or "",
-            row[3],
-            row[4],
-            row[6],
-            decode_data(row[9]),
+        new(
+            Event,
+            (
+                row[0],
+                row[1],
+                row[2],
+                row[5],
+                row[8] or "",
+                row[7] or "",
+                row[3],
+                row[4],
+                row[6],
+                decode_data(row[9]),
+            ),
         )
         for row in stored
     ]

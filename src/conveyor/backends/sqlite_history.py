@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from conveyor.backends.history import numbered
+from conveyor.backends.history import data_text, numbered
 from conveyor.core.history import EventRow
 
 _COLUMNS = "workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id, workflow_name, data"
@@ -45,9 +45,9 @@ def append_events(
         workflow_id, rows, int(last_seq), worker, correlation_id or "", workflow_name or "", created_at
     )
     if len(stored) == 1:
-        cursor.execute(_INSERT, stored[0])
+        cursor.execute(_INSERT, (*stored[0][:9], data_text(stored[0][9])))
     else:
-        cursor.executemany(_INSERT, stored)
+        cursor.executemany(_INSERT, [(*row[:9], data_text(row[9])) for row in stored])
     written.extend(stored)
 
 

@@ -9,9 +9,9 @@ records it writes say what their attempts came to, and its ``previous_state`` sa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from conveyor.core.records import Checkpoint
 from conveyor.core.states import RunState, StepState
@@ -91,13 +91,13 @@ def event_kind(name: str | EventKind) -> EventKind:
         raise ValueError(f"unknown event kind {name!r}; the kinds are: {known}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One entry of a run's history.
+class Event(NamedTuple):
+    """One entry of a run's history: a value that never changes.
 
     ``seq`` numbers a run's events from 1 in the order they were written; ``id`` (the run's id and ``seq``)
     is unique across runs and the same in every delivery, so a consumer that may see an event twice (a
-    durable subscriber, a webhook receiver) drops the repeat by it.
+    durable subscriber, a webhook receiver) drops the repeat by it. A named tuple rather than a frozen
+    dataclass: every write builds one per event for the listeners, at a third of the cost.
     """
 
     workflow_id: str
@@ -113,7 +113,7 @@ class Event:
     """Which attempt at the step (or at its undo, for ``undo.*``) the event is about."""
     worker: str | None = None
     """The process whose write it was (the run's owner), None for a request from outside (a cancel...)."""
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = MappingProxyType({})
     """What else the kind says (an error's type and message, when a retry is due...): JSON values."""
 
     @property

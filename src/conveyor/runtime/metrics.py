@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from conveyor.core.history import Event, EventKind
@@ -40,101 +42,161 @@ _FINISHED = {
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class _Family:
+    """One counter or histogram kept as plain numbers per label values, turned into Prometheus samples at
+    scrape time: counting an event costs a dict update, where a client-library child costs a lock each."""
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...], *, histogram: bool) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self.histogram = histogram
+        self.values: dict[tuple[str, ...], list[float]] = {}
+        """label values -> [count] for a counter; [count in each bucket..., count, sum] for a histogram."""
+
+    def add(self, labels: tuple[str, ...], value: float | None = None) -> None:
+        """Count one (observe ``value``, for a histogram); the caller holds the metrics' lock."""
+        kept = self.values.get(labels)
+        if not self.histogram:
+            if kept is None:
+                self.values[labels] = [1.0]
+            else:
+                kept[0] += 1
+            return
+        if value is None:
+            return
+        if kept is None:
+            kept = self.values[labels] = [0.0] * (len(_DURATION_BUCKETS) + 3)  # + the +Inf bucket
+        kept[bisect_left(_DURATION_BUCKETS, value)] += 1
+        kept[-2] += 1
+        kept[-1] += value
+
+    def family(self) -> CounterMetricFamily | HistogramMetricFamily:
+        """The samples a scrape reads (cumulative buckets for a histogram)."""
+        if not self.histogram:
+            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
+            for labels, (count,) in sorted(self.values.items()):
+                counter.add_metric(labels, count)
+            return counter
+        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, kept in sorted(self.values.items()):
+            running = 0.0
+            buckets = []
+            for bound, count in zip((*_DURATION_BUCKETS, math.inf), kept, strict=False):
+                running += count
+                buckets.append(("+Inf" if bound == math.inf else repr(float(bound)), running))
+            histogram.add_metric(labels, buckets, kept[-1])
+        return histogram
+
+
 class Metrics:
     """The runtime's Prometheus metrics (``app.metrics``): ``count(events)`` is its backend listener."""
 
     def __init__(self, backend: Callable[[], Backend]) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        """Where the metrics are registered: serve it, or read it with ``generate_latest``."""
-        registry = self.registry
-        self.runs_started = Counter(
-            "conveyor_runs_started", "Runs recorded.", ["workflow"], registry=registry
-        )
-        self.runs_finished = Counter(
+        self._lock = threading.Lock()
+        self.runs_started = _Family("conveyor_runs_started", "Runs recorded.", ("workflow",), histogram=False)
+        self.runs_finished = _Family(
             "conveyor_runs_finished",
             "Runs that ended, by how: completed, failed, compensated, compensation_failed, cancelled, "
             "dead_lettered.",
-            ["workflow", "state"],
-            registry=registry,
+            ("workflow", "state"),
+            histogram=False,
         )
-        self.run_duration = Histogram(
+        self.run_duration = _Family(
             "conveyor_run_duration_seconds",
             "From a run's start to its end.",
-            ["workflow", "state"],
-            buckets=_DURATION_BUCKETS,
-            registry=registry,
+            ("workflow", "state"),
+            histogram=True,
         )
-        self.step_attempts = Counter(
+        self.step_attempts = _Family(
             "conveyor_step_attempts",
             "Attempts at steps, by outcome: completed, failed, timed_out.",
-            ["workflow", "step", "outcome"],
-            registry=registry,
+            ("workflow", "step", "outcome"),
+            histogram=False,
         )
-        self.step_retries = Counter(
+        self.step_retries = _Family(
             "conveyor_step_retries",
             "Retries scheduled after a failed attempt.",
-            ["workflow", "step"],
-            registry=registry,
+            ("workflow", "step"),
+            histogram=False,
         )
-        self.step_duration = Histogram(
+        self.step_duration = _Family(
             "conveyor_step_duration_seconds",
             "How long one attempt at a step took, by outcome.",
-            ["workflow", "step", "outcome"],
-            buckets=_DURATION_BUCKETS,
-            registry=registry,
+            ("workflow", "step", "outcome"),
+            histogram=True,
         )
-        self.undos = Counter(
+        self.undos = _Family(
             "conveyor_undos",
             "Attempts at undoing a step, by outcome.",
-            ["workflow", "step", "outcome"],
-            registry=registry,
+            ("workflow", "step", "outcome"),
+            histogram=False,
         )
-        self.lease_takeovers = Counter(
+        self.lease_takeovers = _Family(
             "conveyor_lease_takeovers",
             "Runs taken from a process whose lease ran out (it died or stalled).",
-            ["workflow"],
-            registry=registry,
+            ("workflow",),
+            histogram=False,
         )
-        self.dead_letters = Counter(
+        self.dead_letters = _Family(
             "conveyor_dead_letters",
             "Runs set aside after too many take-overs in a row.",
-            ["workflow"],
-            registry=registry,
+            ("workflow",),
+            histogram=False,
         )
-        registry.register(_QueueCollector(backend))
+        self._families = (
+            self.runs_started,
+            self.runs_finished,
+            self.run_duration,
+            self.step_attempts,
+            self.step_retries,
+            self.step_duration,
+            self.undos,
+            self.lease_takeovers,
+            self.dead_letters,
+        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        """Where the metrics are registered: serve it, or read it with ``generate_latest``."""
+        self.registry.register(_CountsCollector(self))
+        self.registry.register(_QueueCollector(backend))
 
     def count(self, events: Sequence[Event]) -> None:
         """Count what ``events`` (one committed write's) say; the backend listener."""
-        for event in events:
-            kind = event.kind
-            workflow = event.workflow_name
-            data = event.data
-            if kind == "step.completed" or kind == "step.failed":
-                outcome = "completed" if kind == "step.completed" else "failed"
-                step = event.step or ""
-                self.step_attempts.labels(workflow, step, outcome).inc()
-                duration = data.get("duration_seconds")
-                if isinstance(duration, int | float):
-                    self.step_duration.labels(workflow, step, outcome).observe(duration)
-            elif kind == "step.retry_scheduled":
-                self.step_retries.labels(workflow, event.step or "").inc()
-            elif kind == "step.timed_out":
-                self.step_attempts.labels(workflow, event.step or "", "timed_out").inc()
-            elif kind == "run.started":
-                self.runs_started.labels(workflow).inc()
-            elif kind in _FINISHED:
-                state = _FINISHED[kind]
-                self.runs_finished.labels(workflow, state).inc()
-                duration = data.get("duration_seconds")
-                if isinstance(duration, int | float):
-                    self.run_duration.labels(workflow, state).observe(duration)
-                if state == "dead_lettered":
-                    self.dead_letters.labels(workflow).inc()
-            elif kind == "run.taken_over":
-                self.lease_takeovers.labels(workflow).inc()
-            elif kind == "undo.completed" or kind == "undo.failed":
-                outcome = "completed" if kind == "undo.completed" else "failed"
-                self.undos.labels(workflow, event.step or "", outcome).inc()
+        with self._lock:
+            for event in events:
+                kind = event.kind
+                workflow = event.workflow_name
+                if kind == "step.completed" or kind == "step.failed":
+                    attempt = (workflow, event.step or "", kind[5:])
+                    self.step_attempts.add(attempt)
+                    duration = event.data.get("duration_seconds")
+                    if isinstance(duration, int | float):
+                        self.step_duration.add(attempt, duration)
+                elif kind == "step.started":
+                    continue
+                elif kind == "step.retry_scheduled":
+                    self.step_retries.add((workflow, event.step or ""))
+                elif kind == "step.timed_out":
+                    self.step_attempts.add((workflow, event.step or "", "timed_out"))
+                elif kind == "run.started":
+                    self.runs_started.add((workflow,))
+                elif kind in _FINISHED:
+                    labels = (workflow, _FINISHED[kind])
+                    self.runs_finished.add(labels)
+                    duration = event.data.get("duration_seconds")
+                    if isinstance(duration, int | float):
+                        self.run_duration.add(labels, duration)
+                    if kind == "run.dead_lettered":
+                        self.dead_letters.add((workflow,))
+                elif kind == "run.taken_over":
+                    self.lease_takeovers.add((workflow,))
+                elif kind == "undo.completed" or kind == "undo.failed":
+                    self.undos.add((workflow, event.step or "", kind[5:]))
+
+    def families(self) -> list[CounterMetricFamily | HistogramMetricFamily]:
+        """What the counters and histograms hold now, as Prometheus metric families."""
+        with self._lock:
+            return [family.family() for family in self._families]
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format, as a scrape reads them."""
@@ -146,14 +208,19 @@ class Metrics:
         return MetricsServer(self, host, port, token)
 
 
+class _CountsCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        yield from self._metrics.families()
+
+
 class _QueueCollector(Collector):
     """What the backend holds, read at each scrape: unfinished runs by workflow and where they stand."""
 
     def __init__(self, backend: Callable[[], Backend]) -> None:
         self._backend = backend
-
-    def describe(self) -> Iterable[Any]:
-        return []
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(

@@ -188,7 +188,7 @@ locked AS (
      WHERE r.workflow_id IN (SELECT c.workflow_id FROM incoming AS c)
      ORDER BY r.workflow_id
        FOR UPDATE OF r
-)
+),
 updated AS (
     UPDATE conveyor_runs AS r
        SET state = c.state, output = c.output, error = c.error, wake_at = c.wake_at, updated_at = c.at,
