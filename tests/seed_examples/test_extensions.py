@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from examples.extensions import cancel_with_signals, cancellation_reactor, fraud, warehouse
+from examples.extensions import cancel_with_signals, cancellation_reactor, fraud, key_metrics, warehouse
 
 from conveyor import Backend, InMemoryBackend, SqliteBackend
 from conveyor.backends.postgres import PostgresBackend
@@ -19,6 +19,7 @@ EXAMPLES: dict[str, Callable[[Backend | None], int]] = {
     "fraud": fraud.main,
     "cancel_with_signals": cancel_with_signals.main,
     "cancellation_reactor": cancellation_reactor.main,
+    "key_metrics": key_metrics.main,
 }
 
 
@@ -97,3 +98,12 @@ def test_each_example_runs_as_a_script(name: str) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_seed_000s_key_metrics_are_read_off_the_runtimes_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    """Thirty orders: three short of stock, two declined, two emails retried once."""
+    assert key_metrics.main() == 0
+    out = capsys.readouterr().out
+    assert "order_processing_success_rate          83.3%" in out
+    assert "inventory_insufficient_rate            10.0%" in out
+    assert "email_delivery_failure_rate            7.4%" in out

@@ -118,22 +118,16 @@ def numbered(
 ) -> list[tuple[Any, ...]]:
     """``rows`` as the stored columns (workflow_id, seq, kind, step, attempt, at, worker, correlation_id,
     workflow_name, data), numbered so that the last is ``last_seq``; data as a dict (see data_text)."""
-    first = last_seq - len(rows) + 1
-    return [
-        (
-            workflow_id,
-            first + i,
-            kind,
-            step,
-            attempt,
-            at,
-            worker,
-            correlation_id,
-            workflow_name,
-            with_duration(kind, data, at, created_at),
+    seq = last_seq - len(rows)
+    stored = []
+    for kind, step, attempt, at, data in rows:
+        seq += 1
+        if kind in FINISHED_KINDS:
+            data = with_duration(kind, data, at, created_at)
+        stored.append(
+            (workflow_id, seq, kind, step, attempt, at, worker, correlation_id, workflow_name, data)
         )
-        for i, (kind, step, attempt, at, data) in enumerate(rows)
-    ]
+    return stored
 
 
 def as_events(stored: Sequence[tuple[Any, ...]]) -> list[Event]:
