@@ -46,7 +46,7 @@ _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = (
     f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id, "
-    "operator_log, annotations FROM conveyor_runs WHERE workflow_id = ?"
+    "operator_log, annotations, trace_context FROM conveyor_runs WHERE workflow_id = ?"
 )
 _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     16,
@@ -56,12 +56,12 @@ _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     20,
     21,
 )  # positions in a _SELECT_RUN row
-_OPERATOR_LOG, _ANNOTATIONS = 22, 23
+_OPERATOR_LOG, _ANNOTATIONS, _TRACE_CONTEXT = 22, 23, 24
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
     "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
-    "definition_hash, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
+    "definition_hash, deadline_at, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -339,6 +339,7 @@ class SqliteBackend(ClosesOnExit):
                         *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
                         run.definition_hash,
                         run.deadline_at,
+                        run.trace_context,
                     ),
                 )
                 created = (
@@ -349,6 +350,7 @@ class SqliteBackend(ClosesOnExit):
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
                 record.deadline_at = run.deadline_at
+                record.trace_context = run.trace_context
                 return record, True
             record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
             held = record.leased_until is not None and (
@@ -419,8 +421,9 @@ class SqliteBackend(ClosesOnExit):
         record.cancel_reason = cancel if type(cancel) is str else None
         record.paused = bool(row[_PAUSED])
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
-        parent = row[_PARENT]
+        parent, trace_context = row[_PARENT], row[_TRACE_CONTEXT]
         record.parent_id = parent if type(parent) is str else None
+        record.trace_context = trace_context if type(trace_context) is str else None
         operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
         if operator_log is not None or annotations is not None:
             record.operator_log = operator_log if type(operator_log) is str else None
@@ -527,6 +530,7 @@ class SqliteBackend(ClosesOnExit):
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
                     *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
                     run.deadline_at,
+                    run.trace_context,
                 ),
             )
             if run.parent_id is not None:  # a child run: recorded with its parent, in the same transaction
@@ -540,6 +544,7 @@ class SqliteBackend(ClosesOnExit):
         record = run_from_rows(created, ())
         record.deadline_at = run.deadline_at
         record.parent_id = run.parent_id
+        record.trace_context = run.trace_context
         return record, True
 
     def claim_runs(

@@ -10,7 +10,7 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
        r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id, r.operator_log::text,
-       r.annotations::text
+       r.annotations::text, r.trace_context
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -19,12 +19,12 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
 -- With %(lease_seconds)s the caller holds the new run under a lease on the database's clock.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                            step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                           definition_hash, deadline_at)
+                           definition_hash, deadline_at, trace_context)
 VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
         %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
         CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-        %(definition_hash)s, %(deadline_at)s)
+        %(definition_hash)s, %(deadline_at)s, %(trace_context)s)
 ON CONFLICT (workflow_id) DO NOTHING
 
 -- name: insert_run_relaxed
@@ -32,12 +32,12 @@ ON CONFLICT (workflow_id) DO NOTHING
 -- commit does not wait for the flush to disk; the next durable commit flushes it too.
 INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                            step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                           definition_hash, deadline_at)
+                           definition_hash, deadline_at, trace_context)
 SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
        %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
        CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
             ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-       %(definition_hash)s, %(deadline_at)s
+       %(definition_hash)s, %(deadline_at)s, %(trace_context)s
   FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
 ON CONFLICT (workflow_id) DO NOTHING
 
@@ -47,10 +47,10 @@ ON CONFLICT (workflow_id) DO NOTHING
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                                step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash,
-                               deadline_at, parent_id)
+                               deadline_at, parent_id, trace_context)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
             %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
-            %(definition_hash)s, %(deadline_at)s, %(parent_id)s)
+            %(definition_hash)s, %(deadline_at)s, %(parent_id)s, %(trace_context)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id
 )
@@ -74,7 +74,7 @@ RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, 
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
           r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id,
-          r.operator_log::text, r.annotations::text
+          r.operator_log::text, r.annotations::text, r.trace_context
 
 -- name: write_checkpoint
 -- One checkpoint: the run's columns, and its changed steps merged into its steps (an object of step name to
@@ -122,7 +122,8 @@ RETURNING r.workflow_id
 -- its timer fell due, else when it was recorded. "Now" is the statement's start (statement_timestamp(), a
 -- constant the planner can see), so that the runs are read in that order from conveyor_runs_queue and the
 -- scan stops at the limit, even before the table has statistics: a clock joined in from a subquery made
--- the planner sort every ready run on each claim instead, until the table was first analyzed.
+-- the planner sort every ready run on each claim instead, until the table was first analyzed. The rows
+-- leave out the owner (the claimer) and the notes, and bring the trace context the driver's spans continue.
 WITH ready AS (
     SELECT r.workflow_id, r.recoveries + CASE WHEN r.owner IS NULL THEN 0 ELSE 1 END AS recoveries
       FROM conveyor_runs r
@@ -157,7 +158,8 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
-          r.steps::text, NULL::text, r.cancel_reason, r.paused, r.deadline_at
+          r.steps::text, NULL::text, r.cancel_reason, r.paused, r.deadline_at, r.parent_id, NULL::text,
+          NULL::text, r.trace_context
 
 -- name: set_run_error
 UPDATE conveyor_runs SET error = %(error)s WHERE workflow_id = %(workflow_id)s
