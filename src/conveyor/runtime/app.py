@@ -26,7 +26,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.backends.urls import open_backend
@@ -60,6 +60,9 @@ from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
 
+if TYPE_CHECKING:
+    from conveyor.observe.tracing import RunTracer
+
 DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
 BACKEND_VARIABLE = "CONVEYOR_BACKEND"
 DEFAULT_LEASE_SECONDS = 15.0
@@ -89,6 +92,9 @@ class Conveyor:
     are registered at once (built workflows or workflow classes); ``resources`` are handed to steps by name.
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
     ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
+    ``tracing=True`` makes OpenTelemetry spans of each drive of a run and of each step attempt, through the
+    API's global tracer provider; ``tracer_provider`` turns tracing on with that provider instead (both
+    need the ``tracing`` extra; see :mod:`conveyor.observe.tracing`). Off by default.
     """
 
     def __init__(
@@ -101,6 +107,8 @@ class Conveyor:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         registry: Registry | None = None,
         executor: StepExecutor | None = None,
+        tracing: bool = False,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
@@ -123,6 +131,13 @@ class Conveyor:
         self.executor = executor if executor is not None else StepExecutor()
         """Where step functions run: this thread, a pool of threads, an event loop (started when needed)."""
         self.lease_seconds = float(lease_seconds)
+        self.tracer: RunTracer | None = None
+        """Makes the spans of runs and step attempts, and stores the starter's trace context with each new
+        run; None when tracing is off."""
+        if tracing or tracer_provider is not None:
+            from conveyor.observe.tracing import RunTracer  # only now: OpenTelemetry is an optional extra
+
+            self.tracer = RunTracer(tracer_provider)
         self.owner = PROCESS.new_owner()
         """How this runtime names itself as the owner of the runs it drives in process."""
         self._open_lock = threading.Lock()
@@ -155,9 +170,11 @@ class Conveyor:
         return app
 
     def using(self, backend: Backend | str) -> Conveyor:
-        """A runtime like this one (same workflows, resources, clock and lease) on another ``backend``."""
+        """A runtime like this one (same workflows, resources, clock, lease and tracing) on another
+        ``backend``."""
         other = Conveyor(backend, clock=self.clock, lease_seconds=self.lease_seconds, registry=self.registry)
         other.resources = self.resources
+        other.tracer = self.tracer
         return other
 
     @property
@@ -244,6 +261,8 @@ class Conveyor:
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         if deadline_seconds is not None:
             recorded.deadline_at = self.clock.now() + deadline_seconds
+        if self.tracer is not None:
+            recorded.trace_context = self.tracer.capture()
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
@@ -390,6 +409,7 @@ class Conveyor:
             resources=self.resources,
             lease=lease,
             children=ChildRuns(self._resolve_child, self._drive_child),
+            tracer=self.tracer,
         )
         try:
             driver.drive_to_end()
@@ -443,6 +463,8 @@ class Conveyor:
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         if deadline_seconds is not None:
             recorded.deadline_at = self.clock.now() + deadline_seconds
+        if self.tracer is not None:  # the worker that drives the run continues this trace
+            recorded.trace_context = self.tracer.capture()
         record, created = self.backend.submit_run(recorded, now=self.clock.now())
         if not created:
             same_workflow_or_raise(record, chosen)
@@ -457,6 +479,7 @@ class Conveyor:
         options.setdefault("resources", self.resources)
         options.setdefault("executor", self.executor)
         options.setdefault("children", ChildRuns(self._resolve_child))
+        options.setdefault("tracer", self.tracer)
         worker = Worker(self.backend, workflows, **options)
         self._workers.add(worker)
         return worker
