@@ -226,6 +226,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (10, "child_runs"),
         (11, "held_runs_by_lease_end"),
         (12, "event_history"),
+        (13, "trace_context"),
     ]
 
 

@@ -72,6 +72,8 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         self._parents: dict[str, str] = {}
         # Notes: workflow_id -> [operator_log, annotations] (JSON lists; see backends.notes).
         self._notes: dict[str, list[str | None]] = {}
+        # Trace contexts: workflow_id -> the starter's (see conveyor.observe.tracing), for runs that have one.
+        self._trace_contexts: dict[str, str] = {}
         # The event history: each run's stored events, every run's in the order written (the feed), and
         # those written since the last hand-over to listeners (see backends.history).
         self._events: dict[str, list[tuple[Any, ...]]] = {}
@@ -183,6 +185,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
             owner=owner,
             definition_hash=run.definition_hash,
             deadline_at=run.deadline_at,
+            trace_context=run.trace_context,
         )
 
     def _start_existing(
@@ -299,6 +302,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         if steering is not None:
             record.cancel_reason, record.paused, record.deadline_at = steering
         record.parent_id = self._parents.get(workflow_id)
+        record.trace_context = self._trace_contexts.get(workflow_id)
         notes = self._notes.get(workflow_id)
         if notes is not None:
             record.operator_log, record.annotations = notes
@@ -368,6 +372,8 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
             self._steering[workflow_id] = [None, False, run.deadline_at]
         if run.parent_id is not None:
             self._parents[workflow_id] = run.parent_id
+        if run.trace_context is not None:
+            self._trace_contexts[workflow_id] = run.trace_context
 
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
         """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
@@ -717,6 +723,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
             self._active.clear()
             self._signals.clear()
             self._notes.clear()
+            self._trace_contexts.clear()
 
     def __repr__(self) -> str:
         return f"<InMemoryBackend runs={len(self._fixed)}>"

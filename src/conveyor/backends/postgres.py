@@ -81,6 +81,7 @@ _LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns 
 _CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
 _PARENT = 22  # then the parent of a child run
 _OPERATOR_LOG, _ANNOTATIONS = 23, 24  # then the notes (see backends.notes), which claims leave out
+_TRACE_CONTEXT = 25  # then the trace context of the code that started the run (see observe.tracing)
 
 
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
@@ -272,6 +273,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
                 created = run_from_rows(_new_row(params), ())
                 created.owner = owner
                 created.deadline_at = run.deadline_at
+                created.trace_context = run.trace_context
                 self._publish(started, inserted)
                 return created, True
             cursor.execute(self._queries["take_over_run"], params)
@@ -417,6 +419,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
                 created = run_from_rows(_new_row(params), ())
                 created.deadline_at = run.deadline_at
                 created.parent_id = run.parent_id
+                created.trace_context = run.trace_context
                 self._publish(started, inserted[1:], worker=False)
                 return created, True
             return self._must_load(cursor, run.workflow_id), False
@@ -770,6 +773,7 @@ def _run_params(run: NewRun, *, state: str, epoch: int, owner: str | None, now: 
         "definition_hash": run.definition_hash,
         "deadline_at": run.deadline_at,
         "parent_id": run.parent_id,
+        "trace_context": run.trace_context,
     }
 
 
@@ -834,4 +838,7 @@ def _record(row: Sequence[Any]) -> RunRecord:
         operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
         record.operator_log = operator_log if type(operator_log) is str else None
         record.annotations = annotations if type(annotations) is str else None
+    if len(row) > _TRACE_CONTEXT:
+        trace_context = row[_TRACE_CONTEXT]
+        record.trace_context = trace_context if type(trace_context) is str else None
     return record

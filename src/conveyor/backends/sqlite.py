@@ -57,7 +57,7 @@ _CHANGE_POLL_SECONDS = 0.005
 
 _SELECT_RUN = (
     f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id, "
-    "operator_log, annotations FROM conveyor_runs WHERE workflow_id = ?"
+    "operator_log, annotations, trace_context FROM conveyor_runs WHERE workflow_id = ?"
 )
 _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     16,
@@ -67,12 +67,12 @@ _LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
     20,
     21,
 )  # positions in a _SELECT_RUN row
-_OPERATOR_LOG, _ANNOTATIONS = 22, 23
+_OPERATOR_LOG, _ANNOTATIONS, _TRACE_CONTEXT = 22, 23, 24
 _SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
     "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
-    "definition_hash, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
+    "definition_hash, deadline_at, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
 )
 _TAKE_OVER = (
     "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
@@ -397,6 +397,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                         *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
                         run.definition_hash,
                         run.deadline_at,
+                        run.trace_context,
                     ),
                 )
                 self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, by_owner=True)
@@ -408,6 +409,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 record = run_from_rows(created, ())
                 record.owner, record.leased_until = owner, lease_end
                 record.deadline_at = run.deadline_at
+                record.trace_context = run.trace_context
                 created_now = True
             else:
                 record, created_now = self._start_existing(
@@ -504,8 +506,9 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         record.cancel_reason = cancel if type(cancel) is str else None
         record.paused = bool(row[_PAUSED])
         record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
-        parent = row[_PARENT]
+        parent, trace_context = row[_PARENT], row[_TRACE_CONTEXT]
         record.parent_id = parent if type(parent) is str else None
+        record.trace_context = trace_context if type(trace_context) is str else None
         operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
         if operator_log is not None or annotations is not None:
             record.operator_log = operator_log if type(operator_log) is str else None
@@ -632,6 +635,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                     *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
                     *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
                     run.deadline_at,
+                    run.trace_context,
                 ),
             )
             if run.parent_id is not None:  # a child run: recorded with its parent, in the same transaction
@@ -648,6 +652,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         record = run_from_rows(created, ())
         record.deadline_at = run.deadline_at
         record.parent_id = run.parent_id
+        record.trace_context = run.trace_context
         return record, True
 
     def claim_runs(

@@ -162,6 +162,9 @@ class NewRun:
     """When the whole run must have ended (epoch seconds), else it is cancelled; None for no deadline."""
     parent_id: str | None = None
     """The run whose step started this one (a child run), else None."""
+    trace_context: str | None = None
+    """The W3C trace context (a JSON object of ``traceparent`` and ``tracestate``) of the code that started
+    the run, when tracing is on (see :mod:`conveyor.observe.tracing`); None otherwise."""
 
 
 @dataclass(slots=True)
@@ -223,6 +226,9 @@ class RunRecord:
     annotations: str | None = None
     """What the run's steps recorded with ``StepContext.annotate``, as read: a JSON list of
     ``{name, content, step, at}``; None when none did. (The driver's records leave both None.)"""
+    trace_context: str | None = None
+    """The trace context of the code that started the run (see ``NewRun.trace_context``), as read: what
+    the run's spans continue; None when it was started without tracing."""
 
     @property
     def is_final(self) -> bool:

@@ -77,6 +77,7 @@ def stored_run(record: RunRecord, workflow: Workflow) -> NewRun:
         step_names=workflow.step_names,
         definition_hash=record.definition_hash,
         deadline_at=record.deadline_at,
+        trace_context=record.trace_context,
     )
 
 

@@ -183,6 +183,8 @@ def _start(driver: RunDriver, spec: StepSpec, wait: ChildRun, child_id: str, now
         max_bytes=driver.max_value_bytes,
     )
     child.parent_id = driver.run.workflow_id
+    if driver.tracer is not None:  # the child's spans continue the parent's drive, wherever it runs
+        child.trace_context = driver.tracer.capture()
     record, _ = driver.backend.submit_run(child, now=now)
     return record
 

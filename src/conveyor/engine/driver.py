@@ -18,7 +18,8 @@ import queue
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Backend
 from conveyor.backends.notes import appended
@@ -44,10 +45,13 @@ from conveyor.engine.calls import NO_RESOURCES, StepCall, timeout_error
 from conveyor.engine.children import ChildRuns, undo_child
 from conveyor.engine.clock import Clock
 from conveyor.engine.control import control_calls, settle_control
-from conveyor.engine.executor import StepExecutor, shared_executor
+from conveyor.engine.executor import CallRunner, StepExecutor, shared_executor
 from conveyor.engine.lease import Lease
 from conveyor.engine.waiting import StillWaiting, move_wait
 from conveyor.errors import Cancelled, EncodingError, EngineError, NonRetryableError, UnknownResourceError
+
+if TYPE_CHECKING:
+    from conveyor.observe.tracing import RunTracer
 
 _RUN_STEPS = Action.RUN_STEPS
 _RUN_COMPENSATION = Action.RUN_COMPENSATION
@@ -110,7 +114,8 @@ class RunDriver:
     Step and undo calls run on ``executor`` (by default, the process's shared one). With a ``lease`` (the
     one its claim made and its heartbeat renews), the driver stops with
     :class:`~conveyor.errors.LeaseLostError` once the lease is marked lost: it starts no step and writes no
-    checkpoint after that.
+    checkpoint after that. With a ``tracer``, each drive is a span and each step attempt a span within it
+    (see :mod:`conveyor.observe.tracing`).
     """
 
     def __init__(
@@ -126,6 +131,7 @@ class RunDriver:
         record_checkpoint: Callable[[Checkpoint], None] | None = None,
         lease: Lease | None = None,
         children: ChildRuns | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         if workflow.step_settings is not None:  # once per drive, in every process: this run's settings
             workflow = workflow_for_run(workflow, run.input)
@@ -136,7 +142,11 @@ class RunDriver:
         """The steps whose calls are running now: this driver's own state, told to decide and settle."""
         self.backend = backend
         self.clock = clock
-        self.executor = executor or shared_executor()
+        self.tracer = tracer
+        """Makes the spans of this run's drives and step attempts; None when tracing is off."""
+        self.executor: CallRunner = executor or shared_executor()
+        if tracer is not None:  # each call then runs inside its attempt's span
+            self.executor = tracer.executor(self.executor)
         self.resources = resources
         self.max_value_bytes = max_value_bytes(backend)
         """The most JSON a step's result may take in this backend (read once, not per step)."""
@@ -167,7 +177,10 @@ class RunDriver:
         A wait for a timer while other calls of the run are in flight is waited out here; a wait with
         nothing in flight returns, so that (in a worker) the wait holds no slot.
         """
-        return self._drive(self.lease)
+        tracer = self.tracer
+        if tracer is None:
+            return self._drive(self.lease)
+        return tracer.drive(self, partial(self._drive, self.lease))
 
     def _drive(self, lease: Lease) -> DriveOutcome:
         self._recover()
@@ -239,10 +252,17 @@ class RunDriver:
     def drive_to_end(self) -> RunRecord:
         """Drive the run until it ends (or is paused), sleeping through each wait; return its record.
 
-        A wait for a signal is looked at again every :data:`SIGNAL_POLL_SECONDS` (up to its timeout).
+        A wait for a signal is looked at again every :data:`SIGNAL_POLL_SECONDS` (up to its timeout). Traced,
+        the whole of it is one drive's span.
         """
-        clock = self.clock
-        while isinstance(outcome := self.drive(), WaitUntil):
+        tracer = self.tracer
+        if tracer is None:
+            return self._drive_to_end()
+        return tracer.drive(self, self._drive_to_end)
+
+    def _drive_to_end(self) -> RunRecord:
+        clock, lease = self.clock, self.lease
+        while isinstance(outcome := self._drive(lease), WaitUntil):
             pause = outcome.at - clock.now()
             if outcome.signals:
                 pause = min(pause, SIGNAL_POLL_SECONDS)

@@ -14,24 +14,42 @@ of three strategies:
   abandoned at its timeout never holds a pool thread or keeps the process from exiting.
 
 The executor owns its loop's thread and its pool, both started on first use; :meth:`~StepExecutor.close`
-stops them.
+stops them. A call started with a ``context`` (a :class:`contextvars.Context`: tracing gives one holding
+the attempt's span) runs in it wherever it runs; without one, as it always has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor.engine.calls import StepCall
 
 OnDone = Callable[[StepCall], None]
 """Called with a started call once it has ended (on the thread it ran on)."""
+
+
+class CallRunner(Protocol):
+    """What a driver runs its calls through: a :class:`StepExecutor`, or one that wraps it (tracing's)."""
+
+    def run_here(self, call: StepCall) -> None:
+        """Run a sync call without a timeout on this thread."""
+
+    def start(self, call: StepCall, on_done: OnDone, context: contextvars.Context | None = None) -> None:
+        """Start ``call`` off this thread (in ``context`` if given); ``on_done(call)`` follows its end."""
+
+    def take_back(self, call: StepCall) -> bool:
+        """Withdraw a started call no thread has begun; True if withdrawn (the caller now runs it)."""
+
+    def abandon(self, call: StepCall) -> None:
+        """Give up on a started call."""
 
 
 class StepExecutor:
@@ -52,16 +70,21 @@ class StepExecutor:
     run_here = staticmethod(StepCall.run_here)
     """``run_here(call)``: run a sync call without a timeout on this thread (see ``StepCall.runs_here``)."""
 
-    def start(self, call: StepCall, on_done: OnDone) -> None:
+    def start(self, call: StepCall, on_done: OnDone, context: contextvars.Context | None = None) -> None:
         """Start ``call`` off this thread; ``on_done(call)`` follows once it has ended, wherever it ran.
 
         A call that may run anywhere goes to the pool; an async one, or one with a timeout, to the loop.
+        With ``context``, the call runs in it (on the loop, in a copy of it).
         """
         if call.runs_here:
-            call.ticket = self._pool().offer(call, on_done)
+            call.ticket = self._pool().offer(call, on_done, context)
         else:
             loop = self._event_loop()
-            call.ticket = asyncio.run_coroutine_threadsafe(_on_loop(call, on_done), loop)
+            coroutine = _on_loop(call, on_done, context is not None)
+            if context is None:
+                call.ticket = asyncio.run_coroutine_threadsafe(coroutine, loop)
+            else:  # the loop's task copies the context current where it is scheduled
+                call.ticket = context.run(asyncio.run_coroutine_threadsafe, coroutine, loop)
 
     def take_back(self, call: StepCall) -> bool:
         """Withdraw a started call no pool thread has begun; True if withdrawn (the caller now runs it)."""
@@ -160,8 +183,12 @@ def shared_executor() -> StepExecutor:
 # -- the event loop ---------------------------------------------------------------------------------------
 
 
-async def _on_loop(call: StepCall, on_done: OnDone) -> None:
-    """Run ``call`` within the step's timeout; only that deadline makes it a StepTimeoutError."""
+async def _on_loop(call: StepCall, on_done: OnDone, own_context: bool = False) -> None:
+    """Run ``call`` within the step's timeout; only that deadline makes it a StepTimeoutError.
+
+    With ``own_context`` (the call was started with a context), a sync call's own thread runs in a copy of
+    this task's context, which is a copy of that one.
+    """
     clock = call.clock
     deadline = asyncio.timeout(call.timeout_seconds)
     call.started = clock.now()
@@ -170,7 +197,8 @@ async def _on_loop(call: StepCall, on_done: OnDone) -> None:
             if call.is_async:
                 value = await call.invoke_async()
             else:
-                value = await _in_own_thread(call.invoke)
+                context = contextvars.copy_context() if own_context else None
+                value = await _in_own_thread(call.invoke, context)
         if deadline.expired():  # it ignored its cancellation and returned anyway, late
             call.deadline_passed()
         else:
@@ -186,8 +214,9 @@ async def _on_loop(call: StepCall, on_done: OnDone) -> None:
     on_done(call)
 
 
-def _in_own_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run ``call`` on a daemon thread of its own: one overrunning its timeout never blocks exit."""
+def _in_own_thread(call: Callable[[], Any], context: contextvars.Context | None) -> asyncio.Future[Any]:
+    """Run ``call`` on a daemon thread of its own (in ``context`` if given): one overrunning its timeout
+    never blocks exit."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -201,7 +230,7 @@ def _in_own_thread(call: Callable[[], Any]) -> asyncio.Future[Any]:
 
     def target() -> None:
         try:
-            value = call()
+            value = call() if context is None else context.run(call)
         except BaseException as exc:
             _call_soon(loop, settle, None, exc)
             return
@@ -229,11 +258,13 @@ async def _cancel_all() -> None:
 class PoolCall:
     """A call handed to the pool: run by a pool thread, or taken back by the thread that offered it."""
 
-    __slots__ = ("call", "on_done", "state")
+    __slots__ = ("call", "context", "on_done", "state")
 
-    def __init__(self, call: StepCall, on_done: OnDone) -> None:
+    def __init__(self, call: StepCall, on_done: OnDone, context: contextvars.Context | None = None) -> None:
         self.call: StepCall | None = call
         self.on_done: OnDone | None = on_done
+        self.context = context
+        """What the call runs in, if it was started with a context."""
         self.state = _WAITING
 
 
@@ -255,9 +286,10 @@ class _DaemonPool:
         self._idle = 0
         self._waiting = 0
 
-    def offer(self, call: StepCall, on_done: OnDone) -> PoolCall:
-        """Queue ``call`` for a pool thread; ``on_done`` gets it once it has run there."""
-        offered = PoolCall(call, on_done)
+    def offer(self, call: StepCall, on_done: OnDone, context: contextvars.Context | None = None) -> PoolCall:
+        """Queue ``call`` for a pool thread (to run in ``context`` if given); ``on_done`` gets it once it has
+        run there."""
+        offered = PoolCall(call, on_done, context)
         with self._lock:
             self._waiting += 1
             if self._idle < self._waiting and self._threads < self._most:
@@ -277,7 +309,7 @@ class _DaemonPool:
         # The queue keeps the ticket until a pool thread wakes for it (which may be a while when the thread
         # that offered it holds the GIL): let go of the call now, so that the run it belongs to does not
         # outlive its drive and burden the garbage collector.
-        offered.call = offered.on_done = None
+        offered.call = offered.on_done = offered.context = None
         return True
 
     def close(self) -> None:
@@ -298,12 +330,15 @@ class _DaemonPool:
                 offered.state = _RUNNING
                 self._waiting -= 1
                 self._idle -= 1
-            call, on_done = offered.call, offered.on_done
+            call, on_done, context = offered.call, offered.on_done, offered.context
             assert call is not None
             assert on_done is not None
             call.started = call.clock.now()
             try:
-                call.run_here()
+                if context is None:
+                    call.run_here()
+                else:
+                    context.run(call.run_here)
             except BaseException as exc:  # not an Exception (run_here keeps those): the driver re-raises
                 call.error = exc
             try:

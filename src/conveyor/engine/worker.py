@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Backend
 from conveyor.core.records import Checkpoint, Failure, RunRecord
@@ -42,6 +42,9 @@ from conveyor.engine.executor import StepExecutor
 from conveyor.engine.group_commit import GroupCommitter
 from conveyor.engine.lease import Heartbeat, Lease
 from conveyor.errors import BackendError, EngineError, InvalidArgumentError, LeaseLostError
+
+if TYPE_CHECKING:
+    from conveyor.observe.tracing import RunTracer
 
 log = logging.getLogger("conveyor.worker")
 
@@ -78,7 +81,8 @@ class Worker:
     ``max_recoveries`` times in a row without recording a step is dead-lettered; on :meth:`stop`, runs
     still in flight get ``shutdown_grace_seconds`` to finish before they are handed back for another
     worker. With ``group_commit`` (the default), the checkpoints of
-    runs finishing steps at the same moment share one transaction.
+    runs finishing steps at the same moment share one transaction. With a ``tracer``, each drive of a run
+    continues the trace its starter stored with it (see :mod:`conveyor.observe.tracing`).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Worker:
         resources: Mapping[str, Any] = NO_RESOURCES,
         executor: StepExecutor | None = None,
         children: ChildRuns | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         if concurrency < 1:
             raise InvalidArgumentError(f"concurrency must be at least 1, not {concurrency}")
@@ -130,6 +135,8 @@ class Worker:
         self.resources = resources
         """What steps may ask for by name (a runtime's resources)."""
         self.executor = executor
+        self.tracer = tracer
+        """Makes a span of each drive and of each step attempt (see conveyor.observe.tracing); None: off."""
         self._committer: GroupCommitter | None = None
 
     # -- the claim loop ---------------------------------------------------------------------------
@@ -301,6 +308,7 @@ class Worker:
                 record_checkpoint=None if self._committer is None else self._committer.record_checkpoint,
                 lease=lease,
                 children=self.children,
+                tracer=self.tracer,
             )
             outcome = driver.drive()
             if isinstance(outcome, WaitUntil):

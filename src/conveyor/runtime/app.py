@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.backends.history import EventPage, Listener
@@ -65,6 +65,9 @@ from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
 
+if TYPE_CHECKING:
+    from conveyor.observe.tracing import RunTracer
+
 DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
 BACKEND_VARIABLE = "CONVEYOR_BACKEND"
 DEFAULT_LEASE_SECONDS = 15.0
@@ -97,6 +100,9 @@ class Conveyor:
     ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
     ``metrics=True`` counts Prometheus metrics from the start (see :attr:`metrics`); ``log_events=True``
     logs one line per event (see :meth:`log_events`).
+    ``tracing=True`` makes OpenTelemetry spans of each drive of a run and of each step attempt, through the
+    API's global tracer provider; ``tracer_provider`` turns tracing on with that provider instead (both
+    need the ``tracing`` extra; see :mod:`conveyor.observe.tracing`). Off by default.
     """
 
     def __init__(
@@ -112,6 +118,8 @@ class Conveyor:
         history: bool = True,
         metrics: bool = False,
         log_events: bool = False,
+        tracing: bool = False,
+        tracer_provider: Any = None,
     ) -> None:
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
@@ -140,6 +148,13 @@ class Conveyor:
         self.executor = executor if executor is not None else StepExecutor()
         """Where step functions run: this thread, a pool of threads, an event loop (started when needed)."""
         self.lease_seconds = float(lease_seconds)
+        self.tracer: RunTracer | None = None
+        """Makes the spans of runs and step attempts, and stores the starter's trace context with each new
+        run; None when tracing is off."""
+        if tracing or tracer_provider is not None:
+            from conveyor.observe.tracing import RunTracer  # only now: OpenTelemetry is an optional extra
+
+            self.tracer = RunTracer(tracer_provider)
         self.owner = PROCESS.new_owner()
         """How this runtime names itself as the owner of the runs it drives in process."""
         self._open_lock = threading.Lock()
@@ -176,7 +191,8 @@ class Conveyor:
         return app
 
     def using(self, backend: Backend | str) -> Conveyor:
-        """A runtime like this one (same workflows, resources, clock and lease) on another ``backend``."""
+        """A runtime like this one (same workflows, resources, clock, lease, history and tracing) on another
+        ``backend``."""
         other = Conveyor(
             backend,
             clock=self.clock,
@@ -185,6 +201,7 @@ class Conveyor:
             history=self.records_history,
         )
         other.resources = self.resources
+        other.tracer = self.tracer
         return other
 
     @property
@@ -274,6 +291,8 @@ class Conveyor:
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         if deadline_seconds is not None:
             recorded.deadline_at = self.clock.now() + deadline_seconds
+        if self.tracer is not None:
+            recorded.trace_context = self.tracer.capture()
         return self._run_recorded(chosen, recorded, if_running)
 
     def retry(
@@ -420,6 +439,7 @@ class Conveyor:
             resources=self.resources,
             lease=lease,
             children=ChildRuns(self._resolve_child, self._drive_child),
+            tracer=self.tracer,
         )
         try:
             driver.drive_to_end()
@@ -473,6 +493,8 @@ class Conveyor:
         recorded = new_run(chosen, workflow_id, input, correlation_id, max_bytes=self._max_value_bytes())
         if deadline_seconds is not None:
             recorded.deadline_at = self.clock.now() + deadline_seconds
+        if self.tracer is not None:  # the worker that drives the run continues this trace
+            recorded.trace_context = self.tracer.capture()
         record, created = self.backend.submit_run(recorded, now=self.clock.now())
         if not created:
             same_workflow_or_raise(record, chosen)
@@ -487,6 +509,7 @@ class Conveyor:
         options.setdefault("resources", self.resources)
         options.setdefault("executor", self.executor)
         options.setdefault("children", ChildRuns(self._resolve_child))
+        options.setdefault("tracer", self.tracer)
         worker = Worker(self.backend, workflows, **options)
         self._workers.add(worker)
         return worker

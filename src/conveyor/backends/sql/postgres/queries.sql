@@ -10,7 +10,7 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
        CASE WHEN r.lease_expires_at >= extract(epoch FROM clock_timestamp())::float8
             THEN r.lease_expires_at END,
        r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id, r.operator_log::text,
-       r.annotations::text
+       r.annotations::text, r.trace_context
   FROM conveyor_runs r
  WHERE r.workflow_id = %(workflow_id)s
 
@@ -21,12 +21,13 @@ SELECT r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.o
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                                step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                               definition_hash, deadline_at, event_seq)
+                               definition_hash, deadline_at, event_seq, trace_context)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
             %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
             CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
                 ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-            %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb))
+            %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb),
+            %(trace_context)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
 ),
@@ -52,12 +53,12 @@ SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at 
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                                step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at,
-                               definition_hash, deadline_at, event_seq)
+                               definition_hash, deadline_at, event_seq, trace_context)
     SELECT %(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s, %(correlation_id)s,
            %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
            CASE WHEN %(lease_seconds)s::float8 IS NULL THEN NULL
                 ELSE extract(epoch FROM clock_timestamp())::float8 + %(lease_seconds)s::float8 END,
-           %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb)
+           %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb), %(trace_context)s
       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
@@ -83,10 +84,11 @@ SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at 
 WITH inserted AS (
     INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
                                step_names, created_at, updated_at, epoch, recoveries, owner, definition_hash,
-                               deadline_at, parent_id, event_seq)
+                               deadline_at, parent_id, event_seq, trace_context)
     VALUES (%(workflow_id)s, %(workflow_name)s, %(workflow_version)s, %(state)s, %(input)s,
             %(correlation_id)s, %(step_names)s, %(now)s, %(now)s, %(epoch)s, 0, %(owner)s,
-            %(definition_hash)s, %(deadline_at)s, %(parent_id)s, jsonb_array_length(%(events)s::jsonb))
+            %(definition_hash)s, %(deadline_at)s, %(parent_id)s, jsonb_array_length(%(events)s::jsonb),
+            %(trace_context)s)
     ON CONFLICT (workflow_id) DO NOTHING
     RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
 ),
@@ -130,7 +132,7 @@ RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, 
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
           r.steps::text, r.owner, r.cancel_reason, r.paused, r.deadline_at, r.parent_id,
-          r.operator_log::text, r.annotations::text, r.event_seq
+          r.operator_log::text, r.annotations::text, r.trace_context, r.event_seq
 ),
 noted AS (
     INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
@@ -266,8 +268,8 @@ UPDATE conveyor_runs AS r
 RETURNING r.workflow_id, r.workflow_name, r.workflow_version, r.state, r.input, r.output, r.error,
           r.correlation_id, r.step_names, r.created_at, r.updated_at, r.wake_at, r.epoch, r.recoveries,
           r.generation, r.definition_hash, r.lease_expires_at,
-          r.steps::text, NULL::text, r.cancel_reason, r.paused, r.deadline_at,
-          ready.previous_owner, r.event_seq
+          r.steps::text, NULL::text, r.cancel_reason, r.paused, r.deadline_at, r.parent_id, NULL::text,
+          NULL::text, r.trace_context, ready.previous_owner, r.event_seq
 ),
 noted AS (
     INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,

@@ -1,0 +1,1 @@
+"""Watching runs from the side: nothing here changes how a run executes."""
