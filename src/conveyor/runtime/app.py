@@ -12,6 +12,9 @@ path (``conveyor worker --app myapp.workflows:app``)::
     def gateway() -> PaymentGateway:
         return PaymentGateway.from_environment()
 
+    @app.on("step.failed")
+    def alert(event: Event) -> None: ...
+
     status = app.run("checkout", {"id": 42}, workflow_id="order-42")
 
 Every blocking method has an ``_async`` twin for async code (``run_async``, ``status_async``, ...).
@@ -61,6 +64,8 @@ from conveyor.runtime.listing import list_runs
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
+from conveyor.runtime.subscriber_methods import SubscriberMethods
+from conveyor.runtime.subscriptions import Subscriptions
 
 DEFAULT_BACKEND_URL = "sqlite:///conveyor.db"
 BACKEND_VARIABLE = "CONVEYOR_BACKEND"
@@ -82,7 +87,7 @@ def default_backend_url() -> str:
     return os.environ.get(BACKEND_VARIABLE, "").strip() or DEFAULT_BACKEND_URL
 
 
-class Conveyor:
+class Conveyor(SubscriberMethods):
     """The runtime: a backend, the workflows it runs, a clock and the resources steps may ask for.
 
     ``backend`` is a backend object (the caller keeps ownership and closes it), a URL such as
@@ -139,6 +144,10 @@ class Conveyor:
         """The workers this runtime made (while they live): where a cancel looks for a driver here."""
         self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
+        self.subscriptions = Subscriptions()
+        """Who is told what happens to runs, in process and durably (see :meth:`on`)."""
+        if self._backend is not None:
+            self.subscriptions.in_process.bind(self._backend)
         for workflow in workflows:
             self.register(workflow)
 
@@ -172,6 +181,9 @@ class Conveyor:
             history=self.records_history,
         )
         other.resources = self.resources
+        other.subscriptions = self.subscriptions.copy()
+        if other._backend is not None:
+            other.subscriptions.in_process.bind(other._backend)
         return other
 
     @property
@@ -185,6 +197,7 @@ class Conveyor:
                     opened.records_history = self.records_history
                     self._local = LocalRuns(opened)
                     self._backend = opened
+                    self.subscriptions.in_process.bind(opened)
                 backend = self._backend
         return backend
 
@@ -669,10 +682,12 @@ class Conveyor:
     # -- the end ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the heartbeat, close what resource factories built, and the backend if it opened it."""
+        """Stop the heartbeat, deliver what in-process subscribers have queued, close what resource
+        factories built, and the backend if it opened it."""
         self._heartbeat.close()
         if self._owns_executor:
             self.executor.close()
+        self.subscriptions.close()
         self.resources.close()
         if self._owns_backend:
             with self._open_lock:
