@@ -181,12 +181,9 @@ class LocalSubscriptions:
         """Add one subscription."""
         with self._lock:
             self._all = (*self._all, subscription)
-            by_kind: dict[str, list[Subscription]] = {}
-            for each in self._all:
-                for kind in each.kinds or ():
-                    by_kind.setdefault(kind, []).append(each)
+            kinds = {kind for each in self._all for kind in each.kinds or ()}
             self._every = tuple(each for each in self._all if each.kinds is None)
-            self._by_kind = {kind: tuple(found) for kind, found in by_kind.items()}
+            self._by_kind = {kind: tuple(each for each in self._all if each.wants(kind)) for kind in kinds}
 
     def __bool__(self) -> bool:
         return bool(self._all)
@@ -200,12 +197,9 @@ class LocalSubscriptions:
         """Whether any subscription takes events of ``kind``."""
         return bool(self._every) or kind in self._by_kind
 
-    def for_kind(self, kind: str) -> list[Subscription]:
+    def for_kind(self, kind: str) -> tuple[Subscription, ...]:
         """The subscriptions that take ``kind``, in the order they were added."""
-        if not self._every:
-            return list(self._by_kind.get(kind, ()))
-        chosen = set(self._by_kind.get(kind, ())) | set(self._every)
-        return [each for each in self._all if each in chosen]
+        return self._by_kind.get(kind, self._every)
 
 
 class LocalDispatcher:
@@ -221,6 +215,7 @@ class LocalDispatcher:
         self._pending: deque[Event] = deque()
         self._condition = threading.Condition()
         self._busy = False
+        self._waiting = False
         self._closed = False
         self._dropped = 0
         self._thread: threading.Thread | None = None
@@ -249,7 +244,8 @@ class LocalDispatcher:
                     target=self._deliver, name="conveyor-subscribers", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify_all()
+            elif self._waiting:  # a busy thread finds the events when it comes back: no wake-up needed
+                self._condition.notify_all()
 
     @property
     def dropped(self) -> int:
@@ -260,14 +256,17 @@ class LocalDispatcher:
         while True:
             with self._condition:
                 while not self._pending and not self._closed:
+                    self._waiting = True
                     self._condition.wait()
+                    self._waiting = False
                 if not self._pending:
                     return
-                event = self._pending.popleft()
+                batch, self._pending = self._pending, deque()  # all that is queued, in one hand-over
                 self._busy = True
             try:
-                for subscription in self._subscriptions.for_kind(event.kind):
-                    call_handler(subscription, event)
+                for event in batch:
+                    for subscription in self._subscriptions.for_kind(event.kind):
+                        call_handler(subscription, event)
             finally:
                 with self._condition:
                     self._busy = False
