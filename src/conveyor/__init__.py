@@ -10,6 +10,7 @@ every completed step, newest first. The seeds' module functions (:func:`run_dura
 
 from conveyor.backends import Backend, InMemoryBackend, PostgresBackend, SqliteBackend, open_backend
 from conveyor.core import Failure, RunState, StepState
+from conveyor.core.history import Event, EventKind
 from conveyor.core.records import RunPage, RunSummary
 from conveyor.definition import Flow, RetryPolicy, StepContext, Task, Workflow, task
 from conveyor.definition.arguments import from_input, from_result, from_results, from_route
@@ -50,6 +51,9 @@ from conveyor.errors import (
     StepInputError,
     StepTimeoutError,
     TaskError,
+    WebhookDeliveryError,
+    WebhookError,
+    WebhookSignatureError,
     WorkflowError,
     WorkflowFailedError,
     WorkflowMismatchError,
@@ -75,6 +79,7 @@ from conveyor.runtime.adapters import (
     unpause_workflow,
 )
 from conveyor.runtime.client import WorkflowClient
+from conveyor.runtime.webhooks import verify_webhook
 from conveyor.saga import Saga, SagaResult
 
 __version__ = "0.1.0"
@@ -93,6 +98,8 @@ __all__ = [
     "DefinitionError",
     "EncodingError",
     "EngineError",
+    "Event",
+    "EventKind",
     "Failure",
     "FakeClock",
     "Flow",
@@ -133,6 +140,9 @@ __all__ = [
     "TemplateError",
     "UnknownResourceError",
     "UnknownWorkflowError",
+    "WebhookDeliveryError",
+    "WebhookError",
+    "WebhookSignatureError",
     "Worker",
     "Workflow",
     "WorkflowClient",
@@ -172,6 +182,7 @@ __all__ = [
     "step",
     "task",
     "unpause_workflow",
+    "verify_webhook",
     "wait_for_run",
     "wait_for_signal",
 ]

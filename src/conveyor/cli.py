@@ -118,7 +118,8 @@ def _worker(arguments: argparse.Namespace, app: Conveyor) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        worker.run(until_idle=arguments.until_idle)
+        with app.consuming():  # the app's durable subscribers and webhooks, beside the runs (if it has any)
+            worker.run(until_idle=arguments.until_idle)
     finally:
         if served is not None:
             served.close()
@@ -290,7 +291,9 @@ def parser() -> argparse.ArgumentParser:
         added.set_defaults(needs_app=needs_app)
         return added
 
-    worker = command("worker", "claim and run workflows", needs_app=True)
+    worker = command(
+        "worker", "claim and run workflows; deliver to the app's durable subscribers", needs_app=True
+    )
     concurrency = whole_number(1, MAX_WORKERS_PER_PROCESS)
     worker.add_argument("--concurrency", type=concurrency, default=4, help="runs driven at once (default 4)")
     worker.add_argument(

@@ -30,8 +30,11 @@ Each exception's docstring is its default message. Each carries the context a pe
     │   └── EngineError          conveyor failed handling the step's outcome; the step fails for good
     ├── BackendError             the durable store refused or failed
     │   └── LeaseLostError       another process took the run over; this one must stop
-    └── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
-        └── UnknownResourceError a step asked for a resource the runtime does not have
+    ├── ConfigurationError       conveyor is not set up for what was asked (a missing extra, say)
+    │   └── UnknownResourceError a step asked for a resource the runtime does not have
+    └── WebhookError             about a webhook request
+        ├── WebhookDeliveryError a POST that failed in a way worth trying again (retried with backoff)
+        └── WebhookSignatureError a request whose signature or timestamp does not check out
 
 Sayiir's names are aliases, not classes of their own: ``WorkflowError`` is :class:`ConveyorError` (the base
 of every error) and ``TaskError`` is :class:`WorkflowFailedError` (what ``run_workflow`` raises when a
@@ -214,6 +217,21 @@ class ConfigurationError(ConveyorError):
 
 class UnknownResourceError(ConfigurationError, LookupError):
     """A step asked for a resource the runtime does not have."""
+
+
+class WebhookError(ConveyorError):
+    """A webhook request went wrong."""
+
+
+class WebhookDeliveryError(WebhookError):
+    """The webhook's receiver could not be reached, or answered that it could not take the event now."""
+
+    retry_after_seconds: float | None = None
+    """How long the receiver asked to be left alone (its ``Retry-After``), when it said."""
+
+
+class WebhookSignatureError(WebhookError):
+    """The webhook request is not signed with the shared secret, or is too old to trust."""
 
 
 class Cancelled(BaseException):

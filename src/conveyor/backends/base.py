@@ -9,6 +9,7 @@ from conveyor.core.history import Event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 
 if TYPE_CHECKING:
+    from conveyor.backends.cursors import CursorClaim
     from conveyor.backends.history import EventPage, Listener
     from conveyor.backends.listing import RunQuery
     from conveyor.backends.signals import Signal
@@ -274,4 +275,27 @@ class Backend(Protocol):
     def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
         """Every run's events committed after position ``after`` (None: from the first), in commit order,
         at most ``limit``, with the position to read on from."""
+        ...
+
+    # -- durable subscribers' cursors (see conveyor.backends.cursors) --------------------------------------
+
+    def claim_event_cursor(
+        self, name: str, *, owner: str, lease_seconds: float, take_over_from: str | None = None
+    ) -> CursorClaim:
+        """Claim the cursor ``name`` (created at the feed's start if new) for ``owner`` under a lease ending
+        ``lease_seconds`` from now, unless another owner holds a live lease on it; ``take_over_from`` names
+        an owner the caller found dead, whose lease does not count."""
+        ...
+
+    def save_event_cursor(self, name: str, position: str | None, *, owner: str, lease_seconds: float) -> bool:
+        """Store the feed ``position`` of the cursor and renew its lease; False, storing nothing, if
+        ``owner`` no longer holds it (another process took it over)."""
+        ...
+
+    def release_event_cursor(self, name: str, *, owner: str) -> None:
+        """Let go of the cursor, keeping its position (nothing happens unless ``owner`` holds it)."""
+        ...
+
+    def load_event_cursor(self, name: str) -> str | None:
+        """The position saved for the cursor ``name`` (None for none)."""
         ...

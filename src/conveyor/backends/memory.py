@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.cursors import CursorClaim, MemoryCursors
 from conveyor.backends.history import (
     EventPage,
     HistoryHooks,
@@ -79,6 +80,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         self._events: dict[str, list[tuple[Any, ...]]] = {}
         self._feed: list[tuple[Any, ...]] = []
         self._unpublished: list[tuple[Any, ...]] = []
+        self._cursors = MemoryCursors(self._time)
 
     def _append(self, workflow_id: str, rows: Sequence[EventRow], *, by_owner: bool = True) -> None:
         """Append ``rows`` to the run's history (under the lock, with the change they describe)."""
@@ -142,6 +144,28 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         with self._lock:
             stored = self._feed[start : start + limit]
         return EventPage(tuple(as_events(stored)), str(start + len(stored)) if stored else after)
+
+    # -- durable subscribers' cursors (see backends.cursors) ----------------------------------------------
+
+    def claim_event_cursor(
+        self, name: str, *, owner: str, lease_seconds: float, take_over_from: str | None = None
+    ) -> CursorClaim:
+        """Claim the cursor ``name`` for ``owner`` unless another owner holds a live lease on it."""
+        return self._cursors.claim(
+            name, owner=owner, lease_seconds=lease_seconds, take_over_from=take_over_from
+        )
+
+    def save_event_cursor(self, name: str, position: str | None, *, owner: str, lease_seconds: float) -> bool:
+        """Store the cursor's position and renew its lease; False if ``owner`` no longer holds it."""
+        return self._cursors.save(name, position, owner=owner, lease_seconds=lease_seconds)
+
+    def release_event_cursor(self, name: str, *, owner: str) -> None:
+        """Let go of the cursor, keeping its position."""
+        self._cursors.release(name, owner=owner)
+
+    def load_event_cursor(self, name: str) -> str | None:
+        """The position saved for the cursor ``name``."""
+        return self._cursors.load(name)
 
     def start_run(
         self,

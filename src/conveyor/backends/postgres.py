@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.backends import postgres_cursors as cursor_sql
 from conveyor.backends import postgres_signals as signal_sql
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.cursors import CursorClaim
 from conveyor.backends.history import (
     EventPage,
     HistoryHooks,
@@ -716,6 +718,46 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         if not rows:
             return EventPage((), after)
         return EventPage(tuple(as_events([row[:-2] for row in rows])), position_after(rows[-1]))
+
+    # -- durable subscribers' cursors (see backends.cursors) ----------------------------------------------
+
+    def claim_event_cursor(
+        self, name: str, *, owner: str, lease_seconds: float, take_over_from: str | None = None
+    ) -> CursorClaim:
+        """Claim the cursor ``name`` for ``owner`` unless another owner holds a live lease on it."""
+        params = {
+            "name": name,
+            "owner": owner,
+            "lease_seconds": lease_seconds,
+            "take_over_from": take_over_from,
+        }
+        with self._cursor("claim an event cursor") as cursor:
+            cursor.execute(cursor_sql.CLAIM, params)
+            row = cursor.fetchone()
+            if row is not None:
+                return CursorClaim(True, row[0], owner)
+            cursor.execute(cursor_sql.HOLDER, params)
+            holder = cursor.fetchone()
+        return CursorClaim(False, None, None if holder is None else holder[0])
+
+    def save_event_cursor(self, name: str, position: str | None, *, owner: str, lease_seconds: float) -> bool:
+        """Store the cursor's position and renew its lease; False if ``owner`` no longer holds it."""
+        params = {"name": name, "position": position, "owner": owner, "lease_seconds": lease_seconds}
+        with self._cursor("save an event cursor") as cursor:
+            cursor.execute(cursor_sql.SAVE, params)
+            return cursor.rowcount == 1
+
+    def release_event_cursor(self, name: str, *, owner: str) -> None:
+        """Let go of the cursor, keeping its position."""
+        with self._cursor("release an event cursor") as cursor:
+            cursor.execute(cursor_sql.RELEASE, {"name": name, "owner": owner})
+
+    def load_event_cursor(self, name: str) -> str | None:
+        """The position saved for the cursor ``name``."""
+        with self._cursor("read an event cursor") as cursor:
+            cursor.execute(cursor_sql.LOAD, {"name": name})
+            row = cursor.fetchone()
+        return None if row is None else row[0]
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Wait for ``NOTIFY conveyor_work`` (a submit or release anywhere) up to ``timeout_seconds``.

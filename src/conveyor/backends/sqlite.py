@@ -20,6 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from conveyor.backends.base import ClosesOnExit
+from conveyor.backends.cursors import CursorClaim
 from conveyor.backends.history import (
     UNFINISHED_RUNS,
     EventPage,
@@ -44,6 +45,7 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
 from conveyor.backends.sqlite_history import append_events, read_feed, read_history
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.history import Event, EventKind, checkpoint_events, run_event
@@ -806,6 +808,33 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite at {self.path} failed reading events: {exc}") from exc
         return EventPage(tuple(as_events(rows)), position)
+
+    # -- durable subscribers' cursors (see backends.cursors) ----------------------------------------------
+
+    def claim_event_cursor(
+        self, name: str, *, owner: str, lease_seconds: float, take_over_from: str | None = None
+    ) -> CursorClaim:
+        """Claim the cursor ``name`` for ``owner`` unless another owner holds a live lease on it."""
+        with self._transaction() as cursor:
+            return claim_cursor(cursor, name, owner, lease_seconds, take_over_from, self.now())
+
+    def save_event_cursor(self, name: str, position: str | None, *, owner: str, lease_seconds: float) -> bool:
+        """Store the cursor's position and renew its lease; False if ``owner`` no longer holds it."""
+        with self._transaction() as cursor:
+            return save_cursor(cursor, name, position, owner, lease_seconds, self.now())
+
+    def release_event_cursor(self, name: str, *, owner: str) -> None:
+        """Let go of the cursor, keeping its position."""
+        with self._transaction() as cursor:
+            release_cursor(cursor, name, owner)
+
+    def load_event_cursor(self, name: str) -> str | None:
+        """The position saved for the cursor ``name``."""
+        with self._lock:
+            try:
+                return load_cursor(self._connection, name)
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed reading a cursor: {exc}") from exc
 
     def next_wake_at(
         self, *, workflow_names: Collection[str] | None = None, exclude: Collection[str] = ()

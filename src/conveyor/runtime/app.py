@@ -12,6 +12,9 @@ path (``conveyor worker --app myapp.workflows:app``)::
     def gateway() -> PaymentGateway:
         return PaymentGateway.from_environment()
 
+    @app.on("step.failed")
+    def alert(event: Event) -> None: ...
+
     status = app.run("checkout", {"id": 42}, workflow_id="order-42")
 
 Every blocking method has an ``_async`` twin for async code (``run_async``, ``status_async``, ...).
@@ -64,6 +67,8 @@ from conveyor.runtime.metrics import Metrics
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
 from conveyor.runtime.signals import send_signal_to
+from conveyor.runtime.subscriber_methods import SubscriberMethods
+from conveyor.runtime.subscriptions import Subscriptions
 
 if TYPE_CHECKING:
     from conveyor.observe.tracing import RunTracer
@@ -88,7 +93,7 @@ def default_backend_url() -> str:
     return os.environ.get(BACKEND_VARIABLE, "").strip() or DEFAULT_BACKEND_URL
 
 
-class Conveyor:
+class Conveyor(SubscriberMethods):
     """The runtime: a backend, the workflows it runs, a clock and the resources steps may ask for.
 
     ``backend`` is a backend object (the caller keeps ownership and closes it), a URL such as
@@ -163,6 +168,10 @@ class Conveyor:
         """The workers this runtime made (while they live): where a cancel looks for a driver here."""
         self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
+        self.subscriptions = Subscriptions()
+        """Who is told what happens to runs, in process and durably (see :meth:`on`)."""
+        if self._backend is not None:
+            self.subscriptions.in_process.bind(self._backend)
         for workflow in workflows:
             self.register(workflow)
         if metrics:
@@ -202,6 +211,9 @@ class Conveyor:
         )
         other.resources = self.resources
         other.tracer = self.tracer
+        other.subscriptions = self.subscriptions.copy()
+        if other._backend is not None:
+            other.subscriptions.in_process.bind(other._backend)
         return other
 
     @property
@@ -217,6 +229,7 @@ class Conveyor:
                         opened.add_listener(listener)
                     self._local = LocalRuns(opened)
                     self._backend = opened
+                    self.subscriptions.in_process.bind(opened)
                 backend = self._backend
         return backend
 
@@ -738,10 +751,12 @@ class Conveyor:
     # -- the end ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the heartbeat, close what resource factories built, and the backend if it opened it."""
+        """Stop the heartbeat, deliver what in-process subscribers have queued, close what resource
+        factories built, and the backend if it opened it."""
         self._heartbeat.close()
         if self._owns_executor:
             self.executor.close()
+        self.subscriptions.close()
         self.resources.close()
         if self._owns_backend:
             with self._open_lock:
