@@ -7,6 +7,7 @@ Being conveyor's own files, never user input, their text is typed ``LiteralStrin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 MIGRATION_LOCK_KEY = 0x636F6E76_65796F72  # "conveyor": the advisory lock every migrating process takes
 _FOLDER = ("sql", "postgres")
 _NAME_MARK = "-- name:"
+_NOTED = re.compile(r"\{noted_events:(\w+)\}")
+"""Where a query appends the events its source CTE carries: ``noted_events``'s body, for that source."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ def queries() -> dict[str, LiteralString]:
             name, lines = line.removeprefix(_NAME_MARK).strip(), []
         elif not line.lstrip().startswith("--"):
             lines.append(line)
+    template = found["noted_events"]
+    for name, query in found.items():
+        if "{noted_events:" in query:
+            found[name] = _NOTED.sub(lambda use: "\n" + template.replace("{source}", use[1]) + "\n", query)
     return found
 
 

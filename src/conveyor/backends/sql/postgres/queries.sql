@@ -29,21 +29,10 @@ WITH inserted AS (
             %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb),
             %(trace_context)s)
     ON CONFLICT (workflow_id) DO NOTHING
-    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
+    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at,
+              %(events)s::jsonb AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM inserted AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:inserted})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM inserted
 
 -- name: insert_run_relaxed
@@ -61,21 +50,10 @@ WITH inserted AS (
            %(definition_hash)s, %(deadline_at)s, jsonb_array_length(%(events)s::jsonb), %(trace_context)s
       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
     ON CONFLICT (workflow_id) DO NOTHING
-    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
+    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at,
+              %(events)s::jsonb AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM inserted AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:inserted})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM inserted
 
 -- name: submit_run
@@ -90,21 +68,10 @@ WITH inserted AS (
             %(definition_hash)s, %(deadline_at)s, %(parent_id)s, jsonb_array_length(%(events)s::jsonb),
             %(trace_context)s)
     ON CONFLICT (workflow_id) DO NOTHING
-    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
+    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at,
+              %(events)s::jsonb AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, NULL::text, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM inserted AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:inserted})
 SELECT pg_notify('conveyor_work', ''), i.workflow_id, i.event_seq, NULL::text, i.correlation_id,
        i.workflow_name, i.created_at
   FROM inserted AS i
@@ -159,21 +126,10 @@ updated AS (
            steps = steps || %s::jsonb, recoveries = CASE WHEN %s::boolean THEN 0 ELSE recoveries END,
            event_seq = event_seq + jsonb_array_length((SELECT i.events FROM incoming AS i))
      WHERE workflow_id = %s AND epoch = %s
-    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
+    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at,
+              (SELECT i.events FROM incoming AS i) AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM updated AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements((SELECT i.events FROM incoming AS i)) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:updated})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM updated
 
 -- name: write_checkpoints
@@ -202,19 +158,7 @@ updated AS (
        AND r.workflow_id IN (SELECT l.workflow_id FROM locked AS l)
     RETURNING r.workflow_id, r.event_seq, r.owner, r.correlation_id, r.workflow_name, r.created_at, c.events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM updated AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements(u.events) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:updated})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM updated
 
 -- name: checkpoint_values
@@ -421,21 +365,10 @@ updated AS (
            annotations = coalesce(annotations, '[]'::jsonb) || %s::jsonb,
            event_seq = event_seq + jsonb_array_length((SELECT i.events FROM incoming AS i))
      WHERE workflow_id = %s AND epoch = %s
-    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at
+    RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_at,
+              (SELECT i.events FROM incoming AS i) AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM updated AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements((SELECT i.events FROM incoming AS i)) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:updated})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM updated
 
 -- name: append_events
@@ -446,21 +379,9 @@ WITH bumped AS (
     UPDATE conveyor_runs SET event_seq = event_seq + jsonb_array_length(%(events)s::jsonb)
      WHERE workflow_id = %(workflow_id)s
     RETURNING workflow_id, event_seq, CASE WHEN %(by_owner)s THEN owner END AS owner, correlation_id,
-              workflow_name, created_at
+              workflow_name, created_at, %(events)s::jsonb AS events
 ),
-noted AS (
-    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
-                             workflow_name, data)
-    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
-           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
-           CASE WHEN (e.v->>5)::boolean
-                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
-                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
-                ELSE nullif(e.v->4, 'null'::jsonb) END
-      FROM bumped AS u
-     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
-                           FROM jsonb_array_elements(%(events)s::jsonb) WITH ORDINALITY AS x(v, n)) AS e
-)
+noted AS ({noted_events:bumped})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM bumped
 
 -- name: read_history
@@ -493,3 +414,20 @@ SELECT workflow_name,
   FROM conveyor_runs
  WHERE state IN ('pending', 'running', 'compensating')
  GROUP BY 1, 2
+
+-- name: noted_events
+-- Not a query: the body of the "noted" CTE that {noted_events:SOURCE} stands for in the writes above. It
+-- appends the events SOURCE carries (its events column: a jsonb list of [kind, step, attempt, at, data,
+-- finishes the run]) to the run's history, numbered so that the last is SOURCE's event_seq; a finishing
+-- event gets the run's duration_seconds.
+    INSERT INTO conveyor_events (workflow_id, seq, kind, step_name, attempt, at, worker, correlation_id,
+                                 workflow_name, data)
+    SELECT u.workflow_id, u.event_seq - e.total + e.n::integer, e.v->>0, e.v->>1, (e.v->>2)::integer,
+           (e.v->>3)::float8, u.owner, u.correlation_id, u.workflow_name,
+           CASE WHEN (e.v->>5)::boolean
+                THEN coalesce(nullif(e.v->4, 'null'::jsonb), '{}'::jsonb)
+                     || jsonb_build_object('duration_seconds', (e.v->>3)::float8 - u.created_at)
+                ELSE nullif(e.v->4, 'null'::jsonb) END
+      FROM {source} AS u
+     CROSS JOIN LATERAL (SELECT x.v, x.n, count(*) OVER () AS total
+                           FROM jsonb_array_elements(u.events) WITH ORDINALITY AS x(v, n)) AS e
