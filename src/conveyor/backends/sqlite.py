@@ -46,7 +46,7 @@ from conveyor.backends.rows import (
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
-from conveyor.backends.sqlite_history import append_events, read_feed, read_history
+from conveyor.backends.sqlite_history import append_events, insert_events, read_feed, read_history
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.history import Event, EventKind, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
@@ -144,15 +144,19 @@ _COMPENSATE_COMPLETED = (
     "WHERE workflow_id = ? AND state = 'completed'"
 )
 """A completed run reopened to be undone (see ``request_compensation``)."""
+_NUMBERED = " RETURNING event_seq, owner, correlation_id, workflow_name, created_at"
+"""What a checkpoint's write returns: enough to number and attribute its events (see sqlite_history)."""
 _FENCED_UPDATE = (
     "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ?, "
-    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END WHERE workflow_id = ? AND epoch = ?"
+    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END, event_seq = event_seq + ? "
+    "WHERE workflow_id = ? AND epoch = ?" + _NUMBERED
 )
 """The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
 recoveries back to 0."""
 _FENCED_UPDATE_SAME_STATE = (
     "UPDATE conveyor_runs SET output = ?, error = ?, updated_at = ?, generation = ?, "
-    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END WHERE workflow_id = ? AND epoch = ?"
+    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END, event_seq = event_seq + ? "
+    "WHERE workflow_id = ? AND epoch = ?" + _NUMBERED
 )
 """The same, for a checkpoint that keeps the run's state and wake-up time: it assigns neither, so SQLite
 leaves the two claim indexes (over wake_at, for the states in which a run is claimable) untouched. Most
@@ -166,10 +170,12 @@ def _write_checkpoint(
     cursor: sqlite3.Cursor, checkpoint: Checkpoint, written: list[tuple[Any, ...]] | None
 ) -> bool:
     """Write one checkpoint inside the caller's transaction, with its events unless ``written`` is None
-    (the stored events are added to it); False (and nothing written) if fenced out."""
+    (the stored events are added to it); False (and nothing written) if fenced out. The run's row is
+    updated once: the same statement numbers the events."""
     workflow_id = checkpoint.workflow_id
+    events = checkpoint_events(checkpoint) if written is not None else ()
     if checkpoint.same_state_and_timer:
-        cursor.execute(
+        numbered = cursor.execute(
             _FENCED_UPDATE_SAME_STATE,
             (
                 checkpoint.output,
@@ -177,12 +183,13 @@ def _write_checkpoint(
                 checkpoint.at,
                 checkpoint.generation,
                 bool(checkpoint.steps),
+                len(events),
                 workflow_id,
                 checkpoint.epoch,
             ),
-        )
+        ).fetchone()
     else:
-        cursor.execute(
+        numbered = cursor.execute(
             _FENCED_UPDATE,
             (
                 checkpoint.state.value,
@@ -192,18 +199,20 @@ def _write_checkpoint(
                 checkpoint.at,
                 checkpoint.generation,
                 bool(checkpoint.steps),
+                len(events),
                 workflow_id,
                 checkpoint.epoch,
             ),
-        )
-    if cursor.rowcount != 1:
+        ).fetchone()
+    if numbered is None:
         return False
     if len(checkpoint.steps) == 1:
         cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
     elif checkpoint.steps:
         cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
-    if written is not None:
-        append_events(cursor, workflow_id, checkpoint_events(checkpoint), written)
+    if events:
+        assert written is not None
+        insert_events(cursor, workflow_id, events, numbered, written)
     return True
 
 

@@ -37,9 +37,22 @@ def append_events(
     if not rows:
         return
     found = cursor.execute(_BUMP, (len(rows), workflow_id)).fetchone()
-    if found is None:  # no such run: nothing to number the events by
-        return
-    last_seq, owner, correlation_id, workflow_name, created_at = found
+    if found is not None:  # (no such run: nothing to number the events by)
+        insert_events(cursor, workflow_id, rows, found, written, by_owner=by_owner)
+
+
+def insert_events(
+    cursor: sqlite3.Cursor,
+    workflow_id: str,
+    rows: Sequence[EventRow],
+    numbered_by: Sequence[Any],
+    written: list[tuple[Any, ...]],
+    *,
+    by_owner: bool = True,
+) -> None:
+    """Insert ``rows``, numbered by what the write that bumped the run's ``event_seq`` by ``len(rows)``
+    returned: (event_seq, owner, correlation_id, workflow_name, created_at)."""
+    last_seq, owner, correlation_id, workflow_name, created_at = numbered_by
     worker = owner if by_owner and type(owner) is str else None
     stored = numbered(
         workflow_id, rows, int(last_seq), worker, correlation_id or "", workflow_name or "", created_at
