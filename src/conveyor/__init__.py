@@ -54,6 +54,7 @@ from conveyor.errors import (
     WorkflowFailedError,
     WorkflowMismatchError,
 )
+from conveyor.observe.analytics import Bottlenecks, Performance, StepPerformance, WorkflowPerformance
 from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
@@ -83,6 +84,7 @@ __all__ = [
     "Annotation",
     "Backend",
     "BackendError",
+    "Bottlenecks",
     "Cancelled",
     "ChildWorkflowError",
     "ConfigurationError",
@@ -104,6 +106,7 @@ __all__ = [
     "LoopResult",
     "NonRetryableError",
     "OperatorAction",
+    "Performance",
     "PostgresBackend",
     "Registry",
     "Resources",
@@ -125,6 +128,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "StepInputError",
+    "StepPerformance",
     "StepState",
     "StepStatus",
     "StepTimeoutError",
@@ -139,6 +143,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowFailedError",
     "WorkflowMismatchError",
+    "WorkflowPerformance",
     "WorkflowStatus",
     "cancel_workflow",
     "child",

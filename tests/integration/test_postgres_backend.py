@@ -225,6 +225,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (9, "operator_log_and_annotations"),
         (10, "child_runs"),
         (11, "held_runs_by_lease_end"),
+        (14, "finished_runs"),
     ]
 
 

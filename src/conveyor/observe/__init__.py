@@ -1,0 +1,1 @@
+"""Watching runs without changing them: analytics over finished runs (and, in time, events and metrics)."""
