@@ -22,6 +22,7 @@ from benchmarks.common import (
     timed_repetitions,
     wait_for_line,
 )
+from benchmarks.engines.conveyor_analytics import analytics
 from benchmarks.engines.conveyor_waiting import signal_wakeup, waiting_runs
 from benchmarks.processes import WorkerGroup, python_command
 
@@ -293,4 +294,5 @@ MEASUREMENTS = {
     "failover": failover,
     "signal_wakeup": signal_wakeup,
     "waiting_runs": waiting_runs,
+    "analytics": analytics,
 }

@@ -29,6 +29,7 @@ class Database:
 
     backend: Backend
     run_sql: Callable[[str], list[tuple[Any, ...]]]
+    kind: str
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -51,7 +52,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
                 return cursor.fetchall() if cursor.description else []
 
     try:
-        yield Database(backend, run_sql)
+        yield Database(backend, run_sql, request.param)
     finally:
         backend.close()
 
@@ -67,8 +68,9 @@ APPROVAL = Flow("approval").wait_for_signal("approved").then(pack).build()
 def test_a_pruned_runs_rows_go_from_every_history_table_and_a_kept_runs_stay(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Signals, and any table named in RUN_HISTORY_TABLES (here one made up for the test), lose the pruned
-    run's rows in the prune's own transaction; an unfinished run's rows are left."""
+    """Steps (SQLite) or step outcomes (PostgreSQL), signals, and any table named in RUN_HISTORY_TABLES (here
+    one made up for the test) lose the pruned run's rows in the prune's own transaction; an unfinished
+    run's rows are left."""
     tables = ("conveyor_steps", "conveyor_signals", "conveyor_test_history")
     monkeypatch.setattr(sqlite_analytics, "RUN_HISTORY_TABLES", tables)
     monkeypatch.setattr(postgres_analytics, "RUN_HISTORY_TABLES", tables)
@@ -82,12 +84,16 @@ def test_a_pruned_runs_rows_go_from_every_history_table_and_a_kept_runs_stay(
     app.send_signal("waiting", "approved", True)
     database.run_sql("INSERT INTO conveyor_test_history VALUES ('done', 'x'), ('waiting', 'y')")
     clock.advance(31 * DAY)
+    table = "conveyor_step_outcomes" if database.kind == "postgres" else "conveyor_steps"
+    steps = f"SELECT DISTINCT workflow_id FROM {table}"  # the waiting run never ran a step
+    assert database.run_sql(steps) == [("done",)]
 
     assert app.prune(older_than="30d") == 1
 
     assert database.run_sql("SELECT workflow_id FROM conveyor_signals") == [("waiting",)]
     assert database.run_sql("SELECT workflow_id FROM conveyor_test_history") == [("waiting",)]
     assert database.run_sql("SELECT workflow_id FROM conveyor_runs") == [("waiting",)]
+    assert database.run_sql(steps) == []
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -580,19 +580,19 @@ class PostgresBackend(ClosesOnExit):
     # -- analytics and retention (see backends.postgres_analytics) ---------------------------------------
 
     def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
-        """Each workflow's figures over the runs finished in ``query``'s window (one statement)."""
-        with self._cursor("compute the run figures") as cursor:
+        """Each workflow's figures over the runs finished in ``query``'s window (one query)."""
+        with self._transaction("compute the run figures") as cursor:
             return analytics.run_figures(cursor, query)
 
     def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
-        """Each (workflow, step)'s figures over the runs finished in ``query``'s window (one statement)."""
-        with self._cursor("compute the step figures") as cursor:
+        """Each (workflow, step)'s figures over the runs finished in ``query``'s window (one query)."""
+        with self._transaction("compute the step figures") as cursor:
             return analytics.step_figures(cursor, query)
 
     def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` runs finished before ``finished_before``, with all they hold, in one
-        statement (its own transaction; rows other transactions hold are skipped); how many."""
-        with self._cursor("prune finished runs") as cursor:
+        statement and one short transaction (rows other transactions hold are skipped); how many."""
+        with self._transaction("prune finished runs") as cursor:
             return analytics.prune_finished_runs(cursor, finished_before=finished_before, limit=limit)
 
     # -- lifetime -----------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The queries are the ``run_figures``, ``step_figures`` and ``prune_finished_runs`` sections of
 ``sql/postgres/analytics.sql``; what they read (``finished_at``, ``conveyor_step_outcomes``) is written by
-the trigger of schema 14 as each run finishes. Each function runs on the caller's cursor.
+the trigger of schema 14 as each run finishes. Each function runs on the caller's cursor, in a transaction
+of its own (the ``analytics_settings`` it makes hold for that transaction alone).
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ def _params(query: AnalyticsQuery) -> dict[str, Any]:
     return {"since": query.since, "until": query.until, "workflow_names": names}
 
 
+def _settle_planner(cursor: Cursor) -> None:
+    """``analytics_settings`` for the caller's transaction: no JIT, sorts in memory."""
+    cursor.execute(queries()["analytics_settings"])
+
+
 def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
-    """Each workflow's figures over the runs finished in ``query``'s window, in one statement."""
+    """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction)."""
+    _settle_planner(cursor)
     cursor.execute(queries()["run_figures"], _params(query))
     return [
         RunFigures(
@@ -44,7 +51,9 @@ def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
 
 
 def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
-    """Each (workflow, step)'s figures over the runs finished in ``query``'s window, in one statement."""
+    """Each (workflow, step)'s figures over the runs finished in ``query``'s window (in the caller's
+    transaction)."""
+    _settle_planner(cursor)
     cursor.execute(queries()["step_figures"], _params(query))
     return [
         StepFigures(
@@ -64,9 +73,11 @@ def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
 
 
 def prune_finished_runs(cursor: Cursor, *, finished_before: float, limit: int) -> int:
-    """Delete up to ``limit`` runs finished before ``finished_before`` in one statement; how many."""
+    """Delete up to ``limit`` runs finished before ``finished_before`` (in the caller's transaction); how
+    many."""
     cursor.execute(queries()["existing_tables"], {"tables": list(RUN_HISTORY_TABLES)})
     existing = {row[0] for row in cursor.fetchall()}
+    _settle_planner(cursor)
     statement = prune_statement(tuple(table for table in RUN_HISTORY_TABLES if table in existing))
     cursor.execute(statement, {"before": finished_before, "limit": limit})
     return cursor.rowcount

@@ -1,15 +1,23 @@
 -- The analytics and retention queries of PostgresBackend, one per "-- name:" section (loaded by
 -- conveyor.backends.postgres_sql, as queries.sql is). They read finished runs through the indexes of schema
--- 14: conveyor_runs_finished (workflow_name, finished_at) and conveyor_step_outcomes_by_step (workflow_name,
--- step_name, finished_at). Each first lists the workflows (or the workflows' steps) by a loose index scan
--- (one index descent per name, however many runs each has), then reads each one's window as one index
--- range: no sort of the window's rows by name, only each percentile's sort of its own durations.
+-- 14 alone: conveyor_runs_finished (workflow_name, finished_at) and conveyor_step_outcomes_by_step
+-- (workflow_name, step_name, finished_at). Each first lists the workflows (or the workflows' steps) by a
+-- loose index scan (one index descent per name, however many runs each has), then reads each one's window
+-- as one index range: no sort of the window's rows by name, only each percentile's sort of its durations.
 -- Percentiles are by nearest rank (percentile_disc), as every backend computes them.
+
+-- name: analytics_settings
+-- Run first, in the transaction of each query below (is_local = true: for that transaction alone). The
+-- planner's estimate for a per-workflow LATERAL passes jit_above_cost, and compiling the plan to machine
+-- code took ~350 ms where the query takes 5; no query here runs long enough to win that back. work_mem
+-- lets a large window's durations be sorted in memory rather than spilled to disk.
+SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)
 
 -- name: run_figures
 -- Each workflow's runs finished in [since, until): counts by final state (in the order of
 -- conveyor.core.analytics.FINAL_STATE_NAMES), the p50, p95 and p99 of their durations (recorded to
--- finished), and how many of their steps ran and how many of those took more than one attempt.
+-- finished), and how many of their steps ran and how many of those took more than one attempt (the run's
+-- executed_steps and retried_steps): all off conveyor_runs_finished alone.
 WITH RECURSIVE names AS (
     (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
       ORDER BY r.workflow_name LIMIT 1)
@@ -19,32 +27,9 @@ WITH RECURSIVE names AS (
              ORDER BY r.workflow_name LIMIT 1)
       FROM names AS n
      WHERE n.workflow_name IS NOT NULL
-),
-pairs AS (
-    (SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-      ORDER BY o.workflow_name, o.step_name LIMIT 1)
-    UNION ALL
-    SELECT later.workflow_name, later.step_name
-      FROM pairs AS p
-     CROSS JOIN LATERAL (
-        SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-         WHERE (o.workflow_name, o.step_name) > (p.workflow_name, p.step_name)
-         ORDER BY o.workflow_name, o.step_name LIMIT 1) AS later
-),
-executions AS (
-    SELECT p.workflow_name, sum(x.executions) AS executions, sum(x.retried) AS retried
-      FROM pairs AS p
-     CROSS JOIN LATERAL (
-        SELECT count(*) AS executions, count(*) FILTER (WHERE o.attempts > 1) AS retried
-          FROM conveyor_step_outcomes AS o
-         WHERE o.workflow_name = p.workflow_name AND o.step_name = p.step_name
-           AND o.finished_at >= %(since)s AND o.finished_at < %(until)s) AS x
-     WHERE %(workflow_names)s::text[] IS NULL OR p.workflow_name = ANY (%(workflow_names)s::text[])
-     GROUP BY p.workflow_name
 )
 SELECT n.workflow_name, f.cancelled, f.compensated, f.compensation_failed, f.completed, f.dead_lettered,
-       f.failed, f.durations[1], f.durations[2], f.durations[3],
-       coalesce(e.executions, 0)::bigint, coalesce(e.retried, 0)::bigint
+       f.failed, f.durations[1], f.durations[2], f.durations[3], f.executed, f.retried
   FROM names AS n
  CROSS JOIN LATERAL (
     SELECT count(*) AS finished,
@@ -55,11 +40,11 @@ SELECT n.workflow_name, f.cancelled, f.compensated, f.compensation_failed, f.com
            count(*) FILTER (WHERE r.state = 'dead_lettered') AS dead_lettered,
            count(*) FILTER (WHERE r.state = 'failed') AS failed,
            percentile_disc(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY r.finished_at - r.created_at)
-             AS durations
+             AS durations,
+           coalesce(sum(r.executed_steps), 0) AS executed, coalesce(sum(r.retried_steps), 0) AS retried
       FROM conveyor_runs AS r
      WHERE r.workflow_name = n.workflow_name AND r.finished_at IS NOT NULL
        AND r.finished_at >= %(since)s AND r.finished_at < %(until)s) AS f
-  LEFT JOIN executions AS e ON e.workflow_name = n.workflow_name
  WHERE n.workflow_name IS NOT NULL AND f.finished > 0
    AND (%(workflow_names)s::text[] IS NULL OR n.workflow_name = ANY (%(workflow_names)s::text[]))
 
