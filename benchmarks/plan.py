@@ -212,6 +212,11 @@ def cells(quick: bool, engines: set[str], groups: set[str], postgres: bool) -> l
             target = ("max_p95", 200.0) if hours <= 24 else None
             add(Cell("analytics", f"{query}-{label}", "postgres", "conveyor", "analytics", params,
                      target=target, timeout=1800.0))  # fmt: skip
+    # What the analytics add to the hot path: the checkpoint that finishes a run, with the trigger that
+    # records it and without (a step's checkpoint beside it).
+    for backend in ("postgres", "sqlite"):
+        params = {"backend": backend, "runs": q(500, 200), "rounds": q(6, 2)}
+        add(Cell("analytics", "finish", backend, "conveyor", "finish_cost", params))
     return planned
 
 

@@ -52,6 +52,8 @@ def workload_label(cell: Cell) -> str:
         return "signal → waiting run resumes (idle worker)"
     if cell.workload == "claim":
         return f"claim cycle, {cell.params['waiting']:,} runs waiting"
+    if cell.group == "analytics" and cell.workload == "finish":
+        return "the checkpoint that finishes a run (the analytics' trigger)"
     if cell.group == "analytics":
         query, window = cell.workload.split("-")
         return f"{query}(), last {window} of {cell.params['runs']:,} finished runs"
@@ -84,6 +86,12 @@ def result_label(result: dict[str, Any]) -> str:
         return (
             f"p50 {_significant(result['value'])} ms ({_ratio(result['ratio'])}{TIMES} empty), "
             f"RSS {_ratio(result['rss_ratio'])}{TIMES}"
+        )
+    if kind == "latency" and "overhead_us" in result:  # a finishing checkpoint, with the trigger, without
+        return (
+            f"p50 {result['finish_with_us']:,.0f} µs (without the trigger "
+            f"{result['finish_without_us']:,.0f}; a step's {result['step_with_us']:,.0f} and "
+            f"{result['step_without_us']:,.0f})"
         )
     if kind == "latency" and "runs_in_window" in result:  # the analytics: how many runs the window held
         return (

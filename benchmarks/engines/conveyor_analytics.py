@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks.common import latency_result, recreate_database
 
 DATABASE = "conveyor_bench_analytics"
-LOAD_VERSION = 3
+LOAD_VERSION = 4
 """Bump when the load below changes, so that a kept database is loaded again."""
 SPAN_SECONDS = 30 * 86400.0
 BATCH = 100_000
@@ -179,4 +179,128 @@ def analytics(query: str, window_hours: float, runs: int = 1_000_000, samples: i
     )
 
 
-MEASUREMENTS = {"analytics": analytics}
+# -- what finishing a run costs: the checkpoint that ends a run, with the analytics' trigger and without ----
+
+_RUNNING = """
+INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, correlation_id,
+                           step_names, created_at, updated_at, epoch, recoveries, owner)
+VALUES ({marks})
+"""
+
+
+def _checkpoints(workflow_id: str, at: float) -> tuple[Any, Any]:
+    """The two last checkpoints of a four-step run: its third step (the run runs on), its fourth (it ends)."""
+    from conveyor.core.records import Checkpoint, StepRecord
+    from conveyor.core.states import RunState, StepState
+
+    def done(name: str, order: int) -> StepRecord:
+        return StepRecord(name, StepState.COMPLETED, 1, '{"ok": true}', None, None, at, at + 0.001, order)
+
+    step = Checkpoint(workflow_id, 1, (done("inventory", 3),), RunState.RUNNING, None, None, None, at)
+    end = Checkpoint(
+        workflow_id, 1, (done("finalize", 4),), RunState.COMPLETED, '{"done": true}', None, None, at
+    )
+    return step, end
+
+
+def finish_cost(backend: str, runs: int = 500, rounds: int = 6) -> dict[str, Any]:
+    """The checkpoint that finishes a four-step run and the one before it (a step's), timed one by one with
+    the trigger that records the finished run (SQLite 13, PostgreSQL 14) and without it, in alternating
+    rounds of ``runs`` runs on one database (after a round that warms it up). The difference is what the
+    analytics add to a run's hot path.
+    """
+    import orjson
+
+    from benchmarks.common import remove_sqlite, scratch_dir
+    from conveyor.core.analytics import AnalyticsQuery
+
+    steps = orjson.dumps(["validate", "charge", "inventory", "finalize"]).decode()
+    timings: dict[tuple[bool, str], list[float]] = {}
+    with scratch_dir("finish") as folder:
+        if backend == "postgres":
+            from conveyor.backends.postgres import PostgresBackend
+
+            url = recreate_database("conveyor_bench_finish")
+            store: Any = PostgresBackend(url)
+            store.migrate()
+            marks = ", ".join(["%s"] * 12)
+
+            def trigger(on: bool) -> None:
+                import psycopg
+
+                with psycopg.connect(url, autocommit=True) as connection:
+                    action = "ENABLE" if on else "DISABLE"
+                    statement = f"ALTER TABLE conveyor_runs {action} TRIGGER conveyor_run_finished"
+                    connection.execute(statement.encode())
+
+            def insert(rows: list[tuple[Any, ...]]) -> None:
+                import psycopg
+
+                with psycopg.connect(url, autocommit=True) as connection, connection.cursor() as cursor:
+                    cursor.executemany(_RUNNING.format(marks=marks).encode(), rows)
+
+        else:
+            from conveyor.backends import sqlite as sqlite_module
+            from conveyor.backends.sqlite import SqliteBackend
+
+            path = folder / "finish.db"
+            store = SqliteBackend(path)
+            script = dict(sqlite_module._migrations())[13]
+            create = next(s for s in sqlite_module._statements(script) if "CREATE TRIGGER" in s)
+            marks = ", ".join(["?"] * 12)
+
+            def trigger(on: bool) -> None:
+                with store._lock:
+                    store._connection.execute(create if on else "DROP TRIGGER conveyor_run_finished")
+
+            def insert(rows: list[tuple[Any, ...]]) -> None:
+                with store._lock:
+                    store._connection.execute("BEGIN")
+                    store._connection.executemany(_RUNNING.format(marks=marks), rows)
+                    store._connection.execute("COMMIT")
+
+        try:
+            for round_number in range(rounds + 1):  # round 0 warms the caches up, and is not counted
+                on = round_number % 2 == 0
+                trigger(on)
+                now = time.time()
+                ids = [f"r{round_number}-{number}" for number in range(runs)]
+                insert([(i, "seq", "1", "running", "{}", i, steps, now, now, 1, 0, "w") for i in ids])
+                for workflow_id in ids:
+                    step, end = _checkpoints(workflow_id, time.time())
+                    for kind, checkpoint in (("step", step), ("finish", end)):
+                        began = time.perf_counter()
+                        store.record_checkpoint(checkpoint)
+                        if round_number:
+                            timings.setdefault((on, kind), []).append(time.perf_counter() - began)
+                if not on:
+                    trigger(True)
+            finished = store.run_figures(AnalyticsQuery(0, 1e12))
+        finally:
+            store.close()
+            if backend != "postgres":
+                remove_sqlite(folder / "finish.db")
+
+    def p50_us(on: bool, kind: str) -> float:
+        ordered = sorted(timings[(on, kind)])
+        return ordered[len(ordered) // 2] * 1e6
+
+    with_finish, without_finish = p50_us(True, "finish"), p50_us(False, "finish")
+    recorded = sum(found.finished for found in finished)
+    assert recorded == runs * (rounds // 2 + 1), recorded  # the runs finished with the trigger on, alone
+    return {
+        "kind": "latency",
+        "value": with_finish / 1000,
+        "unit": "ms",
+        "p95_ms": sorted(timings[(True, "finish")])[int(0.95 * len(timings[(True, "finish")]))] * 1000,
+        "count": len(timings[(True, "finish")]),
+        "finish_with_us": with_finish,
+        "finish_without_us": without_finish,
+        "step_with_us": p50_us(True, "step"),
+        "step_without_us": p50_us(False, "step"),
+        "overhead_us": with_finish - without_finish,
+        "runs_recorded": recorded,
+    }
+
+
+MEASUREMENTS = {"analytics": analytics, "finish_cost": finish_cost}
