@@ -3,9 +3,9 @@
 Three hundred orders go through two ``conveyor worker`` processes while the simulated gateway declines
 cards, answers 503, loses responses and takes its time, the carrier refuses addresses, the email server
 fails a third of the time, some customers cancel, and one worker is killed with SIGKILL halfway. The demo
-ends with a table of what happened, the per-step bottleneck table (``Conveyor.bottlenecks`` and
-``Conveyor.performance`` over the demo's runs, computed in the database) and the invariant check, and exits
-1 if an invariant fails.
+ends with a table of what happened, a per-step bottleneck table for each workflow (``Conveyor.bottlenecks``
+and ``Conveyor.performance`` over the demo's runs, computed in the database) and the invariant check, and
+exits 1 if an invariant fails.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from conveyor import Bottlenecks, Performance
 from examples.orders.chaos import Outcome, Scenario, percentile, run_chaos
 from examples.orders.chaos import Progress as ChaosProgress
 from examples.orders.workflows import shop_runtime
-
-BOTTLENECK_ROWS = 12
-"""How many steps the bottleneck table shows, worst first."""
 
 
 def fresh_database() -> str:
@@ -65,30 +62,33 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
-def bottleneck_table(bottlenecks: Bottlenecks, performance: Performance) -> Table:
-    """Each step of the demo's finished runs, worst bottleneck first, and each workflow's health score."""
-    health = ", ".join(
-        f"{found.workflow} {found.health_score:.1f}% ({found.finished} runs)"
-        for found in performance.workflows
-    )
-    table = Table(title="Where the time went: steps ranked as bottlenecks", caption=f"health score: {health}")
-    for header in ("#", "workflow", "step", "runs", "mean", "p50", "p95", "retried", "failed", "time"):
-        table.add_column(header, justify="left" if header in ("workflow", "step") else "right")
-    for step in bottlenecks.steps[:BOTTLENECK_ROWS]:
-        share = "—" if step.share_of_time is None else f"{step.share_of_time:.0%}"
-        table.add_row(
-            str(step.rank),
-            step.workflow,
-            step.step + (" (waits)" if step.waits else ""),
-            str(step.executions),
-            _seconds(step.duration_mean_seconds),
-            _seconds(step.duration_p50_seconds),
-            _seconds(step.duration_p95_seconds),
-            f"{step.retry_rate:.1%}",
-            f"{step.failure_rate:.1%}",
-            share,
+def bottleneck_tables(bottlenecks: Bottlenecks, performance: Performance) -> list[Table]:
+    """One table per workflow of the demo's finished runs: its steps, worst bottleneck first, under its health
+    score (both computed in the database by ``Conveyor.bottlenecks`` and ``Conveyor.performance``)."""
+    tables = []
+    for found in sorted(performance.workflows, key=lambda found: -found.finished):
+        title = (
+            f"{found.workflow}: {found.finished} runs, health {found.health_score:.1f}%, "
+            "steps ranked as bottlenecks"
         )
-    return table
+        table = Table(title=title)
+        for header in ("#", "step", "runs", "mean", "p50", "p95", "retry", "fail", "time"):
+            table.add_column(header, justify="left" if header == "step" else "right", no_wrap=True)
+        for rank, step in enumerate(bottlenecks.of_workflow(found.workflow), 1):
+            share = "—" if step.share_of_time is None else f"{step.share_of_time:.0%}"
+            table.add_row(
+                str(rank),
+                step.step + (" (waits)" if step.waits else ""),
+                str(step.executions),
+                _seconds(step.duration_mean_seconds),
+                _seconds(step.duration_p50_seconds),
+                _seconds(step.duration_p95_seconds),
+                f"{step.retry_rate:.1%}",
+                f"{step.failure_rate:.1%}",
+                share,
+            )
+        tables.append(table)
+    return tables
 
 
 def invariant_table(outcome: Outcome) -> Table:
@@ -129,7 +129,8 @@ def run_demo(url: str | None = None, orders: int = 300) -> int:
     with shop_runtime(url) as shop:  # its steps' resources are never built: it only reads the analytics
         since, until = started - 1, time.time() + 1
         steps = shop.bottlenecks(since=since, until=until)
-        console.print(bottleneck_table(steps, shop.performance(since=since, until=until)))
+        for table in bottleneck_tables(steps, shop.performance(since=since, until=until)):
+            console.print(table)
     console.print(invariant_table(outcome))
     if outcome.ok:
         console.print(
