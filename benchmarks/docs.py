@@ -38,6 +38,13 @@ METHOD = """\
   workflows imported); spawn-to-resume and kill-to-resume are in the JSON. DBOS recovers a dead executor's
   workflows when that executor restarts (takeover by another executor needs DBOS Conductor, so it has no
   DBOS row).
+- **Analytics** (conveyor only): `Conveyor.performance()` and `Conveyor.bottlenecks()` on PostgreSQL holding
+  1,000,000 finished runs of three workflows spread over 30 days (bulk-loaded once with `generate_series`,
+  `VACUUM ANALYZE`d, kept in `conveyor_bench_analytics` for the next run), over the last hour, day (the
+  default window), week and 30 days; p50 and p95 of 20 calls after 3 warm-up calls. Target: p95 under
+  200 ms for the hour and the day. *Finishing a run*: the checkpoint that ends a four-step run, timed one
+  by one in alternating rounds with the trigger that records finished runs and without it (a step's
+  checkpoint beside it), `benchmarks/engines/conveyor_analytics.py`.
 - **Ratios.** *vs peer*: conveyor ÷ peer for throughput, peer ÷ conveyor for latency: above 1 means conveyor
   does better. *vs hardware*: the share of the limit reached; the limit of a durable workload is one commit
   per step (commits/s ÷ 4, on 1 connection for one client and on 8 for many), in memory it is the step

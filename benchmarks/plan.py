@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENGINES = ("conveyor", "sayiir", "dbos")
-GROUPS = ("one-client", "many", "wakeup", "waiting", "failover")
+GROUPS = ("one-client", "many", "wakeup", "waiting", "failover", "analytics")
 MODULES = {
     "conveyor": "engines.conveyor_engine",
     "sayiir": "engines.sayiir_engine",
@@ -37,7 +37,8 @@ class Cell:
     compare: str = ""
     """The key peers are matched on (defaults to group/workload/backend/workers)."""
     target: tuple[str, float] | None = None
-    """(kind, bound): ``min_value``, ``max_value``, ``max_us_per_step``, ``max_max``."""
+    """(kind, bound): ``min_value``, ``max_value``, ``max_us_per_step``, ``max_max``, ``max_ratio``,
+    ``max_p95``."""
     timeout: float = 900.0
     result: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)
@@ -202,6 +203,20 @@ def cells(quick: bool, engines: set[str], groups: set[str], postgres: bool) -> l
         add(Cell("failover", "restart", backend, "conveyor", "failover", params, target=("max_max", 100.0)))
         params = {"backend": backend, "mode": "restart", "samples": q(3, 1)}
         add(Cell("failover", "restart", backend, "dbos", "failover", params))
+    # The analytics at 1,000,000 finished runs (30 days of them): the default window (a day) and an hour
+    # under the target; a week and the whole table show how the time grows with the runs in the window.
+    runs = q(1_000_000, 100_000)
+    for query in ("performance", "bottlenecks"):
+        for hours, label in ((1, "1h"), (24, "24h"), (168, "7d"), (720, "30d")):
+            params = {"query": query, "window_hours": hours, "runs": runs, "samples": q(20, 10)}
+            target = ("max_p95", 200.0) if hours <= 24 else None
+            add(Cell("analytics", f"{query}-{label}", "postgres", "conveyor", "analytics", params,
+                     target=target, timeout=1800.0))  # fmt: skip
+    # What the analytics add to the hot path: the checkpoint that finishes a run, with the trigger that
+    # records it and without (a step's checkpoint beside it).
+    for backend in ("postgres", "sqlite"):
+        params = {"backend": backend, "runs": q(500, 200), "rounds": q(6, 2)}
+        add(Cell("analytics", "finish", backend, "conveyor", "finish_cost", params))
     return planned
 
 

@@ -22,6 +22,7 @@ from benchmarks.common import (
     timed_repetitions,
     wait_for_line,
 )
+from benchmarks.engines.conveyor_analytics import analytics, finish_cost
 from benchmarks.engines.conveyor_observing import observed
 from benchmarks.engines.conveyor_waiting import signal_wakeup, waiting_runs
 from benchmarks.processes import WorkerGroup, python_command
@@ -296,4 +297,6 @@ MEASUREMENTS = {
     "failover": failover,
     "signal_wakeup": signal_wakeup,
     "waiting_runs": waiting_runs,
+    "analytics": analytics,
+    "finish_cost": finish_cost,
 }

@@ -3,20 +3,25 @@
 Three hundred orders go through two ``conveyor worker`` processes while the simulated gateway declines
 cards, answers 503, loses responses and takes its time, the carrier refuses addresses, the email server
 fails a third of the time, some customers cancel, and one worker is killed with SIGKILL halfway. The demo
-ends with a table of what happened and the invariant check, and exits 1 if an invariant fails.
+ends with a table of what happened, a per-step bottleneck table for each workflow (``Conveyor.bottlenecks``
+and ``Conveyor.performance`` over the demo's runs, computed in the database) and the invariant check, and
+exits 1 if an invariant fails.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from conveyor import Bottlenecks, Performance
 from examples.orders.chaos import Outcome, Scenario, percentile, run_chaos
 from examples.orders.chaos import Progress as ChaosProgress
+from examples.orders.workflows import shop_runtime
 
 
 def fresh_database() -> str:
@@ -51,6 +56,41 @@ def summary_table(outcome: Outcome) -> Table:
     return table
 
 
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def bottleneck_tables(bottlenecks: Bottlenecks, performance: Performance) -> list[Table]:
+    """One table per workflow of the demo's finished runs: its steps, worst bottleneck first, under its health
+    score (both computed in the database by ``Conveyor.bottlenecks`` and ``Conveyor.performance``)."""
+    tables = []
+    for found in sorted(performance.workflows, key=lambda found: -found.finished):
+        title = (
+            f"{found.workflow}: {found.finished} runs, health {found.health_score:.1f}%, "
+            "steps ranked as bottlenecks"
+        )
+        table = Table(title=title)
+        for header in ("#", "step", "runs", "mean", "p50", "p95", "retry", "fail", "time"):
+            table.add_column(header, justify="left" if header == "step" else "right", no_wrap=True)
+        for rank, step in enumerate(bottlenecks.of_workflow(found.workflow), 1):
+            share = "—" if step.share_of_time is None else f"{step.share_of_time:.0%}"
+            table.add_row(
+                str(rank),
+                step.step + (" (waits)" if step.waits else ""),
+                str(step.executions),
+                _seconds(step.duration_mean_seconds),
+                _seconds(step.duration_p50_seconds),
+                _seconds(step.duration_p95_seconds),
+                f"{step.retry_rate:.1%}",
+                f"{step.failure_rate:.1%}",
+                share,
+            )
+        tables.append(table)
+    return tables
+
+
 def invariant_table(outcome: Outcome) -> Table:
     """The invariant check, one row each."""
     table = Table(title="Invariants")
@@ -82,9 +122,15 @@ def run_demo(url: str | None = None, orders: int = 300) -> int:
         def show(state: ChaosProgress) -> None:
             bar.update(task, completed=state.finished, description=_describe(state))
 
+        started = time.time()
         outcome = run_chaos(url, scenario, show)
         bar.update(task, completed=sum(outcome.by_status.values()), description="done")
     console.print(summary_table(outcome))
+    with shop_runtime(url) as shop:  # its steps' resources are never built: it only reads the analytics
+        since, until = started - 1, time.time() + 1
+        steps = shop.bottlenecks(since=since, until=until)
+        for table in bottleneck_tables(steps, shop.performance(since=since, until=until)):
+            console.print(table)
     console.print(invariant_table(outcome))
     if outcome.ok:
         console.print(

@@ -58,6 +58,7 @@ from conveyor.errors import (
     WorkflowFailedError,
     WorkflowMismatchError,
 )
+from conveyor.observe.analytics import Bottlenecks, Performance, StepPerformance, WorkflowPerformance
 from conveyor.runtime import Conveyor, Resources, UnknownResourceError
 from conveyor.runtime.adapters import (
     Registry,
@@ -88,6 +89,7 @@ __all__ = [
     "Annotation",
     "Backend",
     "BackendError",
+    "Bottlenecks",
     "Cancelled",
     "ChildWorkflowError",
     "ConfigurationError",
@@ -111,6 +113,7 @@ __all__ = [
     "LoopResult",
     "NonRetryableError",
     "OperatorAction",
+    "Performance",
     "PostgresBackend",
     "Registry",
     "Resources",
@@ -132,6 +135,7 @@ __all__ = [
     "StepContext",
     "StepError",
     "StepInputError",
+    "StepPerformance",
     "StepState",
     "StepStatus",
     "StepTimeoutError",
@@ -149,6 +153,7 @@ __all__ = [
     "WorkflowError",
     "WorkflowFailedError",
     "WorkflowMismatchError",
+    "WorkflowPerformance",
     "WorkflowStatus",
     "cancel_workflow",
     "child",

@@ -6,6 +6,7 @@ conveyor migrate --backend postgresql://localhost/app
 conveyor status order-1001 --backend sqlite:///conveyor.db
 conveyor runs list --workflow checkout --state failed --limit 20
 conveyor retry order-1001 --app myapp.workflows:app --from-step charge --reason "gateway fixed"
+conveyor prune --older-than 30d --backend postgresql://localhost/app
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
@@ -30,8 +31,10 @@ from types import FrameType
 from typing import Any
 
 from conveyor.backends.listing import MAX_PAGE_SIZE
+from conveyor.backends.retention import DEFAULT_PRUNE_BATCH, MAX_PRUNE_BATCH
 from conveyor.cli_arguments import (
     OneLineParser,
+    age,
     json_input,
     non_negative_seconds,
     one_line,
@@ -243,6 +246,31 @@ def _detail(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
+def _prune(arguments: argparse.Namespace, app: Conveyor) -> int:
+    """Delete the runs that finished more than --older-than ago, a batch at a time; say how many."""
+    before = app.clock.now() - arguments.older_than
+    shown = dt.datetime.fromtimestamp(before, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    live = not arguments.json and sys.stderr.isatty()
+
+    def progress(pruned: int) -> None:
+        line = f"\rpruning runs finished before {shown}: {pruned:,} deleted"
+        print(line, end="", file=sys.stderr, flush=True)
+
+    pruned = app.prune(
+        older_than=arguments.older_than,
+        batch_size=arguments.batch_size,
+        on_progress=progress if live else None,
+    )
+    if live and pruned:
+        print(file=sys.stderr)
+    if arguments.json:
+        finished_before = dt.datetime.fromtimestamp(before, dt.UTC).isoformat()
+        print(json.dumps({"pruned": pruned, "finished_before": finished_before}))
+    else:
+        print(f"pruned {pruned:,} {'run' if pruned == 1 else 'runs'} that finished before {shown}")
+    return 0
+
+
 def runs_table(runs: Sequence[RunSummary]) -> str:
     """Runs as an aligned text table: id, workflow, state, when recorded (UTC) and what went wrong."""
     header = ("WORKFLOW ID", "WORKFLOW", "STATE", "CREATED (UTC)", "ERROR")
@@ -402,6 +430,23 @@ def parser() -> argparse.ArgumentParser:
         needs_app=False,
         run=_steer,
     )
+
+    prune = command("prune", "delete finished runs (with their steps, signals and history) older than an age")
+    prune.add_argument(
+        "--older-than",
+        type=age,
+        required=True,
+        metavar="AGE",
+        help="how long ago a run must have finished: 30d, 12h, 90m, 1h30m (runs not finished are kept)",
+    )
+    prune.add_argument(
+        "--batch-size",
+        type=whole_number(1, MAX_PRUNE_BATCH),
+        default=DEFAULT_PRUNE_BATCH,
+        help=f"runs deleted per transaction (default {DEFAULT_PRUNE_BATCH})",
+    )
+    prune.add_argument("--json", action="store_true", help="print how many as JSON")
+    prune.set_defaults(run=_prune)
 
     runs = commands.add_parser("runs", help="look at the runs a backend holds").add_subparsers(
         dest="runs_command", required=True

@@ -65,6 +65,21 @@ def non_negative_seconds(text: str) -> float:
     return _seconds(text, allow_zero=True)
 
 
+def age(text: str) -> float:
+    """How old something is, in seconds, from text such as ``30d``, ``12h``, ``90m`` or ``1h30m``
+    (``prune --older-than``): positive, with its unit (a bare number could mean days or seconds)."""
+    from conveyor.runtime.retention import age_seconds
+
+    try:
+        if not any(character.isalpha() for character in text):
+            raise InvalidArgumentError("no unit")
+        return age_seconds(text)
+    except InvalidArgumentError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration with its unit, such as 30d, 12h, 90m or 1h30m, not {text!r}"
+        ) from None
+
+
 def whole_number(minimum: int, maximum: int) -> Callable[[str], int]:
     """The type of an option taking a whole number from ``minimum`` to ``maximum``."""
 

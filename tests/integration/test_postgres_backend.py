@@ -227,6 +227,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (11, "held_runs_by_lease_end"),
         (12, "event_history"),
         (13, "trace_context"),
+        (14, "finished_runs"),
         (15, "event_cursor_leases"),
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
+from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 
@@ -298,4 +299,28 @@ class Backend(Protocol):
 
     def load_event_cursor(self, name: str) -> str | None:
         """The position saved for the cursor ``name`` (None for none)."""
+
+    # -- analytics and retention: finished runs (see conveyor.core.analytics) ----------------------------
+
+    def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
+        """Each workflow's figures over the runs that finished in ``query``'s window, computed in the
+        database, in no particular order; a workflow with no run finished there is left out.
+
+        A run's ``finished_at`` is the time (``updated_at``) of the write that gave it its final state; it
+        is cleared when the run leaves that state (a retry by hand, a completed run undone).
+        """
+        ...
+
+    def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
+        """Each (workflow, step)'s figures over the runs that finished in ``query``'s window, computed in
+        the database, in no particular order; only steps that ran at least once count."""
+        ...
+
+    def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
+        """Delete, in one short transaction, up to ``limit`` finished runs whose ``finished_at`` is before
+        ``finished_before``, with everything of theirs (steps, signals, history); return how many.
+
+        A run that has not finished is never touched, nor a finished child run whose parent has not
+        finished (its parent reads it). Callers repeat until it returns 0.
+        """
         ...

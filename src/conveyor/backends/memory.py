@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.backends import memory_analytics
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.cursors import CursorClaim, MemoryCursors
 from conveyor.backends.history import (
@@ -38,12 +39,13 @@ from conveyor.backends.rows import (
 )
 from conveyor.backends.signals import Signal, child_signal_name, no_such_run, run_finished
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
+from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
 
-_STATE, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 4, 5, 6  # positions in what changes about a run (see __init__)
+_STATE, _UPDATED_AT, _WAKE_AT, _EPOCH, _RECOVERIES = 0, 3, 4, 5, 6  # in what changes about a run (__init__)
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
 
 
@@ -78,7 +80,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         # The event history: each run's stored events, every run's in the order written (the feed), and
         # those written since the last hand-over to listeners (see backends.history).
         self._events: dict[str, list[tuple[Any, ...]]] = {}
-        self._feed: list[tuple[Any, ...]] = []
+        self._feed: list[tuple[Any, ...] | None] = []
         self._unpublished: list[tuple[Any, ...]] = []
         self._cursors = MemoryCursors(self._time)
 
@@ -143,7 +145,8 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         start = int(after) if after else 0
         with self._lock:
             stored = self._feed[start : start + limit]
-        return EventPage(tuple(as_events(stored)), str(start + len(stored)) if stored else after)
+        kept = [row for row in stored if row is not None]  # (None: a pruned run's)
+        return EventPage(tuple(as_events(kept)), str(start + len(stored)) if stored else after)
 
     # -- durable subscribers' cursors (see backends.cursors) ----------------------------------------------
 
@@ -348,6 +351,60 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         matching = [summary for summary in map(summary_from_row, rows) if query.matches(summary)]
         matching.sort(key=lambda summary: (summary.created_at, summary.workflow_id), reverse=True)
         return matching[: query.limit + 1]
+
+    # -- analytics and retention (see core.analytics) -----------------------------------------------------
+
+    def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
+        """Each workflow's figures over the runs that finished in ``query``'s window."""
+        return memory_analytics.run_figures(self._finished_runs(), query)
+
+    def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
+        """Each (workflow, step)'s figures over the runs that finished in ``query``'s window."""
+        return memory_analytics.step_figures(self._finished_runs(), query)
+
+    def _finished_runs(self) -> list[memory_analytics.FinishedRun]:
+        """Every finished run, as the figures read it. A run's ``updated_at`` is its ``finished_at``: no write
+        changes it once the run has ended."""
+        with self._lock:
+            return [
+                memory_analytics.FinishedRun(
+                    fixed[1],
+                    changing[_STATE],
+                    fixed[6],
+                    changing[_UPDATED_AT],
+                    [self._steps[(workflow_id, name)] for name in self._recorded_steps[workflow_id]],
+                )
+                for workflow_id, fixed in self._fixed.items()
+                if (changing := self._changing[workflow_id])[_STATE] in _FINAL
+            ]
+
+    def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
+        """Forget up to ``limit`` runs that finished before ``finished_before``, and all they hold; how many.
+
+        A finished child run whose parent has not finished is kept (its parent reads it).
+        """
+        with self._lock:
+            doomed: list[str] = []
+            for workflow_id, changing in self._changing.items():
+                if len(doomed) >= limit:
+                    break
+                if changing[_STATE] not in _FINAL or not changing[_UPDATED_AT] < finished_before:
+                    continue
+                parent = self._changing.get(self._parents.get(workflow_id, ""))
+                if parent is None or parent[_STATE] in _FINAL:
+                    doomed.append(workflow_id)
+            for workflow_id in doomed:
+                for name in self._recorded_steps.pop(workflow_id):
+                    del self._steps[(workflow_id, name)]
+                for kept in (self._fixed, self._changing, self._signals, self._steering, self._parents):
+                    kept.pop(workflow_id, None)
+                self._notes.pop(workflow_id, None)
+                self._trace_contexts.pop(workflow_id, None)
+                self._events.pop(workflow_id, None)
+            if doomed and self._feed:  # a pruned run's events leave the feed; positions stay where they were
+                gone = set(doomed)
+                self._feed = [None if row is None or row[0] in gone else row for row in self._feed]
+            return len(doomed)
 
     # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.backends import postgres_analytics as analytics
 from conveyor.backends import postgres_cursors as cursor_sql
 from conveyor.backends import postgres_signals as signal_sql
 from conveyor.backends.base import ClosesOnExit
@@ -55,6 +56,7 @@ from conveyor.backends.rows import (
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
+from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import RunState
@@ -775,6 +777,24 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         if row is None:  # pragma: no cover - a SELECT without FROM always returns its row
             raise BackendError(f"{self._where} did not report its clock")
         return float(row[0])
+
+    # -- analytics and retention (see backends.postgres_analytics) ---------------------------------------
+
+    def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
+        """Each workflow's figures over the runs finished in ``query``'s window (one query)."""
+        with self._transaction("compute the run figures") as cursor:
+            return analytics.run_figures(cursor, query)
+
+    def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
+        """Each (workflow, step)'s figures over the runs finished in ``query``'s window (one query)."""
+        with self._transaction("compute the step figures") as cursor:
+            return analytics.step_figures(cursor, query)
+
+    def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` runs finished before ``finished_before``, with all they hold, in one
+        statement and one short transaction (rows other transactions hold are skipped); how many."""
+        with self._transaction("prune finished runs") as cursor:
+            return analytics.prune_finished_runs(cursor, finished_before=finished_before, limit=limit)
 
     # -- lifetime -----------------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The SQL of :class:`~conveyor.backends.postgres.PostgresBackend`: its queries and its schema migrations.
 
-Both live as package data in ``conveyor/backends/sql/postgres/``: ``queries.sql`` holds one query per
-``-- name:`` section, and each ``NNNN_description.sql`` file is one migration, applied in order of ``NNNN``.
+Both live as package data in ``conveyor/backends/sql/postgres/``: ``queries.sql`` (and ``analytics.sql``,
+the analytics' and retention's) hold one query per ``-- name:`` section, and each ``NNNN_description.sql``
+file is one migration, applied in order of ``NNNN``.
 Being conveyor's own files, never user input, their text is typed ``LiteralString`` for the driver.
 """
 
@@ -39,20 +40,25 @@ def _folder() -> resources.abc.Traversable:
     return folder
 
 
+_QUERY_FILES = ("queries.sql", "analytics.sql")
+"""The files of named queries: the runs' own, and the analytics' and retention's (over finished runs)."""
+
+
 @cache
 def queries() -> dict[str, LiteralString]:
-    """Every query of ``queries.sql`` by its name, comment lines left out."""
+    """Every query of the :data:`_QUERY_FILES` by its name, comment lines left out."""
     found: dict[str, LiteralString] = {}
-    name = ""
-    lines: list[str] = []
-    text = (_folder() / "queries.sql").read_text(encoding="utf-8")
-    for line in [*text.splitlines(), _NAME_MARK]:
-        if line.startswith(_NAME_MARK):
-            if name:
-                found[name] = "\n".join(lines).strip()
-            name, lines = line.removeprefix(_NAME_MARK).strip(), []
-        elif not line.lstrip().startswith("--"):
-            lines.append(line)
+    for file in _QUERY_FILES:
+        name = ""
+        lines: list[str] = []
+        text = (_folder() / file).read_text(encoding="utf-8")
+        for line in [*text.splitlines(), _NAME_MARK]:
+            if line.startswith(_NAME_MARK):
+                if name:
+                    found[name] = "\n".join(lines).strip()
+                name, lines = line.removeprefix(_NAME_MARK).strip(), []
+            elif not line.lstrip().startswith("--"):
+                lines.append(line)
     template = found["noted_events"]
     for name, query in found.items():
         if "{noted_events:" in query:

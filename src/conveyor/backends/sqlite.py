@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
+from conveyor.backends import sqlite_analytics as analytics
 from conveyor.backends.base import ClosesOnExit
 from conveyor.backends.cursors import CursorClaim
 from conveyor.backends.history import (
@@ -48,6 +49,7 @@ from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
 from conveyor.backends.sqlite_history import append_events, insert_events, read_feed, read_history
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
+from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import FINAL_RUN_STATES, RunState
@@ -861,6 +863,36 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         # SQLite orders numbers before text: a time that is not a number (a corrupt row) comes out only
         # when no run has a real one.
         return None if row is None or type(row[0]) not in (int, float) else float(row[0])
+
+    # -- analytics and retention (see backends.sqlite_analytics) -----------------------------------------
+
+    def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
+        """Each workflow's figures over the runs finished in ``query``'s window."""
+        with self._reading() as cursor:
+            return analytics.run_figures(cursor, query)
+
+    def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
+        """Each (workflow, step)'s figures over the runs finished in ``query``'s window."""
+        with self._reading() as cursor:
+            return analytics.step_figures(cursor, query)
+
+    def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` runs finished before ``finished_before``, with all they hold, in one
+        transaction; how many."""
+        with self._transaction() as cursor:
+            return analytics.prune_finished_runs(cursor, finished_before=finished_before, limit=limit)
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Cursor]:
+        """A cursor for one read (a single statement: it sees one snapshot and takes no write lock)."""
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                yield cursor
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite at {self.path} failed computing analytics: {exc}") from exc
+            finally:
+                cursor.close()
 
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Block until a run may have become ready, or the timeout passes.

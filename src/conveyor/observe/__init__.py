@@ -1,1 +1,2 @@
-"""Watching runs from the side: nothing here changes how a run executes."""
+"""Watching runs from the side: traces, analytics over finished runs; nothing here changes how a run
+executes."""

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
 from conveyor.backends.history import EventPage, Listener
+from conveyor.backends.retention import DEFAULT_PRUNE_BATCH
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
 from conveyor.core.history import Event
@@ -60,12 +61,15 @@ from conveyor.errors import (
     RunAlreadyRunningError,
     RunNotFoundError,
 )
-from conveyor.runtime import operator, steering
+from conveyor.observe.analytics import Bottlenecks, Performance
+from conveyor.runtime import analytics, operator, retention, steering
+from conveyor.runtime.analytics import Moment
 from conveyor.runtime.event_logs import EVENTS_LOGGER, EventLog
 from conveyor.runtime.listing import list_runs
 from conveyor.runtime.metrics import Metrics
 from conveyor.runtime.ownership import PROCESS, LocalRuns, owner_is_dead
 from conveyor.runtime.resources import Resources
+from conveyor.runtime.retention import Age
 from conveyor.runtime.signals import send_signal_to
 from conveyor.runtime.subscriber_methods import SubscriberMethods
 from conveyor.runtime.subscriptions import Subscriptions
@@ -713,6 +717,55 @@ class Conveyor(SubscriberMethods):
         if isinstance(built, Workflow):
             return built
         return check_workflow(workflow)
+
+    # -- analytics and retention --------------------------------------------------------------------
+
+    def performance(
+        self,
+        *,
+        since: Moment | None = None,
+        until: Moment | None = None,
+        workflow: Workflow | type | str | None = None,
+        namespace: str | None = None,
+    ) -> Performance:
+        """Each workflow's runs that finished in the window, computed in the database: throughput, success
+        and failure rates, p50/p95/p99 duration, and the health score (see :mod:`conveyor.observe.analytics`).
+
+        The window is ``[since, until)``: timezone-aware datetimes or epoch seconds; ``since`` may be a
+        timedelta before ``until``. By default, the 24 hours before now. ``workflow`` (a workflow, a class,
+        or a name) and ``namespace`` keep the runs of one workflow, or of the workflows registered in one
+        namespace (seed 002's ``task_name`` and ``namespace``).
+        """
+        return analytics.performance(self, since, until, workflow, namespace)
+
+    def bottlenecks(
+        self,
+        *,
+        since: Moment | None = None,
+        until: Moment | None = None,
+        workflow: Workflow | type | str | None = None,
+        namespace: str | None = None,
+    ) -> Bottlenecks:
+        """Each step of the runs that finished in the window, worst bottleneck first, computed in the
+        database: p50/p95 and mean duration, retry rate, failure rate, its share of the time. The window,
+        ``workflow`` and ``namespace`` are as in :meth:`performance`."""
+        return analytics.bottlenecks(self, since, until, workflow, namespace)
+
+    def prune(
+        self,
+        *,
+        older_than: Age,
+        batch_size: int = DEFAULT_PRUNE_BATCH,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete the finished runs that finished more than ``older_than`` ago (a timedelta, seconds, or
+        ``"30d"``, ``"12h"``, ``"90m"``), with all they hold; return how many.
+
+        Runs that have not finished are never touched, nor a finished child run whose parent has not.
+        Deleted ``batch_size`` runs at a time, each batch one short transaction; ``on_progress`` is called
+        after each with the number deleted so far.
+        """
+        return retention.prune(self, older_than, batch_size, on_progress)
 
     # -- async twins ------------------------------------------------------------------------------
 

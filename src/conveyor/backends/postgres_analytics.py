@@ -1,0 +1,94 @@
+"""The analytics and retention of :class:`~conveyor.backends.postgres.PostgresBackend`, over finished runs.
+
+The queries are the ``run_figures``, ``step_figures`` and ``prune_finished_runs`` sections of
+``sql/postgres/analytics.sql``; what they read (``finished_at``, ``conveyor_step_outcomes``) is written by
+the trigger of schema 14 as each run finishes. Each function runs on the caller's cursor, in a transaction
+of its own (the ``analytics_settings`` it makes hold for that transaction alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any, LiteralString
+
+from conveyor.backends.postgres_sql import queries
+from conveyor.backends.retention import RUN_HISTORY_TABLES
+from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
+
+if TYPE_CHECKING:
+    import psycopg
+
+    Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+def _params(query: AnalyticsQuery) -> dict[str, Any]:
+    names = None if query.workflow_names is None else list(query.workflow_names)
+    return {"since": query.since, "until": query.until, "workflow_names": names}
+
+
+def _settle_planner(cursor: Cursor) -> None:
+    """``analytics_settings`` for the caller's transaction: no JIT, sorts in memory."""
+    cursor.execute(queries()["analytics_settings"])
+
+
+def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
+    """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction)."""
+    _settle_planner(cursor)
+    cursor.execute(queries()["run_figures"], _params(query))
+    return [
+        RunFigures(
+            workflow_name=row[0],
+            by_state=tuple(int(count) for count in row[1:7]),
+            duration_p50=float(row[7]),
+            duration_p95=float(row[8]),
+            duration_p99=float(row[9]),
+            step_executions=int(row[10]),
+            retried_steps=int(row[11]),
+        )
+        for row in cursor.fetchall()
+    ]
+
+
+def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
+    """Each (workflow, step)'s figures over the runs finished in ``query``'s window (in the caller's
+    transaction)."""
+    _settle_planner(cursor)
+    cursor.execute(queries()["step_figures"], _params(query))
+    return [
+        StepFigures(
+            workflow_name=row[0],
+            step_name=row[1],
+            executions=int(row[2]),
+            attempts=int(row[3]),
+            retried=int(row[4]),
+            failed=int(row[5]),
+            timed=int(row[6]),
+            total_seconds=float(row[7]),
+            duration_p50=float(row[8]),
+            duration_p95=float(row[9]),
+        )
+        for row in cursor.fetchall()
+    ]
+
+
+def prune_finished_runs(cursor: Cursor, *, finished_before: float, limit: int) -> int:
+    """Delete up to ``limit`` runs finished before ``finished_before`` (in the caller's transaction); how
+    many."""
+    cursor.execute(queries()["existing_tables"], {"tables": list(RUN_HISTORY_TABLES)})
+    existing = {row[0] for row in cursor.fetchall()}
+    _settle_planner(cursor)
+    statement = prune_statement(tuple(table for table in RUN_HISTORY_TABLES if table in existing))
+    cursor.execute(statement, {"before": finished_before, "limit": limit})
+    return cursor.rowcount
+
+
+@cache
+def prune_statement(tables: Sequence[LiteralString]) -> LiteralString:
+    """``prune_finished_runs`` deleting the pruned runs' rows from ``tables`` too."""
+    found = queries()
+    history = "".join(
+        found["prune_history_table"].replace("{table}", table).replace("{alias}", f"gone_{index}")
+        for index, table in enumerate(tables)
+    )
+    return found["prune_finished_runs"].replace("{history}", history)
