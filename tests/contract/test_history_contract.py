@@ -258,3 +258,17 @@ def test_a_batch_of_checkpoints_records_each_runs_events_and_none_for_a_refused_
     written = [event for event in heard if event.kind.startswith("step.")]
     assert sorted(event.id for event in written) == ["run-1#2", "run-1#3", "run-2#2", "run-2#3"]
     assert {event.worker for event in written} == {"w"}
+
+
+def test_pruning_a_finished_run_deletes_its_history_and_leaves_unfinished_runs_history(
+    backend: Backend, new_run: NewRunFactory
+) -> None:
+    app = Conveyor(backend, workflows=[flaky_then_failing_flow("checkout")])
+    app.run("checkout", {}, workflow_id="old")
+    backend.submit_run(new_run("waiting"), now=backend.now())
+    time.sleep(0.02)
+    assert app.prune(older_than=0.01) == 1
+    assert backend.read_history("old") == []
+    assert kinds(backend.read_history("waiting")) == [("run.started", None, None)]
+    read, _ = read_feed(app, 1, limit=100)
+    assert [event.workflow_id for event in read] == ["waiting"]
