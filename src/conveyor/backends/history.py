@@ -133,24 +133,32 @@ def numbered(
 def as_events(stored: Sequence[tuple[Any, ...]]) -> list[Event]:
     """Stored event columns (as :func:`numbered` makes them, or as read back) as :class:`Event` values."""
     new = tuple.__new__
-    return [
-        new(
-            Event,
-            (
-                row[0],
-                row[1],
-                row[2],
-                row[5],
-                row[8] or "",
-                row[7] or "",
-                row[3],
-                row[4],
-                row[6],
-                decode_data(row[9]),
-            ),
+    events = []
+    for workflow_id, seq, kind, step, attempt, at, worker, correlation_id, workflow_name, data in stored:
+        if data is None:
+            shown = _NO_DATA
+        elif type(data) is dict:  # as written here: read-only, so that no listener changes what was stored
+            shown = MappingProxyType(data)
+        else:
+            shown = decode_data(data)
+        events.append(
+            new(
+                Event,
+                (
+                    workflow_id,
+                    seq,
+                    kind,
+                    at,
+                    workflow_name or "",
+                    correlation_id or "",
+                    step,
+                    attempt,
+                    worker,
+                    shown,
+                ),
+            )
         )
-        for row in stored
-    ]
+    return events
 
 
 def failure_data(failure: Any) -> dict[str, Any] | None:
