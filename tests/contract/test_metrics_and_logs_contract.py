@@ -134,3 +134,11 @@ def test_a_runtime_with_history_off_counts_nothing_and_runs_the_same(backend: Ba
     app = Conveyor(backend, workflows=[checkout_flow()], metrics=True, history=False)
     assert app.run("checkout", {}, workflow_id="ok").state is RunState.COMPLETED
     assert sample(app, "conveyor_runs_started_total", workflow="checkout") == 0
+
+
+def test_a_closed_runtime_stops_counting_the_writes_of_a_backend_it_shared(backend: Backend) -> None:
+    closed = Conveyor(backend, workflows=[checkout_flow()], metrics=True, log_events=True)
+    closed.close()
+    still_open = Conveyor(backend, workflows=[checkout_flow()])
+    assert still_open.run("checkout", {}, workflow_id="after").state is RunState.COMPLETED
+    assert sample(closed, "conveyor_runs_started_total", workflow="checkout") == 0

@@ -212,8 +212,7 @@ def _write_checkpoint(
         cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
     elif checkpoint.steps:
         cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
-    if events:
-        assert written is not None
+    if events and written is not None:
         insert_events(cursor, workflow_id, events, numbered, written)
     return True
 

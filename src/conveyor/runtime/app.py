@@ -107,6 +107,7 @@ class Conveyor(SubscriberMethods):
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
     ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
     ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
+    It is a setting of the backend: on a backend object shared by several runtimes, the last one made sets it.
     ``metrics=True`` counts Prometheus metrics from the start (see :attr:`metrics`); ``log_events=True``
     logs one line per event (see :meth:`log_events`).
     ``tracing=True`` makes OpenTelemetry spans of each drive of a run and of each step attempt, through the
@@ -804,13 +805,17 @@ class Conveyor(SubscriberMethods):
     # -- the end ----------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the heartbeat, deliver what in-process subscribers have queued, close what resource
-        factories built, and the backend if it opened it."""
+        """Stop the heartbeat, deliver what in-process subscribers have queued, stop counting metrics and
+        logging events, close what resource factories built, and the backend if it opened it."""
         self._heartbeat.close()
         if self._owns_executor:
             self.executor.close()
         self.subscriptions.close()
         self.resources.close()
+        backend = self._backend
+        if backend is not None:  # a backend shared with other runtimes stops feeding this one's
+            for listener in self._event_listeners:
+                backend.remove_listener(listener)
         if self._owns_backend:
             with self._open_lock:
                 backend, self._backend = self._backend, None
