@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, LiteralString
 
+from conveyor.backends.analytics_rows import run_figures_from_row, step_figures_from_row
 from conveyor.backends.postgres_sql import queries
 from conveyor.backends.retention import RUN_HISTORY_TABLES
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
@@ -36,18 +37,7 @@ def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
     """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction)."""
     _settle_planner(cursor)
     cursor.execute(queries()["run_figures"], _params(query))
-    return [
-        RunFigures(
-            workflow_name=row[0],
-            by_state=tuple(int(count) for count in row[1:7]),
-            duration_p50=float(row[7]),
-            duration_p95=float(row[8]),
-            duration_p99=float(row[9]),
-            step_executions=int(row[10]),
-            retried_steps=int(row[11]),
-        )
-        for row in cursor.fetchall()
-    ]
+    return [run_figures_from_row(row) for row in cursor.fetchall()]
 
 
 def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
@@ -55,21 +45,7 @@ def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
     transaction)."""
     _settle_planner(cursor)
     cursor.execute(queries()["step_figures"], _params(query))
-    return [
-        StepFigures(
-            workflow_name=row[0],
-            step_name=row[1],
-            executions=int(row[2]),
-            attempts=int(row[3]),
-            retried=int(row[4]),
-            failed=int(row[5]),
-            timed=int(row[6]),
-            total_seconds=float(row[7]),
-            duration_p50=float(row[8]),
-            duration_p95=float(row[9]),
-        )
-        for row in cursor.fetchall()
-    ]
+    return [step_figures_from_row(row) for row in cursor.fetchall()]
 
 
 def prune_finished_runs(cursor: Cursor, *, finished_before: float, limit: int) -> int:

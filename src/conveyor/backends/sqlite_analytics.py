@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from conveyor.backends.analytics_rows import run_figures_from_row, step_figures_from_row
 from conveyor.backends.retention import RUN_HISTORY_TABLES
 from conveyor.core.analytics import FINAL_STATE_NAMES, AnalyticsQuery, RunFigures, StepFigures
 
@@ -91,39 +92,13 @@ def _bound(query: AnalyticsQuery, sql: str, column: str) -> tuple[str, dict[str,
 def run_figures(cursor: sqlite3.Cursor, query: AnalyticsQuery) -> list[RunFigures]:
     """Each workflow's figures over the runs finished in ``query``'s window."""
     statement, params = _bound(query, _RUN_FIGURES, "workflow_name")
-    width = len(FINAL_STATE_NAMES)
-    return [
-        RunFigures(
-            workflow_name=row[0],
-            by_state=tuple(int(count) for count in row[1 : 1 + width]),
-            duration_p50=float(row[1 + width]),
-            duration_p95=float(row[2 + width]),
-            duration_p99=float(row[3 + width]),
-            step_executions=int(row[4 + width]),
-            retried_steps=int(row[5 + width]),
-        )
-        for row in cursor.execute(statement, params).fetchall()
-    ]
+    return [run_figures_from_row(row) for row in cursor.execute(statement, params).fetchall()]
 
 
 def step_figures(cursor: sqlite3.Cursor, query: AnalyticsQuery) -> list[StepFigures]:
     """Each (workflow, step)'s figures over the runs finished in ``query``'s window."""
     statement, params = _bound(query, _STEP_FIGURES, "r.workflow_name")
-    return [
-        StepFigures(
-            workflow_name=row[0],
-            step_name=row[1],
-            executions=int(row[2]),
-            attempts=int(row[3]),
-            retried=int(row[4]),
-            failed=int(row[5]),
-            timed=int(row[6]),
-            total_seconds=float(row[7]),
-            duration_p50=float(row[8]),
-            duration_p95=float(row[9]),
-        )
-        for row in cursor.execute(statement, params).fetchall()
-    ]
+    return [step_figures_from_row(row) for row in cursor.execute(statement, params).fetchall()]
 
 
 def prune_finished_runs(cursor: sqlite3.Cursor, *, finished_before: float, limit: int) -> int:
