@@ -9,26 +9,28 @@ The tokens come from the environment of ``python -m examples.orders serve``:
 
 With neither, there is no API: :func:`examples.orders.api.create_app` refuses to build one and ``serve``
 exits naming these variables. A token is at least :data:`MIN_TOKEN_LENGTH` printable ASCII characters
-without spaces. Tokens are held as SHA-256 digests and a request's token is looked up by its digest, so
-how long a comparison takes says nothing about any token.
+without spaces. This is conveyor's own token scheme (:mod:`conveyor.web.tokens`, the one its REST API and
+dashboard use): tokens are held as SHA-256 digests, and a request's token is compared with every one of
+them in constant time, so how long a check takes says nothing about any token.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from conveyor.errors import ConfigurationError
+from conveyor.web.tokens import MIN_TOKEN_LENGTH, TokenTable
+
 TOKENS_VARIABLE = "ORDERS_API_TOKENS"
 ADMIN_VARIABLE = "ORDERS_ADMIN_TOKEN"
-MIN_TOKEN_LENGTH = 16
-"""The shortest token accepted: shorter ones are guessable."""
+__all__ = ["MIN_TOKEN_LENGTH", "AccessConfigurationError", "ApiAccess", "Caller"]
 MAX_CUSTOMER_ID_LENGTH = 100
 
 
-class AccessConfigurationError(ValueError):
+class AccessConfigurationError(ConfigurationError, ValueError):
     """The API's tokens are missing or malformed; the message names the variable to set."""
 
 
@@ -42,20 +44,6 @@ class Caller:
     def may_see(self, owner: str) -> bool:
         """Whether this caller may see, and cancel, an order placed by customer ``owner``."""
         return self.is_admin or (self.customer_id is not None and self.customer_id == owner)
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "replace")).digest()
-
-
-def _check_token(token: object, where: str) -> str:
-    if not isinstance(token, str):
-        raise AccessConfigurationError(f"{where}: a token is a string, not {type(token).__name__}")
-    if len(token) < MIN_TOKEN_LENGTH or not token.isascii() or not token.isprintable() or " " in token:
-        raise AccessConfigurationError(
-            f"{where}: each token must be at least {MIN_TOKEN_LENGTH} printable ASCII characters, no spaces"
-        )
-    return token
 
 
 def _check_customer(customer: object, where: str) -> str:
@@ -76,20 +64,15 @@ class ApiAccess:
     """The tokens the API accepts, and whose each is."""
 
     def __init__(self, customers: Mapping[str, str] | None = None, admin_tokens: Iterable[str] = ()) -> None:
-        self._callers: dict[bytes, Caller] = {}
+        grants: list[tuple[str, Caller]] = []
         for token, customer in (customers or {}).items():
             where = f"{TOKENS_VARIABLE} (customer {customer!r})"
-            self._add(_check_token(token, where), Caller(_check_customer(customer, where)))
-        for token in admin_tokens:
-            self._add(_check_token(token, ADMIN_VARIABLE), Caller(None, is_admin=True))
-
-    def _add(self, token: str, caller: Caller) -> None:
-        digest = _digest(token)
-        if digest in self._callers:
-            raise AccessConfigurationError(
-                f"a token is given twice (in {TOKENS_VARIABLE} or {ADMIN_VARIABLE})"
-            )
-        self._callers[digest] = caller
+            grants.append((token, Caller(_check_customer(customer, where))))
+        grants.extend((token, Caller(None, is_admin=True)) for token in admin_tokens)
+        try:
+            self._callers = TokenTable(grants, where=f"{TOKENS_VARIABLE} or {ADMIN_VARIABLE}")
+        except ConfigurationError as exc:
+            raise AccessConfigurationError(str(exc)) from None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> ApiAccess:
@@ -125,9 +108,4 @@ class ApiAccess:
 
     def caller(self, authorization: str | None) -> Caller | None:
         """Who an ``Authorization: Bearer <token>`` header belongs to; None if nobody's."""
-        if not authorization:
-            return None
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self._callers.get(_digest(token.strip()))
+        return self._callers.find_bearer(authorization)

@@ -15,7 +15,7 @@ from conveyor import Conveyor, Flow, RetryPolicy, task
 from conveyor.backends.base import Backend
 from conveyor.core.records import NewRun
 from conveyor.core.states import RunState
-from conveyor.errors import InvalidArgumentError
+from conveyor.errors import ConfigurationError
 from conveyor.runtime.event_logs import JsonFormatter
 
 TOKEN = "a-scrape-token-of-some-length"
@@ -89,7 +89,7 @@ def test_the_unfinished_runs_gauge_reads_queued_waiting_and_running_from_the_bac
 def test_the_metrics_endpoint_needs_its_token(backend: Backend) -> None:
     app = Conveyor(backend, workflows=[checkout_flow()], metrics=True)
     app.run("checkout", {}, workflow_id="ok")
-    with pytest.raises(InvalidArgumentError, match="token of at least 16"):
+    with pytest.raises(ConfigurationError, match="at least 16 printable ASCII"):
         app.metrics.serve(0, token="short")
     server = app.metrics.serve(0, token=TOKEN)
     try:

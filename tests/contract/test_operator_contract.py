@@ -385,3 +385,37 @@ def test_who_defaults_to_the_os_user_and_a_bad_name_or_reason_is_a_clear_error(b
     with pytest.raises(InvalidArgumentError, match="reason"):
         app.complete_by_hand("b-1", reason="\x01")
     assert len(app.status("b-1").operator_actions) == 1
+
+
+def test_retry_without_waiting_reopens_the_run_for_a_worker_and_runs_nothing_here(backend: Backend) -> None:
+    """``wait=False`` (a web request's retry): the compensated run is reopened, logged and left claimable;
+    nothing runs in the caller; a worker then drives it to its end (its undone step runs again)."""
+    shop = Shop()
+    shop.charge_fails = True
+    app = Conveyor(backend, workflows=[order_flow(shop)])
+    assert app.run("order", {}, workflow_id="o-w").state is RunState.COMPENSATED
+    shop.charge_fails = False
+    shop.done.clear()
+    status = app.retry("o-w", by="dana", reason="card replaced", wait=False)
+    assert status.state is RunState.RUNNING
+    assert shop.done == []
+    assert [action.action for action in status.operator_actions] == ["retry"]
+    app.worker(lease_seconds=5, poll_interval_seconds=0.05).run(until_idle=True)
+    finished = app.status("o-w")
+    assert finished.is_completed()
+    assert shop.done == ["reserve", "charge", "pack:c1", "ship"]
+
+
+def test_skipping_a_step_without_waiting_leaves_the_rest_to_a_worker(backend: Backend) -> None:
+    """``skip_step(..., wait=False)`` completes the failed step and returns; a worker runs what follows."""
+    shop = Shop()
+    shop.charge_fails = True
+    app = Conveyor(backend, workflows=[order_flow(shop)])
+    app.run("order", {}, workflow_id="o-s")
+    shop.done.clear()
+    status = app.skip_step("o-s", "charge", "c9", wait=False)
+    assert status.state is RunState.RUNNING
+    assert shop.done == []
+    app.worker(lease_seconds=5, poll_interval_seconds=0.05).run(until_idle=True)
+    assert app.status("o-s").is_completed()
+    assert shop.done == ["reserve", "pack:c9", "ship"]  # reserve was undone when the run compensated

@@ -323,6 +323,7 @@ class Conveyor(SubscriberMethods):
         by: str | None = None,
         reason: str = "",
         if_running: IfRunning = "wait",
+        wait: bool = True,
     ) -> WorkflowStatus:
         """Run a failed run again, here, once its fault is fixed; wait for its end.
 
@@ -332,6 +333,9 @@ class Conveyor(SubscriberMethods):
         ``from_step``, that step and every step depending on it run again too, completed or not (a
         completed run can be retried so); nothing is undone first. Logged with ``by`` (the OS user when
         None) and ``reason``. The workflow is the registered one the run recorded, unless ``workflow``.
+
+        With ``wait=False`` the run is reopened and left, claimable at once, for a worker (what a web
+        request or a CLI command on another machine wants); its status is returned as it stands then.
         """
         _check_if_running(if_running)
         return operator.retry(
@@ -342,6 +346,7 @@ class Conveyor(SubscriberMethods):
             by=by,
             reason=reason,
             if_running=if_running,
+            wait=wait,
         )
 
     def resume(
@@ -371,16 +376,26 @@ class Conveyor(SubscriberMethods):
         by: str | None = None,
         reason: str = "",
         if_running: IfRunning = "wait",
+        wait: bool = True,
     ) -> WorkflowStatus:
         """Complete the failed ``step`` of a run that ended without completing, with ``result`` (checked
         against what the step returns), and drive the run on here as a retry does; wait for its end.
 
         The skipped step counts as completed: later steps get ``result``, and its undo runs with it if the
-        run is compensated later. Logged with ``by`` and ``reason``.
+        run is compensated later. Logged with ``by`` and ``reason``. ``wait=False`` leaves the run to a
+        worker, as :meth:`retry` does.
         """
         _check_if_running(if_running)
         return operator.skip(
-            self, workflow_id, step, result, workflow=workflow, by=by, reason=reason, if_running=if_running
+            self,
+            workflow_id,
+            step,
+            result,
+            workflow=workflow,
+            by=by,
+            reason=reason,
+            if_running=if_running,
+            wait=wait,
         )
 
     def complete_by_hand(

@@ -9,7 +9,6 @@ default, so two runtimes in one process (or two tests) never mix their counts.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import threading
@@ -24,6 +23,7 @@ from prometheus_client.registry import Collector
 
 from conveyor.core.history import Event, EventKind
 from conveyor.errors import InvalidArgumentError
+from conveyor.web.tokens import TokenTable
 
 if TYPE_CHECKING:
     from conveyor.backends.base import Backend
@@ -243,17 +243,17 @@ class MetricsServer:
     """A running metrics endpoint (see :meth:`Metrics.serve`); ``close()`` stops it."""
 
     def __init__(self, metrics: Metrics, host: str, port: int, token: str) -> None:
-        if not isinstance(token, str) or len(token) < 16:
+        if not isinstance(token, str) or not token:
             raise InvalidArgumentError(
-                "the metrics endpoint needs a token of at least 16 characters (--metrics-token, or "
-                "$CONVEYOR_METRICS_TOKEN)",
+                "the metrics endpoint needs a token (--metrics-token, or $CONVEYOR_METRICS_TOKEN)",
                 argument="token",
             )
-        expected = f"Bearer {token}".encode()
+        tokens = TokenTable(
+            [(token, True)], where="the metrics token (--metrics-token, $CONVEYOR_METRICS_TOKEN)"
+        )
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-            given = str(environ.get("HTTP_AUTHORIZATION", "")).encode()
-            if not hmac.compare_digest(given, expected):
+            if not tokens.find_bearer(environ.get("HTTP_AUTHORIZATION")):
                 start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Length", "0")])
                 return [b""]
             if environ.get("PATH_INFO") not in ("/metrics", "/"):

@@ -130,14 +130,21 @@ def _write(app: Conveyor, record: RunRecord, entry: str, checkpoint: Checkpoint 
 
 
 def _drive_reopened(
-    app: Conveyor, record: RunRecord, workflow: Workflow, entry: str, settled: Settled, if_running: IfRunning
+    app: Conveyor,
+    record: RunRecord,
+    workflow: Workflow,
+    entry: str,
+    settled: Settled,
+    if_running: IfRunning,
+    wait: bool,
 ) -> WorkflowStatus:
-    """Write a reopened run and its log entry together, then drive it here to its end."""
+    """Write a reopened run and its log entry together, then drive it here to its end (``wait``), or
+    leave it, claimable at once, for a worker."""
     new, checkpoint = settled
     _write(app, record, entry, checkpoint)
-    # The run's last driver may still hold a lease on it: give it up, so this drive takes it at once.
+    # The run's last driver may still hold a lease on it: give it up, so this drive (or a worker) takes it.
     app.backend.release_run(workflow_id=record.workflow_id, epoch=record.epoch, wake_at=None)
-    if new.is_final:  # the skip completed it
+    if new.is_final or not wait:  # the skip completed it, or a worker will drive it
         return app.status(record.workflow_id, workflow=workflow)
     return app._run_recorded(workflow, stored_run(record, workflow), if_running)
 
@@ -171,6 +178,7 @@ def retry(
     by: str | None,
     reason: str,
     if_running: IfRunning,
+    wait: bool = True,
 ) -> WorkflowStatus:
     """Run a failed run again (from ``from_step``, if given): see :meth:`conveyor.Conveyor.retry`."""
     workflow_id, by, reason, record = _checked(app, workflow_id, by, reason)
@@ -194,7 +202,7 @@ def retry(
             )
         settled = reopen_from_step(chosen, record, from_step, now)
     return _drive_reopened(
-        app, record, chosen, _entry("retry", by, reason, now, from_step), settled, if_running
+        app, record, chosen, _entry("retry", by, reason, now, from_step), settled, if_running, wait
     )
 
 
@@ -208,6 +216,7 @@ def skip(
     by: str | None,
     reason: str,
     if_running: IfRunning,
+    wait: bool = True,
 ) -> WorkflowStatus:
     """Complete a failed step with ``result`` and go on: see :meth:`conveyor.Conveyor.skip_step`."""
     workflow_id, by, reason, record = _checked(app, workflow_id, by, reason)
@@ -229,7 +238,8 @@ def skip(
     _check_result(spec, text)
     now = app.clock.now()
     settled = skip_step(chosen, record, step, text, now)
-    return _drive_reopened(app, record, chosen, _entry("skip", by, reason, now, step), settled, if_running)
+    entry = _entry("skip", by, reason, now, step)
+    return _drive_reopened(app, record, chosen, entry, settled, if_running, wait)
 
 
 def complete(app: Conveyor, workflow_id: str, output: Any, *, by: str | None, reason: str) -> WorkflowStatus:
