@@ -8,6 +8,7 @@ A value a workflow marks secret (pydantic's ``SecretStr``, ``SecretBytes``, ``Se
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,13 @@ from conveyor.core.states import RunState, StepState
 from conveyor.engine.status import StepStatus, WorkflowStatus
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _time(epoch: float | None) -> dt.datetime | None:
-    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
+    """The UTC datetime of ``epoch``, cut (not rounded) to the microsecond: a time read here and passed
+    back as ``created_after`` keeps the run it was read from."""
+    return None if epoch is None else _EPOCH + dt.timedelta(microseconds=math.floor(epoch * 1_000_000))
 
 
 class Body(BaseModel):
