@@ -22,18 +22,18 @@ import importlib.metadata
 import logging
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Security
+from fastapi import FastAPI, Security
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from conveyor.errors import ConfigurationError
 from conveyor.runtime.app import Conveyor
 from conveyor.web.api_access import TokenGate, bearer_scheme
-from conveyor.web.api_actions import action_routes
-from conveyor.web.api_analytics import analytics_routes
-from conveyor.web.api_definitions import definition_routes
+from conveyor.web.api_actions import add_action_routes
+from conveyor.web.api_analytics import add_analytics_routes
+from conveyor.web.api_definitions import add_definition_routes
 from conveyor.web.api_models import HealthOut
-from conveyor.web.api_runs import runs_routes
+from conveyor.web.api_runs import add_runs_routes
 from conveyor.web.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit, check_max_body_bytes
 from conveyor.web.problems import PROBLEM_RESPONSES, install_problem_handlers
 from conveyor.web.tokens import ApiTokens
@@ -78,11 +78,10 @@ HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _observation_routes(app: Conveyor) -> APIRouter:
-    router = APIRouter(tags=["observation"])
-
-    @router.get(
+def _add_observation_routes(api: FastAPI, app: Conveyor) -> None:
+    @api.get(
         "/metrics",
+        tags=["observation"],
         summary="The runtime's Prometheus metrics (text exposition)",
         response_class=Response,
         responses={
@@ -93,7 +92,16 @@ def _observation_routes(app: Conveyor) -> APIRouter:
     def metrics() -> Response:
         return Response(app.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    return router
+    @api.get(
+        HEALTH_PATH,
+        tags=["observation"],
+        summary="Whether the backend answers (no token needed)",
+        responses=HEALTH_RESPONSES,
+        response_model=HealthOut,
+        openapi_extra={"security": []},
+    )
+    def healthz() -> JSONResponse:
+        return health(app)
 
 
 def api_app(app: Conveyor, tokens: ApiTokens, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
@@ -114,24 +122,14 @@ def api_app(app: Conveyor, tokens: ApiTokens, *, max_body_bytes: int = DEFAULT_M
         openapi_url=None,  # served below, behind a token
         docs_url=None,
         redoc_url=None,
+        dependencies=[Security(bearer_scheme)],  # names the scheme in the OpenAPI; TokenGate checks it
     )
     install_problem_handlers(api)
-    secured = [Security(bearer_scheme)]  # names the scheme in the OpenAPI; TokenGate does the check
-    api.include_router(runs_routes(app), dependencies=secured)
-    api.include_router(action_routes(app), dependencies=secured)
-    api.include_router(definition_routes(app), dependencies=secured)
-    api.include_router(analytics_routes(app), dependencies=secured)
-    api.include_router(_observation_routes(app), dependencies=secured)
-
-    @api.get(
-        HEALTH_PATH,
-        tags=["observation"],
-        summary="Whether the backend answers (no token needed)",
-        responses=HEALTH_RESPONSES,
-        response_model=HealthOut,
-    )
-    def healthz() -> JSONResponse:
-        return health(app)
+    add_runs_routes(api, app)
+    add_action_routes(api, app)
+    add_definition_routes(api, app)
+    add_analytics_routes(api, app)
+    _add_observation_routes(api, app)
 
     @api.get("/openapi.json", include_in_schema=False)
     def openapi() -> JSONResponse:

@@ -8,9 +8,9 @@ now) is checked before anything is written, so a refused request leaves the back
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Response, status
+from fastapi import Body, FastAPI, Path, Response, status
 
 from conveyor.errors import RunNotFoundError
 from conveyor.runtime.app import Conveyor
@@ -24,15 +24,19 @@ RunId = Annotated[str, Path(min_length=1, max_length=200, description="the run's
 Optional = Body(description="optional")
 
 
-def action_routes(app: Conveyor) -> APIRouter:
-    """The routes that change runs (an admin token is needed)."""
-    router = APIRouter(tags=["actions"], responses=PROBLEM_RESPONSES)
+def add_action_routes(api: FastAPI, app: Conveyor) -> None:
+    """Add to ``api`` the routes that change runs (an admin token is needed)."""
+    shared: dict[str, Any] = {"tags": ["actions"], "responses": PROBLEM_RESPONSES}
 
-    @router.post(
+    @api.post(
         "/runs",
         status_code=status.HTTP_201_CREATED,
         summary="Start a run of a registered workflow (for a worker to drive)",
-        responses={200: {"model": RunOut, "description": "a run with this workflow_id exists: that run"}},
+        tags=["actions"],
+        responses={
+            **PROBLEM_RESPONSES,
+            200: {"model": RunOut, "description": "a run with this workflow_id exists: that run"},
+        },
     )
     def start_run(body: StartRun, response: Response) -> RunOut:
         workflow = app.registry.get(body.workflow, body.version, body.namespace)
@@ -45,28 +49,30 @@ def action_routes(app: Conveyor) -> APIRouter:
         response.headers["Location"] = f"runs/{handle.workflow_id}"
         return RunOut.of(app.status(handle.workflow_id))
 
-    @router.post("/runs/{workflow_id}/signal", summary="Send a signal to a run")
+    @api.post("/runs/{workflow_id}/signal", summary="Send a signal to a run", **shared)
     def signal_run(workflow_id: RunId, body: SendSignal) -> RunOut:
         app.send_signal(workflow_id, body.name, body.payload)
         return RunOut.of(app.status(workflow_id))
 
-    @router.post("/runs/{workflow_id}/cancel", summary="Cancel a run: its completed steps are undone")
+    @api.post("/runs/{workflow_id}/cancel", summary="Cancel a run: its completed steps are undone", **shared)
     def cancel_run(workflow_id: RunId, body: Annotated[Steer | None, Optional] = None) -> RunOut:
         body = body or Steer()
         return RunOut.of(app.cancel(workflow_id, body.reason, by=body.by or DEFAULT_BY))
 
-    @router.post("/runs/{workflow_id}/pause", summary="Pause a run: no new step starts")
+    @api.post("/runs/{workflow_id}/pause", summary="Pause a run: no new step starts", **shared)
     def pause_run(workflow_id: RunId, body: Annotated[Steer | None, Optional] = None) -> RunOut:
         body = body or Steer()
         return RunOut.of(app.pause(workflow_id, by=body.by or DEFAULT_BY, reason=body.reason))
 
-    @router.post("/runs/{workflow_id}/resume", summary="Lift a run's pause: a worker goes on with it")
+    @api.post("/runs/{workflow_id}/resume", summary="Lift a run's pause: a worker goes on with it", **shared)
     def resume_run(workflow_id: RunId, body: Annotated[Resume | None, Optional] = None) -> RunOut:
         body = body or Resume()
         return RunOut.of(app.unpause(workflow_id, by=body.by or DEFAULT_BY))
 
-    @router.post(
-        "/runs/{workflow_id}/retry", summary="Retry a run from where it failed (or from a step), by a worker"
+    @api.post(
+        "/runs/{workflow_id}/retry",
+        summary="Retry a run from where it failed (or from a step), by a worker",
+        **shared,
     )
     def retry_run(workflow_id: RunId, body: Annotated[Retry | None, Optional] = None) -> RunOut:
         body = body or Retry()
@@ -74,8 +80,6 @@ def action_routes(app: Conveyor) -> APIRouter:
             workflow_id, from_step=body.from_step, by=body.by or DEFAULT_BY, reason=body.reason, wait=False
         )
         return RunOut.of(retried)
-
-    return router
 
 
 def _exists(app: Conveyor, workflow_id: str) -> bool:

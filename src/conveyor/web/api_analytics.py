@@ -7,9 +7,9 @@ over the runs that finished in ``[since, until)`` (by default the 24 hours befor
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import FastAPI, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from conveyor.runtime.app import Conveyor
@@ -104,22 +104,22 @@ Since = Annotated[AwareDatetime | None, Query(description="ISO 8601; default: 24
 Until = Annotated[AwareDatetime | None, Query(description="ISO 8601; default: now")]
 
 
-def analytics_routes(app: Conveyor) -> APIRouter:
-    """The analytics routes (a read token is enough)."""
-    router = APIRouter(tags=["analytics"], responses=PROBLEM_RESPONSES)
+def add_analytics_routes(api: FastAPI, app: Conveyor) -> None:
+    """Add to ``api`` the analytics routes (a read token is enough)."""
+    shared: dict[str, Any] = {"tags": ["analytics"], "responses": PROBLEM_RESPONSES}
 
-    @router.get("/analytics/performance", summary="Throughput, success and failure, durations, health")
+    @api.get("/analytics/performance", summary="Throughput, success and failure, durations, health", **shared)
     def performance(
         namespace: Namespace = None, task_name: TaskName = None, since: Since = None, until: Until = None
     ) -> PerformanceOut:
         report = app.performance(since=since, until=until, workflow=task_name, namespace=namespace)
         return PerformanceOut.model_validate(report.to_dict())
 
-    @router.get("/analytics/bottlenecks", summary="Each step's durations, retries and failures, worst first")
+    @api.get(
+        "/analytics/bottlenecks", summary="Each step's durations, retries and failures, worst first", **shared
+    )
     def bottlenecks(
         namespace: Namespace = None, task_name: TaskName = None, since: Since = None, until: Until = None
     ) -> BottlenecksOut:
         report = app.bottlenecks(since=since, until=until, workflow=task_name, namespace=namespace)
         return BottlenecksOut.model_validate(report.to_dict())
-
-    return router

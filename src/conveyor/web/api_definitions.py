@@ -6,7 +6,7 @@ import logging
 from typing import Annotated, Any
 
 import pydantic
-from fastapi import APIRouter, Path, Query
+from fastapi import FastAPI, Path, Query
 
 from conveyor.definition.registry import RegisteredWorkflow, UnknownWorkflowError
 from conveyor.definition.workflow import StepSpec, Workflow
@@ -63,15 +63,17 @@ def workflow_out(entry: RegisteredWorkflow) -> WorkflowOut:
     )
 
 
-def definition_routes(app: Conveyor) -> APIRouter:
-    """The routes that show the registered workflows (a read token is enough)."""
-    router = APIRouter(tags=["definitions"], responses=PROBLEM_RESPONSES)
+def add_definition_routes(api: FastAPI, app: Conveyor) -> None:
+    """Add to ``api`` the routes that show the registered workflows (a read token is enough)."""
+    shared: dict[str, Any] = {"tags": ["definitions"], "responses": PROBLEM_RESPONSES}
 
-    @router.get("/workflows", summary="Every registered workflow version, with its step graph")
+    @api.get("/workflows", summary="Every registered workflow version, with its step graph", **shared)
     def list_workflows() -> WorkflowsOut:
         return WorkflowsOut(workflows=[workflow_out(entry) for entry in app.registry])
 
-    @router.get("/workflows/{name}", summary="One registered workflow: each of its versions, oldest first")
+    @api.get(
+        "/workflows/{name}", summary="One registered workflow: each of its versions, oldest first", **shared
+    )
     def show_workflow(
         name: Annotated[str, Path(min_length=1, max_length=200)],
         namespace: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
@@ -85,5 +87,3 @@ def definition_routes(app: Conveyor) -> APIRouter:
         return WorkflowVersionsOut(
             name=name, namespace=newest.namespace, versions=[workflow_out(entry) for entry in versions]
         )
-
-    return router

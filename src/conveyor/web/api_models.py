@@ -19,7 +19,6 @@ from conveyor.core.records import Failure, RunPage, RunSummary
 from conveyor.core.states import RunState, StepState
 from conveyor.engine.status import StepStatus, WorkflowStatus
 
-
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 

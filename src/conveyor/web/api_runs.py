@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import FastAPI, Path, Query
 from pydantic import AwareDatetime
 
 from conveyor.core.states import RunState
@@ -20,11 +20,11 @@ RunId = Annotated[str, Path(min_length=1, max_length=200, description="the run's
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
-def runs_routes(app: Conveyor) -> APIRouter:
-    """The routes that read runs (a read token is enough)."""
-    router = APIRouter(tags=["runs"], responses=PROBLEM_RESPONSES)
+def add_runs_routes(api: FastAPI, app: Conveyor) -> None:
+    """Add to ``api`` the routes that read runs (a read token is enough)."""
+    shared: dict[str, Any] = {"tags": ["runs"], "responses": PROBLEM_RESPONSES}
 
-    @router.get("/runs", summary="List runs, newest first, a page at a time")
+    @api.get("/runs", summary="List runs, newest first, a page at a time", **shared)
     def list_runs(
         workflow: Annotated[str | None, Query(min_length=1, max_length=200, description="its name")] = None,
         version: Text = None,
@@ -57,17 +57,17 @@ def runs_routes(app: Conveyor) -> APIRouter:
             raise
         return RunPageOut.of(found)
 
-    @router.get("/runs/{workflow_id}", summary="One run: its fields, output or error, and every step")
+    @api.get("/runs/{workflow_id}", summary="One run: its fields, output or error, and every step", **shared)
     def show_run(workflow_id: RunId) -> RunOut:
         return RunOut.of(app.status(workflow_id))
 
-    @router.get("/runs/{workflow_id}/steps", summary="A run's steps, in the workflow's order")
+    @api.get("/runs/{workflow_id}/steps", summary="A run's steps, in the workflow's order", **shared)
     def show_steps(workflow_id: RunId) -> StepsOut:
         status = app.status(workflow_id)
         steps = [StepOut.of(step, status.correlation_id) for step in status.steps]
         return StepsOut(workflow_id=status.workflow_id, correlation_id=status.correlation_id, steps=steps)
 
-    @router.get("/runs/{workflow_id}/history", summary="A run's event history, oldest first")
+    @api.get("/runs/{workflow_id}/history", summary="A run's event history, oldest first", **shared)
     def show_history(
         workflow_id: RunId,
         after: Annotated[int, Query(ge=0, le=2**31, description="only events after this seq")] = 0,
@@ -77,5 +77,3 @@ def runs_routes(app: Conveyor) -> APIRouter:
         if not events and after:
             app.status(workflow_id)  # an unknown run is a 404 whatever ``after`` says
         return HistoryOut.of(workflow_id, events, limit)
-
-    return router
