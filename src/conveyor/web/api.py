@@ -22,13 +22,13 @@ import importlib.metadata
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Security
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from conveyor.errors import ConfigurationError
 from conveyor.runtime.app import Conveyor
-from conveyor.web.api_access import TokenGate, bearer_scheme
+from conveyor.web.api_access import SECURED, TokenGate
 from conveyor.web.api_actions import add_action_routes
 from conveyor.web.api_analytics import add_analytics_routes
 from conveyor.web.api_definitions import add_definition_routes
@@ -84,6 +84,7 @@ def _add_observation_routes(api: FastAPI, app: Conveyor) -> None:
         tags=["observation"],
         summary="The runtime's Prometheus metrics (text exposition)",
         response_class=Response,
+        dependencies=SECURED,
         responses={
             200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}},
             **{status: PROBLEM_RESPONSES[status] for status in (401, 403)},
@@ -98,7 +99,6 @@ def _add_observation_routes(api: FastAPI, app: Conveyor) -> None:
         summary="Whether the backend answers (no token needed)",
         responses=HEALTH_RESPONSES,
         response_model=HealthOut,
-        openapi_extra={"security": []},
     )
     def healthz() -> JSONResponse:
         return health(app)
@@ -122,7 +122,6 @@ def api_app(app: Conveyor, tokens: ApiTokens, *, max_body_bytes: int = DEFAULT_M
         openapi_url=None,  # served below, behind a token
         docs_url=None,
         redoc_url=None,
-        dependencies=[Security(bearer_scheme)],  # names the scheme in the OpenAPI; TokenGate checks it
     )
     install_problem_handlers(api)
     add_runs_routes(api, app)

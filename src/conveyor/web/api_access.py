@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from fastapi import Security
 from fastapi.security import HTTPBearer
 
 from conveyor.web.limits import ASGIApp, Receive, Scope, Send
@@ -27,6 +28,8 @@ bearer_scheme = HTTPBearer(
 )
 """The API's security scheme, declared on its routes so that the OpenAPI schema names it; the check
 itself is :class:`TokenGate`'s."""
+SECURED = [Security(bearer_scheme)]
+"""The ``dependencies`` of a route that needs a token (they only name the scheme in the OpenAPI)."""
 
 
 def needed_role(method: str) -> Role:

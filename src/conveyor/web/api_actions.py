@@ -14,6 +14,7 @@ from fastapi import Body, FastAPI, Path, Response, status
 
 from conveyor.errors import RunNotFoundError
 from conveyor.runtime.app import Conveyor
+from conveyor.web.api_access import SECURED
 from conveyor.web.api_models import Resume, Retry, RunOut, SendSignal, StartRun, Steer
 from conveyor.web.problems import PROBLEM_RESPONSES
 
@@ -26,13 +27,14 @@ Optional = Body(description="optional")
 
 def add_action_routes(api: FastAPI, app: Conveyor) -> None:
     """Add to ``api`` the routes that change runs (an admin token is needed)."""
-    shared: dict[str, Any] = {"tags": ["actions"], "responses": PROBLEM_RESPONSES}
+    shared: dict[str, Any] = {"tags": ["actions"], "responses": PROBLEM_RESPONSES, "dependencies": SECURED}
 
     @api.post(
         "/runs",
         status_code=status.HTTP_201_CREATED,
         summary="Start a run of a registered workflow (for a worker to drive)",
         tags=["actions"],
+        dependencies=SECURED,
         responses={
             **PROBLEM_RESPONSES,
             200: {"model": RunOut, "description": "a run with this workflow_id exists: that run"},

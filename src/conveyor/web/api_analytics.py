@@ -13,6 +13,7 @@ from fastapi import FastAPI, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
 from conveyor.runtime.app import Conveyor
+from conveyor.web.api_access import SECURED
 from conveyor.web.problems import PROBLEM_RESPONSES
 
 
@@ -106,7 +107,7 @@ Until = Annotated[AwareDatetime | None, Query(description="ISO 8601; default: no
 
 def add_analytics_routes(api: FastAPI, app: Conveyor) -> None:
     """Add to ``api`` the analytics routes (a read token is enough)."""
-    shared: dict[str, Any] = {"tags": ["analytics"], "responses": PROBLEM_RESPONSES}
+    shared: dict[str, Any] = {"tags": ["analytics"], "responses": PROBLEM_RESPONSES, "dependencies": SECURED}
 
     @api.get("/analytics/performance", summary="Throughput, success and failure, durations, health", **shared)
     def performance(

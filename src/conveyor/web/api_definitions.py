@@ -11,6 +11,7 @@ from fastapi import FastAPI, Path, Query
 from conveyor.definition.registry import RegisteredWorkflow, UnknownWorkflowError
 from conveyor.definition.workflow import StepSpec, Workflow
 from conveyor.runtime.app import Conveyor
+from conveyor.web.api_access import SECURED
 from conveyor.web.api_models import StepDefinitionOut, WorkflowOut, WorkflowsOut, WorkflowVersionsOut
 from conveyor.web.problems import PROBLEM_RESPONSES
 
@@ -65,7 +66,11 @@ def workflow_out(entry: RegisteredWorkflow) -> WorkflowOut:
 
 def add_definition_routes(api: FastAPI, app: Conveyor) -> None:
     """Add to ``api`` the routes that show the registered workflows (a read token is enough)."""
-    shared: dict[str, Any] = {"tags": ["definitions"], "responses": PROBLEM_RESPONSES}
+    shared: dict[str, Any] = {
+        "tags": ["definitions"],
+        "responses": PROBLEM_RESPONSES,
+        "dependencies": SECURED,
+    }
 
     @api.get("/workflows", summary="Every registered workflow version, with its step graph", **shared)
     def list_workflows() -> WorkflowsOut:

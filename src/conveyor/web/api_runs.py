@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 from conveyor.core.states import RunState
 from conveyor.errors import InvalidArgumentError
 from conveyor.runtime.app import Conveyor
+from conveyor.web.api_access import SECURED
 from conveyor.web.api_models import HistoryOut, RunOut, RunPageOut, StepOut, StepsOut
 from conveyor.web.problems import PROBLEM_RESPONSES, FieldProblem, ProblemError
 
@@ -22,7 +23,7 @@ Text = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 def add_runs_routes(api: FastAPI, app: Conveyor) -> None:
     """Add to ``api`` the routes that read runs (a read token is enough)."""
-    shared: dict[str, Any] = {"tags": ["runs"], "responses": PROBLEM_RESPONSES}
+    shared: dict[str, Any] = {"tags": ["runs"], "responses": PROBLEM_RESPONSES, "dependencies": SECURED}
 
     @api.get("/runs", summary="List runs, newest first, a page at a time", **shared)
     def list_runs(

@@ -8,8 +8,12 @@ server, then the worker, whose runs in flight get their grace period.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -68,12 +72,32 @@ def serve(
         f"; a worker with {worker_slots} slot(s)" if worker else "",
     )
     try:
-        server.run()
+        with _stop_quietly():
+            server.run()
     finally:
         if worker is not None and thread is not None:
             worker.stop()
             thread.join(WORKER_GRACE_SECONDS + 5)
     return 0 if server.started else 1
+
+
+@contextlib.contextmanager
+def _stop_quietly() -> Iterator[None]:
+    """While uvicorn serves, SIGINT and SIGTERM stop it (its own handlers); once it stopped, uvicorn
+    raises the signal again for the handlers it found: these, which let ``serve`` return 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, _stopped) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _stopped(number: int, frame: FrameType | None) -> None:
+    LOGGER.info("conveyor serve: stopped by %s", signal.Signals(number).name)
 
 
 def _work(app: Conveyor, worker: Worker) -> None:
