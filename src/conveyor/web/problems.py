@@ -37,6 +37,7 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     CorruptRunError,
+    DefinitionError,
     EncodingError,
     InvalidArgumentError,
     InvalidInputError,
@@ -137,7 +138,7 @@ def status_of(error: ConveyorError) -> int:
     """The HTTP status a conveyor error answers with."""
     if isinstance(error, RunNotFoundError | UnknownWorkflowError):
         return 404
-    if isinstance(error, InvalidArgumentError):
+    if isinstance(error, InvalidArgumentError | DefinitionError):  # a value, or a name that cannot be one
         return 422
     if isinstance(error, CorruptRunError):
         return 500
