@@ -4,11 +4,16 @@ PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
+from typing import Any
 
 import pytest
-from web_support import CHECKOUT_V1, GATEWAY, READ
+from fastapi.testclient import TestClient
+from web_support import ADMIN, ADMIN_TOKEN, CHECKOUT_V1, GATEWAY, READ, READ_TOKEN, Order
 
 from conftest import Site
+from conveyor import Conveyor, InMemoryBackend, Saga, load_template, step
+from conveyor.web import ApiTokens, api_app
 
 
 def test_the_workflows_are_listed_with_each_version_and_step_graph(site: Site) -> None:
@@ -157,3 +162,102 @@ def test_healthz_is_a_503_when_the_backend_does_not_answer(site: Site) -> None:
     answer = site.client.get("/healthz")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unavailable"
+
+
+SEED_002_TEMPLATE = """
+name: process_order
+namespace_name: ecommerce
+version: 1.0.0
+description: Complete e-commerce checkout workflow
+schema:
+  type: object
+  required: [cart_items, customer_info]
+  properties:
+    cart_items:
+      type: array
+      items:
+        type: object
+        required: [product_id, quantity]
+        properties:
+          product_id: {type: integer}
+          quantity: {type: integer, minimum: 1}
+    customer_info:
+      type: object
+      properties:
+        email: {type: string}
+step_templates:
+  - name: validate_cart
+    handler_class: Shop::ValidateCart
+  - name: process_payment
+    depends_on_step: validate_cart
+    handler_class: Shop::ValidateCart
+    retryable: true
+    retry_limit: 3
+    timeout: 30000
+"""
+
+
+class ValidateCart:
+    """A YAML step handler: returns the cart's size."""
+
+    def process(self, context: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+        return {"lines": len(context["cart_items"])}
+
+
+class Shipping(Saga):
+    """A class-based workflow with an input schema."""
+
+    input_schema = Order
+
+    @step
+    def ship(self, order: dict[str, Any]) -> str:
+        return "shipped"
+
+
+def test_seed_002s_yaml_workflow_is_shown_started_and_analysed_by_namespace_and_task_name(
+    tmp_path: Path,
+) -> None:
+    """A YAML template (seed 002's): its schema as written, its graph with retries and timeout; a start
+    that breaks the schema names the field; the analytics take its namespace and task_name."""
+    path = tmp_path / "process_order.yaml"
+    path.write_text(SEED_002_TEMPLATE)
+    with Conveyor(InMemoryBackend()) as app:
+        load_template(path, handlers={"Shop::ValidateCart": ValidateCart}, registry=app.registry)
+        app.register(Shipping)
+        client = TestClient(api_app(app, ApiTokens(admin=[ADMIN_TOKEN], read=[READ_TOKEN])))
+        shown = client.get("/workflows/process_order?namespace=ecommerce", headers=READ).json()
+        version = shown["versions"][0]
+        assert (shown["namespace"], version["version"], version["recorded_name"]) == (
+            "ecommerce",
+            "1.0.0",
+            "ecommerce.process_order",
+        )
+        assert version["input_schema"]["required"] == ["cart_items", "customer_info"]
+        payment = version["steps"][1]
+        assert (payment["depends_on"], payment["max_attempts"], payment["timeout_seconds"]) == (
+            ["validate_cart"],
+            3,  # seed 002's retry_limit counts attempts
+            30.0,
+        )
+        shipping = client.get("/workflows/Shipping", headers=READ).json()["versions"][0]
+        assert shipping["input_schema"]["title"] == "Order"
+        bad = {
+            "workflow": "process_order",
+            "namespace": "ecommerce",
+            "input": {"cart_items": [{"quantity": 0}]},
+        }
+        refused = client.post("/runs", json=bad, headers=ADMIN)
+        assert refused.status_code == 422
+        assert {error["field"] for error in refused.json()["errors"]} == {
+            "body.input.cart_items.0.product_id",
+            "body.input.cart_items.0.quantity",
+            "body.input.customer_info",
+        }
+        good = {**bad, "input": {"cart_items": [{"product_id": 7, "quantity": 2}], "customer_info": {}}}
+        started = client.post("/runs", json=good, headers=ADMIN)
+        assert started.status_code == 201, started.text
+        app.worker(concurrency=1, poll_interval_seconds=0.05).run(until_idle=True)
+        query = {"namespace": "ecommerce", "task_name": "process_order"}
+        report = client.get("/analytics/bottlenecks", params=query, headers=READ).json()
+        assert {step["step"] for step in report["steps"]} == {"validate_cart", "process_payment"}
+        assert len(app.runs()) == 1
