@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from web_support import ADMIN_TOKEN, GATEWAY, READ_TOKEN, WORKFLOWS, postgres_rows, sqlite_rows
+from web_support import ADMIN_TOKEN, GATEWAY, READ_TOKEN, WORKFLOWS, Site, postgres_rows, sqlite_rows
 
 from conveyor import Conveyor
 from conveyor.backends import Backend, SqliteBackend
 from conveyor.backends.postgres import PostgresBackend
 from conveyor.web import ApiTokens, api_app
-
-
-@dataclass
-class Site:
-    """A runtime over a real backend, a client of its REST API, and a dump of the backend's rows."""
-
-    app: Conveyor
-    client: TestClient
-    rows: Callable[[], dict[str, list[tuple[Any, ...]]]]
-
-    def drive(self) -> None:
-        """Drive every run that can go on (a worker, until nothing is left to do now)."""
-        self.app.worker(concurrency=1, poll_interval_seconds=0.05).run(until_idle=True)
 
 
 def _backend(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Backend, Callable[[], Any]]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from web_support import ADMIN, CHECKOUT_V1, GATEWAY
-
-from conftest import Site
+from web_support import ADMIN, CHECKOUT_V1, GATEWAY, Site
 
 ORDER = {"order_id": "o-1", "quantity": 2}
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from web_support import ADMIN, ADMIN_TOKEN, CHECKOUT_V1, GATEWAY, READ, READ_TOKEN, Order
+from web_support import ADMIN, ADMIN_TOKEN, CHECKOUT_V1, GATEWAY, READ, READ_TOKEN, Order, Site
 
-from conftest import Site
 from conveyor import Conveyor, InMemoryBackend, Saga, load_template, step
 from conveyor.web import ApiTokens, api_app
 

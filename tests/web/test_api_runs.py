@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from web_support import ADMIN, CHECKOUT_V1, CHECKOUT_V2, GATEWAY, READ
-
-from conftest import Site
+from web_support import ADMIN, CHECKOUT_V1, CHECKOUT_V2, GATEWAY, READ, Site
 
 
 def record(site: Site) -> None:

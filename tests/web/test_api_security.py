@@ -11,9 +11,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import Route
-from web_support import ADMIN, ADMIN_TOKEN, CARD_NUMBER, READ, READ_TOKEN, WORKFLOWS
+from web_support import ADMIN, ADMIN_TOKEN, CARD_NUMBER, READ, READ_TOKEN, WORKFLOWS, Site
 
-from conftest import Site
 from conveyor import Conveyor, InMemoryBackend
 from conveyor.errors import ConfigurationError
 from conveyor.web import ApiTokens, api_app

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from conveyor import Flow, NonRetryableError
+from conveyor import Conveyor, Flow, NonRetryableError
 
 ADMIN_TOKEN = "admin-token-for-the-api-tests"
 READ_TOKEN = "read-token-for-the-api-tests"
@@ -115,3 +118,16 @@ def postgres_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
             table: sorted((tuple(row) for row in connection.execute(f"SELECT * FROM {table}")), key=repr)
             for table in tables
         }
+
+
+@dataclass
+class Site:
+    """A runtime over a real backend, a client of its REST API, and a dump of the backend's rows."""
+
+    app: Conveyor
+    client: TestClient
+    rows: Callable[[], dict[str, list[tuple[Any, ...]]]]
+
+    def drive(self) -> None:
+        """Drive every run that can go on (a worker, until nothing is left to do now)."""
+        self.app.worker(concurrency=1, poll_interval_seconds=0.05).run(until_idle=True)
