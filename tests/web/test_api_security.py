@@ -237,3 +237,12 @@ def test_a_backend_failure_is_a_503_problem_without_its_sql(
     assert answer.status_code == 503
     assert "SELECT" not in answer.text
     assert "/srv" not in answer.text
+
+
+def test_a_websocket_without_a_token_is_closed_unopened(api: FastAPI) -> None:
+    """No door without a token, a WebSocket's included: closed with 1008 (policy violation)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed, TestClient(api).websocket_connect("/runs"):
+        pass
+    assert closed.value.code == 1008

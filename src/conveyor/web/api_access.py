@@ -55,7 +55,7 @@ class TokenGate:
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in self.open_paths:
+        if scope["type"] == "lifespan" or (scope["type"] == "http" and route_path(scope) in self.open_paths):
             await self.app(scope, receive, send)
             return
         authorization = None
@@ -64,6 +64,12 @@ class TokenGate:
                 authorization = value.decode("latin-1")
                 break
         role = self.tokens.role(authorization)
+        if scope["type"] != "http":  # a WebSocket: the same token, or the connection is closed unopened
+            if role is None:
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await self.app(scope, receive, send)
+            return
         if role is None:
             detail = (
                 "this request needs 'Authorization: Bearer <token>' with a token the server issued"
