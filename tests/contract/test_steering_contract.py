@@ -223,6 +223,33 @@ def test_a_sleeping_run_is_cancelled_and_compensated_at_once(backend: Backend) -
     assert status.step("ship").state is StepState.PENDING
 
 
+def test_a_cancel_without_waiting_leaves_the_undos_to_a_worker(backend: Backend) -> None:
+    """``wait=False`` (a web request's cancel): nothing is undone in the call; the run is claimable at once
+    and a worker compensates it."""
+    undone: list[str] = []
+
+    @task(compensate=lambda result: undone.append("release"))
+    def reserve(order: dict[str, Any]) -> str:
+        return "r1"
+
+    @task
+    def ship(order: dict[str, Any]) -> str:
+        return "shipped"
+
+    flow = Flow("sleepy").then(reserve).delay("nap", "1h").then(ship).build()
+    app = Conveyor(backend, workflows=[flow])
+    app.start("sleepy", {}, workflow_id="z-1")
+    assert isinstance(turn(app, flow), WaitUntil)
+    status = app.cancel("z-1", "no longer needed", by="ops", wait=False)
+    assert status.is_running()
+    assert undone == []
+    assert status.cancelled_by == "ops"
+    app.worker(concurrency=1, poll_interval_seconds=0.05).run(until_idle=True)
+    assert app.status("z-1").is_cancelled()
+    assert undone == ["release"]
+    assert app.status("z-1").cancel_reason == "no longer needed"
+
+
 def test_pausing_a_sleeping_run_keeps_it_unclaimed_until_resumed(backend: Backend) -> None:
     """A paused run is not claimed by a worker even once its sleep is over; resumed, it completes."""
 

@@ -163,6 +163,16 @@ def test_a_cancel_ends_the_run_cancelled_with_the_reason_and_who_asked(site: Sit
     assert [(action["action"], action["by"]) for action in run["operator_actions"]] == [("cancel", "ada")]
 
 
+def test_a_cancel_leaves_the_undos_to_a_worker_instead_of_running_them_in_the_request(site: Site) -> None:
+    """The reserve step's result is undone by a worker after the request answered, not inside it."""
+    waiting_approval(site)
+    answer = site.client.post("/runs/a-1/cancel", json={"reason": "changed my mind"}, headers=ADMIN)
+    assert answer.json()["state"] == "running"
+    assert answer.json()["cancel_reason"] == "changed my mind"
+    site.drive()
+    assert site.app.status("a-1").is_cancelled()
+
+
 def test_a_cancel_without_a_body_is_logged_as_the_api(site: Site) -> None:
     """The body is optional: who asked is then 'api'."""
     waiting_approval(site)

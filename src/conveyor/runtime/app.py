@@ -573,17 +573,20 @@ class Conveyor(SubscriberMethods):
 
     # -- steering ---------------------------------------------------------------------------------
 
-    def cancel(self, workflow_id: str, reason: str = "", *, by: str | None = None) -> WorkflowStatus:
+    def cancel(
+        self, workflow_id: str, reason: str = "", *, by: str | None = None, wait: bool = True
+    ) -> WorkflowStatus:
         """Cancel the run from any process: no new step starts, its completed steps are undone, newest
         first, and it ends ``cancelled`` with ``reason``; returns its status.
 
         The request is stored with the run (and logged with ``by``). A running step is told
         (``context.cancelled``, ``context.raise_if_cancelled()``); a waiting, paused or pending run this
-        runtime knows the workflow of is compensated here at once. Cancelling a cancelled run is harmless;
-        one that ended otherwise raises :class:`~conveyor.errors.RunFinishedError`.
+        runtime knows the workflow of is compensated here at once, unless ``wait=False``: then it is left,
+        claimable at once, for a worker to undo (what a web request wants). Cancelling a cancelled run is
+        harmless; one that ended otherwise raises :class:`~conveyor.errors.RunFinishedError`.
         """
         operator.log_request(self, workflow_id, "cancel", by, reason)
-        return steering.cancel(self, workflow_id, reason)
+        return steering.cancel(self, workflow_id, reason, undo_here=wait)
 
     def compensate(self, workflow_id: str, reason: str = "") -> WorkflowStatus:
         """Undo the run from any process, even one that completed: the undos of its completed steps run,

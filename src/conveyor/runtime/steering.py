@@ -33,8 +33,8 @@ def _finished(record: RunRecord, doing: str) -> RunFinishedError:
     )
 
 
-def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
-    """Cancel the run: see :meth:`conveyor.Conveyor.cancel`."""
+def cancel(app: Conveyor, workflow_id: str, reason: str, *, undo_here: bool = True) -> WorkflowStatus:
+    """Cancel the run: see :meth:`conveyor.Conveyor.cancel` (``undo_here`` is its ``wait``)."""
     workflow_id, reason = check_workflow_id(workflow_id), check_reason(reason)
     record = _requested(app.backend.request_cancel(workflow_id, reason), workflow_id)
     if record.is_final:
@@ -42,13 +42,13 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
             return app.status(workflow_id)
         raise _finished(record, "cancelled")
     workflow = app._known_workflow(record)
-    children_run_on = _cancel_children(app, workflow, record, reason)
+    children_run_on = _cancel_children(app, workflow, record, reason, undo_here)
     lease = app._driven_lease(workflow_id)
     if lease is not None:  # a driver of this process: its step is told at once
         lease.request_cancel(reason)
         return app.status(workflow_id)
     held = record.leased_until is not None and not owner_is_dead(record.owner)
-    if workflow is not None and not held and not children_run_on:  # waiting, paused, pending: undo it now
+    if undo_here and workflow is not None and not held and not children_run_on:  # undo it now
         try:
             return app._run_recorded(workflow, stored_run(record, workflow), "fail")
         except RunAlreadyRunningError:  # another caller took it meanwhile: its driver sees the request
@@ -56,7 +56,9 @@ def cancel(app: Conveyor, workflow_id: str, reason: str) -> WorkflowStatus:
     return app.status(workflow_id)
 
 
-def _cancel_children(app: Conveyor, workflow: Workflow | None, record: RunRecord, reason: str) -> bool:
+def _cancel_children(
+    app: Conveyor, workflow: Workflow | None, record: RunRecord, reason: str, undo_here: bool
+) -> bool:
     """Cancel the child runs the run's waiting child steps started (theirs too); whether any still runs.
 
     The parent's own compensation cancels them too (durably: the request is stored with each child); this
@@ -71,7 +73,7 @@ def _cancel_children(app: Conveyor, workflow: Workflow | None, record: RunRecord
         child_id = child_run_id(record.workflow_id, name, record.generation)
         try:
             why = f"its parent run {record.workflow_id!r} is cancelled: {reason}"[:2000]
-            status = cancel(app, child_id, why)
+            status = cancel(app, child_id, why, undo_here=undo_here)
         except (RunNotFoundError, RunFinishedError):
             continue
         running = running or status.is_running()

@@ -1,7 +1,8 @@
 """Steering runs over HTTP: start, signal, cancel, pause, resume, retry; each answers with the run.
 
 Nothing here drives a run inside the request: a start is recorded for a worker, a retry reopens the run
-and leaves it to one (``app.retry(..., wait=False)``), a resume lifts a pause (``app.unpause``). Every
+and leaves it to one (``app.retry(..., wait=False)``), a cancel leaves the undos to one
+(``app.cancel(..., wait=False)``), a resume lifts a pause (``app.unpause``). Every
 refusal (a bad body, an input that breaks the workflow's schema, an unknown run, a run that cannot do it
 now) is checked before anything is written, so a refused request leaves the backend as it was.
 """
@@ -59,7 +60,7 @@ def add_action_routes(api: FastAPI, app: Conveyor) -> None:
     @api.post("/runs/{workflow_id}/cancel", summary="Cancel a run: its completed steps are undone", **shared)
     def cancel_run(workflow_id: RunId, body: Annotated[Steer | None, Optional] = None) -> RunOut:
         body = body or Steer()
-        return RunOut.of(app.cancel(workflow_id, body.reason, by=body.by or DEFAULT_BY))
+        return RunOut.of(app.cancel(workflow_id, body.reason, by=body.by or DEFAULT_BY, wait=False))
 
     @api.post("/runs/{workflow_id}/pause", summary="Pause a run: no new step starts", **shared)
     def pause_run(workflow_id: RunId, body: Annotated[Steer | None, Optional] = None) -> RunOut:
