@@ -10,7 +10,8 @@ value a caller sent (a secret in a rejected body is not repeated). Each conveyor
 400 ``malformed-request``                              a body that is not JSON
 413 ``body-too-large``                                 a body over the server's limit (see ``limits``)
 422 ``invalid-request``                                a field that breaks the schema, an input that breaks
-                                                       the workflow's (each field named in ``errors``)
+                                                       the workflow's, a name that cannot be one (each
+                                                       field named in ``errors``)
 409 ``conflict``                                       the run cannot do that now (it ended, it did not
                                                        fail, another process drives it, its workflow is
                                                        not registered here)
