@@ -36,12 +36,12 @@ clean:
 # BENCH_ARGS passes options to benchmarks/run.py (e.g. BENCH_ARGS=--quick, or --no-scale, or
 # '--against HEAD~1' to measure the last commit beside this build, cell by cell, and print the ratios).
 bench:
-	@if [ ! -f .venv-bench/.installed ]; then \
+	@if [ ! -f .venv-bench/.installed-web ]; then \
 		$(PYTHON) -m venv .venv-bench && \
 		.venv-bench/bin/pip install --quiet --upgrade pip && \
-		.venv-bench/bin/pip install --quiet -e . 'psycopg[binary,pool]==3.3.9' rich==15.0.0 \
-			py-spy==0.4.3 pyinstrument==5.1.3 && \
-		touch .venv-bench/.installed; \
+		.venv-bench/bin/pip install --quiet -e '.[web]' 'psycopg[binary,pool]==3.3.9' rich==15.0.0 \
+			py-spy==0.4.3 pyinstrument==5.1.3 httpx2==2.16.2 && \
+		touch .venv-bench/.installed-web; \
 	fi
 	@for pin in sayiir==1.0.0 dbos==3.4.0; do \
 		name=$${pin%%==*}; version=$${pin##*==}; \
