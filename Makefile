@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# SERVE=1: then serve conveyor's dashboard over the demo's runs (http://127.0.0.1:8000/) until Ctrl-C.
 demo: $(STAMP)
-	cd $(CURDIR) && $(BIN)/python -m examples.orders demo
+	cd $(CURDIR) && $(BIN)/python -m examples.orders demo $(if $(SERVE),--serve)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
