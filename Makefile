@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# SERVE=1: then serve conveyor's dashboard over the demo's runs (http://127.0.0.1:8000/) until Ctrl-C.
 demo: $(STAMP)
-	cd $(CURDIR) && $(BIN)/python -m examples.orders demo
+	cd $(CURDIR) && $(BIN)/python -m examples.orders demo $(if $(SERVE),--serve)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
@@ -36,12 +37,12 @@ clean:
 # BENCH_ARGS passes options to benchmarks/run.py (e.g. BENCH_ARGS=--quick, or --no-scale, or
 # '--against HEAD~1' to measure the last commit beside this build, cell by cell, and print the ratios).
 bench:
-	@if [ ! -f .venv-bench/.installed ]; then \
+	@if [ ! -f .venv-bench/.installed-web ]; then \
 		$(PYTHON) -m venv .venv-bench && \
 		.venv-bench/bin/pip install --quiet --upgrade pip && \
-		.venv-bench/bin/pip install --quiet -e . 'psycopg[binary,pool]==3.3.9' rich==15.0.0 \
-			py-spy==0.4.3 pyinstrument==5.1.3 && \
-		touch .venv-bench/.installed; \
+		.venv-bench/bin/pip install --quiet -e '.[web]' 'psycopg[binary,pool]==3.3.9' rich==15.0.0 \
+			py-spy==0.4.3 pyinstrument==5.1.3 httpx2==2.16.2 && \
+		touch .venv-bench/.installed-web; \
 	fi
 	@for pin in sayiir==1.0.0 dbos==3.4.0; do \
 		name=$${pin%%==*}; version=$${pin##*==}; \

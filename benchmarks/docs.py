@@ -47,11 +47,11 @@ METHOD = """\
   four-step run, timed one by one in alternating rounds with the trigger that records finished runs and
   without it (a step's
   checkpoint beside it), `benchmarks/engines/conveyor_analytics.py`.
-- **Server** (conveyor only): `conveyor serve`'s app (`create_server`, uvicorn on loopback, in the
-  measuring process) over the same 1,000,000 runs, asked by one kept-alive `httpx` client with an admin
-  token: the runs list (first page, by state, by correlation id, the 21st page of one workflow), a run,
-  its history, the analytics of a day, the dashboard's runs list and run page; p50 and p95 of 30 whole
-  HTTP exchanges after 3 warm-up ones. Target: p95 under 100 ms. `benchmarks/engines/conveyor_api.py`.
+- **Server** (conveyor only): `conveyor serve` (uvicorn, its own process, on loopback) over the same
+  1,000,000 runs, asked by one kept-alive `httpx2` client with an admin token: the runs list (first page,
+  by state, by correlation id, the 21st page of one workflow), a run, its history, the analytics of a
+  day, the dashboard's runs list and run page; p50 and p95 of 30 whole HTTP exchanges after 3 warm-up
+  ones. Target: p95 under 100 ms. `benchmarks/engines/conveyor_api.py`.
 - **Ratios.** *vs peer*: conveyor ÷ peer for throughput, peer ÷ conveyor for latency: above 1 means conveyor
   does better. *vs hardware*: the share of the limit reached; the limit of a durable workload is one commit
   per step (commits/s ÷ 4, on 1 connection for one client and on 8 for many), in memory it is the step

@@ -3,25 +3,29 @@ state, by correlation id, twenty pages deep), a run, its history, the analytics 
 the dashboard's runs list and run page.
 
 The runs are :mod:`benchmarks.engines.conveyor_analytics`'s load (kept between measurements). The server
-is ``conveyor.web.create_server`` run by uvicorn on a loopback port in this process, asked by one
-``httpx`` client over a kept-alive connection, with an admin token: each timed request is a whole HTTP
+is ``conveyor serve`` (uvicorn) in a process of its own on a loopback port, asked by one ``httpx2``
+client over a kept-alive connection, with an admin token: each timed request is a whole HTTP
 exchange, the response read and checked. p50 and p95 over ``samples`` requests after three warm-up ones.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import latency_result
 from benchmarks.engines.conveyor_analytics import load
 
 TOKEN = "bench-admin-token-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
 RUN = "run-500000"
 """A run in the middle of the load (a checkout, refund or signup of the 15th day)."""
 
@@ -34,32 +38,31 @@ def _free_port() -> int:
 
 @contextmanager
 def _serving(url: str) -> Iterator[str]:
-    """The server over the loaded database, on a thread; its base URL."""
-    import uvicorn
-
-    from conveyor import Conveyor
-    from conveyor.backends.postgres import PostgresBackend
-    from conveyor.web import ApiTokens, create_server
+    """``conveyor serve`` over the loaded database, in a process of its own; its base URL."""
+    import httpx2
 
     port = _free_port()
-    with PostgresBackend(url) as backend:
-        app = Conveyor(backend)
-        config = uvicorn.Config(
-            create_server(app, ApiTokens(admin=[TOKEN])), host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="bench-server", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+    command = [sys.executable, "-m", "conveyor.cli", "serve", "--app", "benchmarks.engines.bench_app:app"]
+    command += ["--backend", url, "--port", str(port)]
+    environment = {**os.environ, "CONVEYOR_ADMIN_TOKENS": TOKEN}
+    server = subprocess.Popen(command, env=environment, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"conveyor serve did not start: {server.stderr.read() if server.stderr else ''}"
+                )
+            try:
+                if httpx2.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.05)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _iso(moment: float) -> str:
@@ -99,13 +102,13 @@ def _path(route: str, client: Any, ended: float) -> str:
 
 def api(route: str, runs: int = 1_000_000, samples: int = 30) -> dict[str, Any]:
     """Time ``samples`` requests of ``route`` (see :func:`_path`) to the server over ``runs`` runs."""
-    import httpx
+    import httpx2
 
     url, ended, load_seconds = load(runs)
     seconds = []
     with (
         _serving(url) as base,
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client,
+        httpx2.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client,
     ):
         path = _path(route, client, ended)
         for _ in range(3):

@@ -1,6 +1,7 @@
 """The order application's command line.
 
-python -m examples.orders demo [--db URL] [--orders 300]   the chaos demo (a fresh SQLite file by default)
+python -m examples.orders demo [--db URL] [--orders 300]   the chaos demo (a fresh SQLite file by default;
+                           [--serve [--port 8000]]         --serve: then the dashboard over it, until Ctrl-C)
 python -m examples.orders check --db URL                   the invariant check on any database
 python -m examples.orders serve --db URL [--port 8000]     the HTTP API (run workers beside it; it needs
                                                            $ORDERS_API_TOKENS and/or $ORDERS_ADMIN_TOKEN)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -37,6 +39,14 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--db", type=_database_url, help="database URL (default: a fresh SQLite file)")
     demo.add_argument(
         "--orders", type=whole_number(1, 100_000), default=300, help="how many orders (default 300)"
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve conveyor's dashboard over the demo's runs until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=whole_number(1, 65_535), default=8000, help="the dashboard's port (8000)"
     )
     check = commands.add_parser("check", help="check the invariants on a database")
     check.add_argument("--db", required=True, type=_database_url, help=url_help)
@@ -75,7 +85,7 @@ def _run(arguments: argparse.Namespace) -> int:
     if arguments.command == "demo":
         from examples.orders.demo import run_demo
 
-        return run_demo(arguments.db, arguments.orders)
+        return run_demo(arguments.db, arguments.orders, serve=arguments.serve, port=arguments.port)
     if arguments.command == "check":
         from examples.orders.check import run_check
 
@@ -111,11 +121,15 @@ def _run(arguments: argparse.Namespace) -> int:
             return 0
         import uvicorn
 
+        from conveyor.web.tokens import ApiTokens
+        from examples.orders.access import ADMIN_VARIABLE
         from examples.orders.api import create_app
         from examples.orders.workflows import shop_runtime
 
+        admin = os.environ.get(ADMIN_VARIABLE, "").strip()
+        operations = ApiTokens(admin=[admin]) if admin else None  # conveyor's dashboard at /conveyor
         with shop_runtime(arguments.db, system=system) as shop:
-            app = create_app(shop, access)
+            app = create_app(shop, access, operations=operations)
             uvicorn.run(app, host=arguments.host, port=arguments.port)
         return 0
     finally:

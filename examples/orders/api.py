@@ -34,6 +34,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from conveyor import Conveyor, RunFinishedError, RunNotFoundError, StepStatus, WorkflowStatus
+from conveyor.web import create_server
+from conveyor.web.tokens import ApiTokens
 from examples.orders import domain, services
 from examples.orders.access import ApiAccess, Caller
 from examples.orders.adapters.orders import UnknownOrderError
@@ -43,6 +45,9 @@ from examples.orders.sagas import PartialOrderProcessing
 from examples.orders.system import SYSTEM_RESOURCE, OrderSystem
 
 OrderId = Annotated[str, Path(pattern=ORDER_ID)]
+
+CONVEYOR_PREFIX = "/conveyor"
+"""Where the order API mounts conveyor's own server (its REST API and dashboard), when asked to."""
 
 
 def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
@@ -101,17 +106,21 @@ def _run(status: WorkflowStatus) -> dict[str, Any]:
     }
 
 
-def create_app(shop: Conveyor, access: ApiAccess) -> FastAPI:
+def create_app(shop: Conveyor, access: ApiAccess, *, operations: ApiTokens | None = None) -> FastAPI:
     """The API over the shop's runtime, for the callers ``access`` knows.
 
     It starts and reads runs through ``shop`` and uses its ``"system"``. With no token in ``access``,
-    there is no API: :class:`~examples.orders.access.AccessConfigurationError` (a ``ValueError``).
+    there is no API: :class:`~examples.orders.access.AccessConfigurationError` (a ``ValueError``). With
+    ``operations``, conveyor's own server (its REST API and dashboard) is mounted at ``/conveyor`` for
+    those tokens (``serve`` gives it the admin token): the same scheme, the shop's runs.
     """
     access.require_tokens()
     system: OrderSystem = shop.resources[SYSTEM_RESOURCE]
     # No unauthenticated door: the interactive docs and the schema are off too.
     app = FastAPI(title="conveyor orders", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.access = access
+    if operations is not None:
+        app.mount(CONVEYOR_PREFIX, create_server(shop, operations))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

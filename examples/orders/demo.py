@@ -6,10 +6,17 @@ fails a third of the time, some customers cancel, and one worker is killed with 
 ends with a table of what happened, a per-step bottleneck table for each workflow (``Conveyor.bottlenecks``
 and ``Conveyor.performance`` over the demo's runs, computed in the database) and the invariant check, and
 exits 1 if an invariant fails.
+
+It ends by printing where conveyor's dashboard would show its runs; with ``--serve`` (``make demo
+SERVE=1``) it then serves the dashboard and the REST API over the demo's database, with a worker, until
+Ctrl-C, so that a newcomer can click through the compensated and cancelled orders (and retry one). The
+admin token is ``$CONVEYOR_ADMIN_TOKENS`` when set, else a new one printed once, for this server only.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from conveyor import Bottlenecks, Performance
+from conveyor.web.tokens import ADMIN_TOKENS_VARIABLE, ApiTokens
 from examples.orders.chaos import Outcome, Scenario, percentile, run_chaos
 from examples.orders.chaos import Progress as ChaosProgress
 from examples.orders.workflows import shop_runtime
@@ -103,8 +111,14 @@ def invariant_table(outcome: Outcome) -> Table:
     return table
 
 
-def run_demo(url: str | None = None, orders: int = 300) -> int:
-    """Run the demo on ``url`` (a fresh SQLite file by default); the exit status."""
+DASHBOARD_PORT = 8000
+
+
+def run_demo(
+    url: str | None = None, orders: int = 300, *, serve: bool = False, port: int = DASHBOARD_PORT
+) -> int:
+    """Run the demo on ``url`` (a fresh SQLite file by default), then, with ``serve``, serve the dashboard
+    over it on ``port`` until interrupted; the exit status."""
     console = Console()
     url = url or fresh_database()
     scenario = Scenario(orders=orders)
@@ -136,6 +150,38 @@ def run_demo(url: str | None = None, orders: int = 300) -> int:
         console.print(
             f"[green]every invariant holds[/green] (database: {url}; workers' log: {outcome.worker_log})"
         )
-        return 0
-    console.print(f"[bold red]an invariant failed[/bold red]; workers' log: {outcome.worker_log}")
-    return 1
+    else:
+        console.print(f"[bold red]an invariant failed[/bold red]; workers' log: {outcome.worker_log}")
+    address = f"http://127.0.0.1:{port}/"
+    if not serve:
+        console.print(
+            f"the dashboard: {address} over this database with [bold]make demo SERVE=1[/bold] "
+            f"(or conveyor serve --app examples.orders.workflows:app --backend {url})"
+        )
+        return 0 if outcome.ok else 1
+    status = serve_dashboard(console, url, port)
+    return status if outcome.ok else 1
+
+
+def serve_dashboard(console: Console, url: str, port: int) -> int:
+    """Serve conveyor's dashboard and REST API over the demo's database ``url`` on ``port``, with a worker
+    that drives what the dashboard retries, until Ctrl-C; the exit status."""
+    from conveyor.web.serve import serve
+    from examples.orders.system import OrderSystem
+
+    given = os.environ.get(ADMIN_TOKENS_VARIABLE, "").strip()
+    token = None if given else secrets.token_urlsafe(24)
+    tokens = ApiTokens.from_environment() if given else ApiTokens(admin=[token or ""])
+    system = OrderSystem.open(url, create_schema=False)
+    try:
+        with shop_runtime(url, system=system) as shop:
+            console.print(
+                f"[bold]the dashboard[/bold]: http://127.0.0.1:{port}/ (the REST API at /api); Ctrl-C stops"
+            )
+            if token is not None:
+                console.print(f"sign in with this admin token (for this server only): [bold]{token}[/bold]")
+            else:
+                console.print(f"sign in with a token of ${ADMIN_TOKENS_VARIABLE}")
+            return serve(shop, port=port, tokens=tokens, worker_slots=2)
+    finally:
+        system.close()
