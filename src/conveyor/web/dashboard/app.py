@@ -1,0 +1,69 @@
+"""The dashboard as one ASGI app: its routes, its static files and its security headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from conveyor.runtime.app import Conveyor
+from conveyor.web.dashboard import access, actions, pages
+from conveyor.web.dashboard.headers import SecurityHeaders
+from conveyor.web.dashboard.rendering import Templates
+from conveyor.web.dashboard.sessions import DEFAULT_SESSION_SECONDS, Sessions
+from conveyor.web.tokens import ApiTokens
+
+DEFAULT_REFRESH_SECONDS = 3.0
+"""How often an open runs list, or the page of a run that has not ended, reloads its live parts."""
+_STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    """What every page reads: the runtime, the sign-in sessions and the templates."""
+
+    app: Conveyor
+    sessions: Sessions
+    templates: Templates
+
+
+def dashboard_app(
+    app: Conveyor,
+    tokens: ApiTokens,
+    *,
+    refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    session_seconds: float = DEFAULT_SESSION_SECONDS,
+) -> Starlette:
+    """The web dashboard of ``app``'s runs, for the holders of ``tokens``, as an ASGI app to serve alone
+    or mount (at ``/``, beside the REST API at ``/api``, as ``conveyor serve`` does).
+
+    Every page needs a token: a person signs in at ``/login`` by pasting one (a session cookie follows),
+    a script sends ``Authorization: Bearer <token>``. Read tokens see everything; acting on runs (retry,
+    cancel, pause, unpause, signal) needs an admin token. ``refresh_seconds`` is how often open pages
+    reload their live parts (with JavaScript; without it they are read as they were served);
+    ``session_seconds`` how long a sign-in lasts.
+    """
+    dashboard = Dashboard(
+        app=app,
+        sessions=Sessions(tokens, lifetime_seconds=session_seconds),
+        templates=Templates(refresh_seconds=refresh_seconds),
+    )
+    routes = [
+        Route("/", pages.home, methods=["GET"], name="home"),
+        Route("/login", access.login_page, methods=["GET"], name="login_page"),
+        Route("/login", access.login, methods=["POST"], name="login"),
+        Route("/logout", access.logout, methods=["POST"], name="logout"),
+        Route("/runs", pages.runs_page, methods=["GET"], name="runs"),
+        Route("/runs/{workflow_id:path}", pages.run_page, methods=["GET"], name="run"),
+        Route("/runs/{workflow_id:path}", actions.act_on_run, methods=["POST"], name="act_on_run"),
+        Route("/definitions", pages.definitions_page, methods=["GET"], name="definitions"),
+        Route("/analytics", pages.analytics_page, methods=["GET"], name="analytics"),
+        Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
+    ]
+    web = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    web.state.dashboard = dashboard
+    return web
