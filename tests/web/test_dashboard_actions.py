@@ -1,0 +1,160 @@
+"""The run page's actions, on real runs: retry, cancel, pause, unpause and signal, and their refusals."""
+
+from __future__ import annotations
+
+import html as html_text
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx2
+import pytest
+from starlette.testclient import TestClient
+
+from conveyor import Conveyor, RunState
+from conveyor.web.dashboard import dashboard_app
+from dashboard_support import (
+    ADMIN_TOKEN,
+    Gateway,
+    csrf_token,
+    dashboard_tokens,
+    make_app,
+    running_worker,
+    sign_in,
+    wait_until,
+)
+
+
+@dataclass
+class Scene:
+    """A runtime with a failed order and a waiting approval, and a signed-in admin's client."""
+
+    app: Conveyor
+    gateway: Gateway
+    client: TestClient
+
+    def act(self, workflow_id: str, action: str, **fields: str) -> httpx2.Response:
+        """Post ``action`` from the run's page, as its form does."""
+        page = self.client.get(f"/runs/{workflow_id}")
+        form = {"csrf_token": csrf_token(page.text), "action": action, **fields}
+        return self.client.post(f"/runs/{workflow_id}", data=form, follow_redirects=False)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def scene(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Scene]:
+    """``order-1`` compensated after its charge failed, ``approval-1`` waiting for its signal: on SQLite,
+    then on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/actions.db"
+    else:
+        url = request.getfixturevalue("postgres_database").url
+    app, gateway = make_app(url)
+    app.run("checkout", {"id": 1}, workflow_id="order-1")
+    app.start("approval", {"request": 1}, workflow_id="approval-1")
+    with running_worker(app):
+        wait_until(lambda: app.status("approval-1").is_waiting(), what="approval-1 to wait")
+    client = TestClient(dashboard_app(app, dashboard_tokens()))
+    sign_in(client, ADMIN_TOKEN)
+    yield Scene(app, gateway, client)
+    app.close()
+
+
+def test_retry_reopens_a_failed_run_and_leaves_it_to_a_worker(scene: Scene) -> None:
+    """A retry from the page reopens the run and returns at once (the request drives nothing); a worker
+    then runs the failed step again and the run completes."""
+    scene.gateway.broken = False
+    response = scene.act("order-1", "retry", reason="gateway fixed")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/runs/order-1?done=retry"
+    reopened = scene.app.status("order-1")
+    assert reopened.state is RunState.RUNNING  # reopened, unowned: claimable by a worker
+    assert reopened.step("charge").state.value == "pending"
+    assert scene.gateway.charges == []
+    page = scene.client.get("/runs/order-1?done=retry").text
+    assert "Retry recorded" in page
+    with running_worker(scene.app):
+        wait_until(lambda: scene.app.status("order-1").is_completed(), what="the retried run")
+    status = scene.app.status("order-1")
+    assert status.output() == "order 1 confirmed"
+    assert [(done.action, done.by, done.reason) for done in status.operator_actions] == [
+        ("retry", "dashboard", "gateway fixed")
+    ]
+
+
+def test_retry_from_a_named_step_runs_it_and_what_follows_again(scene: Scene) -> None:
+    """Retrying from ``reserve`` runs the reservation again too."""
+    scene.gateway.broken = False
+    assert scene.act("order-1", "retry", from_step="reserve").status_code == 303
+    with running_worker(scene.app):
+        wait_until(lambda: scene.app.status("order-1").is_completed(), what="the retried run")
+    assert scene.app.status("order-1").step("reserve").attempts == 1
+    assert "step.reset" in scene.client.get("/runs/order-1").text
+
+
+def test_cancel_stops_a_waiting_run(scene: Scene) -> None:
+    """Cancelling a run that waits for a signal ends it cancelled, with the reason given."""
+    response = scene.act("approval-1", "cancel", reason="customer changed their mind")
+    assert response.status_code == 303
+    status = scene.app.status("approval-1")
+    assert status.state is RunState.CANCELLED
+    assert status.cancel_reason == "customer changed their mind"
+    assert status.cancelled_by == "dashboard"
+    page = scene.client.get("/runs/approval-1").text
+    assert "Cancel recorded" not in page  # the notice shows only right after the action
+    assert "customer changed their mind" in page
+
+
+def test_pause_and_unpause_hold_and_free_a_run(scene: Scene) -> None:
+    """Pause shows the run paused with an unpause button; unpause lifts it."""
+    assert scene.act("approval-1", "pause", reason="checking stock").status_code == 303
+    assert scene.app.status("approval-1").paused
+    page = scene.client.get("/runs/approval-1").text
+    assert '<span class="badge paused">paused</span>' in page
+    assert 'value="unpause"' in page
+    assert 'value="pause"' not in page
+    assert scene.act("approval-1", "unpause").status_code == 303
+    assert not scene.app.status("approval-1").paused
+
+
+def test_a_signal_with_a_json_payload_wakes_the_waiting_run(scene: Scene) -> None:
+    """The signal form sends the named signal with its JSON payload; a worker finishes the run with it."""
+    response = scene.act("approval-1", "signal", signal="approved", payload='{"by": "ann"}')
+    assert response.status_code == 303
+    with running_worker(scene.app):
+        wait_until(lambda: scene.app.status("approval-1").is_completed(), what="the signalled run")
+    assert scene.app.status("approval-1").output() == "shipped after {'by': 'ann'}"
+
+
+def test_a_signal_whose_payload_is_not_json_is_refused_and_sends_nothing(scene: Scene) -> None:
+    """A payload that is not JSON is a 400 saying so, and no signal reaches the run."""
+    response = scene.act("approval-1", "signal", signal="approved", payload="{by: ann")
+    assert response.status_code == 400
+    assert "is not JSON" in response.text
+    assert "signal.received" not in scene.client.get("/runs/approval-1").text
+
+
+def test_an_action_on_an_ended_run_is_refused_with_the_runtimes_reason(scene: Scene) -> None:
+    """Cancelling a run that has ended is a 409 that shows why, on the run's page."""
+    response = scene.act("order-1", "cancel")
+    assert response.status_code == 409
+    text = html_text.unescape(response.text)
+    assert 'role="alert"' in text
+    assert "order-1" in text
+    assert scene.app.status("order-1").state is RunState.COMPENSATED
+
+
+def test_an_unknown_action_is_refused(scene: Scene) -> None:
+    """An action the page does not offer is a 400."""
+    assert scene.act("approval-1", "delete").status_code == 400
+    assert scene.app.status("approval-1").state is RunState.RUNNING
+
+
+def test_a_script_with_an_admin_bearer_token_acts_without_a_session(scene: Scene) -> None:
+    """Scripts send the admin token as a bearer header; they need no CSRF token."""
+    response = TestClient(scene.client.app).post(
+        "/runs/approval-1",
+        data={"action": "cancel", "reason": "by script"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert scene.app.status("approval-1").state is RunState.CANCELLED
