@@ -2,16 +2,19 @@
 
 The queries are the ``run_figures``, ``step_figures`` and ``prune_finished_runs`` sections of
 ``sql/postgres/analytics.sql``; what they read (``finished_at``, ``conveyor_step_outcomes``) is written by
-the trigger of schema 14 as each run finishes. Each function runs on the caller's cursor, in a transaction
-of its own (the ``analytics_settings`` it makes hold for that transaction alone).
+the trigger of schema 14 as each run finishes. A window holding whole settled hours reads them from the
+hourly rollups of schema 16 (:mod:`conveyor.backends.postgres_hours`). Each function runs on the caller's
+cursor, in a transaction of its own (the ``analytics_settings`` it makes hold for that transaction alone).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, LiteralString
 
+from conveyor.backends import postgres_hours
 from conveyor.backends.analytics_rows import run_figures_from_row, step_figures_from_row
 from conveyor.backends.postgres_sql import queries
 from conveyor.backends.retention import RUN_HISTORY_TABLES
@@ -34,16 +37,23 @@ def _settle_planner(cursor: Cursor) -> None:
 
 
 def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
-    """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction)."""
+    """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction):
+    its whole settled hours from their rollups (:mod:`~conveyor.backends.postgres_hours`), else run by run."""
     _settle_planner(cursor)
+    hours = postgres_hours.settled_hours(query, time.time())
+    if hours is not None:
+        return postgres_hours.run_figures(cursor, query, hours)
     cursor.execute(queries()["run_figures"], _params(query))
     return [run_figures_from_row(row) for row in cursor.fetchall()]
 
 
 def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
     """Each (workflow, step)'s figures over the runs finished in ``query``'s window (in the caller's
-    transaction)."""
+    transaction): its whole settled hours from their rollups, else outcome by outcome."""
     _settle_planner(cursor)
+    hours = postgres_hours.settled_hours(query, time.time())
+    if hours is not None:
+        return postgres_hours.step_figures(cursor, query, hours)
     cursor.execute(queries()["step_figures"], _params(query))
     return [step_figures_from_row(row) for row in cursor.fetchall()]
 
@@ -56,7 +66,10 @@ def prune_finished_runs(cursor: Cursor, *, finished_before: float, limit: int) -
     _settle_planner(cursor)
     statement = prune_statement(tuple(table for table in RUN_HISTORY_TABLES if table in existing))
     cursor.execute(statement, {"before": finished_before, "limit": limit})
-    return cursor.rowcount
+    pruned = cursor.rowcount
+    if pruned:  # the hours those runs finished in are rolled up again, without them, when next asked for
+        postgres_hours.forget_hours(cursor, before=finished_before)
+    return pruned
 
 
 @cache

@@ -40,7 +40,7 @@ def _folder() -> resources.abc.Traversable:
     return folder
 
 
-_QUERY_FILES = ("queries.sql", "analytics.sql")
+_QUERY_FILES = ("queries.sql", "analytics.sql", "analytics_hours.sql")
 """The files of named queries: the runs' own, and the analytics' and retention's (over finished runs)."""
 
 
