@@ -285,3 +285,25 @@ def test_the_session_table_is_bounded() -> None:
     assert len(sessions) == 3
     assert sessions.visitor(cookies[0]) is None
     assert all(sessions.visitor(cookie) is not None for cookie in cookies[1:])
+
+
+def test_the_dashboard_works_mounted_below_a_prefix(app: Conveyor) -> None:
+    """Mounted at ``/ops`` in another app, its links, redirects, cookie and static files keep the prefix."""
+    from starlette.applications import Starlette
+
+    outer = Starlette(routes=[Mount("/ops", app=dashboard_app(app, dashboard_tokens()))])
+    with TestClient(outer) as client:
+        first = client.get("/ops/runs/order-1", follow_redirects=False)
+        assert first.headers["location"] == "/ops/login?next=%2Fruns%2Forder-1"
+        signed = client.post(
+            "/ops/login", data={"token": ADMIN_TOKEN, "next": "/runs/order-1"}, follow_redirects=False
+        )
+        assert signed.headers["location"] == "/ops/runs/order-1"
+        assert "Path=/ops" in signed.headers["set-cookie"]
+        page = client.get("/ops/runs").text
+        assert 'href="/ops/runs/order-1"' in page
+        assert 'href="/ops/static/dashboard.css"' in page
+        assert client.get("/ops/static/dashboard.css").status_code == 200
+        assert client.get("/ops/runs?q=order-1", follow_redirects=False).headers["location"] == (
+            "/ops/runs/order-1"
+        )
