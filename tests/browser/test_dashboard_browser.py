@@ -6,6 +6,7 @@ The screenshots the README and docs/dashboard.md show are taken here (docs/scree
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from dashboard_support import (
 )
 
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+SCREENSHOTS_VARIABLE = "CONVEYOR_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 860}
 REFRESH_SECONDS = 0.5
 
@@ -84,17 +86,28 @@ def listed(page: Any) -> list[str]:
     return [text.strip() for text in page.locator("table.runs tbody tr td:first-child a").all_inner_texts()]
 
 
-def screenshot(page: Any, name: str) -> None:
-    """Save the page, whole, as docs/screenshots/<name>.png."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+def screenshot(page: Any, name: str, tmp_path: Path, *, down_to: str | None = None) -> Path:
+    """Save the page (whole, or down to the bottom of the element ``down_to``) as ``<name>.png``: into
+    docs/screenshots/ when it has none yet or ``$CONVEYOR_SCREENSHOTS`` is ``update``, else into
+    ``tmp_path``, so a test run leaves the committed pictures as they are."""
+    committed = SCREENSHOTS / f"{name}.png"
+    update = os.environ.get(SCREENSHOTS_VARIABLE) == "update" or not committed.exists()
+    target = committed if update else tmp_path / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clip = None
+    if down_to is not None:
+        box = page.locator(down_to).bounding_box()
+        clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": box["y"] + box["height"] + 16}
+    page.screenshot(path=str(target), full_page=True, clip=clip)
+    assert target.stat().st_size > 10_000
+    return target
 
 
-def test_a_person_signs_in_filters_the_runs_and_opens_one(site: Site, page: Any) -> None:
+def test_a_person_signs_in_filters_the_runs_and_opens_one(site: Site, page: Any, tmp_path: Path) -> None:
     """Sign in, filter the list by state, search a correlation id, and open a run from the list."""
     sign_in(page, site.url)
     assert listed(page) == ["export-1", "approval-1", "order-1"]
-    screenshot(page, "runs")
+    screenshot(page, "runs", tmp_path)
     page.select_option("select[name=state]", "compensated")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/runs?*state=compensated*")
@@ -112,11 +125,14 @@ def test_a_person_signs_in_filters_the_runs_and_opens_one(site: Site, page: Any)
     assert "payment gateway timed out" in page.locator(".failure").inner_text()
 
 
-def test_a_retry_clicked_in_the_browser_is_driven_by_the_worker(site: Site, page: Any) -> None:
+def test_a_retry_clicked_in_the_browser_is_driven_by_the_worker(
+    site: Site, page: Any, tmp_path: Path
+) -> None:
     """Mend the gateway, click Retry: the page says it is recorded, the worker drives the run to its end,
     and the open page shows it completed by itself (live refresh)."""
     sign_in(page, site.url)
     page.goto(f"{site.url}/runs/order-1")
+    screenshot(page, "run", tmp_path, down_to="#run-timeline ul.legend")
     site.gateway.broken = False
     page.fill("form.action input[name=reason]", "gateway fixed")
     page.click("button:has-text('Retry')")
@@ -127,7 +143,6 @@ def test_a_retry_clicked_in_the_browser_is_driven_by_the_worker(site: Site, page
     assert site.app.status("order-1").output() == "order 1 confirmed"
     assert site.gateway.charges == ["res-1"]
     assert "order 1 confirmed" in page.locator("#run-summary pre.value").inner_text()
-    screenshot(page, "run")
 
 
 def test_a_cancel_clicked_in_the_browser_cancels_the_waiting_run(site: Site, page: Any) -> None:
@@ -144,7 +159,7 @@ def test_a_cancel_clicked_in_the_browser_cancels_the_waiting_run(site: Site, pag
     assert page.locator("#run-summary h1 .badge").first.inner_text() == "cancelled"
 
 
-def test_the_analytics_and_definitions_pages_draw_their_charts(site: Site, page: Any) -> None:
+def test_the_analytics_and_definitions_pages_draw_their_charts(site: Site, page: Any, tmp_path: Path) -> None:
     """The analytics page draws its bar charts for the window chosen; the definitions their graphs."""
     sign_in(page, site.url)
     page.goto(f"{site.url}/analytics")
@@ -153,7 +168,7 @@ def test_the_analytics_and_definitions_pages_draw_their_charts(site: Site, page:
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/analytics?*window=1h*")
     assert page.locator("figure.chart").count() == 4
-    screenshot(page, "analytics")
+    screenshot(page, "analytics", tmp_path)
     page.click("nav >> text=Definitions")
     assert page.locator("svg.graph").count() == 3
     assert page.locator("svg.graph path.edge").count() == 4  # checkout 2, approval 2, export 0

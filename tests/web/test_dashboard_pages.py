@@ -278,6 +278,15 @@ def test_the_analytics_page_refuses_an_unknown_window(sqlite_app: Conveyor) -> N
     assert "choose one of 1h, 6h, 24h, 7d, 30d" in response.text
 
 
+def test_the_analytics_of_a_workflow_without_finished_runs_say_so(sqlite_app: Conveyor) -> None:
+    """A workflow none of whose runs finished in the window (here: a name no run records) has no charts,
+    and the page says no run finished."""
+    response = client_of(sqlite_app).get("/analytics", params={"workflow": "no_such_flow"})
+    assert response.status_code == 200
+    assert "No run finished in this window." in response.text
+    assert "<figure" not in response.text
+
+
 def test_a_finished_runs_page_does_not_refresh_and_an_open_ones_does(sqlite_app: Conveyor) -> None:
     """Live refresh is asked for only where something can change: an open run, the newest runs."""
     client = client_of(sqlite_app)
