@@ -232,6 +232,20 @@ def test_a_secret_a_step_uses_never_reaches_a_page(tmp_path: object) -> None:
     app.close()
 
 
+def test_a_map_steps_elements_are_counted_on_its_runs_page(tmp_path: object) -> None:
+    """A fan-out step says how many of its elements are done."""
+
+    @task
+    def double(value: int) -> int:
+        """Double one element."""
+        return value * 2
+
+    app = Conveyor(f"sqlite:///{tmp_path}/map.db", workflows=[Flow("doubles").map(double).build()])
+    app.run("doubles", [1, 2, 3], workflow_id="doubles-1")
+    assert "3 of 3 elements done" in client_of(app).get("/runs/doubles-1").text
+    app.close()
+
+
 def test_a_run_of_a_workflow_this_server_does_not_know_still_shows(sqlite_app: Conveyor) -> None:
     """A dashboard whose runtime lacks a run's workflow shows the run's steps as recorded, and says so."""
     other = Conveyor(sqlite_app.backend)

@@ -19,6 +19,7 @@ from conveyor.definition.registry import UnknownWorkflowError, version_key
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.status import WorkflowStatus
 from conveyor.errors import ConveyorError, InvalidArgumentError, RunNotFoundError
+from conveyor.observe.analytics import Bottlenecks, Performance
 from conveyor.web.dashboard.access import signed_in
 from conveyor.web.dashboard.charts import BarChart, Part, bar_chart
 from conveyor.web.dashboard.graph import StepGraph, lay_out
@@ -358,7 +359,7 @@ BOTTLENECK_CHART_STEPS = 15
 """How many of the worst steps the bottleneck chart draws (the table lists them all)."""
 
 
-def _charts(performance: Any, bottlenecks: Any) -> tuple[BarChart, ...]:
+def _charts(performance: Performance, bottlenecks: Bottlenecks) -> tuple[BarChart, ...]:
     workflows = performance.workflows
     finished = bar_chart(
         "Runs finished, by how they ended",
