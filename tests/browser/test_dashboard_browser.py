@@ -187,6 +187,23 @@ def test_a_read_token_sees_no_action_and_can_sign_out(site: Site, page: Any) -> 
     assert "/login" in page.url
 
 
+def test_every_page_reads_without_javascript(site: Site, browser: Any) -> None:
+    """With JavaScript off, a person signs in and reads the runs, a run, the definitions and analytics."""
+    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
+    context.set_default_timeout(8_000)
+    page = context.new_page()
+    sign_in(page, site.url, READ_TOKEN)
+    assert listed(page) == ["export-1", "approval-1", "order-1"]
+    page.goto(f"{site.url}/runs/export-1")
+    assert page.locator("svg.timeline rect.attempt").count() == 2
+    assert "step.timed_out" in page.locator("table.history").inner_text()
+    page.goto(f"{site.url}/definitions")
+    assert page.locator("svg.graph").count() == 3
+    page.goto(f"{site.url}/analytics")
+    assert page.locator("figure.chart").count() == 4
+    context.close()
+
+
 @pytest.fixture
 def postgres_site(postgres_database: Any, serve: Any) -> Iterator[Site]:
     """The served dashboard over a PostgreSQL database of its own."""

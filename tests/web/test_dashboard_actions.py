@@ -148,6 +148,16 @@ def test_an_unknown_action_is_refused(scene: Scene) -> None:
     assert scene.app.status("approval-1").state is RunState.RUNNING
 
 
+def test_an_action_on_a_run_that_does_not_exist_is_404(scene: Scene) -> None:
+    """Acting on an unknown run is a 404 page naming it."""
+    page = scene.client.get("/runs/order-1")
+    response = scene.client.post(
+        "/runs/no-such-run", data={"csrf_token": csrf_token(page.text), "action": "pause"}
+    )
+    assert response.status_code == 404
+    assert "no-such-run" in response.text
+
+
 def test_a_script_with_an_admin_bearer_token_acts_without_a_session(scene: Scene) -> None:
     """Scripts send the admin token as a bearer header; they need no CSRF token."""
     response = TestClient(scene.client.app).post(

@@ -55,7 +55,13 @@ async def act_on_run(request: Request) -> Response:
     try:
         await run_in_threadpool(_perform, dashboard, workflow_id, action, form)
     except RunNotFoundError:
-        return Response(f"There is no run {workflow_id!r}.", status_code=404, media_type="text/plain")
+        return dashboard.templates.page(
+            request,
+            "missing.html",
+            visitor=visitor,
+            status_code=404,
+            what=f"There is no run {workflow_id!r}.",
+        )
     except (ActionRefusedError, InvalidArgumentError) as exc:
         return await _refused(request, visitor, workflow_id, str(exc), 400)
     except ConveyorError as exc:  # the run has ended, is not retryable, is driven elsewhere...
