@@ -17,10 +17,9 @@ from dashboard_support import (
     Gateway,
     csrf_token,
     dashboard_tokens,
+    drive_until_idle,
     make_app,
-    running_worker,
     sign_in,
-    wait_until,
 )
 
 
@@ -50,8 +49,8 @@ def scene(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Scene]:
     app, gateway = make_app(url)
     app.run("checkout", {"id": 1}, workflow_id="order-1")
     app.start("approval", {"request": 1}, workflow_id="approval-1")
-    with running_worker(app):
-        wait_until(lambda: app.status("approval-1").is_waiting(), what="approval-1 to wait")
+    drive_until_idle(app)
+    assert app.status("approval-1").is_waiting()
     client = TestClient(dashboard_app(app, dashboard_tokens()))
     sign_in(client, ADMIN_TOKEN)
     yield Scene(app, gateway, client)
@@ -71,8 +70,7 @@ def test_retry_reopens_a_failed_run_and_leaves_it_to_a_worker(scene: Scene) -> N
     assert scene.gateway.charges == []
     page = scene.client.get("/runs/order-1?done=retry").text
     assert "Retry recorded" in page
-    with running_worker(scene.app):
-        wait_until(lambda: scene.app.status("order-1").is_completed(), what="the retried run")
+    drive_until_idle(scene.app)
     status = scene.app.status("order-1")
     assert status.output() == "order 1 confirmed"
     assert [(done.action, done.by, done.reason) for done in status.operator_actions] == [
@@ -84,8 +82,7 @@ def test_retry_from_a_named_step_runs_it_and_what_follows_again(scene: Scene) ->
     """Retrying from ``reserve`` runs the reservation again too."""
     scene.gateway.broken = False
     assert scene.act("order-1", "retry", from_step="reserve").status_code == 303
-    with running_worker(scene.app):
-        wait_until(lambda: scene.app.status("order-1").is_completed(), what="the retried run")
+    drive_until_idle(scene.app)
     assert scene.app.status("order-1").step("reserve").attempts == 1
     assert "step.reset" in scene.client.get("/runs/order-1").text
 
@@ -119,8 +116,7 @@ def test_a_signal_with_a_json_payload_wakes_the_waiting_run(scene: Scene) -> Non
     """The signal form sends the named signal with its JSON payload; a worker finishes the run with it."""
     response = scene.act("approval-1", "signal", signal="approved", payload='{"by": "ann"}')
     assert response.status_code == 303
-    with running_worker(scene.app):
-        wait_until(lambda: scene.app.status("approval-1").is_completed(), what="the signalled run")
+    drive_until_idle(scene.app)
     assert scene.app.status("approval-1").output() == "shipped after {'by': 'ann'}"
 
 
