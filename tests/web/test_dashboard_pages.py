@@ -129,6 +129,7 @@ def test_a_runs_page_shows_its_step_graph_from_the_definition(any_app: Conveyor)
     assert '<g class="node state-pending">' in page
     assert "<title>charge depends on reserve</title>" in page
     assert "<title>confirm depends on charge</title>" in page
+    assert 'href="/definitions#wf-default-checkout-1"' in page
 
 
 def test_the_timeline_shows_retries_compensations_timeouts_and_signals(sqlite_app: Conveyor) -> None:

@@ -216,6 +216,7 @@ def render_run(
         status_code=status_code,
         status=status,
         workflow=workflow,
+        definition_anchor=_anchor_of(dashboard, workflow),
         graph=graph,
         timeline=timeline,
         events=events,
@@ -232,6 +233,14 @@ def _registered(dashboard: Dashboard, status: WorkflowStatus) -> Workflow | None
         return dashboard.app.registry.for_run(status.workflow_name, status.workflow_version)
     except UnknownWorkflowError:
         return None
+
+
+def _anchor_of(dashboard: Dashboard, workflow: Workflow | None) -> str | None:
+    """Where the definitions page shows ``workflow`` (None for a workflow this server does not have)."""
+    for entry in dashboard.app.registry:
+        if entry.workflow is workflow:
+            return definition_anchor(entry.namespace, entry.name, entry.version)
+    return None
 
 
 def _step_words(state: str, attempts: int) -> str:
@@ -300,12 +309,15 @@ def _definition(namespace: str, name: str, workflow: Workflow) -> Definition:
         [(spec.name, spec.depends_on) for spec in workflow.steps],
         details={step.name: step.kind for step in steps},
     )
-    anchor = "".join(
-        ch if ch.isalnum() or ch in "-_" else "-" for ch in f"wf-{namespace}-{name}-{workflow.version}"
-    )
+    anchor = definition_anchor(namespace, name, workflow.version)
     return Definition(
         namespace, name, workflow.version, workflow.name, workflow.description, steps, graph, anchor
     )
+
+
+def definition_anchor(namespace: str, name: str, version: str) -> str:
+    """The id of a workflow version's entry on the definitions page (``/definitions#<anchor>``)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"wf-{namespace}-{name}-{version}")
 
 
 def _kind(waits: object, control: object, runs_child: bool) -> str:
