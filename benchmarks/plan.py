@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENGINES = ("conveyor", "sayiir", "dbos")
-GROUPS = ("one-client", "many", "wakeup", "waiting", "failover", "analytics")
+GROUPS = ("one-client", "many", "wakeup", "waiting", "failover", "analytics", "api")
 MODULES = {
     "conveyor": "engines.conveyor_engine",
     "sayiir": "engines.sayiir_engine",
@@ -217,6 +217,12 @@ def cells(quick: bool, engines: set[str], groups: set[str], postgres: bool) -> l
     for backend in ("postgres", "sqlite"):
         params = {"backend": backend, "runs": q(500, 200), "rounds": q(6, 2)}
         add(Cell("analytics", "finish", backend, "conveyor", "finish_cost", params))
+    # The server over the same 1,000,000 runs: each route a person or a script asks most, under 100 ms p95.
+    routes = ("runs", "runs-failed", "runs-correlation", "runs-page-20", "run", "history", "performance",
+              "bottlenecks", "dashboard-runs", "dashboard-run")  # fmt: skip
+    for route in routes:
+        params = {"route": route, "runs": runs, "samples": q(30, 10)}
+        add(Cell("api", route, "postgres", "conveyor", "api", params, target=("max_p95", 100.0), timeout=1800.0))
     return planned
 
 

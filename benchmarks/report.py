@@ -40,6 +40,21 @@ def _ratio(value: float) -> str:
     return f"{value:.2g}" if value < 0.1 else f"{value:.2f}"
 
 
+API_ROUTES = {
+    "runs": "/api/runs (first page)",
+    "runs-failed": "/api/runs?state=failed",
+    "runs-correlation": "/api/runs?correlation_id=…",
+    "runs-page-20": "/api/runs?workflow=…, 21st page",
+    "run": "/api/runs/{id}",
+    "history": "/api/runs/{id}/history",
+    "performance": "/api/analytics/performance (a day)",
+    "bottlenecks": "/api/analytics/bottlenecks (a day)",
+    "dashboard-runs": "the dashboard's runs list",
+    "dashboard-run": "the dashboard's run page",
+}
+"""The server's routes the ``api`` group times, as its table names them."""
+
+
 def workload_label(cell: Cell) -> str:
     """The table's first column."""
     if cell.group == "one-client":
@@ -57,6 +72,8 @@ def workload_label(cell: Cell) -> str:
     if cell.group == "analytics":
         query, window = cell.workload.split("-")
         return f"{query}(), last {window} of {cell.params['runs']:,} finished runs"
+    if cell.group == "api":
+        return f"GET {API_ROUTES[cell.workload]}, {cell.params['runs']:,} finished runs"
     if cell.workload == "takeover":
         return "worker killed → another takes over"
     return "worker killed → restarted worker resumes"

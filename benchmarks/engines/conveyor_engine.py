@@ -23,6 +23,7 @@ from benchmarks.common import (
     wait_for_line,
 )
 from benchmarks.engines.conveyor_analytics import analytics, finish_cost
+from benchmarks.engines.conveyor_api import api
 from benchmarks.engines.conveyor_observing import observed
 from benchmarks.engines.conveyor_waiting import signal_wakeup, waiting_runs
 from benchmarks.processes import WorkerGroup, python_command
@@ -299,4 +300,5 @@ MEASUREMENTS = {
     "waiting_runs": waiting_runs,
     "analytics": analytics,
     "finish_cost": finish_cost,
+    "api": api,
 }

@@ -188,3 +188,25 @@ def test_pruning_drops_the_rollups_of_the_hours_it_deleted_runs_from(
         assert backend.prune_finished_runs(finished_before=T0 + 1.5 * HOUR, limit=1000) > 0
     assert rows_written(postgres_database.url, "conveyor_analytics_hours") == 1
     assert_agree(twins, query)
+
+
+def test_a_window_of_days_reads_each_whole_day_and_the_hours_around_it(
+    twins: Twins, postgres_database: Any
+) -> None:
+    """Fifty hours of runs from T0 (23:00 UTC) hold two whole UTC days: they are rolled up as days, the
+    hour at either side as hours; the figures agree, and a run reopened drops its day too."""
+    for number in range(100):
+        twins.run(number, 0.05 * (1 + number % 13), flaky=number % 5 == 0)
+        twins.advance(HOUR / 2)
+    query = AnalyticsQuery(T0 - 10.0, T0 + 50 * HOUR + 10.0)
+    assert_agree(twins, query)
+    with psycopg.connect(postgres_database.url, autocommit=True) as connection:
+        periods = connection.execute(
+            "SELECT seconds, count(*) FROM conveyor_analytics_hours GROUP BY seconds ORDER BY seconds"
+        ).fetchall()
+    assert periods == [(3600, 2), (86400, 2)]  # the days' hours are not rolled up on their own
+    twins.fail.add("o20")  # finished in the day; it is retried and now fails, days later
+    for app in twins.each():
+        app.retry("o20", from_step="work")
+    assert rows_written(postgres_database.url, "conveyor_analytics_hours") == 3
+    assert_agree(twins, query)

@@ -1,12 +1,12 @@
 """The analytics of a wide window on PostgreSQL, from hourly rollups (schema 16) instead of every run.
 
 A window that holds whole settled hours (hours that ended at least :data:`SETTLE_SECONDS` ago) is read in
-three parts: the rollups of those hours, written the first time they are asked for (``write_hours`` in
-``sql/postgres/analytics_hours.sql``), and the window's ends around them from the runs themselves. The parts
-meet as duration histograms (see the schema's comment): counts, attempts and totals are exact; a
-percentile is the middle of the bucket that holds it, within 2.2 % of the duration at that rank. A window
-with no whole settled hour (the last minutes, a test's runs) is computed exactly, run by run, by
-:mod:`conveyor.backends.postgres_analytics`.
+three parts: the rollups of its whole UTC days and of the hours around them, written the first time they
+are asked for (the queries of ``sql/postgres/analytics_hours.sql``) and added up in the database, and the
+window's two ends around them, from the runs themselves. The parts meet as duration histograms (see the
+schema's comment): counts, attempts and totals are exact; a percentile is the middle of the bucket that
+holds it, within 2.2 % of the duration at that rank. A window with no whole settled hour (the last
+minutes, a test's runs) is computed exactly, run by run, by :mod:`conveyor.backends.postgres_analytics`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 HOUR = 3600
+DAY = 86400
 SETTLE_SECONDS = 300.0
 """How long after an hour ends its rollups may be written: a run that finishes in it commits by then."""
 BUCKETS_PER_DOUBLING = 16
@@ -35,10 +36,19 @@ _STATES = len(FINAL_STATE_NAMES)
 
 @dataclass(frozen=True, slots=True)
 class HourSpan:
-    """The whole settled hours of a window, ``[first, last)`` (epoch seconds, multiples of an hour)."""
+    """The whole settled hours of a window, ``[first, last)`` (epoch seconds, multiples of an hour), and
+    the whole UTC days among them, ``[day_first, day_last)`` (both ``first`` when there is none)."""
 
     first: int
     last: int
+    day_first: int
+    day_last: int
+
+    def periods(self) -> list[tuple[int, int, int]]:
+        """The (length, first, last) of the rollups that cover the span: its days, the hours around them."""
+        found = [(DAY, self.day_first, self.day_last), (HOUR, self.first, self.day_first)]
+        found.append((HOUR, self.day_last, self.last))
+        return [period for period in found if period[2] > period[1]]
 
 
 def settled_hours(query: AnalyticsQuery, now: float) -> HourSpan | None:
@@ -46,7 +56,12 @@ def settled_hours(query: AnalyticsQuery, now: float) -> HourSpan | None:
     when there is none (the window is then computed run by run)."""
     first = math.ceil(query.since / HOUR) * HOUR
     last = min(math.floor(query.until / HOUR), math.floor((now - SETTLE_SECONDS) / HOUR)) * HOUR
-    return HourSpan(first, last) if last > first else None
+    if last <= first:
+        return None
+    day_first, day_last = math.ceil(first / DAY) * DAY, math.floor(last / DAY) * DAY
+    if day_last <= day_first:
+        day_first = day_last = first
+    return HourSpan(first, last, day_first, day_last)
 
 
 def bucket_middle(bucket: int) -> float:
@@ -102,15 +117,37 @@ def _params(query: AnalyticsQuery, hours: HourSpan) -> dict[str, Any]:
         "until": query.until,
         "first": hours.first,
         "last": hours.last,
+        "day_first": hours.day_first,
+        "day_last": hours.day_last,
         "workflow_names": names,
     }
 
 
 def write_hours(cursor: Cursor, hours: HourSpan) -> int:
-    """Write the rollups of the hours of ``hours`` that have none yet (in the caller's transaction)."""
-    cursor.execute(queries()["write_hours"], {"first": hours.first, "last": hours.last})
-    row = cursor.fetchone()
-    return 0 if row is None else int(row[0])
+    """Write the rollups of the days and hours covering ``hours`` that have none yet (in the caller's
+    transaction); how many it wrote. Most calls find them all written, by one count over a primary key
+    per kind of period."""
+    found, written = queries(), 0
+    for seconds, first, last in hours.periods():
+        span = {"seconds": seconds, "first": first, "last": last}
+        cursor.execute(found["count_hours"], span)
+        row = cursor.fetchone()
+        if row is not None and int(row[0]) == (last - first) // seconds:
+            continue
+        cursor.execute(found["mark_hours"], span)
+        marked = sorted(float(hour) for (hour,) in cursor.fetchall())
+        if marked:
+            chosen = {"seconds": seconds, "hours": marked, "low": marked[0], "high": marked[-1] + seconds}
+            cursor.execute(found["write_run_hours"], chosen)
+            cursor.execute(found["write_step_hours"], chosen)
+            written += len(marked)
+    return written
+
+
+def _add_runs(tally: _RunTally, states: Sequence[Any], executed: Any, retried: Any) -> None:
+    tally.by_state = [mine + int(theirs) for mine, theirs in zip(tally.by_state, states, strict=True)]
+    tally.executed += int(executed)
+    tally.retried += int(retried)
 
 
 def run_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[RunFigures]:
@@ -119,19 +156,16 @@ def run_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[
     params = _params(query, hours)
     tallies: dict[str, _RunTally] = {}
     cursor.execute(queries()["run_hours"], params)
-    for name, by_state, executed, retried, buckets, counts in cursor.fetchall():
+    for name, bucket, first, *rest in cursor.fetchall():
         tally = tallies.setdefault(name, _RunTally())
-        tally.by_state = [mine + int(theirs) for mine, theirs in zip(tally.by_state, by_state, strict=True)]
-        tally.executed += int(executed)
-        tally.retried += int(retried)
-        tally.add_buckets(buckets, counts)
+        if bucket is None:  # the workflow's counts
+            _add_runs(tally, [first, *rest[: _STATES - 1]], rest[_STATES - 1], rest[_STATES])
+        else:
+            tally.add_buckets([bucket], [first])
     cursor.execute(queries()["run_edges"], params)
     for name, bucket, runs, *states_and_steps in cursor.fetchall():
         tally = tallies.setdefault(name, _RunTally())
-        states, (executed, retried) = states_and_steps[:_STATES], states_and_steps[_STATES:]
-        tally.by_state = [mine + int(theirs) for mine, theirs in zip(tally.by_state, states, strict=True)]
-        tally.executed += int(executed)
-        tally.retried += int(retried)
+        _add_runs(tally, states_and_steps[:_STATES], *states_and_steps[_STATES:])
         tally.add_buckets([bucket], [runs])
     rows = []
     for name, tally in sorted(tallies.items()):
@@ -141,53 +175,41 @@ def run_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[
     return [run_figures_from_row(row) for row in rows]
 
 
+def _add_steps(tally: _StepTally, executions: Any, attempts: Any, retried: Any, failed: Any, timed: Any,
+               total: Any) -> None:  # fmt: skip
+    tally.executions += int(executions)
+    tally.attempts += int(attempts)
+    tally.retried += int(retried)
+    tally.failed += int(failed)
+    tally.timed += int(timed)
+    tally.total += float(total)
+
+
 def step_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[StepFigures]:
     """Each (workflow, step)'s figures over ``query``'s window, its whole hours read from the rollups."""
     write_hours(cursor, hours)
     params = _params(query, hours)
     tallies: dict[tuple[str, str], _StepTally] = {}
-
-    def tally_of(workflow: str, step: str) -> _StepTally:
-        return tallies.setdefault((workflow, step), _StepTally())
-
     cursor.execute(queries()["step_hours"], params)
-    for workflow, step, executions, attempts, retried, failed, timed, total, buckets, counts in cursor:
-        tally = tally_of(workflow, step)
-        tally.executions += int(executions)
-        tally.attempts += int(attempts)
-        tally.retried += int(retried)
-        tally.failed += int(failed)
-        tally.timed += int(timed)
-        tally.total += float(total)
-        tally.add_buckets(buckets, counts)
+    for workflow, step, bucket, first, *rest in cursor.fetchall():
+        tally = tallies.setdefault((workflow, step), _StepTally())
+        if bucket is None:  # the step's counts
+            _add_steps(tally, first, *rest)
+        else:
+            tally.add_buckets([bucket], [first])
     cursor.execute(queries()["step_edges"], params)
-    for workflow, step, bucket, executions, attempts, retried, failed, timed, total in cursor:
-        tally = tally_of(workflow, step)
-        tally.executions += int(executions)
-        tally.attempts += int(attempts)
-        tally.retried += int(retried)
-        tally.failed += int(failed)
-        tally.timed += int(timed)
-        tally.total += float(total)
+    for workflow, step, bucket, executions, attempts, retried, failed, timed, total in cursor.fetchall():
+        tally = tallies.setdefault((workflow, step), _StepTally())
+        _add_steps(tally, executions, attempts, retried, failed, timed, total)
         tally.add_buckets([bucket], [timed])
     rows = []
     for (workflow, step), tally in sorted(tallies.items()):
         if tally.executions:
             p50, p95 = histogram_percentiles(tally.histogram, (0.5, 0.95))
             rows.append(
-                (
-                    workflow,
-                    step,
-                    tally.executions,
-                    tally.attempts,
-                    tally.retried,
-                    tally.failed,
-                    tally.timed,
-                    tally.total,
-                    p50,
-                    p95,
-                )
-            )
+                (workflow, step, tally.executions, tally.attempts, tally.retried, tally.failed, tally.timed,
+                 tally.total, p50, p95)
+            )  # fmt: skip
     return [step_figures_from_row(row) for row in rows]
 
 
