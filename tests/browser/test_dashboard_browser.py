@@ -204,6 +204,19 @@ def test_every_page_reads_without_javascript(site: Site, browser: Any) -> None:
     context.close()
 
 
+def test_the_open_runs_list_shows_a_new_run_by_itself(site: Site, page: Any) -> None:
+    """A run started while the list is open appears on it, and its state follows, without a reload.
+    (Last of the SQLite tests: it adds a run the ones above do not expect.)"""
+    sign_in(page, site.url)
+    assert "live-3" not in listed(page)
+    site.app.start("slow_export", {"report": "live"}, workflow_id="live-3")
+    page.wait_for_selector("table.runs a:text-is('live-3')", timeout=10_000)
+    wait_until(lambda: site.app.status("live-3").is_completed(), what="live-3 to complete")
+    row = page.locator("table.runs tr:has(a:text-is('live-3'))")
+    row.locator(".badge.state-completed").wait_for(timeout=10_000)
+    assert page.url == f"{site.url}/runs"
+
+
 @pytest.fixture
 def postgres_site(postgres_database: Any, serve: Any) -> Iterator[Site]:
     """The served dashboard over a PostgreSQL database of its own."""
