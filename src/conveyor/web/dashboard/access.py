@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
@@ -10,6 +11,9 @@ from starlette.responses import RedirectResponse, Response
 
 from conveyor.web.dashboard.rendering import Templates
 from conveyor.web.dashboard.sessions import COOKIE_NAME, Sessions, Visitor
+
+if TYPE_CHECKING:
+    from conveyor.web.dashboard.app import Dashboard
 
 MAX_FORM_BYTES = 64 * 1024
 """The largest form the dashboard reads (a signal's payload is the biggest thing one holds)."""
@@ -26,6 +30,12 @@ class Caller:
 
     visitor: Visitor | None
     bearer: bool
+
+
+def dashboard_of(request: Request) -> Dashboard:
+    """The dashboard a request came to (what its pages read)."""
+    dashboard: Dashboard = request.app.state.dashboard
+    return dashboard
 
 
 def caller_of(request: Request, sessions: Sessions) -> Caller:

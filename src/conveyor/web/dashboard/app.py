@@ -11,7 +11,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from conveyor.runtime.app import Conveyor
-from conveyor.web.dashboard import access, actions, pages
+from conveyor.web.dashboard import access, actions, definitions, figures, pages
 from conveyor.web.dashboard.headers import SecurityHeaders
 from conveyor.web.dashboard.rendering import Templates
 from conveyor.web.dashboard.sessions import DEFAULT_SESSION_SECONDS, Sessions
@@ -60,8 +60,8 @@ def dashboard_app(
         Route("/runs", pages.runs_page, methods=["GET"], name="runs"),
         Route("/runs/{workflow_id:path}", pages.run_page, methods=["GET"], name="run"),
         Route("/runs/{workflow_id:path}", actions.act_on_run, methods=["POST"], name="act_on_run"),
-        Route("/definitions", pages.definitions_page, methods=["GET"], name="definitions"),
-        Route("/analytics", pages.analytics_page, methods=["GET"], name="analytics"),
+        Route("/definitions", definitions.definitions_page, methods=["GET"], name="definitions"),
+        Route("/analytics", figures.analytics_page, methods=["GET"], name="analytics"),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
     web = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])

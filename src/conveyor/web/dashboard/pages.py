@@ -1,4 +1,4 @@
-"""The dashboard's reading pages: the runs, one run, the definitions, the analytics.
+"""The dashboard's pages of runs: the runs list and one run's page.
 
 Each handler is a plain function (Starlette runs it on a worker thread, since the runtime's reads block)
 that reads through the runtime object only and renders a template; nothing here changes a run.
@@ -6,7 +6,6 @@ that reads through the runtime object only and renders a template; nothing here 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +14,14 @@ from starlette.responses import RedirectResponse, Response
 
 from conveyor.core.records import RunSummary
 from conveyor.core.states import RunState
-from conveyor.definition.registry import UnknownWorkflowError, version_key
+from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
 from conveyor.engine.status import WorkflowStatus
-from conveyor.errors import ConveyorError, InvalidArgumentError, RunNotFoundError
-from conveyor.observe.analytics import Bottlenecks, Performance
-from conveyor.web.dashboard.access import signed_in
-from conveyor.web.dashboard.charts import BarChart, Part, bar_chart
-from conveyor.web.dashboard.graph import StepGraph, lay_out
-from conveyor.web.dashboard.rendering import percent, run_path, seconds
+from conveyor.errors import InvalidArgumentError, RunNotFoundError
+from conveyor.web.dashboard.access import dashboard_of, signed_in
+from conveyor.web.dashboard.definitions import definition_anchor
+from conveyor.web.dashboard.graph import lay_out
+from conveyor.web.dashboard.rendering import run_path
 from conveyor.web.dashboard.sessions import Visitor
 from conveyor.web.dashboard.timeline import build_timeline
 
@@ -36,20 +34,10 @@ HISTORY_LIMIT = 5000
 """The most events a run's page reads (a run with more says so)."""
 CORRELATION_SEARCH_RUNS = 5000
 """How many of the newest runs (of the filters chosen) a search by correlation id looks through."""
-WINDOWS: dict[str, dt.timedelta] = {
-    "1h": dt.timedelta(hours=1),
-    "6h": dt.timedelta(hours=6),
-    "24h": dt.timedelta(hours=24),
-    "7d": dt.timedelta(days=7),
-    "30d": dt.timedelta(days=30),
-}
-"""The analytics windows a person can choose (the 24 hours before now by default)."""
-DEFAULT_WINDOW = "24h"
 RETRYABLE_STATES = frozenset(
     {RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.DEAD_LETTERED}
 )
 _OPEN_STATES = frozenset({RunState.PENDING, RunState.RUNNING})
-_FINAL_STATES = ("completed", "compensated", "cancelled", "failed", "compensation_failed", "dead_lettered")
 DONE_MESSAGES = {
     "retry": "Retry recorded: a worker will run the run again from its failed step.",
     "cancel": "Cancel recorded: no new step starts, and the completed steps are being undone.",
@@ -58,11 +46,6 @@ DONE_MESSAGES = {
     "signal": "Signal sent: the run's waiting step takes it.",
 }
 """What the page says after each action (a fixed text per action: nothing from the request is echoed)."""
-
-
-def _dashboard(request: Request) -> Dashboard:
-    dashboard: Dashboard = request.app.state.dashboard
-    return dashboard
 
 
 def home(request: Request) -> Response:
@@ -77,7 +60,7 @@ def runs_page(request: Request) -> Response:
     visitor = signed_in(request)
     if isinstance(visitor, Response):
         return visitor
-    dashboard = _dashboard(request)
+    dashboard = dashboard_of(request)
     app = dashboard.app
     params = request.query_params
     workflow = params.get("workflow") or None
@@ -185,7 +168,7 @@ def render_run(
     status_code: int = 200,
 ) -> Response:
     """The page of run ``workflow_id`` (with ``error`` said at its top, when an action was refused)."""
-    dashboard = _dashboard(request)
+    dashboard = dashboard_of(request)
     app = dashboard.app
     try:
         status = app.status(workflow_id)
@@ -245,201 +228,3 @@ def _anchor_of(dashboard: Dashboard, workflow: Workflow | None) -> str | None:
 
 def _step_words(state: str, attempts: int) -> str:
     return f"{state}, {attempts} attempt{'s' if attempts != 1 else ''}"
-
-
-@dataclass(frozen=True, slots=True)
-class DefinedStep:
-    """One step of a definition as the definitions page lists it."""
-
-    name: str
-    kind: str
-    depends_on: tuple[str, ...]
-    retries: int
-    timeout_seconds: float | None
-    undo: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Definition:
-    """One registered version of a workflow, with its steps and its graph."""
-
-    namespace: str
-    name: str
-    version: str
-    recorded_name: str
-    description: str
-    steps: tuple[DefinedStep, ...]
-    graph: StepGraph
-    anchor: str
-
-
-def definitions_page(request: Request) -> Response:
-    """``GET /definitions``: every registered workflow, each version with its steps and step graph."""
-    visitor = signed_in(request)
-    if isinstance(visitor, Response):
-        return visitor
-    dashboard = _dashboard(request)
-    entries = sorted(
-        dashboard.app.registry,
-        key=lambda entry: (entry.namespace, entry.name, version_key(entry.version)),
-    )
-    grouped: dict[tuple[str, str], list[Definition]] = {}
-    for entry in entries:
-        grouped.setdefault((entry.namespace, entry.name), []).append(
-            _definition(entry.namespace, entry.name, entry.workflow)
-        )
-    for versions in grouped.values():
-        versions.reverse()  # newest first
-    return dashboard.templates.page(request, "definitions.html", visitor=visitor, grouped=grouped)
-
-
-def _definition(namespace: str, name: str, workflow: Workflow) -> Definition:
-    steps = tuple(
-        DefinedStep(
-            name=spec.name,
-            kind=_kind(spec.waits, spec.control, spec.runs_child),
-            depends_on=spec.depends_on,
-            retries=spec.retries.max_retries,
-            timeout_seconds=spec.timeout_seconds,
-            undo=spec.has_compensation,
-        )
-        for spec in workflow.steps
-    )
-    graph = lay_out(
-        [(spec.name, spec.depends_on) for spec in workflow.steps],
-        details={step.name: step.kind for step in steps},
-    )
-    anchor = definition_anchor(namespace, name, workflow.version)
-    return Definition(
-        namespace, name, workflow.version, workflow.name, workflow.description, steps, graph, anchor
-    )
-
-
-def definition_anchor(namespace: str, name: str, version: str) -> str:
-    """The id of a workflow version's entry on the definitions page (``/definitions#<anchor>``)."""
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in f"wf-{namespace}-{name}-{version}")
-
-
-def _kind(waits: object, control: object, runs_child: bool) -> str:
-    if runs_child:
-        return "child run"
-    if waits is not None:
-        return {"Sleep": "sleep", "SignalWait": "signal wait"}.get(type(waits).__name__, "wait")
-    if control is not None:
-        return "route"
-    return "task"
-
-
-def analytics_page(request: Request) -> Response:
-    """``GET /analytics``: the performance and bottleneck figures of a chosen window, as charts and tables."""
-    visitor = signed_in(request)
-    if isinstance(visitor, Response):
-        return visitor
-    dashboard = _dashboard(request)
-    app = dashboard.app
-    window = request.query_params.get("window") or DEFAULT_WINDOW
-    workflow = request.query_params.get("workflow") or None
-    names = sorted({found.name for found in app.workflows()})
-    context: dict[str, Any] = {
-        "windows": list(WINDOWS),
-        "window": window,
-        "workflow": workflow,
-        "workflow_names": names,
-        "performance": None,
-        "bottlenecks": None,
-        "charts": (),
-        "error": None,
-    }
-    if window not in WINDOWS:
-        context["error"] = f"{window!r} is not a window; choose one of {', '.join(WINDOWS)}"
-        return dashboard.templates.page(
-            request, "analytics.html", visitor=visitor, status_code=400, **context
-        )
-    try:
-        performance = app.performance(since=WINDOWS[window], workflow=workflow)
-        bottlenecks = app.bottlenecks(since=WINDOWS[window], workflow=workflow)
-    except ConveyorError as exc:
-        context["error"] = str(exc)
-        return dashboard.templates.page(
-            request, "analytics.html", visitor=visitor, status_code=400, **context
-        )
-    context.update(performance=performance, bottlenecks=bottlenecks, charts=_charts(performance, bottlenecks))
-    return dashboard.templates.page(request, "analytics.html", visitor=visitor, **context)
-
-
-BOTTLENECK_CHART_STEPS = 15
-"""How many of the worst steps the bottleneck chart draws (the table lists them all)."""
-
-
-def _charts(performance: Performance, bottlenecks: Bottlenecks) -> tuple[BarChart, ...]:
-    workflows = performance.workflows
-    finished = bar_chart(
-        "Runs finished, by how they ended",
-        [
-            (
-                found.workflow,
-                [
-                    Part(
-                        found.by_state.get(state, 0),
-                        f"state-{state}",
-                        f"{found.by_state.get(state, 0)} {state}",
-                    )
-                    for state in _FINAL_STATES
-                ],
-                f"{found.finished} run{'' if found.finished == 1 else 's'}",
-            )
-            for found in workflows
-        ],
-    )
-    durations = bar_chart(
-        "Run duration, 95th percentile",
-        [
-            (
-                found.workflow,
-                [Part(found.duration_p95_seconds, "duration", f"p95 {seconds(found.duration_p95_seconds)}")],
-                seconds(found.duration_p95_seconds),
-            )
-            for found in workflows
-        ],
-    )
-    health = bar_chart(
-        "Health score (out of 100)",
-        [
-            (
-                found.workflow,
-                [
-                    Part(
-                        found.health_score,
-                        _health_class(found.health_score),
-                        f"{found.health_score:.0f} / 100",
-                    )
-                ],
-                f"{found.health_score:.0f}",
-            )
-            for found in workflows
-        ],
-        maximum=100.0,
-    )
-    slowest = bar_chart(
-        "Where the time goes: each step's executions together",
-        [
-            (
-                f"{step.workflow} · {step.step}",
-                [
-                    Part(
-                        step.total_seconds,
-                        "wait" if step.waits else "work",
-                        f"{seconds(step.total_seconds)} over {step.executions} executions, "
-                        f"retry rate {percent(step.retry_rate)}",
-                    )
-                ],
-                seconds(step.total_seconds),
-            )
-            for step in bottlenecks.steps[:BOTTLENECK_CHART_STEPS]
-        ],
-    )
-    return tuple(chart for chart in (finished, durations, health, slowest) if chart.bars)
-
-
-def _health_class(score: float) -> str:
-    return "health-good" if score >= 90 else "health-fair" if score >= 70 else "health-poor"
