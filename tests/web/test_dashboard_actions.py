@@ -14,6 +14,7 @@ from conveyor import Conveyor, RunState
 from conveyor.web.dashboard import dashboard_app
 from dashboard_support import (
     ADMIN_TOKEN,
+    READ_TOKEN,
     Gateway,
     csrf_token,
     dashboard_tokens,
@@ -164,3 +165,62 @@ def test_a_script_with_an_admin_bearer_token_acts_without_a_session(scene: Scene
     )
     assert response.status_code == 303
     assert scene.app.status("approval-1").state is RunState.CANCELLED
+
+
+def start_form(scene: Scene, **fields: str) -> dict[str, str]:
+    """The definitions page's start form for ``checkout`` v1, with ``fields`` filled in."""
+    page = scene.client.get("/definitions")
+    return {
+        "csrf_token": csrf_token(page.text),
+        "namespace": "default",
+        "name": "checkout",
+        "version": "1",
+    } | (fields)
+
+
+def test_start_records_a_run_for_a_worker_and_opens_its_page(scene: Scene) -> None:
+    """The start form records a run with the input, run id and correlation id given, and opens its page;
+    a worker then runs it."""
+    scene.gateway.broken = False
+    form = start_form(scene, input='{"id": 5}', workflow_id="order-5", correlation_id="basket-9")
+    response = scene.client.post("/start", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/runs/order-5?done=start"
+    status = scene.app.status("order-5")
+    assert status.state is RunState.PENDING
+    assert status.correlation_id == "basket-9"
+    assert "Run recorded" in scene.client.get(response.headers["location"]).text
+    drive_until_idle(scene.app)
+    assert scene.app.status("order-5").output() == "order 5 confirmed"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"input": "{id: 5}"}, "the input is not JSON"),
+        ({"input": "{}", "name": "no_such_flow"}, "no_such_flow"),
+        ({"input": "{}", "workflow_id": "approval-1"}, "approval-1"),
+    ],
+)
+def test_a_start_that_cannot_be_done_is_refused_and_records_nothing(
+    scene: Scene, fields: dict[str, str], says: str
+) -> None:
+    """Input that is not JSON, a workflow that is not registered, or the id of another workflow's run: a
+    400 on the definitions page that says why, and no run recorded."""
+    before = [run.workflow_id for run in scene.app.runs()]
+    response = scene.client.post("/start", data=start_form(scene, **fields))
+    assert response.status_code == 400
+    assert says in html_text.unescape(response.text)
+    assert "<h1>Definitions</h1>" in response.text
+    assert [run.workflow_id for run in scene.app.runs()] == before
+
+
+def test_a_read_token_cannot_start_a_run(scene: Scene) -> None:
+    """A read token's definitions page has no start form, and a start it posts is 403."""
+    client = TestClient(scene.client.app)
+    sign_in(client, READ_TOKEN)
+    page = client.get("/definitions")
+    assert "Start a run" not in page.text
+    form = {"csrf_token": csrf_token(page.text), "name": "checkout", "input": "{}"}
+    assert client.post("/start", data=form).status_code == 403
+    assert len(scene.app.runs()) == 2

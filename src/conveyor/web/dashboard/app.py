@@ -61,6 +61,7 @@ def dashboard_app(
         Route("/runs/{workflow_id:path}", pages.run_page, methods=["GET"], name="run"),
         Route("/runs/{workflow_id:path}", actions.act_on_run, methods=["POST"], name="act_on_run"),
         Route("/definitions", definitions.definitions_page, methods=["GET"], name="definitions"),
+        Route("/start", actions.start_run, methods=["POST"], name="start_run"),
         Route("/analytics", figures.analytics_page, methods=["GET"], name="analytics"),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]

@@ -11,6 +11,7 @@ from conveyor.definition.registry import version_key
 from conveyor.definition.workflow import Workflow
 from conveyor.web.dashboard.access import dashboard_of, signed_in
 from conveyor.web.dashboard.graph import StepGraph, lay_out
+from conveyor.web.dashboard.sessions import Visitor
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,18 @@ class Definition:
 
 
 def definitions_page(request: Request) -> Response:
-    """``GET /definitions``: every registered workflow, each version with its steps and step graph."""
+    """``GET /definitions``: every registered workflow, each version with its steps and step graph (and,
+    for an admin, a form to start a run of it)."""
     visitor = signed_in(request)
     if isinstance(visitor, Response):
         return visitor
+    return render_definitions(request, visitor)
+
+
+def render_definitions(
+    request: Request, visitor: Visitor, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    """The definitions page (with ``error`` said at its top, when a start was refused)."""
     dashboard = dashboard_of(request)
     entries = sorted(
         dashboard.app.registry,
@@ -56,7 +65,9 @@ def definitions_page(request: Request) -> Response:
         )
     for versions in grouped.values():
         versions.reverse()  # newest first
-    return dashboard.templates.page(request, "definitions.html", visitor=visitor, grouped=grouped)
+    return dashboard.templates.page(
+        request, "definitions.html", visitor=visitor, status_code=status_code, grouped=grouped, error=error
+    )
 
 
 def _definition(namespace: str, name: str, workflow: Workflow) -> Definition:

@@ -44,6 +44,7 @@ DONE_MESSAGES = {
     "pause": "Pause recorded: the running step finishes, then no new step starts until it is unpaused.",
     "unpause": "Unpaused: a worker goes on with the run where it stopped.",
     "signal": "Signal sent: the run's waiting step takes it.",
+    "start": "Run recorded: a worker starts it.",
 }
 """What the page says after each action (a fixed text per action: nothing from the request is echoed)."""
 
