@@ -53,8 +53,8 @@ def open_site(backend: str, serve: Any) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory, serve: Any) -> Iterator[Site]:
-    """The served dashboard over a SQLite file."""
+def site(tmp_path_factory: pytest.TempPathFactory, serve: Any, browser: Any) -> Iterator[Site]:
+    """The served dashboard over a SQLite file (after the browser: without one, nothing is set up)."""
     yield from open_site(f"sqlite:///{tmp_path_factory.mktemp('browser') / 'runs.db'}", serve)
 
 
@@ -218,7 +218,7 @@ def test_the_open_runs_list_shows_a_new_run_by_itself(site: Site, page: Any) -> 
 
 
 @pytest.fixture
-def postgres_site(postgres_database: Any, serve: Any) -> Iterator[Site]:
+def postgres_site(browser: Any, postgres_database: Any, serve: Any) -> Iterator[Site]:
     """The served dashboard over a PostgreSQL database of its own."""
     yield from open_site(postgres_database.url, serve)
 
