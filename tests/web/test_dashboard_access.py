@@ -167,6 +167,16 @@ def test_an_action_without_the_sessions_csrf_token_is_refused(
     assert app.status("approval-1").state is RunState.RUNNING
 
 
+def test_a_path_the_dashboard_does_not_have_is_its_not_found_page(client: TestClient) -> None:
+    """An unknown path is a 404 page, which says nothing of runs to a visitor not signed in."""
+    response = client.get("/no/such/page")
+    assert response.status_code == 404
+    assert "no such page" in response.text
+    assert 'href="/login"' in response.text
+    sign_in(client)
+    assert 'href="/runs"' in client.get("/no/such/page").text
+
+
 def test_a_form_over_the_size_limit_is_refused_before_it_is_read(client: TestClient) -> None:
     """A form body over the limit is 413."""
     sign_in(client)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -20,6 +22,15 @@ from conveyor.web.tokens import ApiTokens
 DEFAULT_REFRESH_SECONDS = 3.0
 """How often an open runs list, or the page of a run that has not ended, reloads its live parts."""
 _STATIC = Path(__file__).parent / "static"
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """A path the dashboard does not have: the not-found page (with the menu for a signed-in visitor)."""
+    dashboard: Dashboard = request.app.state.dashboard
+    visitor = access.caller_of(request, dashboard.sessions).visitor
+    return dashboard.templates.page(
+        request, "missing.html", visitor=visitor, status_code=404, what="The dashboard has no such page."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +76,10 @@ def dashboard_app(
         Route("/analytics", figures.analytics_page, methods=["GET"], name="analytics"),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
-    web = Starlette(routes=routes, middleware=[Middleware(SecurityHeaders)])
+    web = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={404: _not_found},
+    )
     web.state.dashboard = dashboard
     return web
