@@ -42,9 +42,10 @@ METHOD = """\
   1,000,000 finished runs of three workflows spread over 30 days (bulk-loaded once with `generate_series`,
   `VACUUM ANALYZE`d, kept in `conveyor_bench_analytics` for the next run), over the last hour, day (the
   default window), week and 30 days; p50 and p95 of 20 calls after 3 warm-up calls (the first of which,
-  writing the hourly rollups of schema 16 over a window of whole hours, is timed alone: `first_call_ms`).
-  Target: p95 under 200 ms for the hour and the day. *Finishing a run*: the checkpoint that ends a four-step run, timed one
-  by one in alternating rounds with the trigger that records finished runs and without it (a step's
+  writing the rollups of schema 16 over a window of whole hours, is timed alone: `first_call_ms`).
+  Target: p95 under 200 ms for the hour and the day. *Finishing a run*: the checkpoint that ends a
+  four-step run, timed one by one in alternating rounds with the trigger that records finished runs and
+  without it (a step's
   checkpoint beside it), `benchmarks/engines/conveyor_analytics.py`.
 - **Server** (conveyor only): `conveyor serve`'s app (`create_server`, uvicorn on loopback, in the
   measuring process) over the same 1,000,000 runs, asked by one kept-alive `httpx` client with an admin

@@ -222,7 +222,8 @@ def cells(quick: bool, engines: set[str], groups: set[str], postgres: bool) -> l
               "bottlenecks", "dashboard-runs", "dashboard-run")  # fmt: skip
     for route in routes:
         params = {"route": route, "runs": runs, "samples": q(30, 10)}
-        add(Cell("api", route, "postgres", "conveyor", "api", params, target=("max_p95", 100.0), timeout=1800.0))
+        target = ("max_p95", 100.0)
+        add(Cell("api", route, "postgres", "conveyor", "api", params, target=target, timeout=1800.0))
     return planned
 
 

@@ -98,14 +98,15 @@ def _path(route: str, client: Any, ended: float) -> str:
 
 
 def api(route: str, runs: int = 1_000_000, samples: int = 30) -> dict[str, Any]:
-    """Time ``samples`` requests of ``route`` (see :func:`_path`) to the server over ``runs`` finished runs."""
+    """Time ``samples`` requests of ``route`` (see :func:`_path`) to the server over ``runs`` runs."""
     import httpx
 
     url, ended, load_seconds = load(runs)
     seconds = []
-    with _serving(url) as base, httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-    ) as client:
+    with (
+        _serving(url) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client,
+    ):
         path = _path(route, client, ended)
         for _ in range(3):
             client.get(path).raise_for_status()

@@ -7,6 +7,7 @@ conveyor status order-1001 --backend sqlite:///conveyor.db
 conveyor runs list --workflow checkout --state failed --limit 20
 conveyor retry order-1001 --app myapp.workflows:app --from-step charge --reason "gateway fixed"
 conveyor prune --older-than 30d --backend postgresql://localhost/app
+conveyor serve --app myapp.workflows:app --port 8000 --worker 4
 
 Every command takes ``--app`` (the :class:`~conveyor.Conveyor` runtime, by import path) and ``--backend``
 (a URL; the app's own backend, else ``$CONVEYOR_BACKEND``, else ``sqlite:///conveyor.db``).
@@ -127,6 +128,12 @@ def _worker(arguments: argparse.Namespace, app: Conveyor) -> int:
         if served is not None:
             served.close()
     return 0
+
+
+def _serve(arguments: argparse.Namespace, app: Conveyor) -> int:
+    from conveyor.web.serve import serve  # only now: the web extra is optional
+
+    return serve(app, host=arguments.host, port=arguments.port, worker_slots=arguments.worker)
 
 
 def _migrate(arguments: argparse.Namespace, app: Conveyor) -> int:
@@ -356,6 +363,20 @@ def parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--log-events", action="store_true", help="log one line per event")
     worker.set_defaults(run=_worker)
+
+    serve = command(
+        "serve", "serve the REST API and the dashboard (needs $CONVEYOR_ADMIN_TOKENS)", needs_app=True
+    )
+    serve.add_argument("--host", type=text, default="127.0.0.1", help="the address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=whole_number(1, 65535), default=8000, help="the port (8000)")
+    serve.add_argument(
+        "--worker",
+        type=whole_number(0, MAX_WORKERS_PER_PROCESS),
+        default=0,
+        metavar="N",
+        help="also run a worker with N slots in this process, to drive started and retried runs (0: off)",
+    )
+    serve.set_defaults(run=_serve)
 
     start = command("start", "start a workflow by name", needs_app=True)
     start.add_argument("name", type=text, help="the workflow's name")

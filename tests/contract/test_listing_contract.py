@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
@@ -108,6 +109,41 @@ def test_runs_of_one_workflow_or_in_some_states(app: Conveyor, clock: FakeClock)
     assert len(app.runs("a-workflow-nobody-registered")) == 0
 
 
+def test_runs_of_one_version_one_correlation_id_or_recorded_in_a_time_range(
+    app: Conveyor, clock: FakeClock
+) -> None:
+    """``version``, ``correlation_id`` and ``created_after`` / ``created_before`` each narrow the list."""
+    double_v2 = conveyor.Flow("double", version="2").then(double).build()
+    app.register(double_v2)
+    record(app, clock, 3)  # r00..r02 at T0, T0 + 1, T0 + 2
+    app.run(double_v2, 5, workflow_id="v2", correlation_id="order-7")  # at T0 + 3
+    clock.advance(1.0)
+    app.run(DOUBLE, 6, workflow_id="v1-order-7", version="1", correlation_id="order-7")  # at T0 + 4
+    assert [s.workflow_id for s in app.runs("double", version="2")] == ["v2"]
+    assert [s.workflow_id for s in app.runs(version="1")] == ["v1-order-7", "r02", "r01", "r00"]
+    assert [s.workflow_id for s in app.runs(correlation_id="order-7")] == ["v1-order-7", "v2"]
+    assert [s.workflow_id for s in app.runs(correlation_id="order-7", version="1")] == ["v1-order-7"]
+    assert len(app.runs(correlation_id="nobody's")) == 0
+    ranged = app.runs(created_after=T0 + 1, created_before=T0 + 3)
+    assert [s.workflow_id for s in ranged] == ["r02", "r01"]  # after is inclusive, before exclusive
+    since = dt.datetime.fromtimestamp(T0 + 3, dt.UTC)
+    assert [s.workflow_id for s in app.runs(created_after=since)] == ["v1-order-7", "v2"]
+    paged = app.runs(created_before=T0 + 3, limit=2)
+    rest = app.runs(created_before=T0 + 3, limit=2, page=paged.next_page)
+    assert [s.workflow_id for s in (*paged, *rest)] == ["r02", "r01", "r00"]
+
+
+def test_sqlite_lists_one_correlation_id_from_its_index(tmp_path: Path) -> None:
+    """Runs of one correlation id are found by an index, newest first, without sorting."""
+    path = tmp_path / "plan.db"
+    SqliteBackend(path).close()
+    statement, params = RunQuery(correlation_id="order-7", limit=50).sql("?")
+    with sqlite3.connect(path) as connection:
+        plan = " ".join(row[-1] for row in connection.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+    assert "USING INDEX conveyor_runs_by_correlation_id" in plan
+    assert "TEMP B-TREE" not in plan
+
+
 def test_the_backend_returns_one_run_more_than_asked_to_say_another_page_follows(
     backend: Backend, app: Conveyor, clock: FakeClock
 ) -> None:
@@ -129,6 +165,9 @@ def test_the_backend_returns_one_run_more_than_asked_to_say_another_page_follows
         ({"state": "finished"}, "'finished' is not a run state; the states are pending, running"),
         ({"page": "not-a-token"}, "'not-a-token' is not a page token given by runs()"),
         ({"page": "WzEsMl0"}, "is not a page token"),  # [1,2]: a list, but not a time and an id
+        ({"created_after": dt.datetime(2026, 1, 1)}, "created_after must be a timezone-aware datetime"),
+        ({"created_before": "yesterday"}, "created_before must be a timezone-aware datetime or epoch"),
+        ({"correlation_id": 7}, "correlation_id must be text, not 7"),
     ],
 )
 def test_a_bad_listing_argument_is_a_clear_error(app: Conveyor, options: dict, message: str) -> None:

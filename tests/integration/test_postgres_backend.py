@@ -230,6 +230,7 @@ def test_migrations_run_once_when_two_backends_migrate_a_fresh_database_at_once(
         (14, "finished_runs"),
         (15, "event_cursor_leases"),
         (16, "analytics_hours"),
+        (17, "runs_by_correlation_id"),
     ]
 
 

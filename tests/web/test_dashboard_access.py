@@ -317,3 +317,20 @@ def test_the_dashboard_works_mounted_below_a_prefix(app: Conveyor) -> None:
         assert client.get("/ops/runs?q=order-1", follow_redirects=False).headers["location"] == (
             "/ops/runs/order-1"
         )
+
+
+def test_the_server_serves_the_dashboard_at_its_root_beside_the_api(app: Conveyor) -> None:
+    """``create_server`` (what ``conveyor serve`` runs) holds this dashboard at ``/``: sign-in, pages and
+    headers as alone, and the API at ``/api`` answering its own bearer tokens."""
+    from conveyor.web import create_server
+
+    with TestClient(create_server(app, dashboard_tokens())) as client:
+        assert client.get("/runs", follow_redirects=False).headers["location"] == "/login?next=%2Fruns"
+        sign_in(client)
+        page = client.get("/runs/order-1")
+        assert page.status_code == 200
+        assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert 'href="/static/dashboard.css"' in page.text
+        api = client.get("/api/runs/order-1", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        assert api.status_code == 200
+        assert api.json()["state"] == "compensated"

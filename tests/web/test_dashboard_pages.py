@@ -101,7 +101,7 @@ def test_searching_a_correlation_id_lists_its_runs(any_app: Conveyor) -> None:
     client = client_of(any_app)
     page = client.get("/runs", params={"q": "basket-7"}).text
     assert run_ids(page) == ["approval-1", "order-1"]
-    assert "with correlation id <code>basket-7</code>" in page
+    assert "runs with that correlation id" in page
     assert run_ids(client.get("/runs", params={"q": "basket-7", "workflow": "checkout"}).text) == ["order-1"]
     assert run_ids(client.get("/runs", params={"q": "no-such-thing"}).text) == []
 

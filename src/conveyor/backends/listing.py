@@ -30,11 +30,18 @@ SUMMARY_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:
-    """Which runs to list: of one workflow name, in some states, older than a page's last run."""
+    """Which runs to list: of one workflow name (and version), in some states, recorded in a time range,
+    with one correlation id, older than a page's last run."""
 
     workflow_name: str | None = None
+    workflow_version: str | None = None
     states: tuple[RunState, ...] = ()
     """Runs in any of these states; all states when empty."""
+    correlation_id: str | None = None
+    created_after: float | None = None
+    """Only runs recorded at or after this time (epoch seconds)."""
+    created_before: float | None = None
+    """Only runs recorded before this time (epoch seconds)."""
     before: tuple[float, str] | None = None
     """(created_at, workflow_id) of the previous page's last run: only older runs are listed."""
     limit: int = 50
@@ -46,6 +53,18 @@ class RunQuery:
         if self.workflow_name is not None:
             clauses.append(f"workflow_name = {placeholder}")
             params.append(self.workflow_name)
+        if self.workflow_version is not None:
+            clauses.append(f"workflow_version = {placeholder}")
+            params.append(self.workflow_version)
+        if self.correlation_id is not None:
+            clauses.append(f"correlation_id = {placeholder}")
+            params.append(self.correlation_id)
+        if self.created_after is not None:
+            clauses.append(f"created_at >= {placeholder}")
+            params.append(self.created_after)
+        if self.created_before is not None:
+            clauses.append(f"created_at < {placeholder}")
+            params.append(self.created_before)
         if self.states:
             clauses.append(f"state IN ({', '.join([placeholder] * len(self.states))})")
             params.extend(state.value for state in self.states)
@@ -66,6 +85,14 @@ class RunQuery:
     def matches(self, summary: RunSummary) -> bool:
         """Whether ``summary`` belongs in this query's pages (for backends that filter in Python)."""
         if self.workflow_name is not None and summary.workflow_name != self.workflow_name:
+            return False
+        if self.workflow_version is not None and summary.workflow_version != self.workflow_version:
+            return False
+        if self.correlation_id is not None and summary.correlation_id != self.correlation_id:
+            return False
+        if self.created_after is not None and summary.created_at < self.created_after:
+            return False
+        if self.created_before is not None and summary.created_at >= self.created_before:
             return False
         if self.states and summary.state not in self.states:
             return False

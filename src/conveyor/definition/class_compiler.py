@@ -66,6 +66,7 @@ def compile_class(cls: type[WorkflowClass]) -> Workflow:
         compensation_retries=cls.compensation_retry_defaults,
         description=inspect.cleandoc(cls.__doc__ or ""),
         input_validator=None if schema is None else pydantic_input_validator(schema),
+        input_schema=schema,
         step_settings=_settings_hook(cls, where),
     )
 

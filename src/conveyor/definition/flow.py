@@ -68,6 +68,7 @@ class Flow:
             "retries": retries,
             "compensation_retries": compensation_retries,
             "input_validator": None if input_schema is None else pydantic_input_validator(input_schema),
+            "input_schema": input_schema,
             "step_settings": check_hook(step_settings, f"flow {self.name!r}"),
         }
         self._steps: tuple[StepDefinition, ...] = ()

@@ -528,6 +528,7 @@ def _compile(document: Any, source: str, handlers: Handlers | None) -> _Template
             version=str(version),
             description=text_field(top, "description", source) or "",
             input_validator=validator,
+            input_schema=schema,
             step_settings=step_settings,
         ),
     )

@@ -88,6 +88,9 @@ class Workflow:
     """Whether each step depends on exactly the one before it (the engine takes a shortcut then)."""
     input_validator: InputValidator | None = field(default=None, repr=False)
     """Checks (and may convert) the workflow input before a run is recorded; raises InvalidInputError."""
+    input_schema: Any = field(default=None, repr=False)
+    """What the input was declared to fit, as declared: a pydantic model (or any type pydantic validates),
+    or a template's JSON Schema (a dict); None when undeclared. Shown by the REST API's definitions."""
     definition_hash: str = ""
     """A stable hash of the graph (step names, order, dependencies, how each step takes its input, what a
     wait waits for, a route's branches, the output step), computed once when built. Each run stores it,
@@ -188,6 +191,7 @@ def build_workflow(
     description: str = "",
     input_validator: InputValidator | None = None,
     step_settings: StepSettingsHook | None = None,
+    input_schema: Any = None,
 ) -> Workflow:
     """Check ``steps`` form a valid graph and return the immutable :class:`Workflow`.
 
@@ -257,6 +261,7 @@ def build_workflow(
         by_name=MappingProxyType({step.name: step for step in built}),
         step_names=tuple(step.name for step in built),
         input_validator=input_validator,
+        input_schema=input_schema,
         definition_hash=definition_hash(built, output_step),
         step_settings=step_settings,
         child_step_names=tuple(step.name for step in built if step.runs_child),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import importlib
 import logging
 import os
@@ -644,16 +645,32 @@ class Conveyor(SubscriberMethods):
         workflow: Workflow | type | str | None = None,
         *,
         state: RunState | str | Iterable[RunState | str] | None = None,
+        version: str | None = None,
+        correlation_id: str | None = None,
+        created_after: dt.datetime | float | None = None,
+        created_before: dt.datetime | float | None = None,
         limit: int = 50,
         page: str | None = None,
     ) -> RunPage:
         """The runs recorded, newest first, ``limit`` at a time (at most 1,000).
 
-        ``workflow`` keeps the runs of one workflow (a workflow, a class, or a name); ``state`` those in
-        one state or any of several. ``page`` is the ``next_page`` token of the page before, for the next
-        one; a run recorded meanwhile never makes another appear twice.
+        ``workflow`` keeps the runs of one workflow (a workflow, a class, or a name), ``version`` those of
+        one of its versions; ``state`` those in one state or any of several; ``correlation_id`` those
+        started with it; ``created_after`` (inclusive) and ``created_before`` (exclusive) those recorded in
+        that range (timezone-aware datetimes or epoch seconds). ``page`` is the ``next_page`` token of the
+        page before, for the next one; a run recorded meanwhile never makes another appear twice.
         """
-        return list_runs(self, workflow, state, limit, page)
+        return list_runs(
+            self,
+            workflow,
+            state,
+            limit=limit,
+            page=page,
+            version=version,
+            correlation_id=correlation_id,
+            created_after=created_after,
+            created_before=created_before,
+        )
 
     # -- observing ---------------------------------------------------------------------------------
 

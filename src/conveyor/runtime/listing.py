@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,13 +22,22 @@ def list_runs(
     app: Conveyor,
     workflow: Workflow | type | str | None,
     state: RunState | str | Iterable[RunState | str] | None,
+    *,
     limit: int,
     page: str | None,
+    version: str | None = None,
+    correlation_id: str | None = None,
+    created_after: dt.datetime | float | None = None,
+    created_before: dt.datetime | float | None = None,
 ) -> RunPage:
     """The runs recorded, newest first: see :meth:`conveyor.Conveyor.runs`."""
     query = RunQuery(
         workflow_name=None if workflow is None else _workflow_name(app, workflow),
+        workflow_version=_text(version, "version"),
         states=_states(state),
+        correlation_id=_text(correlation_id, "correlation_id"),
+        created_after=_moment(created_after, "created_after"),
+        created_before=_moment(created_before, "created_before"),
         before=None if page is None else read_page_token(page),
         limit=check_limit(limit),
     )
@@ -34,6 +45,30 @@ def list_runs(
     if len(found) <= query.limit:
         return RunPage(tuple(found))
     return RunPage(tuple(found[: query.limit]), page_token(found[query.limit - 1]))
+
+
+def _text(value: object, argument: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidArgumentError(f"{argument} must be text, not {value!r}", argument=argument)
+
+
+def _moment(value: object, argument: str) -> float | None:
+    """Epoch seconds of a timezone-aware datetime or of epoch seconds; None for None."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise InvalidArgumentError(
+                f"{argument} must be a timezone-aware datetime (such as datetime.now(UTC)), not {value!r}",
+                argument=argument,
+            )
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise InvalidArgumentError(
+        f"{argument} must be a timezone-aware datetime or epoch seconds, not {value!r}", argument=argument
+    )
 
 
 def _workflow_name(app: Conveyor, workflow: Workflow | type | str) -> str:

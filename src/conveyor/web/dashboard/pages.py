@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from conveyor.core.records import RunSummary
 from conveyor.core.states import RunState
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
@@ -32,8 +31,6 @@ PAGE_SIZE = 50
 """Runs on one page of the list."""
 HISTORY_LIMIT = 5000
 """The most events a run's page reads (a run with more says so)."""
-CORRELATION_SEARCH_RUNS = 5000
-"""How many of the newest runs (of the filters chosen) a search by correlation id looks through."""
 RETRYABLE_STATES = frozenset(
     {RunState.FAILED, RunState.COMPENSATED, RunState.COMPENSATION_FAILED, RunState.DEAD_LETTERED}
 )
@@ -57,7 +54,7 @@ def home(request: Request) -> Response:
 
 def runs_page(request: Request) -> Response:
     """``GET /runs``: the runs, newest first, filtered by workflow and state, a page at a time; ``q`` finds a
-    run by its id (its page opens) or the runs of a correlation id."""
+    run by its id (its page opens), else lists the runs of that correlation id (with the filters)."""
     visitor = signed_in(request)
     if isinstance(visitor, Response):
         return visitor
@@ -79,21 +76,17 @@ def runs_page(request: Request) -> Response:
         "states": [member.value for member in RunState],
         "runs": (),
         "next_page": None,
-        "searched": None,
         "error": None,
         "live": not page and not search,
     }
     try:
-        if search:
+        if search and not page:
             found = _run_by_id(dashboard, search)
             if found is not None:
                 root = str(request.scope.get("root_path", "")).rstrip("/")
                 return RedirectResponse(root + run_path(found), status_code=303)
-            runs, searched = _runs_of_correlation(dashboard, search, workflow, state)
-            context.update(runs=runs, searched=searched)
-        else:
-            listing = app.runs(workflow, state=state, limit=PAGE_SIZE, page=page)
-            context.update(runs=listing.runs, next_page=listing.next_page)
+        listing = app.runs(workflow, state=state, correlation_id=search or None, limit=PAGE_SIZE, page=page)
+        context.update(runs=listing.runs, next_page=listing.next_page)
     except InvalidArgumentError as exc:
         context["error"] = str(exc)
         return dashboard.templates.page(request, "runs.html", visitor=visitor, status_code=400, **context)
@@ -105,24 +98,6 @@ def _run_by_id(dashboard: Dashboard, text: str) -> str | None:
         return dashboard.app.status(text).workflow_id
     except (RunNotFoundError, InvalidArgumentError):
         return None
-
-
-def _runs_of_correlation(
-    dashboard: Dashboard, correlation_id: str, workflow: str | None, state: str | None
-) -> tuple[list[RunSummary], int]:
-    """The runs of ``correlation_id`` among the newest :data:`CORRELATION_SEARCH_RUNS` (of the filters),
-    and how many were looked through."""
-    found: list[RunSummary] = []
-    looked = 0
-    page: str | None = None
-    while looked < CORRELATION_SEARCH_RUNS:
-        listing = dashboard.app.runs(workflow, state=state, limit=1000, page=page)
-        looked += len(listing.runs)
-        found.extend(run for run in listing.runs if run.correlation_id == correlation_id)
-        page = listing.next_page
-        if page is None:
-            break
-    return found, looked
 
 
 @dataclass(frozen=True, slots=True)
