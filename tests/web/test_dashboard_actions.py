@@ -89,9 +89,13 @@ def test_retry_from_a_named_step_runs_it_and_what_follows_again(scene: Scene) ->
 
 
 def test_cancel_stops_a_waiting_run(scene: Scene) -> None:
-    """Cancelling a run that waits for a signal ends it cancelled, with the reason given."""
+    """Cancelling a run that waits for a signal stores the request and undoes nothing in the request; a
+    worker then ends it cancelled, with the reason given."""
     response = scene.act("approval-1", "cancel", reason="customer changed their mind")
     assert response.status_code == 303
+    assert scene.app.status("approval-1").state is RunState.RUNNING  # left to a worker
+    assert "run.cancel_requested" in scene.client.get("/runs/approval-1").text
+    drive_until_idle(scene.app)
     status = scene.app.status("approval-1")
     assert status.state is RunState.CANCELLED
     assert status.cancel_reason == "customer changed their mind"
@@ -164,6 +168,7 @@ def test_a_script_with_an_admin_bearer_token_acts_without_a_session(scene: Scene
         follow_redirects=False,
     )
     assert response.status_code == 303
+    drive_until_idle(scene.app)
     assert scene.app.status("approval-1").state is RunState.CANCELLED
 
 

@@ -2,9 +2,10 @@
 page, each a POST of a form.
 
 An action needs an admin token (a read token gets 403) and, from a signed-in browser, the session's CSRF
-token. It calls the runtime object and returns at once: a retry only prepares the run again and leaves it
-for a worker, so no request ever drives a run. Then the browser is sent back to the run's page (303), which
-says what was done; a refusal (the run has ended, say) is shown on the page with the runtime's reason.
+token. It calls the runtime object and returns at once: a retry only prepares the run again, and a cancel
+only stores the request, leaving the run (and its undos) to a worker, so no request ever drives a run.
+Then the browser is sent back to the run's page (303), which says what was done; a refusal (the run has
+ended, say) is shown on the page with the runtime's reason.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def _perform(dashboard: Dashboard, workflow_id: str, action: str, form: dict[str
             workflow_id, from_step=form.get("from_step") or None, by=OPERATOR, reason=reason, wait=False
         )
     elif action == "cancel":
-        app.cancel(workflow_id, reason or "cancelled from the dashboard", by=OPERATOR)
+        app.cancel(workflow_id, reason or "cancelled from the dashboard", by=OPERATOR, wait=False)
     elif action == "pause":
         app.pause(workflow_id, by=OPERATOR, reason=reason)
     elif action == "unpause":

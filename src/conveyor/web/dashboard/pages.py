@@ -37,7 +37,7 @@ RETRYABLE_STATES = frozenset(
 _OPEN_STATES = frozenset({RunState.PENDING, RunState.RUNNING})
 DONE_MESSAGES = {
     "retry": "Retry recorded: a worker will run the run again from its failed step.",
-    "cancel": "Cancel recorded: no new step starts, and the completed steps are being undone.",
+    "cancel": "Cancel recorded: no new step starts, and a worker undoes the completed steps.",
     "pause": "Pause recorded: the running step finishes, then no new step starts until it is unpaused.",
     "unpause": "Unpaused: a worker goes on with the run where it stopped.",
     "signal": "Signal sent: the run's waiting step takes it.",
