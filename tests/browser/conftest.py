@@ -40,9 +40,10 @@ def chromium_path() -> str:
     return shutil.which("chromium") or DEFAULT_CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium for the session."""
+    """A headless Chromium for a module's tests. Not for the session: Playwright's sync API runs an event
+    loop on this thread while it is open, and the tests after it that call ``asyncio.run`` would fail."""
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:

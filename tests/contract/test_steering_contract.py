@@ -257,12 +257,13 @@ def test_pausing_a_sleeping_run_keeps_it_unclaimed_until_resumed(backend: Backen
     def ship(order: dict[str, Any]) -> str:
         return "shipped"
 
-    flow = Flow("short-nap").delay("nap", 0.01).then(ship).build()
+    # The nap is long enough to be still ahead at the first turn on a loaded machine (0.01 s was not).
+    flow = Flow("short-nap").delay("nap", 0.4).then(ship).build()
     app = Conveyor(backend, workflows=[flow])
     app.start("short-nap", {}, workflow_id="z-2")
     assert isinstance(turn(app, flow), WaitUntil)
     app.pause("z-2")
-    time.sleep(0.05)  # past the sleep: only the pause keeps it from being claimed
+    time.sleep(0.5)  # past the sleep: only the pause keeps it from being claimed
     assert turn(app, flow) is None
     assert app.status("z-2").is_paused()
     assert app.status("z-2").step("ship").state is StepState.PENDING
