@@ -33,6 +33,7 @@ from conveyor.backends.history import (
 )
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
+from conveyor.backends.read_only import SqliteReader, refused_write
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_COLUMNS,
@@ -290,7 +291,11 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class SqliteBackend(HistoryHooks, ClosesOnExit):
-    """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use."""
+    """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use.
+
+    ``read_only=True`` opens an existing file to read (see :mod:`conveyor.backends.read_only`): nothing is
+    created or migrated, a missing file or schema is an error naming it, and every write is refused.
+    """
 
     def __init__(
         self,
@@ -298,14 +303,25 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_seconds: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise InvalidArgumentError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous
+        self.read_only = bool(read_only)
+        """Whether the file was opened only to read (every write is refused)."""
         self._lock = threading.Lock()
         self._work = threading.Condition()
         self._work_signals = 0
+        self._reader: SqliteReader | None = None
+        if self.read_only:
+            expected = [version for version, _ in _migrations()]
+            self._reader = SqliteReader(
+                self.path, timeout_seconds=busy_timeout_seconds, expected_versions=expected
+            )
+            self._connection = self._reader.connection
+            return
         try:
             self._connection = sqlite3.connect(
                 self.path,
@@ -339,6 +355,8 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
 
     @contextmanager
     def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Cursor]:
+        if self.read_only:
+            raise refused_write(f"the SQLite database at {self.path}", "write to it")
         with self._lock:
             connection = self._connection
             relaxed = not durable and self.synchronous == "FULL"
@@ -936,7 +954,11 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
     def close(self) -> None:
         """Close the database connection."""
         with self._lock:
-            self._connection.close()
+            if self._reader is not None:
+                self._reader.close()
+            else:
+                self._connection.close()
 
     def __repr__(self) -> str:
-        return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}>"
+        mode = " read-only" if self.read_only else ""
+        return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}{mode}>"
