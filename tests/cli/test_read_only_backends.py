@@ -153,15 +153,9 @@ def test_postgres_without_the_schema_says_run_migrate_and_creates_nothing(
     empty_postgres_database: PostgresDatabase,
 ) -> None:
     """An empty database read: 'no conveyor schema in ... (run `conveyor migrate`)'; no table appears."""
-    backend = open_backend(empty_postgres_database.url, read_only=True)
-    try:
-        with pytest.raises(
-            BackendError,
-            match=r"no conveyor schema in PostgreSQL at .*/conveyor_test_\w+ \(run `conveyor migrate`\)",
-        ):
-            backend.load_run("x")
-    finally:
-        backend.close()
+    refused = r"no conveyor schema in PostgreSQL at .*/conveyor_test_\w+ \(run `conveyor migrate`\)"
+    with pytest.raises(BackendError, match=refused):
+        open_backend(empty_postgres_database.url, read_only=True)
     assert tables_and_versions(empty_postgres_database.url) == (set(), [])
 
 

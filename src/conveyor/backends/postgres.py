@@ -181,6 +181,8 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         self._ready = False
         self._ready_lock = threading.Lock()
         self._closed = False
+        if self.read_only:  # as a SQLite file is: a missing schema is found when it is opened
+            self._ensure_ready()
 
     # -- connections ----------------------------------------------------------------------------------
 

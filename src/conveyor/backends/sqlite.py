@@ -315,6 +315,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         self._work = threading.Condition()
         self._work_signals = 0
         self._reader: SqliteReader | None = None
+        self._applied_on_open: list[int] = []
         if self.read_only:
             expected = [version for version, _ in _migrations()]
             self._reader = SqliteReader(
@@ -334,7 +335,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._applied_on_open = self._migrate()
         except (sqlite3.Error, BackendError) as exc:  # a file that is not a database says so here
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self._connection.close()
@@ -342,16 +343,28 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 raise
             raise BackendError(f"cannot open the SQLite database at {self.path}: {exc}") from exc
 
-    def _migrate(self) -> None:
+    def migrate(self) -> list[int]:
+        """Bring the file's schema up to date; return the versions applied since the backend was opened.
+
+        Opening the file applies what it lacks, so the first call returns those (often none), and later
+        calls what they applied. A read-only backend refuses (``conveyor migrate`` opens it to write).
+        """
+        applied, self._applied_on_open = [*self._applied_on_open, *self._migrate()], []
+        return applied
+
+    def _migrate(self) -> list[int]:
+        applied: list[int] = []
         with self._transaction() as cursor:
             cursor.execute("CREATE TABLE IF NOT EXISTS conveyor_migrations (version INTEGER PRIMARY KEY)")
-            applied = {row[0] for row in cursor.execute("SELECT version FROM conveyor_migrations")}
+            done = {row[0] for row in cursor.execute("SELECT version FROM conveyor_migrations")}
             for version, script in _migrations():
-                if version in applied:
+                if version in done:
                     continue
                 for statement in _statements(script):
                     cursor.execute(statement)
                 cursor.execute("INSERT INTO conveyor_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+        return applied
 
     @contextmanager
     def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Cursor]:

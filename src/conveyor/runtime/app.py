@@ -608,10 +608,10 @@ class Conveyor(SubscriberMethods):
         operator.log_request(self, workflow_id, "pause", by, reason)
         return steering.pause(self, workflow_id)
 
-    def unpause(self, workflow_id: str, *, by: str | None = None) -> WorkflowStatus:
+    def unpause(self, workflow_id: str, *, by: str | None = None, reason: str = "") -> WorkflowStatus:
         """Lift a pause: a worker claims the run at once and it goes on where it stopped (to drive it here
-        instead, :meth:`resume` it). RunFinishedError if it has ended. Logged with ``by``."""
-        operator.log_request(self, workflow_id, "unpause", by, "")
+        instead, :meth:`resume` it). RunFinishedError if it has ended. Logged with ``by`` and ``reason``."""
+        operator.log_request(self, workflow_id, "unpause", by, reason)
         return steering.resume(self, workflow_id)
 
     # -- reading ----------------------------------------------------------------------------------
