@@ -178,7 +178,9 @@ def parser() -> argparse.ArgumentParser:
             f"else ${BACKEND_VARIABLE}, else sqlite:///conveyor.db)",
         )
         added.add_argument(
-            "--json", action="store_true", help="print the result as one JSON document on stdout (see docs/cli.md)"
+            "--json",
+            action="store_true",
+            help="print the result as one JSON document on stdout (see docs/cli.md)",
         )
         added.set_defaults(needs_app=needs_app, reads=reads)
         return added
