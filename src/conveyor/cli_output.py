@@ -15,20 +15,19 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-from rich import box
-from rich.console import Console, RenderableType
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from conveyor.cli_arguments import one_line
 from conveyor.core.history import Event
 from conveyor.core.records import Failure, RunSummary
 from conveyor.engine.status import WorkflowStatus
 from conveyor.observe.analytics import Bottlenecks, Performance
+
+if TYPE_CHECKING:  # rich is imported when something is drawn: a worker starting up never pays for it
+    from rich.console import RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 PIPED_WIDTH = 200
 """How wide tables are when stdout is not a terminal (``$COLUMNS`` when set): wide enough that a line per
@@ -55,6 +54,8 @@ def as_json(value: Any) -> str:
 
 def plain(value: object, limit: int = LONGEST_CELL) -> Text:
     """``value`` as one line of plain text: never markup, control characters escaped, at most ``limit``."""
+    from rich.text import Text
+
     shown = one_line(value) if isinstance(value, str) else str(value)
     shown = "".join(character if character.isprintable() else repr(character)[1:-1] for character in shown)
     if len(shown) > limit:
@@ -110,6 +111,9 @@ def _json_text(value: Any) -> str:
 
 
 def _table(*columns: str) -> Table:
+    from rich import box
+    from rich.table import Table
+
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -121,6 +125,8 @@ class Output:
     notes on stderr."""
 
     def __init__(self, *, json: bool) -> None:
+        from rich.console import Console
+
         self.json = json
         piped = not sys.stdout.isatty()
         width = (_columns() or PIPED_WIDTH) if piped else None
@@ -154,6 +160,8 @@ class Output:
         if not sys.stderr.isatty():
             yield None
             return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=self.errors, transient=True) as progress:
             task = progress.add_task(plain(description).plain, total=None)
@@ -185,6 +193,8 @@ class Output:
 
 def run_table(status: WorkflowStatus) -> Table:
     """A run's own fields, one per line: id, workflow, state, correlation id, times, output or error."""
+    from rich.table import Table
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
