@@ -195,3 +195,31 @@ def test_a_password_in_a_backend_url_is_never_printed(
     assert done.returncode != 0
     assert "s3cret-pw" not in done.stdout + done.stderr
     assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.postgres
+def test_migrate_names_each_migration_on_a_terminal_as_it_applies_it(
+    empty_postgres_database: PostgresDatabase,
+) -> None:
+    """On an empty PostgreSQL database: a live line per migration on the terminal, then what was applied."""
+    from conveyor.backends.postgres_sql import migrations
+
+    code, out, terminal = on_a_terminal("migrate", "--backend", empty_postgres_database.url)
+    assert code == 0, terminal
+    count, newest = len(migrations()), migrations()[-1].version
+    shown = [f"{found.version:04d}_{found.name}, up to {newest:04d}" for found in migrations()]
+    assert any(line in terminal for line in shown), terminal  # the line is redrawn ten times a second
+    listed = ", ".join(str(migration.version) for migration in migrations())
+    assert out.strip().endswith(f"schema is up to date (applied {count} migrations: {listed})")
+    again = conveyor("migrate", "--json", "--backend", empty_postgres_database.url)
+    assert json.loads(again.stdout)["applied"] == []
+
+
+def test_migrate_of_a_new_sqlite_file_lists_every_version(tmp_path: Path) -> None:
+    """A new file: every version applied, listed in the JSON; the next migrate applies none."""
+    from conveyor.backends.sqlite import _migrations
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    first = json.loads(conveyor("migrate", "--json", "--backend", url).stdout)
+    assert first == {"backend": url, "applied": [version for version, _ in _migrations()]}
+    assert json.loads(conveyor("migrate", "--json", "--backend", url).stdout)["applied"] == []

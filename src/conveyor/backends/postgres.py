@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import select
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ from conveyor.backends.postgres_history import (
     position_after,
     stored_rows,
 )
-from conveyor.backends.postgres_sql import apply_migrations, batch_statement, migrations, queries
+from conveyor.backends.postgres_sql import Migration, apply_migrations, batch_statement, migrations, queries
 from conveyor.backends.read_only import check_versions, no_schema, refused_write
 from conveyor.backends.rows import (
     corrupt_run,
@@ -186,11 +186,12 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
 
     # -- connections ----------------------------------------------------------------------------------
 
-    def migrate(self) -> list[int]:
+    def migrate(self, *, on_migration: Callable[[Migration], None] | None = None) -> list[int]:
         """Bring the database's schema up to date; return the versions this call applied (often none).
 
         Runs by itself on first use. Safe when several processes start at once: each version is applied
         once, in one transaction holding an advisory lock, and recorded in ``conveyor_migrations``.
+        ``on_migration`` is called with each migration as it starts (``conveyor migrate`` shows it).
         """
         if self._closed:
             raise BackendError(f"{self._where}: the backend is closed")
@@ -198,7 +199,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             raise refused_write(self._where, "apply schema migrations")
         try:
             with self._connect() as connection:
-                return apply_migrations(connection)
+                return apply_migrations(connection, on_migration=on_migration)
         except psycopg.Error as exc:
             raise self._error("apply schema migrations", exc) from exc
 

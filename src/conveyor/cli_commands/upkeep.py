@@ -21,11 +21,25 @@ def _where(app: Conveyor) -> str:
 
 def migrate(arguments: argparse.Namespace, app: Conveyor) -> int:
     """``conveyor migrate``: apply the migrations the database lacks; say which."""
+    from conveyor.backends.postgres import PostgresBackend
+    from conveyor.backends.postgres_sql import Migration, migrations
+
     out = Output(json=arguments.json)
     where = _where(app)
-    migrate_backend = getattr(app.backend, "migrate", None)
-    with out.progress(f"migrating {where}"):
-        applied: list[int] = [] if migrate_backend is None else list(migrate_backend())
+    backend = app.backend
+    migrate_backend = getattr(backend, "migrate", None)
+    with out.progress(f"migrating {where}") as update:
+        if migrate_backend is None:
+            applied: list[int] = []
+        elif isinstance(backend, PostgresBackend) and update is not None:
+            newest = migrations()[-1].version
+
+            def starting(migration: Migration) -> None:
+                update(f"migrating {where}: {migration.version:04d}_{migration.name}, up to {newest:04d}")
+
+            applied = backend.migrate(on_migration=starting)
+        else:  # SQLite applied what the file lacked as it was opened
+            applied = list(migrate_backend())
     if out.json:
         out.data({"backend": where, "applied": applied})
     elif migrate_backend is None:
