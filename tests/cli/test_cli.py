@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from conftest import Cli
+from cli_support import Cli
 
 
 def lines_of(table: str) -> list[list[str]]:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_support import HERE, Cli
 
-from conftest import HERE, Cli
 from conveyor import Conveyor, FakeClock, Flow, NonRetryableError, task
 from conveyor.cli import parser
 from postgres_support import PostgresDatabase

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import HERE, Cli
 
-from conftest import HERE, Cli
 from conveyor.cli import main
 from postgres_support import PostgresDatabase
 
