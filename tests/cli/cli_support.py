@@ -1,5 +1,5 @@
 """What the CLI tests share: the command run in process (:class:`Cli`), what it did (:class:`Done`), and
-this folder (:data:`HERE`, where ``shop_app`` lives). The fixtures are in this folder's conftest.py."""
+this folder (:data:`HERE`, where ``cli_shop_app`` lives). The fixtures are in this folder's conftest.py."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Done:
 
 
 class Cli:
-    """``conveyor ARGS --backend URL`` run in this process (``--app shop_app`` with ``app=True``)."""
+    """``conveyor ARGS --backend URL`` run in this process (``--app cli_shop_app`` with ``app=True``)."""
 
     def __init__(self, url: str, capsys: pytest.CaptureFixture[str]) -> None:
         self.url = url
@@ -37,7 +37,7 @@ class Cli:
 
     def __call__(self, *arguments: str, app: bool = False) -> Done:
         """Run the command; argparse's refusals come back as their exit status too."""
-        extra = ["--app", "shop_app"] if app else []
+        extra = ["--app", "cli_shop_app"] if app else []
         try:
             code = main([*arguments, *extra, "--backend", self.url])
         except SystemExit as exit_:

@@ -23,7 +23,7 @@ def cli(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> Cli:
-    """The command on ``backend_url`` (migrated first), with ``shop_app`` importable; charges go through
+    """The command on ``backend_url`` (migrated first), with ``cli_shop_app`` importable; charges go through
     until ``tmp_path / "declines"`` exists."""
     monkeypatch.syspath_prepend(str(HERE))
     monkeypatch.setenv("SHOP_DECLINES", str(tmp_path / "declines"))

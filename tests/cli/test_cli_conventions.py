@@ -81,8 +81,8 @@ def test_json_is_all_a_real_process_prints_on_stdout(cli: Cli) -> None:
     """In a process of its own, on SQLite and PostgreSQL: start, worker, runs show, runs list, runs history
     and stats with --json print one JSON document and nothing on stderr."""
     for arguments in (
-        ("start", "greet", "--input", '"ada"', "--workflow-id", "g-1", "--app", "shop_app"),
-        ("worker", "--until-idle", "--app", "shop_app"),
+        ("start", "greet", "--input", '"ada"', "--workflow-id", "g-1", "--app", "cli_shop_app"),
+        ("worker", "--until-idle", "--app", "cli_shop_app"),
         ("runs", "show", "g-1"),
         ("runs", "list"),
         ("runs", "history", "g-1"),
@@ -174,7 +174,7 @@ def test_start_wait_shows_the_run_waiting_on_a_terminal(cli: Cli) -> None:
     """--wait with no worker: a live line on the terminal says the run waits, then the timeout's line."""
     code, out, terminal = on_a_terminal(
         "start", "greet", "--input", '"x"', "--workflow-id", "w-1", "--wait", "--timeout", "1",
-        "--app", "shop_app", "--backend", cli.url,
+        "--app", "cli_shop_app", "--backend", cli.url,
     )  # fmt: skip
     assert code == 3
     assert out == ""

@@ -59,7 +59,7 @@ def test_reads_leave_a_sqlite_folder_as_they_found_it(
                 "--workflow-id",
                 "g-1",
                 "--app",
-                "shop_app",
+                "cli_shop_app",
                 "--backend",
                 url,
             ]
@@ -69,7 +69,7 @@ def test_reads_leave_a_sqlite_folder_as_they_found_it(
     before = fingerprint(tmp_path)
     assert list(before) == ["c.db"]
     for command in READS:
-        for extra in ([], ["--json"], ["--app", "shop_app"]):
+        for extra in ([], ["--json"], ["--app", "cli_shop_app"]):
             assert main([*command, *extra, "--backend", url]) == 0, capsys.readouterr().err
     capsys.readouterr()
     assert fingerprint(tmp_path) == before
@@ -129,7 +129,7 @@ def test_reads_of_postgres_write_nothing(
                 "--workflow-id",
                 "g-1",
                 "--app",
-                "shop_app",
+                "cli_shop_app",
                 "--backend",
                 url,
             ]
@@ -167,7 +167,7 @@ def test_a_read_command_never_writes_even_given_a_writable_app(cli: Cli) -> None
     """The read-only opening holds with --app too: the runtime the commands get refuses writes."""
     from conveyor.cli import _runtime, parser
 
-    arguments = parser().parse_args(["runs", "list", "--app", "shop_app", "--backend", cli.url])
+    arguments = parser().parse_args(["runs", "list", "--app", "cli_shop_app", "--backend", cli.url])
     app = _runtime(arguments)
     try:
         assert app.read_only

@@ -1,4 +1,4 @@
-"""The runtime the CLI tests load with ``--app shop_app``: a greeting, an order whose charge is declined
+"""The runtime the CLI tests load with ``--app cli_shop_app``: a greeting, an order whose charge is declined
 while the file ``$SHOP_DECLINES`` exists, and an approval that waits for a signal."""
 
 from __future__ import annotations
