@@ -1,163 +1,146 @@
-"""The ``conveyor`` command: migrate, status, and clear errors for bad arguments."""
+"""The ``conveyor`` command on SQLite and PostgreSQL: each command's table, its ``--json`` document, and
+its errors (one line on stderr, exit 2 for usage, 1 for a failure)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
-from conveyor import Conveyor, Flow, NonRetryableError, SqliteBackend, run_durable_workflow, task
-from conveyor.cli import main
-from postgres_support import PostgresDatabase
+from cli_support import Cli
 
 
-@task
-def greet(name: str) -> str:
-    return f"hello {name}"
+def lines_of(table: str) -> list[list[str]]:
+    """A printed table's rows, split on blanks, without its header's underline."""
+    return [line.split() for line in table.splitlines() if line.strip() and set(line.strip()) != {"─"}]
 
 
-def test_status_prints_a_run_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`conveyor status ID` prints the run's state, output and steps."""
-    database = tmp_path / "c.db"
-    with SqliteBackend(database) as backend:
-        run_durable_workflow(Flow("greet").then(greet).build(), "g-1", "ada", backend)
-    assert main(["status", "g-1", "--backend", f"sqlite:///{database}"]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["state"] == "completed"
-    assert printed["output"] == "hello ada"
-    assert [step["name"] for step in printed["steps"]] == ["greet"]
+def test_migrate_says_what_it_applied(cli: Cli) -> None:
+    """Once migrated (by the fixture), `conveyor migrate` applies nothing more, and says so."""
+    done = cli("migrate")
+    assert done.code == 0
+    assert done.out.strip().endswith("schema is up to date (nothing to apply)")
+    assert cli("migrate", "--json").json()["applied"] == []
 
 
-def test_status_of_an_unknown_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An unknown workflow_id exits 1 with a message naming it."""
-    assert main(["status", "nope", "--backend", f"sqlite:///{tmp_path / 'c.db'}"]) == 1
-    assert "no run 'nope'" in capsys.readouterr().err
+def test_start_a_worker_and_runs_show_on_the_run(cli: Cli) -> None:
+    """start records a run; worker --until-idle runs it; runs show (and status) print it and its steps."""
+    started = cli(
+        "start", "greet", "--input", '"ada"', "--workflow-id", "g-1", "--correlation-id", "req-1", app=True
+    )
+    assert started.code == 0, started.err
+    assert started.out.splitlines()[2].split() == ["state", "pending"]
+    worked = cli("worker", "--until-idle", "--json", app=True)
+    assert worked.code == 0, worked.err
+    assert {key: worked.json()[key] for key in ("claimed", "finished", "errors")} == {
+        "claimed": 1,
+        "finished": 1,
+        "errors": 0,
+    }
+    shown = cli("runs", "show", "g-1")
+    assert shown.code == 0, shown.err
+    rows = lines_of(shown.out)
+    assert ["state", "completed"] in rows
+    assert ["correlation", "id", "req-1"] in rows
+    assert ["output", '"hello', 'ada"'] in rows
+    step = next(row for row in rows if row[0] == "greet")
+    assert step[:3] == ["greet", "completed", "1"]
+    assert step[-2:] == ['"hello', 'ada"']
+    printed = cli("runs", "show", "g-1", "--json").json()
+    assert (printed["state"], printed["correlation_id"], printed["output"]) == (
+        "completed",
+        "req-1",
+        "hello ada",
+    )
+    [greet] = printed["steps"]
+    assert (greet["name"], greet["state"], greet["attempts"], greet["result"]) == (
+        "greet",
+        "completed",
+        1,
+        "hello ada",
+    )
+    assert greet["duration_seconds"] >= 0
+    assert greet["error"] is None
+    assert printed["created_at"].endswith("+00:00")
+    assert cli("status", "g-1", "--json").json() == printed  # status is another name for runs show
 
 
-def test_an_unknown_backend_url_exits_2_naming_the_url(capsys: pytest.CaptureFixture[str]) -> None:
-    """A backend URL of an unknown kind is refused before anything happens."""
-    assert main(["status", "x", "--backend", "mysql://db"]) == 2
-    assert "unknown backend URL 'mysql://db'" in capsys.readouterr().err
+def test_start_wait_prints_the_ended_run_and_a_failed_one_exits_1(cli: Cli, tmp_path: Path) -> None:
+    """start --wait with a worker done: the run as it ended; a declined order shows its error, exit 1."""
+    (tmp_path / "declines").write_text("")
+    assert cli("start", "order", "--input", "{}", "--workflow-id", "o-1", app=True).code == 0
+    assert cli("worker", "--until-idle", app=True).code == 0
+    waited = cli("start", "order", "--workflow-id", "o-1", "--wait", "--timeout", "5", "--json", app=True)
+    assert waited.code == 1
+    assert waited.json()["state"] == "failed"
+    assert waited.json()["error"]["message"] == "card declined"
+    shown = cli("runs", "show", "o-1")
+    assert shown.code == 1
+    assert "error           step charge, attempt 1: NonRetryableError: card declined" in shown.out
+    assert [row[:2] for row in lines_of(shown.out) if row[0] in ("reserve", "charge", "ship")] == [
+        ["reserve", "completed"],
+        ["charge", "failed"],
+        ["ship", "pending"],
+    ]
 
 
-def test_migrate_creates_the_schema_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`conveyor migrate` on a new SQLite file creates it, and says the schema is up to date."""
-    database = tmp_path / "new.db"
-    assert main(["migrate", "--backend", f"sqlite:///{database}"]) == 0
-    assert database.exists()
-    assert "schema is up to date" in capsys.readouterr().out
+def test_start_wait_that_times_out_exits_3_with_one_line(cli: Cli) -> None:
+    """No worker: --wait --timeout says the run is still pending, on one line; stdout stays empty."""
+    done = cli(
+        "start",
+        "greet",
+        "--input",
+        '"x"',
+        "--workflow-id",
+        "slow",
+        "--wait",
+        "--timeout",
+        "0.05",
+        "--json",
+        app=True,
+    )
+    assert done.code == 3
+    assert done.out == ""
+    assert done.err.count("\n") == 1
+    assert "run 'slow' is still pending" in done.err
 
 
-def test_migrate_creates_the_schema_on_postgres(
-    empty_postgres_database: PostgresDatabase, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`conveyor migrate` on an empty PostgreSQL database creates conveyor's tables."""
-    import psycopg
-
-    assert main(["migrate", "--backend", empty_postgres_database.url]) == 0
-    with psycopg.connect(empty_postgres_database.url) as connection:
-        tables = {row[0] for row in connection.execute("SELECT tablename FROM pg_tables")}
-    assert {"conveyor_runs", "conveyor_migrations"} <= tables
-
-
-def test_a_worker_needs_an_app_with_workflows(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`conveyor worker` with no --app, an --app that is not a runtime, or no workflows: one line."""
-    monkeypatch.delenv("CONVEYOR_APP", raising=False)
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    assert main(["worker", "--backend", url]) == 2
-    assert "conveyor worker needs --app MODULE:ATTRIBUTE" in capsys.readouterr().err
-    assert main(["worker", "--backend", url, "--app", "json:dumps"]) == 2
-    assert "json:dumps must be a conveyor.Conveyor, but is function" in capsys.readouterr().err
-    (tmp_path / "empty_app.py").write_text("from conveyor import Conveyor\napp = Conveyor()\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    assert main(["worker", "--backend", url, "--app", "empty_app"]) == 1
-    assert "no workflows registered" in capsys.readouterr().err
-
-
-def test_start_by_name_then_a_worker_runs_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`conveyor start NAME` records a run; `conveyor worker --until-idle` runs it; `--wait` reports it."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
-    monkeypatch.setenv("WORKER_LOG", str(tmp_path / "steps.log"))
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    common = ["--backend", url, "--app", "worker_app"]
-    assert main(["start", "orders", *common, "--input", '{"id": "o-1"}', "--workflow-id", "cli-1"]) == 0
-    assert json.loads(capsys.readouterr().out)["state"] == "pending"
-    assert main(["worker", *common, "--until-idle"]) == 0
-    assert main(["start", "orders", *common, "--workflow-id", "cli-1", "--wait", "--timeout", "5"]) == 0
-    finished = json.loads(capsys.readouterr().out)
-    assert finished["state"] == "completed"
-    assert finished["output"] == "confirmed o-1"
-
-
-def test_start_of_an_unknown_workflow_names_the_known_ones(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An unknown workflow name exits 1, listing the workflows that were found."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    assert main(["start", "nope", "--backend", url, "--app", "worker_app"]) == 1
-    error = capsys.readouterr().err
-    assert "no workflow 'nope' is registered" in error
-    assert "default/orders (1)" in error
-
-
-def test_start_with_input_that_is_not_json_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """--input must be JSON; otherwise the error names the argument and nothing is recorded."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "integration"))
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    common = ["--backend", url, "--app", "worker_app"]
-    with pytest.raises(SystemExit) as refused:
-        main(["start", "orders", *common, "--input", "{oops", "--workflow-id", "bad-1"])
-    assert refused.value.code == 2
-    assert "argument --input: is not JSON" in capsys.readouterr().err
-    assert main(["status", "bad-1", "--backend", url]) == 1
-    assert "no run 'bad-1'" in capsys.readouterr().err
-
-
-@task
-def refuse(name: str) -> str:
-    raise NonRetryableError(f"no greeting for {name}")
-
-
-def test_runs_list_prints_a_table_newest_first_and_the_next_page(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`conveyor runs list` shows id, workflow@version, state and error; `more: --page T` leads on."""
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with Conveyor(url) as app:
-        for number in range(3):
-            app.run(Flow("greet").then(greet).build(), f"n{number}", workflow_id=f"g-{number}")
-        app.run(Flow("refuse").then(refuse).build(), "bo", workflow_id="r-1")
-    assert main(["runs", "list", "--backend", url, "--limit", "2"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["WORKFLOW", "ID", "WORKFLOW", "STATE", "CREATED", "(UTC)", "ERROR"]
-    assert lines[1].split()[:3] == ["r-1", "refuse@1", "failed"]
-    assert lines[1].endswith("no greeting for bo")
-    assert lines[2].split()[:3] == ["g-2", "greet@1", "completed"]
-    token = lines[3].removeprefix("more: --page ")
-    assert main(["runs", "list", "--backend", url, "--limit", "2", "--page", token, "--json"]) == 0
-    page = json.loads(capsys.readouterr().out)
-    assert [run["workflow_id"] for run in page["runs"]] == ["g-1", "g-0"]
+def test_runs_list_prints_a_table_newest_first_and_the_next_page(cli: Cli) -> None:
+    """`conveyor runs list` shows id, workflow@version, state, correlation id; `more: --page T` leads on."""
+    for number in range(3):
+        cli("start", "greet", "--input", f'"n{number}"', "--workflow-id", f"g-{number}", app=True)
+    done = cli("runs", "list", "--limit", "2")
+    assert done.code == 0, done.err
+    rows = lines_of(done.out)
+    assert rows[0] == [
+        "WORKFLOW",
+        "ID",
+        "WORKFLOW",
+        "STATE",
+        "CORRELATION",
+        "ID",
+        "CREATED",
+        "(UTC)",
+        "ERROR",
+    ]
+    assert [row[:3] for row in rows[1:3]] == [["g-2", "greet@1", "pending"], ["g-1", "greet@1", "pending"]]
+    token = rows[3][-1]
+    assert rows[3][:2] == ["more:", "--page"]
+    page = cli("runs", "list", "--limit", "2", "--page", token, "--json").json()
+    assert [run["workflow_id"] for run in page["runs"]] == ["g-0"]
     assert page["next_page"] is None
 
 
-def test_runs_list_filters_by_workflow_and_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_list_filters_by_workflow_and_state(cli: Cli, tmp_path: Path) -> None:
     """--workflow and --state (repeatable) keep only the runs asked for; none left says so."""
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with Conveyor(url) as app:
-        app.run(Flow("greet").then(greet).build(), "a", workflow_id="g-1")
-        app.run(Flow("refuse").then(refuse).build(), "b", workflow_id="r-1")
-    assert main(["runs", "list", "--backend", url, "--state", "failed", "--state", "compensated"]) == 0
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["r-1"]
-    assert main(["runs", "list", "--backend", url, "--workflow", "greet", "--state", "failed"]) == 0
-    assert capsys.readouterr().out.strip() == "no runs"
+    (tmp_path / "declines").write_text("")
+    cli("start", "greet", "--input", '"a"', "--workflow-id", "g-1", app=True)
+    cli("start", "order", "--input", "{}", "--workflow-id", "o-1", app=True)
+    cli("worker", "--until-idle", app=True)
+    done = cli("runs", "list", "--state", "failed", "--state", "compensated")
+    assert [row[0] for row in lines_of(done.out)[1:]] == ["o-1"]
+    assert lines_of(done.out)[1][-2:] == ["card", "declined"]
+    assert cli("runs", "list", "--workflow", "greet", "--state", "failed").out.strip() == "no runs"
+    assert cli("runs", "list", "--workflow", "greet", "--json").json()["runs"][0]["state"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -168,76 +151,239 @@ def test_runs_list_filters_by_workflow_and_state(tmp_path: Path, capsys: pytest.
         (["--page", "zzz"], "'zzz' is not a page token"),
     ],
 )
-def test_runs_list_refuses_bad_arguments_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str], message: str
-) -> None:
+def test_runs_list_refuses_bad_arguments_in_one_line(cli: Cli, arguments: list[str], message: str) -> None:
     """A bad state, limit or page token: one line naming it, and a non-zero exit."""
-    try:  # argparse refuses a bad option by exiting; the runtime's refusals come back as the exit code
-        code = main(["runs", "list", "--backend", f"sqlite:///{tmp_path / 'x.db'}", *arguments])
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    assert code != 0
-    error = capsys.readouterr().err.strip()
-    assert message in error
-    assert len(error.splitlines()) == 1
+    done = cli("runs", "list", *arguments)
+    assert done.code in (1, 2)
+    assert message in done.err
+    assert len(done.err.strip().splitlines()) == 1
+    assert done.out == ""
 
 
-def test_signal_sends_a_payload_a_waiting_run_receives(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`conveyor signal ID NAME --payload JSON` from the command line resumes a run waiting for it."""
-    from conveyor import Flow, SqliteBackend, start_workflow
-    from conveyor.engine.worker import Worker
-
-    waiting = Flow("cli_wait").wait_for_signal("approved").build()
-    database = tmp_path / "s.db"
-    backend = SqliteBackend(database)
-    start_workflow(waiting, "sig-1", None, backend)
-    Worker(backend, [waiting]).run(until_idle=True)
-    url = f"sqlite:///{database}"
-    assert main(["signal", "sig-1", "approved", "--payload", '{"by": "cli"}', "--backend", url]) == 0
-    assert "signal 'approved' sent to run 'sig-1'" in capsys.readouterr().out
-    Worker(backend, [waiting]).run(until_idle=True)
-    assert main(["status", "sig-1", "--backend", url]) == 0
-    assert json.loads(capsys.readouterr().out)["output"] == {"by": "cli"}
-    assert main(["signal", "sig-1", "approved", "--backend", url]) == 1
-    assert "has ended" in capsys.readouterr().err
-    assert main(["signal", "nobody", "approved", "--backend", url]) == 1
-    backend.close()
-
-
-@pytest.mark.parametrize("where", ["sqlite", "postgres"])
-def test_runs_history_prints_a_runs_events_in_order_as_a_table_or_json(
-    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
-) -> None:
+def test_runs_history_prints_a_runs_events_in_order_as_a_table_or_json(cli: Cli) -> None:
     """`conveyor runs history ID` prints every event of the run, oldest first; --after reads on."""
-    if where == "sqlite":
-        url = f"sqlite:///{tmp_path / 'c.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database").url
-    with Conveyor(url, workflows=[Flow("greet").then(greet).build()]) as app:
-        app.run("greet", "ada", workflow_id="g-1", correlation_id="req-1")
-    assert main(["runs", "history", "g-1", "--backend", url]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["SEQ", "AT", "(UTC)", "EVENT", "STEP", "WORKER", "DETAILS"]
-    assert [line.split()[3] for line in lines[1:]] == [
-        "run.started",
-        "step.started",
-        "step.completed",
-        "run.completed",
-    ]
-    assert "took=" in lines[3]
-    assert main(["runs", "history", "g-1", "--backend", url, "--after", "2", "--json"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    cli("start", "greet", "--input", '"ada"', "--workflow-id", "g-1", "--correlation-id", "req-1", app=True)
+    cli("worker", "--until-idle", app=True)
+    done = cli("runs", "history", "g-1")
+    assert done.code == 0, done.err
+    rows = lines_of(done.out)
+    assert rows[0] == ["SEQ", "AT", "(UTC)", "EVENT", "STEP", "WORKER", "DETAILS"]
+    kinds = [row[3] for row in rows[1:]]
+    assert kinds[0] == "run.started"
+    assert kinds[-3:] == ["step.started", "step.completed", "run.completed"]
+    assert any(part.startswith("took=") for part in rows[-2])
+    seq = len(kinds) - 2
+    printed = cli("runs", "history", "g-1", "--after", str(seq), "--json").json()
     assert [(event["seq"], event["kind"]) for event in printed] == [
-        (3, "step.completed"),
-        (4, "run.completed"),
+        (seq + 1, "step.completed"),
+        (seq + 2, "run.completed"),
     ]
     assert {event["correlation_id"] for event in printed} == {"req-1"}
-    assert printed[0]["id"] == "g-1#3"
-    assert main(["runs", "history", "nope", "--backend", url]) == 1
-    assert "no run 'nope'" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as refused:
-        main(["runs", "history", "g-1", "--backend", url, "--after", "-1"])
-    assert refused.value.code == 2
-    assert "--after: must be a whole number" in capsys.readouterr().err
+    assert printed[0]["id"] == f"g-1#{seq + 1}"
+    missing = cli("runs", "history", "nope")
+    assert (missing.code, missing.out) == (1, "")
+    assert "no run 'nope'" in missing.err
+    refused = cli("runs", "history", "g-1", "--after", "-1")
+    assert refused.code == 2
+    assert "--after: must be a whole number" in refused.err
+
+
+def test_signal_sends_a_payload_a_waiting_run_receives(cli: Cli) -> None:
+    """`conveyor signal ID NAME --payload JSON` resumes a run waiting for it; an ended run refuses one."""
+    cli("start", "approval", "--workflow-id", "a-1", app=True)
+    cli("worker", "--until-idle", app=True)
+    sent = cli("signal", "a-1", "approved", "--payload", '{"by": "cli"}')
+    assert sent.code == 0, sent.err
+    assert "signal 'approved' sent to run 'a-1'" in sent.out
+    cli("worker", "--until-idle", app=True)
+    assert cli("runs", "show", "a-1", "--json").json()["output"] == {"by": "cli"}
+    again = cli("signal", "a-1", "approved", "--json")
+    assert (again.code, again.out) == (1, "")
+    assert "has ended" in again.err
+    assert cli("signal", "nobody", "approved").code == 1
+
+
+def test_signal_json_names_the_signal_it_kept(cli: Cli) -> None:
+    """--json: the run, the signal's name and its id."""
+    cli("start", "approval", "--workflow-id", "a-2", app=True)
+    printed = cli("signal", "a-2", "approved", "--json").json()
+    assert printed["workflow_id"] == "a-2"
+    assert printed["signal"] == "approved"
+    assert isinstance(printed["signal_id"], int)
+
+
+def test_pause_then_resume_lets_a_worker_go_on(cli: Cli) -> None:
+    """pause holds a run (a worker leaves it); resume lifts the pause, logged, and a worker finishes it."""
+    cli("start", "greet", "--input", '"ada"', "--workflow-id", "p-1", app=True)
+    paused = cli("pause", "p-1", "--by", "ops", "--reason", "hold on", "--json")
+    assert paused.code == 0, paused.err
+    assert paused.json()["paused"] is True
+    assert "pending (paused)" in cli("runs", "show", "p-1").out
+    cli("worker", "--until-idle", app=True)
+    assert cli("runs", "show", "p-1", "--json").json()["state"] == "pending"
+    resumed = cli("resume", "p-1", "--by", "ops", "--reason", "go", "--json")  # no --app: nothing runs here
+    assert resumed.code == 0, resumed.err
+    assert resumed.json()["paused"] is False
+    assert [(a["action"], a["reason"]) for a in resumed.json()["operator_actions"]] == [
+        ("pause", "hold on"),
+        ("unpause", "go"),
+    ]
+    cli("worker", "--until-idle", app=True)
+    assert cli("runs", "show", "p-1", "--json").json()["output"] == "hello ada"
+
+
+def test_unpause_is_resume_and_resume_here_drives_the_run_here(cli: Cli) -> None:
+    """unpause is another name for resume; resume --here (with --app) drives a paused run to its end."""
+    cli("start", "greet", "--input", '"bo"', "--workflow-id", "p-2", app=True)
+    cli("start", "greet", "--input", '"cy"', "--workflow-id", "p-3", app=True)
+    cli("pause", "p-2")
+    cli("pause", "p-3")
+    assert cli("unpause", "p-2", "--json").json()["paused"] is False
+    here = cli("resume", "p-3", "--here", "--json", app=True)
+    assert here.code == 0, here.err
+    assert (here.json()["state"], here.json()["output"]) == ("completed", "hello cy")
+    needs_app = cli("resume", "p-2")  # not paused: resuming drives it here, which needs the workflows
+    assert needs_app.code == 1
+    assert "register it (conveyor --app)" in needs_app.err
+
+
+def test_cancel_and_compensate_print_the_run_they_ended(cli: Cli) -> None:
+    """cancel ends a pending run cancelled with its reason; compensate undoes a completed one."""
+    cli("start", "greet", "--input", '"a"', "--workflow-id", "c-1", app=True)
+    cancelled = cli("cancel", "c-1", "--reason", "customer asked", "--json", app=True)
+    assert cancelled.code == 0, cancelled.err
+    assert (cancelled.json()["state"], cancelled.json()["cancel_reason"]) == ("cancelled", "customer asked")
+    cli("start", "greet", "--input", '"b"', "--workflow-id", "c-2", app=True)
+    cli("worker", "--until-idle", app=True)
+    undone = cli("compensate", "c-2", "--reason", "returned", app=True)
+    assert undone.code == 0, undone.err
+    assert ["state", "cancelled"] in lines_of(undone.out)
+    assert cli("cancel", "c-2").code == 0  # cancelling a cancelled run is harmless
+    cli("start", "greet", "--input", '"c"', "--workflow-id", "c-3", app=True)
+    cli("worker", "--until-idle", app=True)
+    ended = cli("cancel", "c-3", "--json")
+    assert (ended.code, ended.out) == (1, "")
+    assert "run 'c-3' has already ended (completed)" in ended.err
+    assert ended.err.count("\n") == 1
+
+
+def test_skip_retry_from_a_step_and_complete(cli: Cli, tmp_path: Path) -> None:
+    """A declined charge is skipped with a result; the run is retried from ship; another is completed by
+    hand; every action is in the printed operator log, with --by and --reason."""
+    declines = tmp_path / "declines"
+    declines.write_text("")
+    cli("start", "order", "--input", "{}", "--workflow-id", "o-1", app=True)
+    failed = cli("resume", "o-1", "--by", "ops", app=True)  # nobody drives it: resume drives it here
+    assert failed.code == 1
+    assert ["state", "failed"] in lines_of(failed.out)
+    skipped = cli(
+        "skip",
+        "o-1",
+        "charge",
+        "--result",
+        '"paid by phone"',
+        "--by",
+        "ops",
+        "--reason",
+        "x",
+        "--json",
+        app=True,
+    )
+    assert skipped.code == 0, skipped.err
+    assert skipped.json()["output"] == "shipped after paid by phone"
+    declines.unlink()
+    retried = cli(
+        "retry", "o-1", "--from-step", "ship", "--by", "ops", "--reason", "resend", "--json", app=True
+    )
+    assert retried.code == 0, retried.err
+    assert [(a["action"], a["step"]) for a in retried.json()["operator_actions"]] == [
+        ("resume", None),
+        ("skip", "charge"),
+        ("retry", "ship"),
+    ]
+    cli("start", "order", "--input", "{}", "--workflow-id", "o-2", app=True)
+    completed = cli("complete", "o-2", "--output", '{"by": "hand"}', "--reason", "shipped by courier")
+    assert completed.code == 0, completed.err
+    done_by_hand = lines_of(completed.out.split("DONE BY HAND")[1])
+    assert [row[0] for row in done_by_hand[1:]] == ["complete"]
+    assert done_by_hand[1][-3:] == ["shipped", "by", "courier"]
+    shown = cli("runs", "show", "o-2", "--json").json()
+    assert (shown["state"], shown["output"]) == ("completed", {"by": "hand"})
+    not_failed = cli("retry", "o-2", "--json", app=True)
+    assert (not_failed.code, not_failed.out) == (1, "")
+    assert "only a failed" in not_failed.err
+
+
+def test_retry_and_skip_need_an_app(cli: Cli) -> None:
+    """retry and skip drive the run here: without --app, one line saying so, exit 2."""
+    for arguments in (("retry", "o-1"), ("skip", "o-1", "charge")):
+        done = cli(*arguments)
+        assert done.code == 2
+        assert f"conveyor {arguments[0]} needs --app MODULE:ATTRIBUTE" in done.err
+
+
+def test_stats_shows_performance_and_bottlenecks_over_the_window(cli: Cli, tmp_path: Path) -> None:
+    """stats: each workflow's finished runs and rates, the steps worst first; --json both reports."""
+    cli("start", "greet", "--input", '"a"', "--workflow-id", "g-1", app=True)
+    cli("start", "greet", "--input", '"b"', "--workflow-id", "g-2", app=True)
+    (tmp_path / "declines").write_text("")
+    cli("start", "order", "--input", "{}", "--workflow-id", "o-1", app=True)
+    cli("worker", "--until-idle", app=True)
+    done = cli("stats", "--since", "1h", app=True)
+    assert done.code == 0, done.err
+    rows = lines_of(done.out)
+    assert rows[0][:3] == ["runs", "finished", "from"]
+    assert rows[1] == [
+        "WORKFLOW",
+        "FINISHED",
+        "SUCCESS",
+        "FAILURE",
+        "PER",
+        "MIN",
+        "P50",
+        "P95",
+        "P99",
+        "HEALTH",
+    ]
+    greet = next(row for row in rows if row[0] == "greet")
+    assert greet[1:4] == ["2", "100.0%", "0.0%"]
+    order = next(row for row in rows if row[0] == "order")
+    assert order[1:4] == ["1", "0.0%", "100.0%"]
+    assert any(row[:2] == ["RANK", "WORKFLOW"] for row in rows)
+    printed = cli("stats", "--since", "1h", "--workflow", "order", "--json", app=True).json()
+    assert printed["performance"]["window"]["seconds"] == 3600
+    assert [found["workflow"] for found in printed["performance"]["workflows"]] == ["order"]
+    steps = {(step["step"], step["failed"]) for step in printed["bottlenecks"]["steps"]}
+    assert steps == {("reserve", 0), ("charge", 1)}
+    assert cli("stats", "--since", "soon").code == 2
+
+
+def test_stats_with_no_run_finished_says_so(cli: Cli) -> None:
+    """An empty window: a sentence per report, not empty tables; --json says finished 0."""
+    done = cli("stats")
+    assert done.code == 0, done.err
+    assert "no run finished in the window" in done.out
+    assert "no step ran in the window" in done.out
+    assert cli("stats", "--json").json()["performance"]["finished"] == 0
+
+
+def test_an_unknown_run_is_one_line_and_exit_1_for_every_command_on_a_run(cli: Cli) -> None:
+    """runs show, status, history, signal, cancel, pause, resume, compensate, complete: 'no run', exit 1."""
+    for arguments in (
+        ("runs", "show", "nope"),
+        ("status", "nope"),
+        ("runs", "history", "nope"),
+        ("signal", "nope", "approved"),
+        ("cancel", "nope"),
+        ("pause", "nope"),
+        ("resume", "nope"),
+        ("compensate", "nope"),
+        ("complete", "nope"),
+        ("retry", "nope"),
+    ):
+        done = cli(*arguments, "--json", app=arguments[0] == "retry")
+        assert done.code == 1, (arguments, done.err)
+        assert done.out == "", arguments
+        assert done.err.startswith("conveyor: "), done.err
+        assert done.err.count("\n") == 1, done.err
+        assert "'nope'" in done.err, done.err

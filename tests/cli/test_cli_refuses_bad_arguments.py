@@ -123,7 +123,8 @@ def test_input_nested_ten_thousand_deep_is_refused(folder: Path) -> None:
     deep = "[" * 10_000 + "]" * 10_000
     done = conveyor(folder, "start", "greet", "--app", "cli_app", "--input", deep, "--workflow-id", "deep-1")
     assert_refused(done, "--input", "deep")
-    assert_refused(conveyor(folder, "status", "deep-1"), "no run 'deep-1'")
+    assert_refused(conveyor(folder, "status", "deep-1"), "no SQLite database at", "conveyor.db")
+    assert not (folder / "conveyor.db").exists()
 
 
 @pytest.mark.parametrize("text", ["NaN", '{"x": Infinity}', "{oops", '"\\ud800"'])
@@ -168,7 +169,7 @@ def test_a_good_command_still_works(folder: Path) -> None:
         == 0
     )
     assert conveyor(folder, *WORKER, "--lease-seconds", "5", "--max-recoveries", "0").returncode == 0
-    done = conveyor(folder, "status", "g-1")
+    done = conveyor(folder, "status", "g-1", "--json")
     assert done.returncode == 0, done.stderr
     assert '"output": "hello ada"' in done.stdout
 
@@ -176,7 +177,7 @@ def test_a_good_command_still_works(folder: Path) -> None:
 @pytest.mark.parametrize(
     ("arguments", "words"),
     [
-        (("resume", "r-1"), ("needs --app",)),
+        (("resume", "r-1"), ("no run 'r-1'",)),
         (("retry", "r-1", "--from-step", "charge"), ("needs --app",)),
         (("skip", "r-1", "charge"), ("needs --app",)),
         (("skip", "r-1", "--app", "cli_app"), ("step",)),

@@ -101,10 +101,12 @@ def test_conveyor_resume_drives_a_killed_run_and_conveyor_status_prints_who_resu
             check=False,
         )
 
-    resumed = cli("resume", "ship-1", "--app", "operator_app:app", "--by", "oncall", "--reason", "host died")
+    resumed = cli(
+        "resume", "ship-1", "--app", "operator_app:app", "--by", "oncall", "--reason", "host died", "--json"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["state"] == "completed"
-    shown = cli("status", "ship-1")
+    shown = cli("status", "ship-1", "--json")
     assert shown.returncode == 0, shown.stderr
     [action] = json.loads(shown.stdout)["operator_actions"]
     assert (action["action"], action["by"], action["reason"]) == ("resume", "oncall", "host died")

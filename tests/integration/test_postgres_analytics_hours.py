@@ -210,3 +210,19 @@ def test_a_window_of_days_reads_each_whole_day_and_the_hours_around_it(
         app.retry("o20", from_step="work")
     assert rows_written(postgres_database.url, "conveyor_analytics_hours") == 3
     assert_agree(twins, query)
+
+
+def test_a_read_only_reader_writes_no_rollup_and_still_gets_the_figures(
+    twins: Twins, postgres_database: Any
+) -> None:
+    """``conveyor stats`` opens the backend read-only: with no rollup written it reads the runs one by one
+    (writing nothing); once a writer has written them, it reads them."""
+    three_hours_of_runs(twins)
+    query = AnalyticsQuery(T0, T0 + 3 * HOUR)
+    with PostgresBackend(postgres_database.url, read_only=True) as reader:
+        assert_runs_agree(twins.memory.backend.run_figures(query), reader.run_figures(query))
+        assert_steps_agree(twins.memory.backend.step_figures(query), reader.step_figures(query))
+        assert rows_written(postgres_database.url, "conveyor_analytics_hours") == 0
+        twins.postgres.backend.run_figures(query)  # a writer rolls the hours up
+        assert rows_written(postgres_database.url, "conveyor_analytics_hours") == 3
+        assert_runs_agree(twins.memory.backend.run_figures(query), reader.run_figures(query))

@@ -87,9 +87,9 @@ def everything_stored(url: str, folder: Path | None = None) -> str:
 
 
 def conveyor_status(url: str, workflow_id: str) -> str:
-    """What ``conveyor status WORKFLOW_ID --backend URL`` prints."""
+    """What ``conveyor status WORKFLOW_ID --backend URL --json`` prints."""
     done = subprocess.run(
-        [sys.executable, "-m", "conveyor.cli", "status", workflow_id, "--backend", url],
+        [sys.executable, "-m", "conveyor.cli", "status", workflow_id, "--backend", url, "--json"],
         capture_output=True,
         text=True,
         timeout=60,

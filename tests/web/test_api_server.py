@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -195,7 +196,7 @@ def test_conveyor_serve_without_a_worker_leaves_runs_for_one(tmp_path: Path) -> 
     """Off by default: a run started over HTTP stays pending until a worker takes it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    process = serve(tmp_path, f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port))
+    process = serve(tmp_path, f"sqlite:///{tmp_path / 'served.db'}", "--port", str(port), "--json")
     try:
         wait_until_healthy(process, base)
         started = httpx2.post(
@@ -206,15 +207,18 @@ def test_conveyor_serve_without_a_worker_leaves_runs_for_one(tmp_path: Path) -> 
         assert run["state"] == "pending"
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        out, _err = process.communicate(timeout=30)
     assert process.returncode == 0
+    assert json.loads(out) == {"dashboard": f"{base}/", "api": f"{base}/api", "health": f"{base}/healthz"}
 
 
 def test_conveyor_serve_without_tokens_says_which_variable_to_set_in_one_line(tmp_path: Path) -> None:
     """No $CONVEYOR_ADMIN_TOKENS: one line naming it, a non-zero exit, nothing listening."""
-    process = serve(tmp_path, f"sqlite:///{tmp_path / 'served.db'}", "--port", str(free_port()), tokens=False)
-    _out, err = process.communicate(timeout=30)
+    arguments = ("--port", str(free_port()), "--json")
+    process = serve(tmp_path, f"sqlite:///{tmp_path / 'served.db'}", *arguments, tokens=False)
+    out, err = process.communicate(timeout=30)
     assert process.returncode != 0
+    assert out == ""  # nothing said of where it would have served
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("conveyor: ")

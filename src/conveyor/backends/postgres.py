@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import select
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,8 @@ from conveyor.backends.postgres_history import (
     position_after,
     stored_rows,
 )
-from conveyor.backends.postgres_sql import apply_migrations, batch_statement, queries
+from conveyor.backends.postgres_sql import Migration, apply_migrations, batch_statement, migrations, queries
+from conveyor.backends.read_only import check_versions, no_schema, refused_write
 from conveyor.backends.rows import (
     corrupt_run,
     corrupt_value,
@@ -88,6 +89,10 @@ _OPERATOR_LOG, _ANNOTATIONS = 23, 24  # then the notes (see backends.notes), whi
 _TRACE_CONTEXT = 25  # then the trace context of the code that started the run (see observe.tracing)
 
 
+READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
+"""The sessions of a read-only backend: the server refuses every write in them."""
+READ_ONLY_SQLSTATE = "25006"
+"""``read_only_sql_transaction``: what the server answers a write in such a session."""
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
 """Set (after any ``options`` of the URL) on the connections claims run on, which run nothing else. A claim
 must walk the claim-order index and stop at its limit; on a table not yet analyzed (a new database meeting
@@ -120,6 +125,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         connect_timeout_seconds: float = 10.0,
         pool_timeout_seconds: float = 30.0,
         application_name: str = "conveyor",
+        read_only: bool = False,
     ) -> None:
         if _DRIVER_MISSING is not None:
             raise ConfigurationError(
@@ -138,11 +144,18 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         self._url = url
         self._password = str(params.get("password") or "")
         self._where = _describe(params)
+        self.read_only = bool(read_only)
+        """Whether the database was opened only to read: its sessions refuse every write, and nothing
+        is migrated (see :mod:`conveyor.backends.read_only`)."""
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,
             "application_name": application_name,
             "connect_timeout": max(2, math.ceil(connect_timeout_seconds)),
         }
+        url_options = str(params.get("options") or "")
+        if self.read_only:
+            url_options = f"{url_options} {READ_ONLY_OPTIONS}".strip()
+            self._connect_kwargs["options"] = url_options
         self._pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             kwargs=self._connect_kwargs,
@@ -152,7 +165,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             name="conveyor",
             open=False,
         )
-        claim_options = f"{params.get('options') or ''} {CLAIM_PLANNER_OPTIONS}".strip()
+        claim_options = f"{url_options} {CLAIM_PLANNER_OPTIONS}".strip()
         self._claim_pool: ConnectionPool[Connection] = ConnectionPool(
             url,
             kwargs={**self._connect_kwargs, "options": claim_options},
@@ -168,22 +181,39 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         self._ready = False
         self._ready_lock = threading.Lock()
         self._closed = False
+        if self.read_only:  # as a SQLite file is: a missing schema is found when it is opened
+            self._ensure_ready()
 
     # -- connections ----------------------------------------------------------------------------------
 
-    def migrate(self) -> list[int]:
+    def migrate(self, *, on_migration: Callable[[Migration], None] | None = None) -> list[int]:
         """Bring the database's schema up to date; return the versions this call applied (often none).
 
         Runs by itself on first use. Safe when several processes start at once: each version is applied
         once, in one transaction holding an advisory lock, and recorded in ``conveyor_migrations``.
+        ``on_migration`` is called with each migration as it starts (``conveyor migrate`` shows it).
         """
         if self._closed:
             raise BackendError(f"{self._where}: the backend is closed")
+        if self.read_only:
+            raise refused_write(self._where, "apply schema migrations")
         try:
             with self._connect() as connection:
-                return apply_migrations(connection)
+                return apply_migrations(connection, on_migration=on_migration)
         except psycopg.Error as exc:
             raise self._error("apply schema migrations", exc) from exc
+
+    def _check_schema(self) -> None:
+        """For a read-only backend: raise unless conveyor's schema is there and up to date."""
+        try:
+            with self._connect() as connection:
+                found = connection.execute("SELECT to_regclass('conveyor_migrations')").fetchone()
+                if found is None or found[0] is None:
+                    raise no_schema(self._where)
+                applied = {row[0] for row in connection.execute("SELECT version FROM conveyor_migrations")}
+        except psycopg.Error as exc:
+            raise self._error("read the schema's version", exc) from exc
+        check_versions(self._where, applied, [migration.version for migration in migrations()])
 
     def _connect(self) -> Connection:
         return psycopg.connect(self._url, **self._connect_kwargs)
@@ -193,7 +223,10 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             return
         with self._ready_lock:
             if not self._ready:
-                self.migrate()
+                if self.read_only:
+                    self._check_schema()
+                else:
+                    self.migrate()
                 self._pool.open(wait=False)
                 self._claim_pool.open(wait=False)
                 self._ready = True
@@ -242,6 +275,8 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             raise self._error(action, exc) from exc
 
     def _error(self, action: str, exc: psycopg.Error) -> BackendError:
+        if exc.sqlstate == READ_ONLY_SQLSTATE:
+            return refused_write(self._where, action)
         message = str(exc).strip() or type(exc).__name__
         if self._password:
             message = message.replace(self._password, "***")
@@ -783,12 +818,12 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
     def run_figures(self, query: AnalyticsQuery) -> list[RunFigures]:
         """Each workflow's figures over the runs finished in ``query``'s window (one query)."""
         with self._transaction("compute the run figures") as cursor:
-            return analytics.run_figures(cursor, query)
+            return analytics.run_figures(cursor, query, read_only=self.read_only)
 
     def step_figures(self, query: AnalyticsQuery) -> list[StepFigures]:
         """Each (workflow, step)'s figures over the runs finished in ``query``'s window (one query)."""
         with self._transaction("compute the step figures") as cursor:
-            return analytics.step_figures(cursor, query)
+            return analytics.step_figures(cursor, query, read_only=self.read_only)
 
     def prune_finished_runs(self, *, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` runs finished before ``finished_before``, with all they hold, in one
@@ -808,7 +843,8 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
         self._claim_pool.close()
 
     def __repr__(self) -> str:
-        return f"<PostgresBackend {self._where.removeprefix('PostgreSQL at ')}>"
+        mode = " read-only" if self.read_only else ""
+        return f"<PostgresBackend {self._where.removeprefix('PostgreSQL at ')}{mode}>"
 
 
 def _describe(params: Mapping[str, Any]) -> str:

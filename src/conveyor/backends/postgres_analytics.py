@@ -36,24 +36,33 @@ def _settle_planner(cursor: Cursor) -> None:
     cursor.execute(queries()["analytics_settings"])
 
 
-def run_figures(cursor: Cursor, query: AnalyticsQuery) -> list[RunFigures]:
+def _rollups(cursor: Cursor, query: AnalyticsQuery, read_only: bool) -> postgres_hours.HourSpan | None:
+    """The whole settled hours of the window to read from the rollups; None to read it run by run (no such
+    hour, or a read-only reader who finds some of their rollups not written, and may write none)."""
+    hours = postgres_hours.settled_hours(query, time.time())
+    if hours is None or (read_only and not postgres_hours.all_written(cursor, hours)):
+        return None
+    return hours
+
+
+def run_figures(cursor: Cursor, query: AnalyticsQuery, *, read_only: bool = False) -> list[RunFigures]:
     """Each workflow's figures over the runs finished in ``query``'s window (in the caller's transaction):
     its whole settled hours from their rollups (:mod:`~conveyor.backends.postgres_hours`), else run by run."""
     _settle_planner(cursor)
-    hours = postgres_hours.settled_hours(query, time.time())
+    hours = _rollups(cursor, query, read_only)
     if hours is not None:
-        return postgres_hours.run_figures(cursor, query, hours)
+        return postgres_hours.run_figures(cursor, query, hours, write=not read_only)
     cursor.execute(queries()["run_figures"], _params(query))
     return [run_figures_from_row(row) for row in cursor.fetchall()]
 
 
-def step_figures(cursor: Cursor, query: AnalyticsQuery) -> list[StepFigures]:
+def step_figures(cursor: Cursor, query: AnalyticsQuery, *, read_only: bool = False) -> list[StepFigures]:
     """Each (workflow, step)'s figures over the runs finished in ``query``'s window (in the caller's
     transaction): its whole settled hours from their rollups, else outcome by outcome."""
     _settle_planner(cursor)
-    hours = postgres_hours.settled_hours(query, time.time())
+    hours = _rollups(cursor, query, read_only)
     if hours is not None:
-        return postgres_hours.step_figures(cursor, query, hours)
+        return postgres_hours.step_figures(cursor, query, hours, write=not read_only)
     cursor.execute(queries()["step_figures"], _params(query))
     return [step_figures_from_row(row) for row in cursor.fetchall()]
 

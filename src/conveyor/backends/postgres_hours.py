@@ -123,6 +123,18 @@ def _params(query: AnalyticsQuery, hours: HourSpan) -> dict[str, Any]:
     }
 
 
+def all_written(cursor: Cursor, hours: HourSpan) -> bool:
+    """Whether every day and hour covering ``hours`` has its rollups written (what a read-only reader,
+    which may write none, can use)."""
+    found = queries()
+    for seconds, first, last in hours.periods():
+        cursor.execute(found["count_hours"], {"seconds": seconds, "first": first, "last": last})
+        row = cursor.fetchone()
+        if row is None or int(row[0]) != (last - first) // seconds:
+            return False
+    return True
+
+
 def write_hours(cursor: Cursor, hours: HourSpan) -> int:
     """Write the rollups of the days and hours covering ``hours`` that have none yet (in the caller's
     transaction); how many it wrote. Most calls find them all written, by one count over a primary key
@@ -150,9 +162,13 @@ def _add_runs(tally: _RunTally, states: Sequence[Any], executed: Any, retried: A
     tally.retried += int(retried)
 
 
-def run_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[RunFigures]:
-    """Each workflow's figures over ``query``'s window, its whole hours ``hours`` read from the rollups."""
-    write_hours(cursor, hours)
+def run_figures(
+    cursor: Cursor, query: AnalyticsQuery, hours: HourSpan, *, write: bool = True
+) -> list[RunFigures]:
+    """Each workflow's figures over ``query``'s window, its whole hours ``hours`` read from the rollups
+    (written first where missing, unless ``write`` is False: the caller checked they all are)."""
+    if write:
+        write_hours(cursor, hours)
     params = _params(query, hours)
     tallies: dict[str, _RunTally] = {}
     cursor.execute(queries()["run_hours"], params)
@@ -185,9 +201,13 @@ def _add_steps(tally: _StepTally, executions: Any, attempts: Any, retried: Any, 
     tally.total += float(total)
 
 
-def step_figures(cursor: Cursor, query: AnalyticsQuery, hours: HourSpan) -> list[StepFigures]:
-    """Each (workflow, step)'s figures over ``query``'s window, its whole hours read from the rollups."""
-    write_hours(cursor, hours)
+def step_figures(
+    cursor: Cursor, query: AnalyticsQuery, hours: HourSpan, *, write: bool = True
+) -> list[StepFigures]:
+    """Each (workflow, step)'s figures over ``query``'s window, its whole hours read from the rollups
+    (written first where missing, unless ``write`` is False)."""
+    if write:
+        write_hours(cursor, hours)
     params = _params(query, hours)
     tallies: dict[tuple[str, str], _StepTally] = {}
     cursor.execute(queries()["step_hours"], params)

@@ -9,6 +9,7 @@ Being conveyor's own files, never user input, their text is typed ``LiteralStrin
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -88,12 +89,16 @@ def migrations() -> tuple[Migration, ...]:
 
 
 def apply_migrations(
-    connection: psycopg.Connection[tuple[object, ...]], *, up_to: int | None = None
+    connection: psycopg.Connection[tuple[object, ...]],
+    *,
+    up_to: int | None = None,
+    on_migration: Callable[[Migration], None] | None = None,
 ) -> list[int]:
     """Apply the migrations ``connection``'s database lacks, in one transaction; return their versions.
 
     The transaction holds an advisory lock, so processes starting at once apply each migration once: the
-    others wait, then find it recorded in ``conveyor_migrations``. ``up_to`` stops at that version.
+    others wait, then find it recorded in ``conveyor_migrations``. ``up_to`` stops at that version;
+    ``on_migration`` is called with each migration as it starts.
     """
     applied: list[int] = []
     with connection.transaction():
@@ -106,6 +111,8 @@ def apply_migrations(
         for migration in migrations():
             if migration.version in done or (up_to is not None and migration.version > up_to):
                 continue
+            if on_migration is not None:
+                on_migration(migration)
             connection.execute(migration.script)
             connection.execute(
                 "INSERT INTO conveyor_migrations (version, name) VALUES (%s, %s)",

@@ -33,6 +33,7 @@ from conveyor.backends.history import (
 )
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
+from conveyor.backends.read_only import SqliteReader, refused_write
 from conveyor.backends.rows import (
     READY_RUN_STATES,
     RUN_COLUMNS,
@@ -290,7 +291,11 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class SqliteBackend(HistoryHooks, ClosesOnExit):
-    """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use."""
+    """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use.
+
+    ``read_only=True`` opens an existing file to read (see :mod:`conveyor.backends.read_only`): nothing is
+    created or migrated, a missing file or schema is an error naming it, and every write is refused.
+    """
 
     def __init__(
         self,
@@ -298,14 +303,26 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         *,
         synchronous: Synchronous = "FULL",
         busy_timeout_seconds: float = 30.0,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise InvalidArgumentError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous
+        self.read_only = bool(read_only)
+        """Whether the file was opened only to read (every write is refused)."""
         self._lock = threading.Lock()
         self._work = threading.Condition()
         self._work_signals = 0
+        self._reader: SqliteReader | None = None
+        self._applied_on_open: list[int] = []
+        if self.read_only:
+            expected = [version for version, _ in _migrations()]
+            self._reader = SqliteReader(
+                self.path, timeout_seconds=busy_timeout_seconds, expected_versions=expected
+            )
+            self._connection = self._reader.connection
+            return
         try:
             self._connection = sqlite3.connect(
                 self.path,
@@ -318,7 +335,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {synchronous}")
             connection.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
+            self._applied_on_open = self._migrate()
         except (sqlite3.Error, BackendError) as exc:  # a file that is not a database says so here
             with contextlib.suppress(AttributeError, sqlite3.Error):
                 self._connection.close()
@@ -326,19 +343,33 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 raise
             raise BackendError(f"cannot open the SQLite database at {self.path}: {exc}") from exc
 
-    def _migrate(self) -> None:
+    def migrate(self) -> list[int]:
+        """Bring the file's schema up to date; return the versions applied since the backend was opened.
+
+        Opening the file applies what it lacks, so the first call returns those (often none), and later
+        calls what they applied. A read-only backend refuses (``conveyor migrate`` opens it to write).
+        """
+        applied, self._applied_on_open = [*self._applied_on_open, *self._migrate()], []
+        return applied
+
+    def _migrate(self) -> list[int]:
+        applied: list[int] = []
         with self._transaction() as cursor:
             cursor.execute("CREATE TABLE IF NOT EXISTS conveyor_migrations (version INTEGER PRIMARY KEY)")
-            applied = {row[0] for row in cursor.execute("SELECT version FROM conveyor_migrations")}
+            done = {row[0] for row in cursor.execute("SELECT version FROM conveyor_migrations")}
             for version, script in _migrations():
-                if version in applied:
+                if version in done:
                     continue
                 for statement in _statements(script):
                     cursor.execute(statement)
                 cursor.execute("INSERT INTO conveyor_migrations (version) VALUES (?)", (version,))
+                applied.append(version)
+        return applied
 
     @contextmanager
     def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Cursor]:
+        if self.read_only:
+            raise refused_write(f"the SQLite database at {self.path}", "write to it")
         with self._lock:
             connection = self._connection
             relaxed = not durable and self.synchronous == "FULL"
@@ -936,7 +967,11 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
     def close(self) -> None:
         """Close the database connection."""
         with self._lock:
-            self._connection.close()
+            if self._reader is not None:
+                self._reader.close()
+            else:
+                self._connection.close()
 
     def __repr__(self) -> str:
-        return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}>"
+        mode = " read-only" if self.read_only else ""
+        return f"<SqliteBackend {str(self.path)!r} synchronous={self.synchronous}{mode}>"

@@ -10,12 +10,16 @@ from conveyor.backends.sqlite import SqliteBackend
 from conveyor.errors import InvalidArgumentError
 
 
-def open_backend(url: str) -> Backend:
+def open_backend(url: str, *, read_only: bool = False) -> Backend:
     """Open the backend ``url`` names.
 
     ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (``?synchronous=NORMAL`` to trade
     power-cut safety for speed), ``postgresql://user@host:5432/db`` (needs ``conveyor[postgres]``), or
     ``memory://`` (this process only).
+
+    ``read_only=True`` opens it only to read (see :mod:`conveyor.backends.read_only`): a database that does
+    not exist, or lacks conveyor's schema, is an error naming it; nothing is created or migrated, and every
+    write is refused. (A new ``memory://`` backend holds nothing to protect: it is opened as it is.)
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
@@ -29,11 +33,13 @@ def open_backend(url: str) -> Backend:
         synchronous = options.get("synchronous", "FULL").upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise InvalidArgumentError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        return SqliteBackend(path[1:], synchronous="FULL" if synchronous == "FULL" else "NORMAL")
+        return SqliteBackend(
+            path[1:], synchronous="FULL" if synchronous == "FULL" else "NORMAL", read_only=read_only
+        )
     if scheme in ("postgresql", "postgres"):
         from conveyor.backends.postgres import PostgresBackend
 
-        return PostgresBackend(url)
+        return PostgresBackend(url, read_only=read_only)
     if scheme == "memory":
         return InMemoryBackend()
     raise InvalidArgumentError(

@@ -110,7 +110,8 @@ class Conveyor(SubscriberMethods):
     ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
     It is a setting of the backend: on a backend object shared by several runtimes, the last one made sets it.
     ``metrics=True`` counts Prometheus metrics from the start (see :attr:`metrics`); ``log_events=True``
-    logs one line per event (see :meth:`log_events`).
+    logs one line per event (see :meth:`log_events`). ``read_only=True`` opens the backend URL only to read
+    (nothing is created or migrated; every write is refused; see :mod:`conveyor.backends.read_only`).
     ``tracing=True`` makes OpenTelemetry spans of each drive of a run and of each step attempt, through the
     API's global tracer provider; ``tracer_provider`` turns tracing on with that provider instead (both
     need the ``tracing`` extra; see :mod:`conveyor.observe.tracing`). Off by default.
@@ -131,7 +132,16 @@ class Conveyor(SubscriberMethods):
         log_events: bool = False,
         tracing: bool = False,
         tracer_provider: Any = None,
+        read_only: bool = False,
     ) -> None:
+        if read_only and not (isinstance(backend, str) or backend is None):
+            raise InvalidArgumentError(
+                "read_only=True opens a backend URL read-only; a backend object is used as it was opened "
+                "(open it read-only itself: SqliteBackend(path, read_only=True))",
+                argument="read_only",
+            )
+        self.read_only = bool(read_only)
+        """Whether the backend URL is opened only to read (every write is refused)."""
         if isinstance(backend, str) or backend is None:
             self._backend: Backend | None = None
             self._backend_url: str | None = backend
@@ -205,15 +215,16 @@ class Conveyor(SubscriberMethods):
             )
         return app
 
-    def using(self, backend: Backend | str) -> Conveyor:
+    def using(self, backend: Backend | str, *, read_only: bool = False) -> Conveyor:
         """A runtime like this one (same workflows, resources, clock, lease, history and tracing) on another
-        ``backend``."""
+        ``backend`` (a URL opened only to read with ``read_only``)."""
         other = Conveyor(
             backend,
             clock=self.clock,
             lease_seconds=self.lease_seconds,
             registry=self.registry,
             history=self.records_history,
+            read_only=read_only,
         )
         other.resources = self.resources
         other.tracer = self.tracer
@@ -223,13 +234,23 @@ class Conveyor(SubscriberMethods):
         return other
 
     @property
+    def backend_url(self) -> str | None:
+        """The URL the backend is opened from (``$CONVEYOR_BACKEND`` or the default when given none); None
+        when the runtime was given a backend object."""
+        if not self._owns_backend:
+            return None
+        return self._backend_url or default_backend_url()
+
+    @property
     def backend(self) -> Backend:
         """The backend, opened on first use when the runtime was given a URL."""
         backend = self._backend
         if backend is None:
             with self._open_lock:
                 if self._backend is None:
-                    opened = open_backend(self._backend_url or default_backend_url())
+                    opened = open_backend(
+                        self._backend_url or default_backend_url(), read_only=self.read_only
+                    )
                     opened.records_history = self.records_history
                     for listener in self._event_listeners:
                         opened.add_listener(listener)
@@ -606,10 +627,10 @@ class Conveyor(SubscriberMethods):
         operator.log_request(self, workflow_id, "pause", by, reason)
         return steering.pause(self, workflow_id)
 
-    def unpause(self, workflow_id: str, *, by: str | None = None) -> WorkflowStatus:
+    def unpause(self, workflow_id: str, *, by: str | None = None, reason: str = "") -> WorkflowStatus:
         """Lift a pause: a worker claims the run at once and it goes on where it stopped (to drive it here
-        instead, :meth:`resume` it). RunFinishedError if it has ended. Logged with ``by``."""
-        operator.log_request(self, workflow_id, "unpause", by, "")
+        instead, :meth:`resume` it). RunFinishedError if it has ended. Logged with ``by`` and ``reason``."""
+        operator.log_request(self, workflow_id, "unpause", by, reason)
         return steering.resume(self, workflow_id)
 
     # -- reading ----------------------------------------------------------------------------------
