@@ -40,7 +40,7 @@ chromium:
 
 test: lint typecheck chromium
 	CONVEYOR_TEST_POSTGRES_URL="$${CONVEYOR_TEST_POSTGRES_URL:-$$($(BIN)/python tests/find_postgres.py)}" \
-		$(BIN)/pytest
+		$(BIN)/pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -111,7 +111,8 @@ def test_what_a_run_recorded_is_printed_as_plain_text(tmp_path: Path) -> None:
     with Conveyor(url, workflows=[Flow("bad").then(declines).build()]) as app:
         app.run("bad", {}, workflow_id="bad-1")
     for arguments in (("runs", "show", "bad-1"), ("runs", "list"), ("runs", "history", "bad-1")):
-        done = conveyor(*arguments, "--backend", url)
+        # wide enough that no cell wraps, whatever the machine's worker names are like
+        done = conveyor(*arguments, "--backend", url, env={"COLUMNS": "1000"})
         assert "\x1b" not in done.stdout
         assert "\x07" not in done.stdout
         assert "\r" not in done.stdout

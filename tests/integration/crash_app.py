@@ -60,11 +60,12 @@ def step4(value: int) -> str:
     return f"result={value}"
 
 
-@task(retries=RetryPolicy(max_retries=2, initial_delay_secs=1.0, backoff="fixed"))
+@task(retries=RetryPolicy(max_retries=2, initial_delay_secs=3.0, backoff="fixed"))
 def flaky(value: int) -> int:
     note("flaky")
     if os.environ.get("CRASH_HOW") == "during-backoff":
-        # Fail this attempt, and die 0.3 s into the 1 s wait before the next one.
+        # Fail this attempt, and die 0.3 s into the 3 s wait before the next one (long enough that the
+        # next process, which takes a second or so to start on a busy machine, is up before it is due).
         threading.Timer(0.3, lambda: os._exit(18)).start()
         raise ConnectionError("gateway timeout")
     return value
