@@ -31,3 +31,9 @@ def cli(
     command = Cli(backend_url, capsys)
     assert command("migrate").code == 0
     return command
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as a wide terminal prints them, whatever terminal (or none) the test session has."""
+    monkeypatch.setenv("COLUMNS", "200")
