@@ -23,6 +23,8 @@ _FOLDER = ("sql", "postgres")
 _NAME_MARK = "-- name:"
 _NOTED = re.compile(r"\{noted_events:(\w+)\}")
 """Where a query appends the events its source CTE carries: ``noted_events``'s body, for that source."""
+_CTE = re.compile(r"\{cte:(\w+)\}")
+"""Where a query includes a CTE written once, as a named section of its own (``outcome_steps``, say)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ def queries() -> dict[str, LiteralString]:
                 lines.append(line)
     template = found["noted_events"]
     for name, query in found.items():
+        if "{cte:" in query:
+            query = found[name] = _CTE.sub(lambda use: found[use[1]], query)
         if "{noted_events:" in query:
             found[name] = _NOTED.sub(lambda use: "\n" + template.replace("{source}", use[1]) + "\n", query)
     return found

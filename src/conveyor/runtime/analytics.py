@@ -60,8 +60,8 @@ def _query(
     workflow: Workflow | type | str | None,
     namespace: str | None,
 ) -> AnalyticsQuery:
-    end = app.clock.now() if until is None else _moment(until, "until", None)
-    start = end - DEFAULT_WINDOW.total_seconds() if since is None else _moment(since, "since", end)
+    end = app.clock.now() if until is None else epoch_seconds(until, "until")
+    start = end - DEFAULT_WINDOW.total_seconds() if since is None else epoch_seconds(since, "since", end)
     if not start < end:
         raise InvalidArgumentError(
             f"the window must start before it ends, not at {_shown(start)} for an end at {_shown(end)}",
@@ -70,8 +70,9 @@ def _query(
     return AnalyticsQuery(start, end, _workflow_names(app, workflow, namespace))
 
 
-def _moment(value: object, argument: str, until: float | None) -> float:
-    """Epoch seconds of ``value``; a timedelta counts back from ``until`` (only ``since`` takes one)."""
+def epoch_seconds(value: object, argument: str, until: float | None = None) -> float:
+    """Epoch seconds of ``value``, a timezone-aware datetime or epoch seconds (InvalidArgumentError naming
+    ``argument`` for anything else); with ``until``, a timedelta too, counted back from it."""
     if isinstance(value, dt.timedelta) and until is not None:
         if value <= dt.timedelta(0):
             raise InvalidArgumentError(
@@ -87,7 +88,9 @@ def _moment(value: object, argument: str, until: float | None) -> float:
         return value.timestamp()
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    what = "a timezone-aware datetime, epoch seconds" + (" or a timedelta" if until is not None else "")
+    what = "a timezone-aware datetime" + (
+        " or epoch seconds" if until is None else ", epoch seconds or a timedelta"
+    )
     raise InvalidArgumentError(f"{argument} must be {what}, not {value!r}", argument=argument)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from conveyor.core.states import RunState
 from conveyor.definition.registry import UnknownWorkflowError
 from conveyor.definition.workflow import Workflow
 from conveyor.errors import InvalidArgumentError
+from conveyor.runtime.analytics import epoch_seconds
 
 if TYPE_CHECKING:
     from conveyor.runtime.app import Conveyor
@@ -36,8 +36,8 @@ def list_runs(
         workflow_version=_text(version, "version"),
         states=_states(state),
         correlation_id=_text(correlation_id, "correlation_id"),
-        created_after=_moment(created_after, "created_after"),
-        created_before=_moment(created_before, "created_before"),
+        created_after=None if created_after is None else epoch_seconds(created_after, "created_after"),
+        created_before=None if created_before is None else epoch_seconds(created_before, "created_before"),
         before=None if page is None else read_page_token(page),
         limit=check_limit(limit),
     )
@@ -51,24 +51,6 @@ def _text(value: object, argument: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise InvalidArgumentError(f"{argument} must be text, not {value!r}", argument=argument)
-
-
-def _moment(value: object, argument: str) -> float | None:
-    """Epoch seconds of a timezone-aware datetime or of epoch seconds; None for None."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise InvalidArgumentError(
-                f"{argument} must be a timezone-aware datetime (such as datetime.now(UTC)), not {value!r}",
-                argument=argument,
-            )
-        return value.timestamp()
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    raise InvalidArgumentError(
-        f"{argument} must be a timezone-aware datetime or epoch seconds, not {value!r}", argument=argument
-    )
 
 
 def _workflow_name(app: Conveyor, workflow: Workflow | type | str) -> str:

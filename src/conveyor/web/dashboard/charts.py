@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from conveyor.web.dashboard.graph import shorten
+
 LABEL_WIDTH = 230
 PLOT_WIDTH = 520
 VALUE_WIDTH = 110
@@ -80,7 +82,7 @@ def bar_chart(
             x += width
         bars.append(
             Bar(
-                label=_shorten(label),
+                label=shorten(label, LABEL_CHARACTERS),
                 full_label=label,
                 y=y,
                 text_y=y + BAR_HEIGHT - 4,
@@ -91,7 +93,3 @@ def bar_chart(
         )
     height = 2 * TOP + max(len(rows), 1) * ROW_HEIGHT
     return BarChart(title, tuple(bars), LABEL_WIDTH + PLOT_WIDTH + VALUE_WIDTH, height)
-
-
-def _shorten(label: str) -> str:
-    return label if len(label) <= LABEL_CHARACTERS else label[: LABEL_CHARACTERS - 1] + "…"

@@ -73,7 +73,7 @@ def lay_out(
     nodes = tuple(
         Node(
             name=name,
-            label=_shorten(name),
+            label=shorten(name, LABEL_CHARACTERS),
             x=places[name][0],
             y=places[name][1],
             state=states.get(name, "defined"),
@@ -94,8 +94,9 @@ def lay_out(
     return StepGraph(nodes, edges, width, height)
 
 
-def _shorten(name: str) -> str:
-    return name if len(name) <= LABEL_CHARACTERS else name[: LABEL_CHARACTERS - 1] + "…"
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis ending it where it was cut (for a drawn label)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _arrow(source: tuple[int, int], target: tuple[int, int]) -> str:

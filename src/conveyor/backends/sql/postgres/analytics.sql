@@ -6,6 +6,35 @@
 -- as one index range: no sort of the window's rows by name, only each percentile's sort of its durations.
 -- Percentiles are by nearest rank (percentile_disc), as every backend computes them.
 
+-- name: finished_workflows
+-- A CTE the queries below include as {cte:finished_workflows}: the names of the workflows with finished
+-- runs, by a loose index scan of conveyor_runs_finished (one index descent per name).
+names AS (
+    (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
+      ORDER BY r.workflow_name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT r.workflow_name FROM conveyor_runs AS r
+             WHERE r.finished_at IS NOT NULL AND r.workflow_name > n.workflow_name
+             ORDER BY r.workflow_name LIMIT 1)
+      FROM names AS n
+     WHERE n.workflow_name IS NOT NULL
+)
+
+-- name: outcome_steps
+-- A CTE included as {cte:outcome_steps}: each (workflow, step) with step outcomes, by a loose index scan
+-- of conveyor_step_outcomes_by_step.
+pairs AS (
+    (SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
+      ORDER BY o.workflow_name, o.step_name LIMIT 1)
+    UNION ALL
+    SELECT later.workflow_name, later.step_name
+      FROM pairs AS p
+     CROSS JOIN LATERAL (
+        SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
+         WHERE (o.workflow_name, o.step_name) > (p.workflow_name, p.step_name)
+         ORDER BY o.workflow_name, o.step_name LIMIT 1) AS later
+)
+
 -- name: analytics_settings
 -- Run first, in the transaction of each query below (is_local = true: for that transaction alone). The
 -- planner's estimate for a per-workflow LATERAL passes jit_above_cost, and compiling the plan to machine
@@ -18,16 +47,7 @@ SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)
 -- conveyor.core.analytics.FINAL_STATE_NAMES), the p50, p95 and p99 of their durations (recorded to
 -- finished), and how many of their steps ran and how many of those took more than one attempt (the run's
 -- executed_steps and retried_steps): all off conveyor_runs_finished alone.
-WITH RECURSIVE names AS (
-    (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
-      ORDER BY r.workflow_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.workflow_name FROM conveyor_runs AS r
-             WHERE r.finished_at IS NOT NULL AND r.workflow_name > n.workflow_name
-             ORDER BY r.workflow_name LIMIT 1)
-      FROM names AS n
-     WHERE n.workflow_name IS NOT NULL
-)
+WITH RECURSIVE {cte:finished_workflows}
 SELECT n.workflow_name, f.cancelled, f.compensated, f.compensation_failed, f.completed, f.dead_lettered,
        f.failed, f.durations[1], f.durations[2], f.durations[3], f.executed, f.retried
   FROM names AS n
@@ -51,17 +71,7 @@ SELECT n.workflow_name, f.cancelled, f.compensated, f.compensation_failed, f.com
 -- name: step_figures
 -- Each (workflow, step)'s outcomes in the runs finished in [since, until): executions, attempts, the
 -- executions retried and failed for good, and the durations' count, sum, p50 and p95.
-WITH RECURSIVE pairs AS (
-    (SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-      ORDER BY o.workflow_name, o.step_name LIMIT 1)
-    UNION ALL
-    SELECT later.workflow_name, later.step_name
-      FROM pairs AS p
-     CROSS JOIN LATERAL (
-        SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-         WHERE (o.workflow_name, o.step_name) > (p.workflow_name, p.step_name)
-         ORDER BY o.workflow_name, o.step_name LIMIT 1) AS later
-)
+WITH RECURSIVE {cte:outcome_steps}
 SELECT p.workflow_name, p.step_name, f.executions, f.attempts, f.retried, f.failed, f.timed,
        coalesce(f.total, 0), coalesce(f.durations[1], 0), coalesce(f.durations[2], 0)
   FROM pairs AS p
@@ -84,16 +94,7 @@ SELECT p.workflow_name, p.step_name, f.executions, f.attempts, f.retried, f.fail
 -- child run whose parent has not finished is kept (its parent reads it). Rows another transaction holds are
 -- skipped, never waited for, and each row is checked again as it is locked: a run reopened meanwhile (a
 -- retry by hand) is not finished any more, and stays.
-WITH RECURSIVE names AS (
-    (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
-      ORDER BY r.workflow_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.workflow_name FROM conveyor_runs AS r
-             WHERE r.finished_at IS NOT NULL AND r.workflow_name > n.workflow_name
-             ORDER BY r.workflow_name LIMIT 1)
-      FROM names AS n
-     WHERE n.workflow_name IS NOT NULL
-),
+WITH RECURSIVE {cte:finished_workflows},
 candidates AS (
     SELECT c.workflow_id
       FROM names AS n

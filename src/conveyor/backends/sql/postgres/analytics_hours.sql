@@ -23,16 +23,7 @@ RETURNING hour
 -- The run rollups of the periods of %(seconds)s starting at %(hours)s (all in [%(low)s, %(high)s)), read
 -- workflow by workflow through
 -- conveyor_runs_finished.
-WITH RECURSIVE names AS (
-    (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
-      ORDER BY r.workflow_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.workflow_name FROM conveyor_runs AS r
-             WHERE r.finished_at IS NOT NULL AND r.workflow_name > n.workflow_name
-             ORDER BY r.workflow_name LIMIT 1)
-      FROM names AS n
-     WHERE n.workflow_name IS NOT NULL
-),
+WITH RECURSIVE {cte:finished_workflows},
 buckets AS (
     SELECT n.workflow_name, floor(r.finished_at / %(seconds)s) * %(seconds)s AS hour,
            conveyor_duration_bucket(r.finished_at - r.created_at) AS bucket, count(*) AS runs,
@@ -65,17 +56,7 @@ SELECT b.hour, %(seconds)s, b.workflow_name,
 -- The step rollups of the periods of %(seconds)s starting at %(hours)s (all in [%(low)s, %(high)s)), read
 -- step by step through
 -- conveyor_step_outcomes_by_step.
-WITH RECURSIVE pairs AS (
-    (SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-      ORDER BY o.workflow_name, o.step_name LIMIT 1)
-    UNION ALL
-    SELECT later.workflow_name, later.step_name
-      FROM pairs AS p
-     CROSS JOIN LATERAL (
-        SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-         WHERE (o.workflow_name, o.step_name) > (p.workflow_name, p.step_name)
-         ORDER BY o.workflow_name, o.step_name LIMIT 1) AS later
-),
+WITH RECURSIVE {cte:outcome_steps},
 buckets AS (
     SELECT p.workflow_name, p.step_name, floor(o.finished_at / %(seconds)s) * %(seconds)s AS hour,
            conveyor_duration_bucket(o.duration) AS bucket, count(*) AS executions,
@@ -142,16 +123,7 @@ SELECT h.workflow_name, h.step_name, u.bucket, sum(u.count), NULL, NULL, NULL, N
 -- name: run_edges
 -- The runs finished in [%(since)s, %(first)s) and [%(last)s, %(until)s), the parts of the window the
 -- rollups do not hold, as rollups are: by workflow and duration bucket.
-WITH RECURSIVE names AS (
-    (SELECT r.workflow_name FROM conveyor_runs AS r WHERE r.finished_at IS NOT NULL
-      ORDER BY r.workflow_name LIMIT 1)
-    UNION ALL
-    SELECT (SELECT r.workflow_name FROM conveyor_runs AS r
-             WHERE r.finished_at IS NOT NULL AND r.workflow_name > n.workflow_name
-             ORDER BY r.workflow_name LIMIT 1)
-      FROM names AS n
-     WHERE n.workflow_name IS NOT NULL
-)
+WITH RECURSIVE {cte:finished_workflows}
 SELECT n.workflow_name, conveyor_duration_bucket(e.duration) AS bucket, count(*),
        count(*) FILTER (WHERE e.state = 'cancelled'), count(*) FILTER (WHERE e.state = 'compensated'),
        count(*) FILTER (WHERE e.state = 'compensation_failed'), count(*) FILTER (WHERE e.state = 'completed'),
@@ -175,17 +147,7 @@ SELECT n.workflow_name, conveyor_duration_bucket(e.duration) AS bucket, count(*)
 -- name: step_edges
 -- The step outcomes of the runs finished in the window's parts the rollups do not hold, by workflow,
 -- step and duration bucket (NULL: not timed).
-WITH RECURSIVE pairs AS (
-    (SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-      ORDER BY o.workflow_name, o.step_name LIMIT 1)
-    UNION ALL
-    SELECT later.workflow_name, later.step_name
-      FROM pairs AS p
-     CROSS JOIN LATERAL (
-        SELECT o.workflow_name, o.step_name FROM conveyor_step_outcomes AS o
-         WHERE (o.workflow_name, o.step_name) > (p.workflow_name, p.step_name)
-         ORDER BY o.workflow_name, o.step_name LIMIT 1) AS later
-)
+WITH RECURSIVE {cte:outcome_steps}
 SELECT p.workflow_name, p.step_name, conveyor_duration_bucket(e.duration) AS bucket, count(*),
        sum(e.attempts)::bigint, count(*) FILTER (WHERE e.attempts > 1),
        count(*) FILTER (WHERE e.state = 'failed'), count(e.duration), coalesce(sum(e.duration), 0)
