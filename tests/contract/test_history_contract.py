@@ -219,6 +219,18 @@ def test_with_history_off_runs_run_the_same_and_record_no_event(backend: Backend
     assert app.events().events == ()
 
 
+def test_a_backend_with_its_history_turned_off_stays_off_under_the_seed_functions(backend: Backend) -> None:
+    from conveyor import run_durable_workflow
+
+    backend.records_history = False
+    status = run_durable_workflow(flaky_then_failing_flow("checkout"), "order-1", {}, backend)
+    assert status.state is RunState.COMPENSATED
+    assert backend.records_history is False
+    assert backend.read_history("order-1") == []
+    assert Conveyor(backend).records_history is False
+    assert Conveyor(backend, history=True).records_history is True
+
+
 def test_a_retry_by_hand_and_an_operator_action_are_recorded(backend: Backend) -> None:
     app = Conveyor(backend, workflows=[flaky_then_failing_flow("checkout")])
     app.run("checkout", {}, workflow_id="order-1")

@@ -108,7 +108,8 @@ class Conveyor(SubscriberMethods):
     ``lease_seconds`` is how long a run driven in process stays this process's if its heartbeat stops.
     ``executor`` runs the step functions (the runtime makes its own, and closes it, when given none).
     ``history=False`` records no event history (runs run the same; nothing can be watched or subscribed to).
-    It is a setting of the backend: on a backend object shared by several runtimes, the last one made sets it.
+    It is a setting of the backend: left out (None), a backend object keeps its own ``records_history``
+    (True unless turned off) and a URL's backend records it; given, it sets the backend's.
     ``metrics=True`` counts Prometheus metrics from the start (see :attr:`metrics`); ``log_events=True``
     logs one line per event (see :meth:`log_events`). ``read_only=True`` opens the backend URL only to read
     (nothing is created or migrated; every write is refused; see :mod:`conveyor.backends.read_only`).
@@ -127,7 +128,7 @@ class Conveyor(SubscriberMethods):
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         registry: Registry | None = None,
         executor: StepExecutor | None = None,
-        history: bool = True,
+        history: bool | None = None,
         metrics: bool = False,
         log_events: bool = False,
         tracing: bool = False,
@@ -149,6 +150,8 @@ class Conveyor(SubscriberMethods):
             self._backend = check_backend(backend)
             self._backend_url = None
         self._owns_backend = self._backend is None
+        if history is None:
+            history = True if self._backend is None else self._backend.records_history
         self.records_history = bool(history)
         """Whether the backend records each run's event history (see :meth:`history`)."""
         self._event_listeners: list[Listener] = []
