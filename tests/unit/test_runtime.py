@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +351,37 @@ def test_a_missing_resource_fails_the_step_at_once_naming_what_there_is() -> Non
     assert failure.error_type == "UnknownResourceError"
     assert failure.attempts == 1
     assert "no resource named 'gateway'; this runtime has: db" in failure.message
+
+
+def _heartbeats() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("conveyor-heartbeat-")]
+
+
+def test_a_backend_the_seed_functions_used_is_freed_once_its_caller_drops_it() -> None:
+    """The runtime kept for a backend (and its heartbeat thread) must not keep the backend alive."""
+    import gc
+    import weakref
+
+    flow = Flow("freed").then(double).build()
+    dropped = []
+    for number in range(5):
+        backend = InMemoryBackend()
+        assert run_durable_workflow(flow, f"run-{number}", 2, backend).output() == 4
+        dropped.append(weakref.ref(backend))
+        backend.close()
+        del backend
+    gc.collect()
+    assert [ref() for ref in dropped[:-1]] == [None] * 4  # the last one lookup may keep, no other
+
+
+def test_an_idle_runtime_keeps_no_heartbeat_thread() -> None:
+    flow = Flow("idle").then(double).build()
+    before = len(_heartbeats())
+    app = Conveyor(InMemoryBackend(), workflows=[flow], lease_seconds=0.15)
+    assert app.run("idle", 2).output() == 4
+    deadline = time.monotonic() + 2
+    while len(_heartbeats()) > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(_heartbeats()) == before
+    assert app.run("idle", 3).output() == 6  # and a later run is held (and renewed) again
+    app.close()

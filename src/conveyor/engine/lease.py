@@ -155,7 +155,8 @@ class Lease:
 class Heartbeat:
     """Holds the leases of one owner and renews them all, every third of the lease, on a daemon thread.
 
-    The thread starts with the first lease held; each round is one backend call for every lease held.
+    The thread starts with the first lease held and ends at a round with none held (an idle runtime keeps
+    no thread, and nothing of it outlives its owner); each round is one backend call for every lease held.
     Holding and dropping a lease is a dict write under a lock: most runs end long before the first round.
     A lease the backend reports lost is marked lost and renewed no more, but stays held until its driver
     stops and drops it: a worker counts it as a busy slot and never claims its run meanwhile. A round the
@@ -241,6 +242,10 @@ class Heartbeat:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
+            with self._lock:
+                if not self._held:  # idle: the thread ends, and the next lease held starts another
+                    self._thread = None
+                    return
             try:
                 self.renew_now()
             except Exception:  # a bug: the heartbeat must outlive it, or every lease would run out

@@ -29,7 +29,11 @@ from conveyor.runtime.app import Conveyor, IfRunning
 
 _lock = threading.Lock()
 _default: Conveyor | None = None
+_RUNTIMES = "_conveyor_runtimes"
+"""The attribute of a backend object that keeps its runtimes by clock: on the backend itself, so that they
+go with it (a weak-keyed table would keep it alive, since each runtime holds its backend)."""
 _by_backend: weakref.WeakKeyDictionary[Backend, dict[Clock | None, Conveyor]] = weakref.WeakKeyDictionary()
+"""The runtimes of backends that take no attribute (a custom backend with ``__slots__``)."""
 
 
 _last: tuple[Any, Any, Conveyor | None] = (None, None, None)
@@ -63,19 +67,30 @@ def runtime_for(backend: Backend | None, clock: Clock | None = None) -> Conveyor
     last = _last
     if last[0] is backend and last[1] is clock and last[2] is not None:  # one backend, call after call
         return last[2]
-    runtimes = _by_backend.get(check_backend(backend))
+    runtimes = _runtimes_of(check_backend(backend))
+    runtime = runtimes.get(clock)
+    if runtime is None:
+        with _lock:
+            runtime = runtimes.get(clock)
+            if runtime is None:
+                runtime = runtimes[clock] = Conveyor(backend, clock=clock)
+    _remember(backend, clock, runtime)
+    return runtime
+
+
+def _runtimes_of(backend: Backend) -> dict[Clock | None, Conveyor]:
+    runtimes: dict[Clock | None, Conveyor] | None = getattr(backend, _RUNTIMES, None)
     if runtimes is not None:
-        runtime = runtimes.get(clock)
-        if runtime is not None:
-            _remember(backend, clock, runtime)
-            return runtime
+        return runtimes
     with _lock:
-        runtimes = _by_backend.setdefault(check_backend(backend), {})
-        runtime = runtimes.get(clock)
-        if runtime is None:
-            runtime = runtimes[clock] = Conveyor(backend, clock=clock)
-        _remember(backend, clock, runtime)
-        return runtime
+        runtimes = getattr(backend, _RUNTIMES, None) or _by_backend.get(backend)
+        if runtimes is None:
+            runtimes = {}
+            try:
+                setattr(backend, _RUNTIMES, runtimes)
+            except AttributeError:
+                _by_backend[backend] = runtimes
+        return runtimes
 
 
 def run_durable_workflow(

@@ -56,6 +56,7 @@ from conveyor.engine.reading import wait_for_run
 from conveyor.engine.status import WorkflowStatus
 from conveyor.engine.worker import Worker
 from conveyor.errors import (
+    BackendError,
     ConfigurationError,
     InvalidArgumentError,
     LeaseLostError,
@@ -185,7 +186,7 @@ class Conveyor(SubscriberMethods):
         self._value_limit: int | None = None
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
         """The workers this runtime made (while they live): where a cancel looks for a driver here."""
-        self._heartbeat = Heartbeat(lambda: self.backend, self.owner, self.lease_seconds)
+        self._heartbeat = Heartbeat(_backend_of(weakref.ref(self)), self.owner, self.lease_seconds)
         self._local: LocalRuns | None = None if self._backend is None else LocalRuns(self._backend)
         self.subscriptions = Subscriptions()
         """Who is told what happens to runs, in process and durably (see :meth:`on`)."""
@@ -904,3 +905,16 @@ def _check_if_running(if_running: object) -> None:
         raise InvalidArgumentError(
             f"if_running must be 'wait' or 'fail', not {if_running!r}", argument="if_running"
         )
+
+
+def _backend_of(runtime: weakref.ref[Conveyor]) -> Callable[[], Backend]:
+    """The backend of ``runtime`` when asked, by weak reference: its heartbeat thread must not keep it alive
+    (a runtime dropped with leases still held cannot be: its drivers hold it)."""
+
+    def backend() -> Backend:
+        alive = runtime()
+        if alive is None:
+            raise BackendError("the runtime of these leases was closed")
+        return alive.backend
+
+    return backend
