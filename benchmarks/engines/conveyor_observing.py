@@ -27,10 +27,15 @@ def observed(backend: Any) -> Any:
     add_listener = getattr(backend, "add_listener", None)
     if add_listener is None:  # a build without the event history
         return backend
+    import inspect
+
     from conveyor.runtime.metrics import Metrics
 
     metrics = Metrics(lambda: backend)
-    add_listener(metrics.count)
+    if "stored_rows" in inspect.signature(add_listener).parameters:  # as the runtime adds it
+        add_listener(metrics.count, stored_rows=True)
+    else:  # a build whose metrics counted Event values
+        add_listener(metrics.count)
     add_listener(_subscriber)
     return backend
 

@@ -272,6 +272,36 @@ def test_a_batch_of_checkpoints_records_each_runs_events_and_none_for_a_refused_
     assert {event.worker for event in written} == {"w"}
 
 
+@pytest.mark.parametrize("count", [1, 3])
+def test_with_history_off_checkpoints_are_written_and_fenced_alike(
+    backend: Backend, new_run: NewRunFactory, count: int
+) -> None:
+    """With nothing to record, a backend may write checkpoints by a plainer statement: same effect."""
+    backend.records_history = False
+    ids = [f"run-{number}" for number in range(count)]
+    for workflow_id in ids:
+        backend.submit_run(new_run(workflow_id), now=backend.now())
+    claimed = {
+        record.workflow_id: record.epoch
+        for record in backend.claim_runs(owner="w", limit=count, lease_seconds=HOUR, max_recoveries=5)
+    }
+    at = backend.now()
+    done = StepRecord("a", StepState.COMPLETED, 1, "1", None, None, at, at, 1)
+    batch = [
+        Checkpoint(workflow_id, claimed[workflow_id], (done,), RunState.RUNNING, None, None, None, at)
+        for workflow_id in ids
+    ]
+    fenced = Checkpoint(ids[-1], claimed[ids[-1]] + 1, (done,), RunState.FAILED, None, None, None, at)
+    assert backend.record_checkpoints([fenced]) == {ids[-1]}
+    assert backend.record_checkpoints(batch) == set()
+    for workflow_id in ids:
+        record = backend.load_run(workflow_id)
+        assert record is not None
+        assert record.state is RunState.RUNNING
+        assert record.steps["a"].state is StepState.COMPLETED
+        assert backend.read_history(workflow_id) == []
+
+
 def test_pruning_a_finished_run_deletes_its_history_and_leaves_unfinished_runs_history(
     backend: Backend, new_run: NewRunFactory
 ) -> None:

@@ -11,7 +11,7 @@ from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 
 if TYPE_CHECKING:
     from conveyor.backends.cursors import CursorClaim
-    from conveyor.backends.history import EventPage, Listener
+    from conveyor.backends.history import EventPage, Listener, RowListener
     from conveyor.backends.listing import RunQuery
     from conveyor.backends.signals import Signal
     from conveyor.backends.steering import SteeringRequests
@@ -255,11 +255,12 @@ class Backend(Protocol):
     records_history: bool
     """Whether writes record events; each write records its run's events in its own transaction."""
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` after each committed write in this process with the events it wrote."""
+    def add_listener(self, listener: Listener | RowListener, *, stored_rows: bool = False) -> None:
+        """Call ``listener`` after each committed write in this process with the events it wrote (with
+        ``stored_rows``, with their stored columns instead of Event values)."""
         ...
 
-    def remove_listener(self, listener: Listener) -> None:
+    def remove_listener(self, listener: Listener | RowListener) -> None:
         """Stop calling ``listener``."""
         ...
 

@@ -26,6 +26,8 @@ log = logging.getLogger("conveyor.history")
 _NO_DATA: Mapping[str, Any] = MappingProxyType({})
 Listener = Callable[[Sequence[Event]], None]
 """Called with the events one committed write made, in ``seq`` order per run."""
+RowListener = Callable[[Sequence[tuple[Any, ...]]], None]
+"""Called with the stored columns of those events (see :func:`numbered`): what counting needs, unbuilt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,24 +45,42 @@ class HistoryHooks:
     records_history: bool = True
     """Whether writes record events (True unless turned off: ``Conveyor(history=False)``)."""
     _listeners: tuple[Listener, ...] = ()
+    _row_listeners: tuple[RowListener, ...] = ()
 
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` after each committed write in this process with the events it wrote."""
-        self._listeners = (*self._listeners, listener)
+    def add_listener(self, listener: Listener | RowListener, *, stored_rows: bool = False) -> None:
+        """Call ``listener`` after each committed write in this process with the events it wrote.
 
-    def remove_listener(self, listener: Listener) -> None:
+        With ``stored_rows``, it is called with the events' stored columns instead (see :func:`numbered`):
+        no :class:`Event` is built for it, which is what a listener that only counts (the metrics) wants.
+        """
+        if stored_rows:
+            self._row_listeners = (*self._row_listeners, listener)  # type: ignore[arg-type]
+        else:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener | RowListener) -> None:
         """Stop calling ``listener`` (nothing happens if it was not added)."""
         self._listeners = tuple(each for each in self._listeners if each is not listener)
+        self._row_listeners = tuple(each for each in self._row_listeners if each is not listener)
 
     @property
     def wants_events(self) -> bool:
-        """Whether a write must build :class:`Event` values for listeners (it need not when none listens)."""
-        return bool(self._listeners)
+        """Whether a write must keep its events for listeners (it need not when none listens)."""
+        return bool(self._listeners or self._row_listeners)
 
-    def deliver(self, events: Sequence[Event]) -> None:
-        """Hand ``events`` (just committed) to every listener; a listener's exception is logged only."""
-        if not events:
+    def deliver(self, stored: Sequence[tuple[Any, ...]]) -> None:
+        """Hand the events of ``stored`` (just committed, as :func:`numbered` makes them) to every listener,
+        building :class:`Event` values only for listeners of events; a listener's exception is logged only."""
+        if not stored:
             return
+        for row_listener in self._row_listeners:
+            try:
+                row_listener(stored)
+            except Exception:
+                log.exception("an event listener failed on %d event(s); the run is not affected", len(stored))
+        if not self._listeners:
+            return
+        events = as_events(stored)
         for listener in self._listeners:
             try:
                 listener(events)

@@ -97,7 +97,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         )
         stored_events.extend(stored)
         self._feed.extend(stored)
-        if self._listeners:
+        if self._listeners or self._row_listeners:
             self._unpublished.extend(stored)
 
     def _note(
@@ -111,7 +111,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
             return
         with self._lock:
             written, self._unpublished = self._unpublished, []
-        self.deliver(as_events(written))
+        self.deliver(written)
 
     def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
         """Unfinished runs by (workflow name, status): queued, waiting or running."""

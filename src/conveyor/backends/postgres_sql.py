@@ -72,12 +72,14 @@ def queries() -> dict[str, LiteralString]:
 
 
 @cache
-def batch_statement(count: int) -> LiteralString:
+def batch_statement(count: int, *, quiet: bool = False) -> LiteralString:
     """``write_checkpoints`` for ``count`` checkpoints (its parameters: each one's ``write_checkpoint``
-    parameters, one checkpoint after another)."""
+    parameters, one checkpoint after another); ``quiet``, ``write_checkpoints_quiet`` for checkpoints
+    with no event to record."""
     found = queries()
-    rows = ",\n           ".join([found["checkpoint_values"]] * count)
-    return found["write_checkpoints"].replace("{checkpoint_values}", rows)
+    suffix = "_quiet" if quiet else ""
+    rows = ",\n           ".join([found["checkpoint_values" + suffix]] * count)
+    return found["write_checkpoints" + suffix].replace("{checkpoint_values}", rows)
 
 
 @cache

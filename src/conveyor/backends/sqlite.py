@@ -397,8 +397,8 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
 
     def _publish(self, written: list[tuple[Any, ...]] | None) -> None:
         """Hand a committed write's events to this process's listeners."""
-        if written and self._listeners:
-            self.deliver(as_events(written))
+        if written and (self._listeners or self._row_listeners):
+            self.deliver(written)
 
     def _note(
         self,

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from conveyor.backends.base import Backend
-from conveyor.backends.history import EventPage, Listener
+from conveyor.backends.history import EventPage, Listener, RowListener
 from conveyor.backends.retention import DEFAULT_PRUNE_BATCH
 from conveyor.backends.urls import open_backend
 from conveyor.codec import max_value_bytes
@@ -155,7 +155,7 @@ class Conveyor(SubscriberMethods):
             history = True if self._backend is None else self._backend.records_history
         self.records_history = bool(history)
         """Whether the backend records each run's event history (see :meth:`history`)."""
-        self._event_listeners: list[Listener] = []
+        self._event_listeners: list[tuple[Listener | RowListener, bool]] = []
         self._metrics: Metrics | None = None
         if self._backend is not None:
             self._backend.records_history = self.records_history
@@ -256,8 +256,8 @@ class Conveyor(SubscriberMethods):
                         self._backend_url or default_backend_url(), read_only=self.read_only
                     )
                     opened.records_history = self.records_history
-                    for listener in self._event_listeners:
-                        opened.add_listener(listener)
+                    for listener, stored_rows in self._event_listeners:
+                        opened.add_listener(listener, stored_rows=stored_rows)
                     self._local = LocalRuns(opened)
                     self._backend = opened
                     self.subscriptions.in_process.bind(opened)
@@ -702,12 +702,13 @@ class Conveyor(SubscriberMethods):
 
     # -- observing ---------------------------------------------------------------------------------
 
-    def add_event_listener(self, listener: Listener) -> None:
+    def add_event_listener(self, listener: Listener | RowListener, *, stored_rows: bool = False) -> None:
         """Call ``listener`` with the events each write of this process commits (on the backend, now or
-        when it opens): the hook subscribers, metrics and event logs hang on."""
-        self._event_listeners.append(listener)
+        when it opens): the hook subscribers, metrics and event logs hang on. With ``stored_rows``, it gets
+        their stored columns instead of :class:`Event` values (see ``HistoryHooks.add_listener``)."""
+        self._event_listeners.append((listener, stored_rows))
         if self._backend is not None:
-            self._backend.add_listener(listener)
+            self._backend.add_listener(listener, stored_rows=stored_rows)
 
     @property
     def metrics(self) -> Metrics:
@@ -719,7 +720,7 @@ class Conveyor(SubscriberMethods):
                 self._metrics = Metrics(lambda: self.backend)
             metrics = self._metrics
         if created:
-            self.add_event_listener(metrics.count)
+            self.add_event_listener(metrics.count, stored_rows=True)
         return metrics
 
     def log_events(self, logger: logging.Logger | None = None) -> None:
@@ -874,7 +875,7 @@ class Conveyor(SubscriberMethods):
         self.resources.close()
         backend = self._backend
         if backend is not None:  # a backend shared with other runtimes stops feeding this one's
-            for listener in self._event_listeners:
+            for listener, _ in self._event_listeners:
                 backend.remove_listener(listener)
         if self._owns_backend:
             with self._open_lock:

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from conveyor.core.history import Event, EventKind
+from conveyor.core.history import EventKind
 from conveyor.errors import InvalidArgumentError
 from conveyor.web.tokens import TokenTable
 
@@ -90,7 +90,7 @@ class _Family:
 
 
 class Metrics:
-    """The runtime's Prometheus metrics (``app.metrics``): ``count(events)`` is its backend listener."""
+    """The runtime's Prometheus metrics (``app.metrics``): ``count`` is its backend listener."""
 
     def __init__(self, backend: Callable[[], Backend]) -> None:
         self._lock = threading.Lock()
@@ -160,38 +160,48 @@ class Metrics:
         self.registry.register(_CountsCollector(self))
         self.registry.register(_QueueCollector(backend))
 
-    def count(self, events: Sequence[Event]) -> None:
-        """Count what ``events`` (one committed write's) say; the backend listener."""
+    def count(self, stored: Sequence[tuple[Any, ...]]) -> None:
+        """Count what one committed write's events say, from their stored columns (the backend listener,
+        added with ``stored_rows=True``: no :class:`Event` is built for it; see backends.history.numbered)."""
+        step_attempts = self.step_attempts.values
         with self._lock:
-            for event in events:
-                kind = event.kind
-                workflow = event.workflow_name
-                if kind == "step.completed" or kind == "step.failed":
-                    attempt = (workflow, event.step or "", kind[5:])
-                    self.step_attempts.add(attempt)
-                    duration = event.data.get("duration_seconds")
-                    if isinstance(duration, int | float):
-                        self.step_duration.add(attempt, duration)
-                elif kind == "step.started":
+            for row in stored:
+                kind = row[2]
+                if kind == "step.started":  # every attempt's start: counted by its outcome instead
                     continue
-                elif kind == "step.retry_scheduled":
-                    self.step_retries.add((workflow, event.step or ""))
-                elif kind == "step.timed_out":
-                    self.step_attempts.add((workflow, event.step or "", "timed_out"))
-                elif kind == "run.started":
-                    self.runs_started.add((workflow,))
-                elif kind in _FINISHED:
-                    labels = (workflow, _FINISHED[kind])
-                    self.runs_finished.add(labels)
-                    duration = event.data.get("duration_seconds")
-                    if isinstance(duration, int | float):
-                        self.run_duration.add(labels, duration)
-                    if kind == "run.dead_lettered":
-                        self.dead_letters.add((workflow,))
-                elif kind == "run.taken_over":
-                    self.lease_takeovers.add((workflow,))
-                elif kind == "undo.completed" or kind == "undo.failed":
-                    self.undos.add((workflow, event.step or "", kind[5:]))
+                if kind == "step.completed" or kind == "step.failed":
+                    attempt = (row[8] or "", row[3] or "", kind[5:])
+                    kept = step_attempts.get(attempt)
+                    if kept is None:
+                        step_attempts[attempt] = [1.0]
+                    else:
+                        kept[0] += 1
+                    data = row[9]
+                    duration = data.get("duration_seconds") if data else None
+                    if type(duration) is float or type(duration) is int:
+                        self.step_duration.add(attempt, duration)
+                else:
+                    self._count_other(kind, row[8] or "", row[3] or "", row[9])
+
+    def _count_other(self, kind: str, workflow: str, step: str, data: Any) -> None:
+        if kind == "step.retry_scheduled":
+            self.step_retries.add((workflow, step))
+        elif kind == "step.timed_out":
+            self.step_attempts.add((workflow, step, "timed_out"))
+        elif kind == "run.started":
+            self.runs_started.add((workflow,))
+        elif kind in _FINISHED:
+            labels = (workflow, _FINISHED[kind])
+            self.runs_finished.add(labels)
+            duration = data.get("duration_seconds") if isinstance(data, Mapping) else None
+            if isinstance(duration, int | float):
+                self.run_duration.add(labels, duration)
+            if kind == "run.dead_lettered":
+                self.dead_letters.add((workflow,))
+        elif kind == "run.taken_over":
+            self.lease_takeovers.add((workflow,))
+        elif kind == "undo.completed" or kind == "undo.failed":
+            self.undos.add((workflow, step, kind[5:]))
 
     def families(self) -> list[CounterMetricFamily | HistogramMetricFamily]:
         """What the counters and histograms hold now, as Prometheus metric families."""
