@@ -162,3 +162,39 @@ def test_runs_finished_before_the_migration_get_their_finish_time_and_count(
         assert migrated.load_run("old-running") is not None
     finally:
         migrated.close()
+
+
+@task
+def refuse(order: dict[str, Any]) -> dict[str, Any]:
+    raise ValueError("card declined")
+
+
+def test_finished_at_is_when_the_run_ended_and_goes_when_it_reopens(database: Database) -> None:
+    """Set when the run ends, whoever ends it (its last step, a cancel), and cleared by a retry by hand."""
+    clock = FakeClock(T0)
+    failing = Flow("failing").then(pack).then(refuse).build()
+    app = Conveyor(database.backend, workflows=[APPROVAL, failing], clock=clock)
+    finished = "SELECT workflow_id, finished_at, updated_at, state FROM conveyor_runs ORDER BY workflow_id"
+
+    app.start(APPROVAL, {}, workflow_id="a-done")
+    app.send_signal("a-done", "approved", True)
+    clock.advance(5)
+    assert app.run(APPROVAL, {}, workflow_id="a-done").is_completed()
+    app.start(APPROVAL, {}, workflow_id="b-cancelled")
+    clock.advance(5)
+    app.cancel("b-cancelled", "customer changed their mind")
+    clock.advance(5)
+    assert app.run(failing, {}, workflow_id="c-failed").state.value in ("failed", "compensated")
+    rows = database.run_sql(finished)
+    assert [(row[0], row[1] == row[2], row[3] != "running") for row in rows] == [
+        ("a-done", True, True),
+        ("b-cancelled", True, True),
+        ("c-failed", True, True),
+    ]
+    assert {row[1] for row in rows} == {T0 + 5, T0 + 10, T0 + 15}
+
+    clock.advance(5)
+    app.retry("c-failed", wait=False)  # reopened: no longer finished
+    assert database.run_sql("SELECT finished_at FROM conveyor_runs WHERE workflow_id = 'c-failed'") == [
+        (None,)
+    ]

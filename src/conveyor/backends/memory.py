@@ -34,6 +34,7 @@ from conveyor.backends.rows import (
     dead_letter_failure,
     failure_to_text,
     lease_lost,
+    new_record,
     run_from_rows,
     step_to_row,
 )
@@ -41,7 +42,7 @@ from conveyor.backends.signals import Signal, child_signal_name, no_such_run, ru
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
-from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary, pending_steps
+from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
 
@@ -196,24 +197,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         self._leases[workflow_id] = (owner, lease_end)
         self._active[workflow_id] = None
         self._note(workflow_id, EventKind.RUN_STARTED, by_owner=True)
-        return RunRecord(
-            workflow_id=workflow_id,
-            workflow_name=run.workflow_name,
-            workflow_version=run.workflow_version,
-            state=run.state,
-            input=run.input,
-            correlation_id=run.correlation_id,
-            step_names=run.step_names,
-            steps=pending_steps(run.step_names),
-            created_at=now,
-            updated_at=now,
-            epoch=1,
-            leased_until=lease_end,
-            owner=owner,
-            definition_hash=run.definition_hash,
-            deadline_at=run.deadline_at,
-            trace_context=run.trace_context,
-        )
+        return new_record(run, state=run.state, now=now, epoch=1, owner=owner, leased_until=lease_end)
 
     def _start_existing(
         self, run: NewRun, owner: str, now: float, lease_end: float | None, take_over_from: str | None

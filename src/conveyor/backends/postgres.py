@@ -52,6 +52,7 @@ from conveyor.backends.rows import (
     corrupt_value,
     failure_to_text,
     lease_lost,
+    new_record,
     run_from_rows,
     step_to_row,
 )
@@ -309,10 +310,7 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             cursor.execute(self._queries["insert_run" if durable else "insert_run_relaxed"], params)
             inserted = cursor.fetchone()
             if inserted is not None:
-                created = run_from_rows(_new_row(params), ())
-                created.owner = owner
-                created.deadline_at = run.deadline_at
-                created.trace_context = run.trace_context
+                created = new_record(run, state=run.state, now=now, epoch=1, owner=owner, leased_until=None)
                 self._publish(started, inserted)
                 return created, True
             cursor.execute(self._queries["take_over_run"], params)
@@ -449,10 +447,10 @@ class PostgresBackend(HistoryHooks, ClosesOnExit):
             cursor.execute(self._queries["submit_run"], params)
             inserted = cursor.fetchone()
             if inserted is not None:
-                created = run_from_rows(_new_row(params), ())
-                created.deadline_at = run.deadline_at
+                created = new_record(
+                    run, state=RunState.PENDING, now=now, epoch=0, owner=None, leased_until=None
+                )
                 created.parent_id = run.parent_id
-                created.trace_context = run.trace_context
                 self._publish(started, inserted[1:], worker=False)
                 return created, True
             return self._must_load(cursor, run.workflow_id), False
@@ -882,15 +880,6 @@ def _has_input(connection: Connection) -> bool:
     poller = select.poll()  # unlike select(), not limited to descriptors below 1024
     poller.register(connection.fileno(), select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _new_row(params: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The row ``insert_run`` just wrote with ``params`` (see ``rows.RunRow``)."""
-    return (
-        *(params["workflow_id"], params["workflow_name"], params["workflow_version"], params["state"]),
-        *(params["input"], None, None, params["correlation_id"], params["step_names"]),
-        *(params["now"], params["now"], None, params["epoch"], 0, 0, params["definition_hash"]),
-    )
 
 
 def _record(row: Sequence[Any]) -> RunRecord:

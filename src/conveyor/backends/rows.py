@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from conveyor.core.records import Failure, RunRecord, StepRecord, completion_counts
+from conveyor.core.records import Failure, NewRun, RunRecord, StepRecord, completion_counts, pending_steps
 from conveyor.core.states import RunState, StepState
 from conveyor.errors import CorruptRunError, LeaseLostError
 
@@ -235,6 +235,31 @@ def _read_step(row: Sequence[Any], workflow_id: str) -> StepRecord:
 
 _STEP_WIDTH = 12
 _OLD_STEP_WIDTH = 11
+
+
+def new_record(
+    run: NewRun, *, state: RunState, now: float, epoch: int, owner: str | None, leased_until: float | None
+) -> RunRecord:
+    """The record of ``run`` just stored with these columns: built from what was written (every step
+    pending), never read back or decoded again."""
+    return RunRecord(
+        workflow_id=run.workflow_id,
+        workflow_name=run.workflow_name,
+        workflow_version=run.workflow_version,
+        state=state,
+        input=run.input,
+        correlation_id=run.correlation_id,
+        step_names=run.step_names,
+        steps=pending_steps(run.step_names),
+        created_at=now,
+        updated_at=now,
+        epoch=epoch,
+        leased_until=leased_until,
+        owner=owner,
+        definition_hash=run.definition_hash,
+        deadline_at=run.deadline_at,
+        trace_context=run.trace_context,
+    )
 
 
 def run_from_rows(row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:

@@ -43,6 +43,7 @@ from conveyor.backends.rows import (
     dead_letter_failure,
     failure_to_text,
     lease_lost,
+    new_record,
     run_from_rows,
     step_to_row,
 )
@@ -444,15 +445,9 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                     ),
                 )
                 self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, by_owner=True)
-                created = (
-                    *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
-                    *(run.input, None, None, run.correlation_id, step_names, now, now, None, 1, 0, 0),
-                    run.definition_hash,
+                record = new_record(
+                    run, state=run.state, now=now, epoch=1, owner=owner, leased_until=lease_end
                 )
-                record = run_from_rows(created, ())
-                record.owner, record.leased_until = owner, lease_end
-                record.deadline_at = run.deadline_at
-                record.trace_context = run.trace_context
                 created_now = True
             else:
                 record, created_now = self._start_existing(
