@@ -140,13 +140,7 @@ SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at 
 WITH incoming (events, state, output, error, wake_at, at, generation, steps, progress, workflow_id, epoch) AS (
     VALUES {checkpoint_values}
 ),
-locked AS (
-    SELECT r.workflow_id
-      FROM conveyor_runs AS r
-     WHERE r.workflow_id IN (SELECT c.workflow_id FROM incoming AS c)
-     ORDER BY r.workflow_id
-       FOR UPDATE OF r
-),
+{cte:locked_checkpoint_runs},
 updated AS (
     UPDATE conveyor_runs AS r
        SET state = c.state, output = c.output, error = c.error, wake_at = c.wake_at, updated_at = c.at,
@@ -160,6 +154,17 @@ updated AS (
 ),
 noted AS ({noted_events:updated})
 SELECT workflow_id, event_seq, owner, correlation_id, workflow_name, created_at FROM updated
+
+-- name: locked_checkpoint_runs
+-- A CTE write_checkpoints and write_checkpoints_quiet include as {cte:locked_checkpoint_runs}: their runs'
+-- rows locked in workflow_id order, the order every writer of several runs uses.
+locked AS (
+    SELECT r.workflow_id
+      FROM conveyor_runs AS r
+     WHERE r.workflow_id IN (SELECT c.workflow_id FROM incoming AS c)
+     ORDER BY r.workflow_id
+       FOR UPDATE OF r
+)
 
 -- name: checkpoint_values
 (%s::jsonb, %s::text, %s::text, %s::text, %s::float8, %s::float8, %s::integer, %s::jsonb, %s::boolean,
@@ -180,13 +185,7 @@ RETURNING workflow_id, event_seq, owner, correlation_id, workflow_name, created_
 WITH incoming (state, output, error, wake_at, at, generation, steps, progress, workflow_id, epoch) AS (
     VALUES {checkpoint_values}
 ),
-locked AS (
-    SELECT r.workflow_id
-      FROM conveyor_runs AS r
-     WHERE r.workflow_id IN (SELECT c.workflow_id FROM incoming AS c)
-     ORDER BY r.workflow_id
-       FOR UPDATE OF r
-)
+{cte:locked_checkpoint_runs}
 UPDATE conveyor_runs AS r
    SET state = c.state, output = c.output, error = c.error, wake_at = c.wake_at, updated_at = c.at,
        generation = c.generation, steps = r.steps || c.steps,
