@@ -353,8 +353,14 @@ def test_a_missing_resource_fails_the_step_at_once_naming_what_there_is() -> Non
     assert "no resource named 'gateway'; this runtime has: db" in failure.message
 
 
-def _heartbeats() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name.startswith("conveyor-heartbeat-")]
+def _heartbeats(owner: str = "") -> list[threading.Thread]:
+    """The heartbeat threads alive now (of ``owner`` only, when given)."""
+    name = f"conveyor-heartbeat-{owner}"
+    return [
+        thread
+        for thread in threading.enumerate()
+        if (thread.name == name if owner else thread.name.startswith(name))
+    ]
 
 
 def test_a_backend_the_seed_functions_used_is_freed_once_its_caller_drops_it() -> None:
@@ -376,12 +382,11 @@ def test_a_backend_the_seed_functions_used_is_freed_once_its_caller_drops_it() -
 
 def test_an_idle_runtime_keeps_no_heartbeat_thread() -> None:
     flow = Flow("idle").then(double).build()
-    before = len(_heartbeats())
     app = Conveyor(InMemoryBackend(), workflows=[flow], lease_seconds=0.15)
     assert app.run("idle", 2).output() == 4
     deadline = time.monotonic() + 2
-    while len(_heartbeats()) > before and time.monotonic() < deadline:
+    while _heartbeats(app.owner) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert len(_heartbeats()) == before
-    assert app.run("idle", 3).output() == 6  # and a later run is held (and renewed) again
+    assert _heartbeats(app.owner) == []  # (other tests' runtimes may keep theirs a while)
+    assert app.run("idle", 3).output() == 6  # and a later run still runs (a new thread holds it)
     app.close()

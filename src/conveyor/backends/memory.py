@@ -98,7 +98,7 @@ class InMemoryBackend(HistoryHooks, ClosesOnExit):
         )
         stored_events.extend(stored)
         self._feed.extend(stored)
-        if self._listeners or self._row_listeners:
+        if self.wants_events:
             self._unpublished.extend(stored)
 
     def _note(

@@ -398,7 +398,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
 
     def _publish(self, written: list[tuple[Any, ...]] | None) -> None:
         """Hand a committed write's events to this process's listeners."""
-        if written and (self._listeners or self._row_listeners):
+        if written and self.wants_events:
             self.deliver(written)
 
     def _note(

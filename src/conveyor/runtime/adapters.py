@@ -83,7 +83,9 @@ def _runtimes_of(backend: Backend) -> dict[Clock | None, Conveyor]:
     if runtimes is not None:
         return runtimes
     with _lock:
-        runtimes = getattr(backend, _RUNTIMES, None) or _by_backend.get(backend)
+        runtimes = getattr(backend, _RUNTIMES, None)
+        if runtimes is None:
+            runtimes = _by_backend.get(backend)
         if runtimes is None:
             runtimes = {}
             try:
