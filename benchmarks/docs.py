@@ -88,6 +88,8 @@ def render(
         ".venv-bench/bin/python benchmarks/run.py --only conveyor --groups one-client",
         ".venv-bench/bin/python benchmarks/run.py --skip-peers --scale   # conveyor, with the scale check",
         "make bench BENCH_ARGS='--skip-peers --no-scale --against HEAD~1'  # beside the last commit",
+        ".venv/bin/python -m benchmarks.history_pages    # WAL pages per run on SQLite, counted",
+        ".venv/bin/python -m benchmarks.instructions     # instructions per step in memory (valgrind)",
         "```",
         "",
         _run_summary(record, results_path),
