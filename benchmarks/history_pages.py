@@ -5,7 +5,8 @@ not. This script counts the WAL frames (one per page written) and the bytes a 4-
 kernel, two ways:
 
 - **conveyor itself**: ``SqliteBackend`` with the history off, on, and on with the metrics and a
-  subscriber, running the benchmark's sequential workflow;
+  subscriber, running the benchmark's sequential workflow one run at a time; and a worker with 8 slots
+  driving as many recorded runs, history off and on (its checkpoints share commits);
 - **bare SQLite replays** of the same five transactions per run (start, four step checkpoints), with no
   conveyor code, in the layouts a history could take: none; a table of events with a per-run index (what
   conveyor stores); that table without the per-run index; the events kept in the run's own row, with and
@@ -217,6 +218,36 @@ def conveyor_cell(mode: str, runs: int, synchronous: str) -> dict[str, Any]:
             app.close()
 
 
+def worker_cell(mode: str, runs: int, synchronous: str, concurrency: int = 8) -> dict[str, Any]:
+    """Count a worker (``concurrency`` slots, in this process) driving ``runs`` recorded runs to the end:
+    its checkpoints are written many runs to a commit, so the history's pages are shared among them."""
+    from benchmarks.common import order
+    from benchmarks.engines.conveyor_app import SEQ
+    from conveyor import Conveyor, SqliteBackend
+
+    with tempfile.TemporaryDirectory(prefix="conveyor-pages-") as scratch:
+        path = Path(scratch) / "conveyor.db"
+        backend = SqliteBackend(path, synchronous=synchronous)
+        backend.records_history = mode != "off"
+        app = Conveyor(backend, workflows=[SEQ])
+        try:
+            backend._connection.execute("PRAGMA wal_autocheckpoint = 0")
+            for number in range(runs):
+                app.start(SEQ, order(number), workflow_id=f"run-{number:06d}")
+            backend._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            written = _written_bytes()
+            started = time.perf_counter()
+            app.worker(concurrency=concurrency).run(until_idle=True)
+            seconds = time.perf_counter() - started
+            return {
+                "frames_per_run": Path(f"{path}-wal").stat().st_size / FRAME_BYTES / runs,
+                "kb_written_per_run": (_written_bytes() - written) / 1024 / runs,
+                "us_per_run": seconds / runs * 1e6,
+            }
+        finally:
+            app.close()
+
+
 def main() -> None:
     """Print the table (and write it as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,6 +260,10 @@ def main() -> None:
         cells.append(
             ("conveyor", f"history {mode}", conveyor_cell(mode, arguments.runs, arguments.synchronous))
         )
+    for mode in ("off", "on"):
+        cells.append(
+            ("conveyor worker", f"history {mode}", worker_cell(mode, arguments.runs, arguments.synchronous))
+        )
     for layout, description in LAYOUTS.items():
         cells.append(
             (
@@ -237,7 +272,7 @@ def main() -> None:
                 replayed(layout, arguments.runs, arguments.synchronous),
             )
         )
-    baselines = {"conveyor": cells[0][2], "bare SQLite": cells[3][2]}
+    baselines = {"conveyor": cells[0][2], "conveyor worker": cells[3][2], "bare SQLite": cells[5][2]}
     print(
         f"SQLite {arguments.synchronous}, sequential 4-step runs, {arguments.runs} per cell "
         f"({os.uname().machine})"

@@ -21,3 +21,10 @@ def test_a_per_run_index_of_events_costs_pages_beyond_the_event_rows_themselves(
     }
     assert frames["none"] < frames["in the run row, no feed"] < frames["event rows, no run index"]
     assert frames["event rows, no run index"] < frames["event rows"]
+
+
+def test_a_worker_sharing_commits_writes_fewer_pages_per_run_than_one_client() -> None:
+    """A worker's checkpoints share commits (a batch per claim round), so each run costs fewer pages."""
+    worker = history_pages.worker_cell("on", 60, "NORMAL")
+    one_client = history_pages.conveyor_cell("on", 60, "NORMAL")
+    assert 0 < worker["frames_per_run"] < one_client["frames_per_run"]
