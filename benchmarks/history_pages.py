@@ -14,7 +14,9 @@ kernel, two ways:
 
 The replays bound what any design can reach: on SQLite NORMAL the time of a commit follows its pages, so
 a layout's frames per run against "none" is the floor of its cost. Run it with
-``.venv/bin/python -m benchmarks.history_pages`` (a minute); ``--runs N`` changes the sample.
+``.venv/bin/python -m benchmarks.history_pages`` (a minute); ``--runs N`` changes the sample, and
+``--postgres`` adds the WAL bytes per run PostgreSQL writes with the history off and on (its WAL position
+is server-wide, so count on an otherwise idle server).
 """
 
 from __future__ import annotations
@@ -248,12 +250,52 @@ def worker_cell(mode: str, runs: int, synchronous: str, concurrency: int = 8) ->
             app.close()
 
 
+def postgres_cell(mode: str, runs: int) -> dict[str, Any]:
+    """Count the WAL bytes the PostgreSQL server writes per run of conveyor's sequential workflow, one
+    client, history ``off`` or ``on``. The server's WAL position is server-wide: count on an idle server."""
+    import psycopg
+
+    from benchmarks.common import SERVER_URL, drop_database, order, recreate_database
+    from benchmarks.engines.conveyor_app import SEQ
+    from conveyor import Conveyor
+    from conveyor.backends.postgres import PostgresBackend
+
+    database = "conveyor_bench_pages"
+    backend = PostgresBackend(recreate_database(database))
+    try:
+        backend.migrate()
+        backend.records_history = mode != "off"
+        app = Conveyor(backend, workflows=[SEQ])
+        inputs = [order(number) for number in range(runs + 200)]
+        for number in range(200):
+            app.run(SEQ, inputs[number], workflow_id=f"warm-{number:06d}")
+        with psycopg.connect(SERVER_URL, autocommit=True) as server:
+            before = server.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+            started = time.perf_counter()
+            for number in range(runs):
+                app.run(SEQ, inputs[200 + number], workflow_id=f"run-{number:06d}")
+            seconds = time.perf_counter() - started
+            row = server.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (before,)
+            ).fetchone()
+        app.close()
+    finally:
+        backend.close()
+        drop_database(database)
+    return {"wal_kb_per_run": float(row[0]) / 1024 / runs, "us_per_run": seconds / runs * 1e6}
+
+
 def main() -> None:
     """Print the table (and write it as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2000, help="runs counted per cell (default 2000)")
     parser.add_argument("--synchronous", default="NORMAL", choices=["NORMAL", "FULL"])
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also count PostgreSQL's WAL bytes per run ($CONVEYOR_BENCH_POSTGRES_URL; an idle server)",
+    )
     arguments = parser.parse_args()
     cells: list[tuple[str, str, dict[str, Any]]] = []
     for mode in ("off", "on", "watched"):
@@ -285,6 +327,18 @@ def main() -> None:
             f"| {what} | {layout} | {figures['frames_per_run']:.1f} | {ratio:.2f} | "
             f"{figures['kb_written_per_run']:.0f} | {figures['us_per_run']:.0f} |"
         )
+    if arguments.postgres:
+        wal = {mode: postgres_cell(mode, arguments.runs) for mode in ("off", "on")}
+        print()
+        print("| PostgreSQL, one client | WAL kB / run | against off | µs / run (noisy) |")
+        print("| --- | --- | --- | --- |")
+        for mode, figures in wal.items():
+            ratio = figures["wal_kb_per_run"] / wal["off"]["wal_kb_per_run"]
+            print(
+                f"| history {mode} | {figures['wal_kb_per_run']:.1f} | {ratio:.2f} | "
+                f"{figures['us_per_run']:.0f} |"
+            )
+        cells += [("PostgreSQL", f"history {mode}", figures) for mode, figures in wal.items()]
     if arguments.json:
         arguments.json.write_text(
             json.dumps(
