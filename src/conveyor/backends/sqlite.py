@@ -11,11 +11,11 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
@@ -25,7 +25,6 @@ from conveyor.backends.cursors import CursorClaim
 from conveyor.backends.history import (
     UNFINISHED_RUNS,
     EventPage,
-    HistoryHooks,
     as_events,
     failure_data,
     operator_data,
@@ -33,10 +32,9 @@ from conveyor.backends.history import (
 )
 from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
-from conveyor.backends.read_only import SqliteReader, refused_write
+from conveyor.backends.read_only import SqliteReader
 from conveyor.backends.rows import (
     READY_RUN_STATES,
-    RUN_COLUMNS,
     STEP_COLUMNS,
     corrupt_value,
     corruption_failure,
@@ -48,33 +46,27 @@ from conveyor.backends.rows import (
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
+from conveyor.backends.sqlite_connection import (
+    CANCEL_REASON,
+    FAIL_CORRUPT,
+    PAUSED,
+    SELECT_RUN,
+    SELECT_STEPS,
+    SqliteConnection,
+    Synchronous,
+)
 from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
-from conveyor.backends.sqlite_history import append_events, insert_events, read_feed, read_history
+from conveyor.backends.sqlite_history import insert_events, read_feed, read_history
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
-from conveyor.core.history import Event, EventKind, checkpoint_events, run_event
+from conveyor.core.history import Event, EventKind, checkpoint_events
 from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
 from conveyor.core.states import FINAL_RUN_STATES, RunState
 from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
 
-Synchronous = Literal["FULL", "NORMAL"]
 _CHANGE_POLL_SECONDS = 0.005
 
-_SELECT_RUN = (
-    f"SELECT {RUN_COLUMNS}, lease_expires_at, owner, cancel_reason, paused, deadline_at, parent_id, "
-    "operator_log, annotations, trace_context FROM conveyor_runs WHERE workflow_id = ?"
-)
-_LEASE, _OWNER, _CANCEL, _PAUSED, _DEADLINE, _PARENT = (
-    16,
-    17,
-    18,
-    19,
-    20,
-    21,
-)  # positions in a _SELECT_RUN row
-_OPERATOR_LOG, _ANNOTATIONS, _TRACE_CONTEXT = 22, 23, 24
-_SELECT_STEPS = f"SELECT {STEP_COLUMNS} FROM conveyor_steps WHERE workflow_id = ?"
 _INSERT_RUN = (
     "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
     "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
@@ -136,10 +128,6 @@ _NEXT_WAKE = (
 of an unheld run comes off conveyor_runs_ready (walked in timer order, stopping at the first), the earliest
 lease end off conveyor_runs_held (only the runs under a lease). ``{filters}`` takes the caller's
 conditions."""
-_FAIL_CORRUPT = (
-    "UPDATE conveyor_runs SET state = 'failed', error = ?, owner = NULL, lease_expires_at = NULL, "
-    "wake_at = NULL, epoch = epoch + 1, updated_at = ? WHERE workflow_id = ?"
-)
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
 _SET_PARENT = "UPDATE conveyor_runs SET parent_id = ? WHERE workflow_id = ?"
 _COMPENSATE_COMPLETED = (
@@ -230,9 +218,9 @@ _STEERING_EVENTS = {
 def _steered(what: str, row: Sequence[Any]) -> bool:
     """Whether ``what`` changed the run ``row`` was before it (a second cancel or pause changes nothing)."""
     if what == "cancel":
-        return row[_CANCEL] is None
+        return row[CANCEL_REASON] is None
     if what == "pause":
-        return not row[_PAUSED]
+        return not row[PAUSED]
     return True
 
 
@@ -291,7 +279,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class SqliteBackend(HistoryHooks, ClosesOnExit):
+class SqliteBackend(SqliteConnection, ClosesOnExit):
     """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use.
 
     ``read_only=True`` opens an existing file to read (see :mod:`conveyor.backends.read_only`): nothing is
@@ -367,56 +355,6 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 applied.append(version)
         return applied
 
-    @contextmanager
-    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Cursor]:
-        if self.read_only:
-            raise refused_write(f"the SQLite database at {self.path}", "write to it")
-        with self._lock:
-            connection = self._connection
-            relaxed = not durable and self.synchronous == "FULL"
-            if relaxed:
-                connection.execute("PRAGMA synchronous = NORMAL")
-            cursor = connection.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    yield cursor
-                except BaseException:
-                    connection.rollback()
-                    raise
-                connection.commit()
-            except sqlite3.Error as exc:
-                raise BackendError(f"SQLite at {self.path} failed: {exc}") from exc
-            finally:
-                cursor.close()
-                if relaxed:
-                    connection.execute("PRAGMA synchronous = FULL")
-
-    def _history(self) -> list[tuple[Any, ...]] | None:
-        """A list to collect a write's stored events in, or None when history is off."""
-        return [] if self.records_history else None
-
-    def _publish(self, written: list[tuple[Any, ...]] | None) -> None:
-        """Hand a committed write's events to this process's listeners."""
-        if written and self.wants_events:
-            self.deliver(written)
-
-    def _note(
-        self,
-        cursor: sqlite3.Cursor,
-        written: list[tuple[Any, ...]] | None,
-        workflow_id: str,
-        kind: EventKind,
-        data: dict[str, Any] | None = None,
-        *,
-        by_owner: bool = False,
-    ) -> None:
-        """Append one event about the run as a whole, within the caller's transaction."""
-        if written is not None:
-            append_events(
-                cursor, workflow_id, [run_event(kind, self.now(), data)], written, by_owner=by_owner
-            )
-
     def start_run(
         self,
         run: NewRun,
@@ -432,7 +370,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         written = self._history()
         with self._transaction(durable=durable) as cursor:
             lease_end = None if lease_seconds is None else self.now() + lease_seconds
-            row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
+            row = cursor.execute(SELECT_RUN, (run.workflow_id,)).fetchone()
             if row is None:
                 cursor.execute(
                     _INSERT_RUN,
@@ -468,11 +406,11 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         take_over_from: str | None,
     ) -> tuple[RunRecord, bool]:
         """start_run on an id that is recorded: take the run over if nobody live holds it."""
-        record = self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,)))
+        record = self._record(row, cursor.execute(SELECT_STEPS, (run.workflow_id,)))
         held = record.leased_until is not None and (take_over_from is None or record.owner != take_over_from)
         if record.corruption is not None:
             if not held and row[3] in READY_RUN_STATES:  # a run it could drive: end it, here
-                cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
+                cursor.execute(FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
             return record, False
         if record.is_final or held:
             return record, False
@@ -513,8 +451,8 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
             cursor = self._connection.cursor()
             try:
                 cursor.execute("BEGIN")
-                row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
-                steps = cursor.execute(_SELECT_STEPS, (workflow_id,)).fetchall() if row else []
+                row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
+                steps = cursor.execute(SELECT_STEPS, (workflow_id,)).fetchall() if row else []
                 cursor.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._connection.in_transaction:  # a failed read must not leave the connection stuck
@@ -533,25 +471,6 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite at {self.path} failed listing runs: {exc}") from exc
         return [summary_from_row(row) for row in rows]
-
-    def _record(self, row: Sequence[Any], step_rows: Iterable[Sequence[Any]]) -> RunRecord:
-        record = run_from_rows(row, step_rows)
-        owner, lease = row[_OWNER], row[_LEASE]
-        record.owner = owner if type(owner) is str else None
-        if type(lease) in (int, float) and lease >= self.now():
-            record.leased_until = lease
-        cancel, deadline = row[_CANCEL], row[_DEADLINE]
-        record.cancel_reason = cancel if type(cancel) is str else None
-        record.paused = bool(row[_PAUSED])
-        record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
-        parent, trace_context = row[_PARENT], row[_TRACE_CONTEXT]
-        record.parent_id = parent if type(parent) is str else None
-        record.trace_context = trace_context if type(trace_context) is str else None
-        operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
-        if operator_log is not None or annotations is not None:
-            record.operator_log = operator_log if type(operator_log) is str else None
-            record.annotations = annotations if type(annotations) is str else None
-        return record
 
     # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
 
@@ -606,15 +525,15 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
     ) -> RunRecord | None:
         written = self._history()
         with self._transaction() as cursor:
-            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
             if row is None:
                 return None
             if row[3] in READY_RUN_STATES:
                 cursor.execute(_STEER[what], params)
                 if cursor.rowcount == 1 and _steered(what, row):
                     self._note(cursor, written, workflow_id, _STEERING_EVENTS[what], data)
-                row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
-            record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+                row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
+            record = self._record(row, cursor.execute(SELECT_STEPS, (workflow_id,)))
         self._publish(written)
         if what != "pause":
             self._signal_work()
@@ -624,7 +543,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         """Ask for the run to be undone: a completed run goes ``compensating`` (see the Backend contract)."""
         written = self._history()
         with self._transaction() as cursor:
-            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
+            row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
             if row is None:
                 return None
             if row[3] == "completed":
@@ -635,11 +554,11 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 self._note(cursor, written, workflow_id, EventKind.RUN_COMPENSATING)
             elif row[3] in READY_RUN_STATES:
                 cursor.execute(_STEER["cancel"], (reason, workflow_id))
-                if row[_CANCEL] is None:
+                if row[CANCEL_REASON] is None:
                     kind = EventKind.RUN_CANCEL_REQUESTED
                     self._note(cursor, written, workflow_id, kind, {"reason": reason})
-            row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
-            record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+            row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
+            record = self._record(row, cursor.execute(SELECT_STEPS, (workflow_id,)))
         self._publish(written)
         self._signal_work()
         return record
@@ -664,9 +583,9 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
         step_names = orjson.dumps(run.step_names).decode()
         written = self._history()
         with self._transaction() as cursor:
-            row = cursor.execute(_SELECT_RUN, (run.workflow_id,)).fetchone()
+            row = cursor.execute(SELECT_RUN, (run.workflow_id,)).fetchone()
             if row is not None:
-                return self._record(row, cursor.execute(_SELECT_STEPS, (run.workflow_id,))), False
+                return self._record(row, cursor.execute(SELECT_STEPS, (run.workflow_id,))), False
             cursor.execute(
                 _INSERT_RUN,
                 (
@@ -720,7 +639,7 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 if type(recoveries) is not int:  # a run whose row is corrupt: it fails, alone, here
                     error = corrupt_value(workflow_id, "recoveries", recoveries, "which is not a count")
                     failure = corruption_failure(error)
-                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(failure), now, workflow_id))
+                    cursor.execute(FAIL_CORRUPT, (failure_to_text(failure), now, workflow_id))
                     self._note(cursor, written, workflow_id, EventKind.RUN_FAILED, failure_data(failure))
                     continue
                 recoveries += 1 if previous_owner is not None else 0
@@ -745,12 +664,12 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
                 claimed_ids.append(workflow_id)
             claimed = []
             for workflow_id in claimed_ids:
-                row = cursor.execute(_SELECT_RUN, (workflow_id,)).fetchone()
-                record = self._record(row, cursor.execute(_SELECT_STEPS, (workflow_id,)))
+                row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
+                record = self._record(row, cursor.execute(SELECT_STEPS, (workflow_id,)))
                 if record.corruption is None:
                     claimed.append(record)
                 else:  # a run whose rows cannot be read: it fails, alone, instead of stopping the worker
-                    cursor.execute(_FAIL_CORRUPT, (failure_to_text(record.error), now, workflow_id))
+                    cursor.execute(FAIL_CORRUPT, (failure_to_text(record.error), now, workflow_id))
                     self._note(cursor, written, workflow_id, EventKind.RUN_FAILED, failure_data(record.error))
         self._publish(written)
         return claimed
@@ -949,15 +868,6 @@ class SqliteBackend(HistoryHooks, ClosesOnExit):
     def _data_version(self) -> int:
         with self._lock:
             return int(self._connection.execute("PRAGMA data_version").fetchone()[0])
-
-    def _signal_work(self) -> None:
-        with self._work:
-            self._work_signals += 1
-            self._work.notify_all()
-
-    def now(self) -> float:
-        """This backend's clock: the machine's, which is the database's (SQLite runs in this process)."""
-        return time.time()
 
     def close(self) -> None:
         """Close the database connection."""
