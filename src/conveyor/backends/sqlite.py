@@ -30,20 +30,15 @@ from conveyor.backends.history import (
     operator_data,
     signal_data,
 )
-from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.read_only import SqliteReader
 from conveyor.backends.rows import (
     READY_RUN_STATES,
-    STEP_COLUMNS,
     corrupt_value,
     corruption_failure,
     dead_letter_failure,
     failure_to_text,
     lease_lost,
-    new_record,
-    run_from_rows,
-    step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.sqlite_connection import (
@@ -52,32 +47,21 @@ from conveyor.backends.sqlite_connection import (
     PAUSED,
     SELECT_RUN,
     SELECT_STEPS,
-    SqliteConnection,
     Synchronous,
 )
 from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
-from conveyor.backends.sqlite_history import insert_events, read_feed, read_history
+from conveyor.backends.sqlite_history import read_feed, read_history
+from conveyor.backends.sqlite_runs import SqliteRuns, write_checkpoint
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
-from conveyor.core.history import Event, EventKind, checkpoint_events
-from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
-from conveyor.core.states import FINAL_RUN_STATES, RunState
+from conveyor.core.history import Event, EventKind
+from conveyor.core.records import Checkpoint, RunRecord
+from conveyor.core.states import FINAL_RUN_STATES
 from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
 
 _CHANGE_POLL_SECONDS = 0.005
 
-_INSERT_RUN = (
-    "INSERT INTO conveyor_runs (workflow_id, workflow_name, workflow_version, state, input, "
-    "correlation_id, step_names, created_at, updated_at, epoch, recoveries, owner, lease_expires_at, "
-    "definition_hash, deadline_at, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
-)
-_TAKE_OVER = (
-    "UPDATE conveyor_runs SET epoch = epoch + 1, recoveries = recoveries + 1, owner = ?, updated_at = ?, "
-    "lease_expires_at = ?, state = CASE state WHEN 'pending' THEN 'running' ELSE state END "
-    "WHERE workflow_id = ?"
-)
-"""A pending run taken over (one submitted for a worker, driven in process instead) becomes running."""
 _READY = (
     "state IN ('pending', 'running', 'compensating') AND (wake_at IS NULL OR wake_at <= :now) "
     # the index bound: the scan of conveyor_runs_queue stops before the runs that sleep or wait for a signal
@@ -129,82 +113,14 @@ of an unheld run comes off conveyor_runs_ready (walked in timer order, stopping 
 lease end off conveyor_runs_held (only the runs under a lease). ``{filters}`` takes the caller's
 conditions."""
 _ANY_READY = f"SELECT 1 FROM conveyor_runs WHERE {_READY} LIMIT 1"
-_SET_PARENT = "UPDATE conveyor_runs SET parent_id = ? WHERE workflow_id = ?"
 _COMPENSATE_COMPLETED = (
     "UPDATE conveyor_runs SET state = 'compensating', error = ?, cancel_reason = coalesce(cancel_reason, ?), "
     "paused = 0, wake_at = NULL, owner = NULL, lease_expires_at = NULL, epoch = epoch + 1, updated_at = ? "
     "WHERE workflow_id = ? AND state = 'completed'"
 )
 """A completed run reopened to be undone (see ``request_compensation``)."""
-_NUMBERED = " RETURNING event_seq, owner, correlation_id, workflow_name, created_at"
-"""What a checkpoint's write returns: enough to number and attribute its events (see sqlite_history)."""
-_FENCED_UPDATE = (
-    "UPDATE conveyor_runs SET state = ?, output = ?, error = ?, wake_at = ?, updated_at = ?, generation = ?, "
-    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END, event_seq = event_seq + ? "
-    "WHERE workflow_id = ? AND epoch = ?" + _NUMBERED
-)
-"""The run's half of a checkpoint, fenced by its epoch; a checkpoint recording a step (progress) sets
-recoveries back to 0."""
-_FENCED_UPDATE_SAME_STATE = (
-    "UPDATE conveyor_runs SET output = ?, error = ?, updated_at = ?, generation = ?, "
-    "recoveries = CASE WHEN ? THEN 0 ELSE recoveries END, event_seq = event_seq + ? "
-    "WHERE workflow_id = ? AND epoch = ?" + _NUMBERED
-)
-"""The same, for a checkpoint that keeps the run's state and wake-up time: it assigns neither, so SQLite
-leaves the two claim indexes (over wake_at, for the states in which a run is claimable) untouched. Most
-step completions write this one: 4 of a 4-step run's 5 transactions, 41 of its 112 kB of WAL."""
-_UPSERT_STEP = f"INSERT OR REPLACE INTO conveyor_steps (workflow_id, {STEP_COLUMNS}) VALUES ({'?, ' * 12}?)"
 _SELECT_NOTE = "SELECT %s FROM conveyor_runs WHERE workflow_id = ?"
 _UPDATE_NOTE = "UPDATE conveyor_runs SET %s = ? WHERE workflow_id = ?"
-
-
-def _write_checkpoint(
-    cursor: sqlite3.Cursor, checkpoint: Checkpoint, written: list[tuple[Any, ...]] | None
-) -> bool:
-    """Write one checkpoint inside the caller's transaction, with its events unless ``written`` is None
-    (the stored events are added to it); False (and nothing written) if fenced out. The run's row is
-    updated once: the same statement numbers the events."""
-    workflow_id = checkpoint.workflow_id
-    events = checkpoint_events(checkpoint) if written is not None else ()
-    if checkpoint.same_state_and_timer:
-        numbered = cursor.execute(
-            _FENCED_UPDATE_SAME_STATE,
-            (
-                checkpoint.output,
-                failure_to_text(checkpoint.error),
-                checkpoint.at,
-                checkpoint.generation,
-                bool(checkpoint.steps),
-                len(events),
-                workflow_id,
-                checkpoint.epoch,
-            ),
-        ).fetchone()
-    else:
-        numbered = cursor.execute(
-            _FENCED_UPDATE,
-            (
-                checkpoint.state.value,
-                checkpoint.output,
-                failure_to_text(checkpoint.error),
-                checkpoint.wake_at,
-                checkpoint.at,
-                checkpoint.generation,
-                bool(checkpoint.steps),
-                len(events),
-                workflow_id,
-                checkpoint.epoch,
-            ),
-        ).fetchone()
-    if numbered is None:
-        return False
-    if len(checkpoint.steps) == 1:
-        cursor.execute(_UPSERT_STEP, (workflow_id, *step_to_row(checkpoint.steps[0])))
-    elif checkpoint.steps:
-        cursor.executemany(_UPSERT_STEP, [(workflow_id, *step_to_row(record)) for record in checkpoint.steps])
-    if events and written is not None:
-        insert_events(cursor, workflow_id, events, numbered, written)
-    return True
 
 
 _FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
@@ -279,7 +195,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class SqliteBackend(SqliteConnection, ClosesOnExit):
+class SqliteBackend(SqliteRuns, ClosesOnExit):
     """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use.
 
     ``read_only=True`` opens an existing file to read (see :mod:`conveyor.backends.read_only`): nothing is
@@ -355,123 +271,6 @@ class SqliteBackend(SqliteConnection, ClosesOnExit):
                 applied.append(version)
         return applied
 
-    def start_run(
-        self,
-        run: NewRun,
-        *,
-        owner: str,
-        now: float,
-        durable: bool = True,
-        lease_seconds: float | None = None,
-        take_over_from: str | None = None,
-    ) -> tuple[RunRecord, bool]:
-        """Record ``run`` or take over the existing one (see :class:`~conveyor.backends.base.Backend`)."""
-        step_names = orjson.dumps(run.step_names).decode()
-        written = self._history()
-        with self._transaction(durable=durable) as cursor:
-            lease_end = None if lease_seconds is None else self.now() + lease_seconds
-            row = cursor.execute(SELECT_RUN, (run.workflow_id,)).fetchone()
-            if row is None:
-                cursor.execute(
-                    _INSERT_RUN,
-                    (
-                        *(run.workflow_id, run.workflow_name, run.workflow_version, run.state.value),
-                        *(run.input, run.correlation_id, step_names, now, now, 1, owner, lease_end),
-                        run.definition_hash,
-                        run.deadline_at,
-                        run.trace_context,
-                    ),
-                )
-                self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, by_owner=True)
-                record = new_record(
-                    run, state=run.state, now=now, epoch=1, owner=owner, leased_until=lease_end
-                )
-                created_now = True
-            else:
-                record, created_now = self._start_existing(
-                    cursor, written, run, row, owner, now, lease_end, take_over_from
-                )
-        self._publish(written)
-        return record, created_now
-
-    def _start_existing(
-        self,
-        cursor: sqlite3.Cursor,
-        written: list[tuple[Any, ...]] | None,
-        run: NewRun,
-        row: Sequence[Any],
-        owner: str,
-        now: float,
-        lease_end: float | None,
-        take_over_from: str | None,
-    ) -> tuple[RunRecord, bool]:
-        """start_run on an id that is recorded: take the run over if nobody live holds it."""
-        record = self._record(row, cursor.execute(SELECT_STEPS, (run.workflow_id,)))
-        held = record.leased_until is not None and (take_over_from is None or record.owner != take_over_from)
-        if record.corruption is not None:
-            if not held and row[3] in READY_RUN_STATES:  # a run it could drive: end it, here
-                cursor.execute(FAIL_CORRUPT, (failure_to_text(record.error), now, run.workflow_id))
-            return record, False
-        if record.is_final or held:
-            return record, False
-        previous = record.owner
-        cursor.execute(_TAKE_OVER, (owner, now, lease_end, run.workflow_id))
-        if previous is not None:
-            data = {"previous_owner": previous, "recoveries": record.recoveries + 1}
-            self._note(cursor, written, run.workflow_id, EventKind.RUN_TAKEN_OVER, data, by_owner=True)
-        if record.state is RunState.PENDING:
-            record.state = RunState.RUNNING
-        record.epoch += 1
-        record.recoveries += 1
-        record.updated_at = now
-        record.owner, record.leased_until = owner, lease_end
-        if record.state is RunState.PENDING:
-            record.state = RunState.RUNNING
-        return record, False
-
-    def record_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Write ``checkpoint`` in one transaction, unless the run's epoch moved on."""
-        written = self._history()
-        with self._transaction() as cursor:
-            if not _write_checkpoint(cursor, checkpoint, written):
-                raise lease_lost(checkpoint.workflow_id)
-        self._publish(written)
-
-    def record_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> set[str]:
-        """Write many runs' checkpoints in one transaction; return the ids whose write was refused."""
-        written = self._history()
-        with self._transaction() as cursor:
-            refused = {cp.workflow_id for cp in checkpoints if not _write_checkpoint(cursor, cp, written)}
-        self._publish(written)
-        return refused
-
-    def load_run(self, workflow_id: str) -> RunRecord | None:
-        """Return the run's record, or ``None``."""
-        with self._lock:
-            cursor = self._connection.cursor()
-            try:
-                cursor.execute("BEGIN")
-                row = cursor.execute(SELECT_RUN, (workflow_id,)).fetchone()
-                steps = cursor.execute(SELECT_STEPS, (workflow_id,)).fetchall() if row else []
-                cursor.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if self._connection.in_transaction:  # a failed read must not leave the connection stuck
-                    self._connection.rollback()
-                raise BackendError(f"SQLite at {self.path} failed: {exc}") from exc
-            finally:
-                cursor.close()
-        return None if row is None else self._record(row, steps)
-
-    def list_runs(self, query: RunQuery) -> list[RunSummary]:
-        """The runs ``query`` asks for, newest first (at most one more than its limit), in one read."""
-        statement, params = query.sql("?")
-        with self._lock:
-            try:
-                rows = self._connection.execute(statement, params).fetchall()
-            except sqlite3.Error as exc:
-                raise BackendError(f"SQLite at {self.path} failed listing runs: {exc}") from exc
-        return [summary_from_row(row) for row in rows]
-
     # -- notes: the operator log and annotations (see backends.notes) -----------------------------------
 
     def record_operator_action(
@@ -483,7 +282,7 @@ class SqliteBackend(SqliteConnection, ClosesOnExit):
             row = cursor.execute(_SELECT_NOTE % "operator_log", (workflow_id,)).fetchone()
             if row is None:
                 raise unknown_run(workflow_id)
-            if checkpoint is not None and not _write_checkpoint(cursor, checkpoint, written):
+            if checkpoint is not None and not write_checkpoint(cursor, checkpoint, written):
                 return False
             stored = row[0] if type(row[0]) is str else None
             cursor.execute(_UPDATE_NOTE % "operator_log", (appended(stored, action), workflow_id))
@@ -496,7 +295,7 @@ class SqliteBackend(SqliteConnection, ClosesOnExit):
         workflow_id = checkpoint.workflow_id
         written = self._history()
         with self._transaction() as cursor:
-            if not _write_checkpoint(cursor, checkpoint, written):
+            if not write_checkpoint(cursor, checkpoint, written):
                 raise lease_lost(workflow_id)  # rolled back: nothing written
             row = cursor.execute(_SELECT_NOTE % "annotations", (workflow_id,)).fetchone()
             stored = row[0] if row is not None and type(row[0]) is str else None
@@ -577,40 +376,6 @@ class SqliteBackend(SqliteConnection, ClosesOnExit):
         return {row[0]: (row[1], bool(row[2])) for row in rows}
 
     # -- work for worker processes ------------------------------------------------------------------
-
-    def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
-        """Record ``run`` as pending for a worker, unless its id exists (see the Backend contract)."""
-        step_names = orjson.dumps(run.step_names).decode()
-        written = self._history()
-        with self._transaction() as cursor:
-            row = cursor.execute(SELECT_RUN, (run.workflow_id,)).fetchone()
-            if row is not None:
-                return self._record(row, cursor.execute(SELECT_STEPS, (run.workflow_id,))), False
-            cursor.execute(
-                _INSERT_RUN,
-                (
-                    *(run.workflow_id, run.workflow_name, run.workflow_version, "pending", run.input),
-                    *(run.correlation_id, step_names, now, now, 0, None, None, run.definition_hash),
-                    run.deadline_at,
-                    run.trace_context,
-                ),
-            )
-            if run.parent_id is not None:  # a child run: recorded with its parent, in the same transaction
-                cursor.execute(_SET_PARENT, (run.parent_id, run.workflow_id))
-            data = None if run.parent_id is None else {"parent_id": run.parent_id}
-            self._note(cursor, written, run.workflow_id, EventKind.RUN_STARTED, data)
-            created = (
-                *(run.workflow_id, run.workflow_name, run.workflow_version, "pending"),
-                *(run.input, None, None, run.correlation_id, step_names, now, now, None, 0, 0, 0),
-                run.definition_hash,
-            )
-        self._publish(written)
-        self._signal_work()
-        record = run_from_rows(created, ())
-        record.deadline_at = run.deadline_at
-        record.parent_id = run.parent_id
-        record.trace_context = run.trace_context
-        return record, True
 
     def claim_runs(
         self,
@@ -731,7 +496,7 @@ class SqliteBackend(SqliteConnection, ClosesOnExit):
         with self._transaction() as cursor:
             step = checkpoint.steps[0].name if checkpoint.steps else None
             cursor.execute(_CONSUME_SIGNAL, (checkpoint.at, step, signal_id, checkpoint.workflow_id))
-            if cursor.rowcount != 1 or not _write_checkpoint(cursor, checkpoint, written):
+            if cursor.rowcount != 1 or not write_checkpoint(cursor, checkpoint, written):
                 raise lease_lost(checkpoint.workflow_id)  # rolled back: the signal stays unconsumed
         self._publish(written)
 
