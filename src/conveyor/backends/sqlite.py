@@ -28,7 +28,6 @@ from conveyor.backends.history import (
     as_events,
     failure_data,
     operator_data,
-    signal_data,
 )
 from conveyor.backends.notes import appended, unknown_run
 from conveyor.backends.read_only import SqliteReader
@@ -40,7 +39,6 @@ from conveyor.backends.rows import (
     failure_to_text,
     lease_lost,
 )
-from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.sqlite_connection import (
     CANCEL_REASON,
     FAIL_CORRUPT,
@@ -52,11 +50,11 @@ from conveyor.backends.sqlite_connection import (
 from conveyor.backends.sqlite_cursors import claim_cursor, load_cursor, release_cursor, save_cursor
 from conveyor.backends.sqlite_history import read_feed, read_history
 from conveyor.backends.sqlite_runs import SqliteRuns, write_checkpoint
+from conveyor.backends.sqlite_signals import SqliteSignals, oldest_signal
 from conveyor.backends.steering import PAUSED_WAKE_AT, SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind
 from conveyor.core.records import Checkpoint, RunRecord
-from conveyor.core.states import FINAL_RUN_STATES
 from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
 
@@ -123,7 +121,6 @@ _SELECT_NOTE = "SELECT %s FROM conveyor_runs WHERE workflow_id = ?"
 _UPDATE_NOTE = "UPDATE conveyor_runs SET %s = ? WHERE workflow_id = ?"
 
 
-_FINAL = frozenset(state.value for state in FINAL_RUN_STATES)
 _STEERING_EVENTS = {
     "cancel": EventKind.RUN_CANCEL_REQUESTED,
     "pause": EventKind.RUN_PAUSED,
@@ -138,27 +135,6 @@ def _steered(what: str, row: Sequence[Any]) -> bool:
     if what == "pause":
         return not row[PAUSED]
     return True
-
-
-_RUN_STATE = "SELECT state FROM conveyor_runs WHERE workflow_id = ?"
-_INSERT_SIGNAL = "INSERT INTO conveyor_signals (workflow_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
-_WAKE_FOR_SIGNAL = "UPDATE conveyor_runs SET wake_at = NULL WHERE workflow_id = ? AND wake_at IS NOT NULL"
-"""A run waiting on a timer becomes claimable at once: it looks for the signal it may wait for."""
-_CONSUME_SIGNAL = (
-    "UPDATE conveyor_signals SET consumed_at = ?, consumed_by = ? "
-    "WHERE signal_id = ? AND workflow_id = ? AND consumed_at IS NULL"
-)
-
-
-def _next_signal(cursor: sqlite3.Cursor, workflow_id: str, names: Collection[str]) -> Signal | None:
-    """The oldest unconsumed signal of the run named one of ``names``, read within the caller's cursor."""
-    listed = list(names)
-    row = cursor.execute(
-        "SELECT signal_id, name, payload FROM conveyor_signals WHERE workflow_id = ? AND consumed_at IS NULL "
-        f"AND name IN ({', '.join('?' * len(listed))}) ORDER BY signal_id LIMIT 1",
-        (workflow_id, *listed),
-    ).fetchone()
-    return None if row is None else Signal(int(row[0]), str(row[1]), str(row[2]))
 
 
 def _names(step_names: object) -> list[str]:
@@ -195,7 +171,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class SqliteBackend(SqliteRuns, ClosesOnExit):
+class SqliteBackend(SqliteRuns, SqliteSignals, ClosesOnExit):
     """Stores runs in the SQLite file at ``path`` (``conveyor.db`` by default), created on first use.
 
     ``read_only=True`` opens an existing file to read (see :mod:`conveyor.backends.read_only`): nothing is
@@ -458,47 +434,13 @@ class SqliteBackend(SqliteRuns, ClosesOnExit):
         """Hand a claimed run back, claimable again at ``wake_at`` (now if one of ``wake_for_signals`` is
         already there); False if it was taken over."""
         with self._transaction() as cursor:
-            if wake_for_signals and _next_signal(cursor, workflow_id, wake_for_signals) is not None:
+            if wake_for_signals and oldest_signal(cursor, workflow_id, wake_for_signals) is not None:
                 wake_at = None
             cursor.execute(_RELEASE, (wake_at, workflow_id, epoch))
             released = cursor.rowcount == 1
         if released and (wake_at is None or wake_at <= self.now()):
             self._signal_work()
         return released
-
-    # -- signals ------------------------------------------------------------------------------------------
-
-    def send_signal(self, workflow_id: str, name: str, payload: str, *, now: float) -> int:
-        """Keep a signal for the run (RunNotFoundError, RunFinishedError) and wake it; return its id."""
-        written = self._history()
-        with self._transaction() as cursor:
-            row = cursor.execute(_RUN_STATE, (workflow_id,)).fetchone()
-            if row is None:
-                raise no_such_run(workflow_id)
-            if row[0] in _FINAL:
-                raise run_finished(workflow_id, row[0])
-            cursor.execute(_INSERT_SIGNAL, (workflow_id, name, payload, now))
-            signal_id = int(cursor.lastrowid or 0)
-            cursor.execute(_WAKE_FOR_SIGNAL, (workflow_id,))
-            self._note(cursor, written, workflow_id, EventKind.SIGNAL_RECEIVED, signal_data(name, signal_id))
-        self._publish(written)
-        self._signal_work()
-        return signal_id
-
-    def next_signal(self, workflow_id: str, names: Collection[str]) -> Signal | None:
-        """The oldest signal of the run named one of ``names`` that no step has consumed, or None."""
-        with self._lock:
-            return _next_signal(self._connection.cursor(), workflow_id, names)
-
-    def record_checkpoint_consuming(self, checkpoint: Checkpoint, signal_id: int) -> None:
-        """Write ``checkpoint`` and mark the signal ``signal_id`` consumed in one transaction."""
-        written = self._history()
-        with self._transaction() as cursor:
-            step = checkpoint.steps[0].name if checkpoint.steps else None
-            cursor.execute(_CONSUME_SIGNAL, (checkpoint.at, step, signal_id, checkpoint.workflow_id))
-            if cursor.rowcount != 1 or not write_checkpoint(cursor, checkpoint, written):
-                raise lease_lost(checkpoint.workflow_id)  # rolled back: the signal stays unconsumed
-        self._publish(written)
 
     # -- the event history (see backends.history) --------------------------------------------------------
 
