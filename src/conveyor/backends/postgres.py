@@ -30,13 +30,11 @@ from conveyor.backends.history import (
     signal_data,
     steering_events,
 )
-from conveyor.backends.listing import RunQuery, summary_from_row
 from conveyor.backends.notes import unknown_run
 from conveyor.backends.postgres_connections import (
     CLAIM_PLANNER_OPTIONS,
     READ_ONLY_OPTIONS,
     READ_ONLY_SQLSTATE,
-    PostgresConnections,
 )
 from conveyor.backends.postgres_history import (
     NO_EVENTS,
@@ -45,21 +43,19 @@ from conveyor.backends.postgres_history import (
     position_after,
     stored_rows,
 )
+from conveyor.backends.postgres_reads import EPOCH_COLUMN, PostgresReads, record_from_row
 from conveyor.backends.postgres_sql import batch_statement
 from conveyor.backends.rows import (
-    corrupt_run,
-    corrupt_value,
     failure_to_text,
     lease_lost,
     new_record,
-    run_from_rows,
     step_to_row,
 )
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
 from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
-from conveyor.core.records import Checkpoint, NewRun, RunRecord, RunSummary
+from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.core.states import RunState
 from conveyor.core.steering import cancellation
 from conveyor.errors import BackendError, InvalidArgumentError
@@ -75,19 +71,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CLAIM_PLANNER_OPTIONS", "READ_ONLY_OPTIONS", "READ_ONLY_SQLSTATE", "PostgresBackend"]
 
-_EPOCH = 12  # the run's epoch in a row (see rows.RunRow)
-_LEASED_UNTIL, _STEPS, _OWNER = 16, 17, 18  # positions after the run's columns in the rows queries return
-_CANCEL, _PAUSED, _DEADLINE = 19, 20, 21  # then the steering columns (see backends.steering)
-_PARENT = 22  # then the parent of a child run
-_OPERATOR_LOG, _ANNOTATIONS = 23, 24  # then the notes (see backends.notes), which claims leave out
-_TRACE_CONTEXT = 25  # then the trace context of the code that started the run (see observe.tracing)
-
-
 _TRANSIENT_RETRIES = 3
 """Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
 
 
-class PostgresBackend(PostgresConnections):
+class PostgresBackend(PostgresReads):
     """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
 
     ``url`` is a ``postgresql://`` URL or a libpq conninfo string. Calls borrow a connection from a pool of
@@ -132,11 +120,11 @@ class PostgresBackend(PostgresConnections):
             cursor.execute(self._queries["take_over_run"], params)
             row = cursor.fetchone()
             if row is not None:
-                record = _record(row)
+                record = record_from_row(row)
                 if row[-1] is not None:  # taken from another owner: its run.taken_over event
                     self._publish_taken_over(record, row[-1], int(row[-2]), record.updated_at)
                 if record.corruption is not None:  # taken, but its rows cannot be read: end it here
-                    self._fail_corrupt(cursor, record, row[_EPOCH])
+                    self._fail_corrupt(cursor, record, row[EPOCH_COLUMN])
                 return record, False
             return self._must_load(cursor, run.workflow_id), False  # ended, or a worker holds it
 
@@ -227,30 +215,6 @@ class PostgresBackend(PostgresConnections):
             self.deliver(stored)
         return {checkpoint.workflow_id for checkpoint in ordered} - returned.keys()
 
-    def load_run(self, workflow_id: str) -> RunRecord | None:
-        """Return the run's record with all its steps (read in one statement), or ``None``."""
-        with self._cursor("load a run") as cursor:
-            return self._load(cursor, workflow_id)
-
-    def list_runs(self, query: RunQuery) -> list[RunSummary]:
-        """The runs ``query`` asks for, newest first (at most one more than its limit), in one statement."""
-        statement, params = query.sql("%s")
-        with self._cursor("list runs") as cursor:
-            cursor.execute(statement.encode(), params)
-            rows = cursor.fetchall()
-        return [summary_from_row(row) for row in rows]
-
-    def _load(self, cursor: Cursor, workflow_id: str) -> RunRecord | None:
-        cursor.execute(self._queries["load_run"], {"workflow_id": workflow_id})
-        row = cursor.fetchone()
-        return None if row is None else _record(row)
-
-    def _must_load(self, cursor: Cursor, workflow_id: str) -> RunRecord:
-        record = self._load(cursor, workflow_id)
-        if record is None:
-            raise BackendError(f"{self._where}: run {workflow_id!r} vanished while it was being read")
-        return record
-
     # -- work for worker processes ----------------------------------------------------------------------
 
     def submit_run(self, run: NewRun, *, now: float) -> tuple[RunRecord, bool]:
@@ -303,7 +267,7 @@ class PostgresBackend(PostgresConnections):
         with self._cursor("claim runs", claims=True) as cursor:
             cursor.execute(self._queries["claim_runs"], params)
             rows = cursor.fetchall()
-            records = [_record(row) for row in rows]
+            records = [record_from_row(row) for row in rows]
             claimed = [
                 record
                 for record in records
@@ -316,7 +280,7 @@ class PostgresBackend(PostgresConnections):
                     else:
                         self._publish_taken_over(record, row[-2], int(row[-1]), record.updated_at)
                 if record.corruption is not None:  # it fails, alone, instead of stopping the worker
-                    self._fail_corrupt(cursor, record, row[_EPOCH])
+                    self._fail_corrupt(cursor, record, row[EPOCH_COLUMN])
                 elif record.state is RunState.DEAD_LETTERED:
                     # A separate statement: until it commits, readers derive the same error from the run.
                     cursor.execute(
@@ -523,12 +487,6 @@ class PostgresBackend(PostgresConnections):
 
     # -- the event history (see backends.history) --------------------------------------------------------
 
-    def count_unfinished_runs(self) -> dict[tuple[str, str], int]:
-        """Unfinished runs by (workflow name, status): queued, waiting or running (database clock)."""
-        with self._cursor("count unfinished runs") as cursor:
-            cursor.execute(self._queries["count_unfinished_runs"])
-            return {(str(name), str(status)): int(count) for name, status, count in cursor.fetchall()}
-
     def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
         """The run's events after ``after_seq``, in order (none for an unknown run)."""
         params = {"workflow_id": workflow_id, "after_seq": after_seq, "limit": limit}
@@ -651,40 +609,6 @@ def _checkpoint_params(checkpoint: Checkpoint, events: Sequence[EventRow]) -> tu
         *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode(), bool(steps)),
         *(checkpoint.workflow_id, checkpoint.epoch),
     )
-
-
-def _record(row: Sequence[Any]) -> RunRecord:
-    """The record of a row read by ``load_run`` or ``claim_runs``: run columns, leased_until, steps.
-
-    Never raises for what the row holds: a run whose row cannot be read comes back failed (see
-    :func:`~conveyor.backends.rows.run_from_rows`).
-    """
-    try:
-        steps = orjson.loads(row[_STEPS])
-        step_rows = [(name, *columns) for name, columns in steps.items()]
-    except (orjson.JSONDecodeError, TypeError, AttributeError):
-        why = "which is not an object of step name to step columns"
-        error = corrupt_value(str(row[0]), "steps", row[_STEPS], why)
-        record = corrupt_run(row[:_LEASED_UNTIL], (), error)
-    else:
-        record = run_from_rows(row[:_LEASED_UNTIL], step_rows)
-    record.leased_until = row[_LEASED_UNTIL]
-    record.owner = row[_OWNER] if len(row) > _OWNER else None  # claims return none: the claimer owns them
-    if len(row) > _DEADLINE:
-        cancel, deadline = row[_CANCEL], row[_DEADLINE]
-        record.cancel_reason = cancel if type(cancel) is str else None
-        record.paused = row[_PAUSED] is True
-        record.deadline_at = float(deadline) if type(deadline) in (int, float) else None
-    if len(row) > _PARENT:
-        record.parent_id = row[_PARENT] if type(row[_PARENT]) is str else None
-    if len(row) > _ANNOTATIONS:
-        operator_log, annotations = row[_OPERATOR_LOG], row[_ANNOTATIONS]
-        record.operator_log = operator_log if type(operator_log) is str else None
-        record.annotations = annotations if type(annotations) is str else None
-    if len(row) > _TRACE_CONTEXT:
-        trace_context = row[_TRACE_CONTEXT]
-        record.trace_context = trace_context if type(trace_context) is str else None
-    return record
 
 
 def _stored_run_event(
