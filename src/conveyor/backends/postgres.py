@@ -19,12 +19,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.backends import postgres_analytics as analytics
-from conveyor.backends import postgres_cursors as cursor_sql
 from conveyor.backends import postgres_signals as signal_sql
-from conveyor.backends.cursors import CursorClaim
 from conveyor.backends.history import (
-    EventPage,
-    as_events,
     failure_data,
     operator_data,
     signal_data,
@@ -38,9 +34,8 @@ from conveyor.backends.postgres_connections import (
 )
 from conveyor.backends.postgres_history import (
     NO_EVENTS,
+    PostgresHistory,
     events_json,
-    feed_position,
-    position_after,
     stored_rows,
 )
 from conveyor.backends.postgres_reads import EPOCH_COLUMN, PostgresReads, record_from_row
@@ -54,11 +49,11 @@ from conveyor.backends.rows import (
 from conveyor.backends.signals import Signal, no_such_run, run_finished
 from conveyor.backends.steering import SteeringRequests
 from conveyor.core.analytics import AnalyticsQuery, RunFigures, StepFigures
-from conveyor.core.history import Event, EventKind, EventRow, checkpoint_events, run_event
+from conveyor.core.history import EventKind, EventRow, checkpoint_events, run_event
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.core.states import RunState
 from conveyor.core.steering import cancellation
-from conveyor.errors import BackendError, InvalidArgumentError
+from conveyor.errors import BackendError
 
 try:
     import psycopg
@@ -75,7 +70,7 @@ _TRANSIENT_RETRIES = 3
 """Tries at a batch of checkpoints the server aborted as a deadlock victim (nothing of it was written)."""
 
 
-class PostgresBackend(PostgresReads):
+class PostgresBackend(PostgresReads, PostgresHistory):
     """Stores runs in the PostgreSQL database at ``url``; creates its tables on first use.
 
     ``url`` is a ``postgresql://`` URL or a libpq conninfo string. Calls borrow a connection from a pool of
@@ -130,36 +125,6 @@ class PostgresBackend(PostgresReads):
 
     def _started_events(self, now: float) -> list[EventRow]:
         return [run_event(EventKind.RUN_STARTED, now)] if self.records_history else []
-
-    def _publish(self, rows: Sequence[EventRow], returned: Sequence[Any], *, worker: bool = True) -> None:
-        """Hand the events a statement stored (``rows``, numbered by what it ``returned``) to listeners."""
-        if rows and self.wants_events:
-            self.deliver(stored_rows(rows, returned, worker=worker))
-
-    def _publish_taken_over(self, record: RunRecord, previous: str, seq: int, at: float) -> None:
-        if self.wants_events and self.records_history:
-            data = {"previous_owner": previous, "recoveries": record.recoveries}
-            kind = EventKind.RUN_TAKEN_OVER.value
-            self.deliver([_stored_run_event(record, seq, kind, at, record.owner, data)])
-
-    def _append(
-        self,
-        cursor: Cursor,
-        workflow_id: str,
-        kind: EventKind,
-        data: dict[str, Any] | None = None,
-        *,
-        by_owner: bool = False,
-    ) -> None:
-        """Append one event about the run as a whole, in the caller's transaction, and publish it."""
-        if not self.records_history:
-            return
-        rows = [run_event(kind, self.now(), data)]
-        params = {"workflow_id": workflow_id, "events": events_json(rows), "by_owner": by_owner}
-        cursor.execute(self._queries["append_events"], params)
-        returned = cursor.fetchone()
-        if returned is not None:
-            self._publish(rows, returned)
 
     def record_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write ``checkpoint`` in one statement, unless the run's epoch moved on (LeaseLostError)."""
@@ -297,12 +262,6 @@ class PostgresBackend(PostgresReads):
         )
         if cursor.rowcount == 1:
             self._append(cursor, record.workflow_id, EventKind.RUN_FAILED, failure_data(record.error))
-
-    def _publish_dead_lettered(self, record: RunRecord, previous: str, seq: int) -> None:
-        if self.wants_events and self.records_history:
-            data = {"previous_owner": previous, "recoveries": record.recoveries}
-            kind = EventKind.RUN_DEAD_LETTERED.value
-            self.deliver([_stored_run_event(record, seq, kind, record.updated_at, None, data)])
 
     def extend_leases(self, *, owner: str, leases: Mapping[str, int], lease_seconds: float) -> set[str]:
         """Renew the leases ``owner`` still holds at the given epochs; return the ids whose lease was lost."""
@@ -485,68 +444,6 @@ class PostgresBackend(PostgresReads):
             cursor.execute(self._queries["read_steering"], {"workflow_ids": list(workflow_ids)})
             return {row[0]: (row[1], bool(row[2])) for row in cursor.fetchall()}
 
-    # -- the event history (see backends.history) --------------------------------------------------------
-
-    def read_history(self, workflow_id: str, *, after_seq: int = 0, limit: int = 10_000) -> list[Event]:
-        """The run's events after ``after_seq``, in order (none for an unknown run)."""
-        params = {"workflow_id": workflow_id, "after_seq": after_seq, "limit": limit}
-        with self._cursor("read a run's history") as cursor:
-            cursor.execute(self._queries["read_history"], params)
-            return as_events(cursor.fetchall())
-
-    def read_events(self, *, after: str | None = None, limit: int = 500) -> EventPage:
-        """Every run's events committed after position ``after``, in commit order (see EventPage)."""
-        try:
-            tx, event_id = feed_position(after)
-        except ValueError as exc:
-            raise InvalidArgumentError(str(exc)) from None
-        with self._cursor("read events") as cursor:
-            cursor.execute(self._queries["read_feed"], {"tx": tx, "event_id": event_id, "limit": limit})
-            rows = cursor.fetchall()
-        if not rows:
-            return EventPage((), after)
-        return EventPage(tuple(as_events([row[:-2] for row in rows])), position_after(rows[-1]))
-
-    # -- durable subscribers' cursors (see backends.cursors) ----------------------------------------------
-
-    def claim_event_cursor(
-        self, name: str, *, owner: str, lease_seconds: float, take_over_from: str | None = None
-    ) -> CursorClaim:
-        """Claim the cursor ``name`` for ``owner`` unless another owner holds a live lease on it."""
-        params = {
-            "name": name,
-            "owner": owner,
-            "lease_seconds": lease_seconds,
-            "take_over_from": take_over_from,
-        }
-        with self._cursor("claim an event cursor") as cursor:
-            cursor.execute(cursor_sql.CLAIM, params)
-            row = cursor.fetchone()
-            if row is not None:
-                return CursorClaim(True, row[0], owner)
-            cursor.execute(cursor_sql.HOLDER, params)
-            holder = cursor.fetchone()
-        return CursorClaim(False, None, None if holder is None else holder[0])
-
-    def save_event_cursor(self, name: str, position: str | None, *, owner: str, lease_seconds: float) -> bool:
-        """Store the cursor's position and renew its lease; False if ``owner`` no longer holds it."""
-        params = {"name": name, "position": position, "owner": owner, "lease_seconds": lease_seconds}
-        with self._cursor("save an event cursor") as cursor:
-            cursor.execute(cursor_sql.SAVE, params)
-            return cursor.rowcount == 1
-
-    def release_event_cursor(self, name: str, *, owner: str) -> None:
-        """Let go of the cursor, keeping its position."""
-        with self._cursor("release an event cursor") as cursor:
-            cursor.execute(cursor_sql.RELEASE, {"name": name, "owner": owner})
-
-    def load_event_cursor(self, name: str) -> str | None:
-        """The position saved for the cursor ``name``."""
-        with self._cursor("read an event cursor") as cursor:
-            cursor.execute(cursor_sql.LOAD, {"name": name})
-            row = cursor.fetchone()
-        return None if row is None else row[0]
-
     def wait_for_work(self, timeout_seconds: float) -> bool:
         """Wait for ``NOTIFY conveyor_work`` (a submit or release anywhere) up to ``timeout_seconds``.
 
@@ -608,22 +505,4 @@ def _checkpoint_params(checkpoint: Checkpoint, events: Sequence[EventRow]) -> tu
         *(checkpoint.state.value, checkpoint.output, failure_to_text(checkpoint.error), checkpoint.wake_at),
         *(checkpoint.at, checkpoint.generation, orjson.dumps(steps).decode(), bool(steps)),
         *(checkpoint.workflow_id, checkpoint.epoch),
-    )
-
-
-def _stored_run_event(
-    record: RunRecord, seq: int, kind: str, at: float, worker: str | None, data: dict[str, Any]
-) -> tuple[Any, ...]:
-    """An event about the whole run as its stored columns (see backends.history.numbered)."""
-    return (
-        record.workflow_id,
-        seq,
-        kind,
-        None,
-        None,
-        at,
-        worker,
-        record.correlation_id,
-        record.workflow_name,
-        data,
     )
