@@ -212,7 +212,9 @@ class DurableConsumer:
             attempts += 1
             try:
                 self.subscription.handler(event)
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):  # the process is told to stop (see run() for threads)
+                raise
+            except BaseException as exc:  # asyncio's CancelledError and the like: the handler failed
                 if retry is not None and not retry.allows_retry(attempts, exc):
                     log.error(
                         "durable subscriber %r gave up on event %s (%s) after %d attempt(s): %s: %s",
@@ -300,7 +302,7 @@ class DurableConsumer:
             except (ConveyorError, OSError) as exc:  # the backend failed: the cursor holds; try again
                 log.warning("durable subscriber %r: %s; trying again", self.name, exc)
                 stop.wait(min(poll_seconds * 5, self.lease_seconds / 3))
-            except Exception:
+            except BaseException:  # a side thread: even SystemExit from a handler must not end delivery
                 log.exception("durable subscriber %r failed; trying again", self.name)
                 stop.wait(min(poll_seconds * 5, self.lease_seconds / 3))
         try:
