@@ -267,7 +267,7 @@ def history_table(events: Sequence[Event]) -> Table | str:
         return "no events (the run was recorded with history off)"
     table = _table("SEQ", "AT (UTC)", "EVENT", "STEP", "WORKER", "DETAILS")
     for event in events:
-        at = dt.datetime.fromtimestamp(event.at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        at = _utc(event.at, "%Y-%m-%d %H:%M:%S.%f")
         step = "" if event.step is None else event.step
         if event.attempt is not None:
             step += f" #{event.attempt}"
@@ -281,8 +281,17 @@ def _detail(key: str, value: Any) -> str:
     if key == "duration_seconds" and isinstance(value, int | float):
         return f"took={value * 1000:.1f}ms"
     if key.endswith("_at") and isinstance(value, int | float):
-        return f"{key}={dt.datetime.fromtimestamp(value, dt.UTC).strftime('%H:%M:%S.%f')[:-3]}"
+        return f"{key}={_utc(value, '%H:%M:%S.%f')}"
     return f"{key}={value}"
+
+
+def _utc(moment: object, form: str) -> str:
+    """An epoch time in UTC, to the millisecond; a value that is no such time (a newer version's time in
+    milliseconds, a damaged row's text) as it is, so that one odd event never stops its run's history."""
+    try:
+        return dt.datetime.fromtimestamp(moment, dt.UTC).strftime(form)[:-3]  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return str(moment)
 
 
 def performance_table(performance: Performance) -> Table | str:

@@ -3,12 +3,14 @@ new runtime, consumer threads, and in-process subscribers fed by a worker's writ
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from conveyor import Conveyor, Event, Flow, task
 from conveyor.backends.base import Backend
+from conveyor.runtime.durable import DurableSubscription, DurableThreads
 
 HOUR = 3600.0
 
@@ -124,3 +126,40 @@ def test_in_process_subscribers_get_the_events_a_worker_writes(backend: Backend)
         ]
     )
     assert {event.worker for event in seen} != {None}
+
+
+def test_two_consumers_of_one_name_deliver_a_slow_handlers_events_once_and_get_through_the_feed(
+    backend: Backend,
+) -> None:
+    """Two consumers (two workers) under one name, a handler slow enough that a page takes longer than the
+    lease: the one delivering renews its claim between events, so the other stands by and every event is
+    delivered once. (The claim was renewed only after a whole page: it ran out mid-page, the other took
+    the cursor at the page's start, the first's save was refused, and so on for ever: the first page was
+    delivered again and again and the feed never got past it.)"""
+    app = Conveyor(backend, workflows=[CHECKOUT])
+    for number in range(5):
+        app.run(CHECKOUT, {}, workflow_id=f"order-{number}")
+    expected = [f"order-{number}#{seq}" for number in range(5) for seq in range(1, 7)]
+    eventually(lambda: len(backend.read_events(limit=100).events) == len(expected), "the feed")
+    delivered: list[str] = []
+    lock = threading.Lock()
+
+    def slow(event: Event) -> None:
+        time.sleep(0.1)  # 30 events: 3 s a page, the lease 1 s
+        with lock:
+            delivered.append(event.id)
+
+    subscription = DurableSubscription("audit", None, slow)
+    consumers = [
+        DurableThreads([subscription], backend, owner=owner, lease_seconds=1.0, poll_seconds=0.05)
+        for owner in ("worker-a", "worker-b")
+    ]
+    for consumer in consumers:
+        consumer.start()
+    try:
+        eventually(lambda: len(set(delivered)) == len(expected), "every event", timeout=20)
+    finally:
+        for consumer in consumers:
+            consumer.stop()
+    assert sorted(set(delivered)) == sorted(expected)
+    assert len(delivered) == len(expected), "an event was delivered twice"

@@ -234,3 +234,88 @@ def test_a_webhook_needs_a_secret_and_an_http_url() -> None:
         app.webhook("https://example.com/hook", secret="")
     with pytest.raises(InvalidArgumentError, match="http:// or https://"):
         app.webhook("ftp://example.com/hook", secret=SECRET)
+
+
+class Dripper:
+    """A receiver that reads each request, then answers a byte at a time, each well before a socket's
+    timeout, for up to ``seconds`` a request (a hung or hostile receiver: it never finishes its answer)."""
+
+    def __init__(self, seconds: float = 15.0) -> None:
+        self.seconds = seconds
+        self.attempts = 0
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen()
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(connection,), daemon=True).start()
+
+    def _drip(self, connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            self.attempts += 1
+            end = time.monotonic() + self.seconds
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                while time.monotonic() < end:
+                    connection.sendall(b"X")
+                    time.sleep(0.1)
+            except OSError:  # the sender gave up
+                return
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_receiver_that_never_finishes_its_answer_is_cut_off_at_the_timeout_and_holds_up_nothing(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """timeout_seconds bounds an attempt as a whole, not each wait of its socket: a receiver that answers a
+    byte at a time (each before a read times out) is given up on after 0.5 s an attempt, and the webhook
+    beside it gets its events. (An attempt lasted as long as the receiver kept dripping: 15 s here.)"""
+    dripper = Dripper()
+    backend = SqliteBackend(tmp_path / "hooks.db")
+    try:
+        app = Conveyor(backend, workflows=[FLOW])
+        once = RetryPolicy(max_retries=0)
+        app.webhook(dripper.url, secret=SECRET, name="hung", timeout_seconds=0.5, retry=once)
+        app.webhook(receiver.url, secret=SECRET, name="fine")
+        app.run(FLOW, 1, workflow_id="order-1")
+        began = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="conveyor.subscribers"):
+            app.consume(timeout_seconds=30)
+        took = time.monotonic() - began
+        assert dripper.attempts == 2  # run.started, run.completed: each tried once, then given up
+        assert took < 5, f"consume took {took:.1f} s"
+        assert "no answer in 0.5 s" in caplog.text
+        assert [event["id"] for event in receiver.events()] == ["order-1#1", "order-1#4"]
+    finally:
+        dripper.close()
+        backend.close()
+
+
+def test_a_redirect_is_the_receivers_refusal_and_is_not_followed(
+    receiver: Receiver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 307 to another URL: the signed request is never sent there, the refusal is logged, and the next
+    event goes on to the first receiver."""
+    redirecting = Receiver([(307, {"Location": receiver.url}), 200])
+    try:
+        with SqliteBackend(tmp_path / "hooks.db") as backend:
+            app = Conveyor(backend, workflows=[FLOW])
+            app.webhook(redirecting.url, secret=SECRET)
+            app.run(FLOW, 1, workflow_id="order-1")
+            with caplog.at_level(logging.ERROR, logger="conveyor.webhooks"):
+                assert app.consume(timeout_seconds=10) == 2
+        assert [event["id"] for event in redirecting.events()] == ["order-1#1", "order-1#4"]
+        assert receiver.requests == []
+        assert "refused event order-1#1 (run.started) with HTTP 307; not retried" in caplog.text
+    finally:
+        redirecting.close()

@@ -4,15 +4,20 @@ a failure is kept, and one consumer at a time holds a cursor."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from conveyor import Conveyor, Event, Flow, InMemoryBackend, RetryPolicy, WebhookDeliveryError, task
-from conveyor.runtime.durable import DEFAULT_BACKOFF, DurableConsumer, DurableSubscription
+from conveyor.runtime.durable import DEFAULT_BACKOFF, DurableConsumer, DurableSubscription, DurableThreads
 from conveyor.runtime.ownership import PROCESS
 
 
@@ -63,6 +68,19 @@ def consumer(
         page_size=page_size,
         random_unit=lambda: 0.5,
     )
+
+
+@contextlib.contextmanager
+def consumed_in_a_thread(
+    subscription: DurableSubscription, backend: InMemoryBackend
+) -> Iterator[DurableThreads]:
+    """``subscription`` consumed on a thread of its own for the block (as conveyor worker does)."""
+    threads = DurableThreads([subscription], backend, owner="me", poll_seconds=0.02)
+    threads.start()
+    try:
+        yield threads
+    finally:
+        threads.stop()
 
 
 def test_every_event_is_delivered_once_in_commit_order_and_the_cursor_saved() -> None:
@@ -203,3 +221,27 @@ def test_start_now_skips_the_history_there_when_first_claimed_and_only_then() ->
     other.run(FLOW, 1, workflow_id="after")
     assert consumer(late, lambda event: fresh.append(event.id), start="now").drain() == 4
     assert fresh == ["after#1", "after#2", "after#3", "after#4"]
+
+
+def test_a_handler_that_raises_a_base_exception_is_retried_and_its_consumer_thread_lives_on() -> None:
+    """asyncio's CancelledError (a BaseException) once, then SystemExit once: each is that attempt failing,
+    the event comes again and every event is delivered; the consumer thread carries on. (The first ended
+    the thread for good: nothing more was delivered in that process.)"""
+    backend = backend_with_runs(1)
+    raised: list[BaseException] = [asyncio.CancelledError("once"), SystemExit(3)]
+    got: list[str] = []
+
+    def handler(event: Event) -> None:
+        if raised:
+            raise raised.pop(0)
+        got.append(event.id)
+
+    subscription = DurableSubscription(
+        "audit", None, handler, RetryPolicy(max_retries=5, initial_delay_secs=0.01)
+    )
+    with consumed_in_a_thread(subscription, backend):
+        deadline = time.monotonic() + 20
+        while len(got) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(thread.name == "conveyor-durable-audit" for thread in threading.enumerate())
+    assert got == [f"run-0#{seq}" for seq in range(1, 5)]

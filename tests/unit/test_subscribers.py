@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -135,6 +136,24 @@ def test_closing_the_runtime_delivers_what_is_queued() -> None:
     app.run(CHECKOUT, {"id": 1}, workflow_id="order-1")
     app.close()
     assert seen == ["run.completed"]
+
+
+def test_closing_waits_at_most_its_timeout_for_a_handler_that_never_returns() -> None:
+    """A handler stuck for good: closing the in-process delivery gives up after its timeout, once (it
+    waited the timeout for the queue, then as long again for the thread: app.close() took 10 s, not 5)."""
+    app = runtime()
+    stuck = threading.Event()
+
+    @app.on("run.started")
+    def hangs(event: Event) -> None:
+        stuck.wait(30)
+
+    app.run(CHECKOUT, {"id": 1}, workflow_id="order-1")
+    began = time.monotonic()
+    app.subscriptions.in_process.close(timeout_seconds=1.0)
+    took = time.monotonic() - began
+    stuck.set()
+    assert took < 1.7, f"closing took {took:.2f} s"
 
 
 class CheckoutMonitor:

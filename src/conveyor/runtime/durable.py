@@ -13,7 +13,8 @@ policy, an event still failing after its last attempt (or failing with one of it
 is logged as given up, with its id, and the consumer goes on.
 
 One process at a time consumes for a name: the cursor is claimed under a lease (see
-:mod:`conveyor.backends.cursors`), renewed with each save and while the consumer waits; a process found dead
+:mod:`conveyor.backends.cursors`), renewed with each save, between events and while the consumer waits
+(a handler that takes longer than the lease on one event may lose it to another process); a process found dead
 loses its claim at once, one that stops renewing loses it when the lease ends. ``conveyor worker`` runs
 the app's durable subscribers beside its runs; ``app.consuming()`` runs them for a block of code,
 ``app.consume()`` once, in the calling thread.
@@ -192,7 +193,11 @@ class DurableConsumer:
         if not page.events:
             return 0
         for index, event in enumerate(page.events):
-            if self.subscription.wants(event.kind) and not self._deliver(event, start, index):
+            if not self.subscription.wants(event.kind):
+                continue
+            # A page of slow handling must not outlast the claim: another consumer of the name would take
+            # the cursor at the page's start, this one's save would be refused, and so on for ever.
+            if not self.renew_if_due() or not self._deliver(event, start, index):
                 return None
         if page.position != start and not self._save(page.position):
             return None
@@ -207,7 +212,9 @@ class DurableConsumer:
             attempts += 1
             try:
                 self.subscription.handler(event)
-            except Exception as exc:
+            except (KeyboardInterrupt, SystemExit):  # the process is told to stop (see run() for threads)
+                raise
+            except BaseException as exc:  # asyncio's CancelledError and the like: the handler failed
                 if retry is not None and not retry.allows_retry(attempts, exc):
                     log.error(
                         "durable subscriber %r gave up on event %s (%s) after %d attempt(s): %s: %s",
@@ -295,7 +302,7 @@ class DurableConsumer:
             except (ConveyorError, OSError) as exc:  # the backend failed: the cursor holds; try again
                 log.warning("durable subscriber %r: %s; trying again", self.name, exc)
                 stop.wait(min(poll_seconds * 5, self.lease_seconds / 3))
-            except Exception:
+            except BaseException:  # a side thread: even SystemExit from a handler must not end delivery
                 log.exception("durable subscriber %r failed; trying again", self.name)
                 stop.wait(min(poll_seconds * 5, self.lease_seconds / 3))
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -280,7 +281,8 @@ class LocalDispatcher:
             )
 
     def close(self, timeout_seconds: float = FLUSH_ON_CLOSE_SECONDS) -> None:
-        """Deliver what is queued (waiting at most ``timeout_seconds``), then stop the thread."""
+        """Deliver what is queued, then stop the thread: at most ``timeout_seconds`` in all."""
+        deadline = time.monotonic() + timeout_seconds
         if not self.flush(timeout_seconds):
             log.warning("in-process subscribers did not take %d queued event(s) in time", len(self._pending))
         with self._condition:
@@ -289,7 +291,7 @@ class LocalDispatcher:
             self._condition.notify_all()
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_seconds)
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 class InProcessDelivery:

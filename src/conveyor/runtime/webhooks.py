@@ -9,7 +9,8 @@ posts each event's :meth:`~conveyor.core.history.Event.to_dict` as JSON, with th
 - ``X-Conveyor-Signature``: ``sha256=`` and the hex HMAC-SHA256, keyed by the shared secret, of the
   timestamp, a ``.``, and the body's bytes.
 
-A 2xx answer delivers the event. A connection that fails or times out, a 5xx, a 408 or a 429 is tried again
+A 2xx answer delivers the event. A connection that fails or times out (the timeout bounds the whole attempt,
+not each wait of its socket), a 5xx, a 408 or a 429 is tried again
 with backoff (a ``Retry-After`` in seconds is honoured, up to the policy's longest delay); any other answer is
 the receiver refusing the event: it is logged and not retried. Being durable, a webhook resumes after a
 restart and may deliver an event twice (at least once): a receiver checks the signature with
@@ -20,9 +21,13 @@ standard library (``urllib``), which logs nothing of its own, and redirects are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import logging
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +55,8 @@ RUN_STATUS_KINDS = tuple(kind.value for kind in EventKind if kind.value.startswi
 """What a webhook posts unless told otherwise: every change of a run's status (``run.*``)."""
 RETRIED_STATUSES = frozenset({408, 429})
 """The 4xx answers tried again (besides every 5xx): a timeout and "too many requests"."""
+MOST_ANSWER_BYTES = 64 * 1024
+"""How much of a receiver's answer is read (the rest is never waited for: only its status counts)."""
 
 
 def secret_bytes(secret: str | bytes) -> bytes:
@@ -144,7 +151,93 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirects())
+class _Watch:
+    """Bounds one attempt as a whole: when its time is up, the sockets it opened are shut down, which ends a
+    connect, write or read blocked on them. A socket's own timeout bounds each wait alone, so a receiver
+    that answers a byte at a time, each before it runs out, would otherwise hold the attempt for ever."""
+
+    def __init__(self, seconds: float) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def add(self, opened: socket.socket) -> socket.socket:
+        """Watch ``opened`` (shut down at once if the time is up already)."""
+        with self._lock:
+            self._sockets.append(opened)
+            if self.expired:
+                _shut(opened)
+        return opened
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for opened in self._sockets:
+                _shut(opened)
+
+    def cancel(self) -> None:
+        """The attempt is over: nothing is shut down."""
+        self._timer.cancel()
+
+
+def _shut(opened: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already, or never connected
+        opened.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    """A connection whose sockets its request's :class:`_Watch` shuts down when the attempt's time is up."""
+
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = lambda *a, **k: watch.add(socket.create_connection(*a, **k))
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.add(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    """:class:`_WatchedHTTP` over TLS (the TLS socket is watched once the handshake is done)."""
+
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = lambda *a, **k: watch.add(socket.create_connection(*a, **k))
+        self._watch = watch
+
+    def connect(self) -> None:
+        super().connect()
+        self._watch.add(self.sock)
+
+
+def _watch_of(request: urllib.request.Request) -> _Watch:
+    watch = getattr(request, "conveyor_watch", None)
+    if not isinstance(watch, _Watch):
+        raise TypeError("a webhook request carries its watch")
+    return watch
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        watch = _watch_of(req)
+        return self.do_open(lambda *a, **k: _WatchedHTTP(*a, watch=watch, **k), req)
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        watch = _watch_of(req)
+        return self.do_open(
+            lambda *a, **k: _WatchedHTTPS(*a, watch=watch, **k),
+            req,
+            context=self._context,  # type: ignore[attr-defined]
+        )
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects(), _WatchedHTTPHandler(), _WatchedHTTPSHandler())
 
 
 class Webhook:
@@ -179,18 +272,26 @@ class Webhook:
         headers = {**self.headers, **signed_headers(body, event, self._secret, self._clock())}
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         target = where(self.url)
+        watch = _Watch(self.timeout_seconds)
+        request.conveyor_watch = watch  # type: ignore[attr-defined]
         try:
             with _OPENER.open(request, timeout=self.timeout_seconds) as response:
-                response.read()
+                response.read(MOST_ANSWER_BYTES)
+            if not watch.expired:  # (an answer cut short by the end of its time is no answer)
                 return
+            raise TimeoutError
         except urllib.error.HTTPError as answer:  # a status other than 2xx
             status, retry_after = answer.code, _retry_after(answer.headers.get("Retry-After"))
             answer.close()
-        except (urllib.error.URLError, OSError) as exc:  # no connection, a timeout, a reset
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no connection, a
+            # timeout, a reset, an answer that is no HTTP (or one cut short when the attempt's time ran out)
             reason = getattr(exc, "reason", exc)
+            why = f"no answer in {self.timeout_seconds:g} s" if watch.expired else type(reason).__name__
             raise WebhookDeliveryError(
-                f"POST to {target} failed: {type(reason).__name__}", event_id=event.id
+                f"POST to {target} failed: {why}", event_id=event.id
             ) from None  # the cause would name the URL in full
+        finally:
+            watch.cancel()
         if status >= 500 or status in RETRIED_STATUSES:
             raise WebhookDeliveryError(
                 f"{target} answered HTTP {status}",
