@@ -169,6 +169,11 @@ def _count(
     started = time.perf_counter()
     for number in range(runs):
         run(f"run-{number:06d}")
+    return _figures(wal, written, started, runs)
+
+
+def _figures(wal: Path, written: int, started: float, runs: int) -> dict[str, Any]:
+    """Per run since ``started`` (perf_counter) and ``written`` (bytes): WAL frames, kB written, µs."""
     seconds = time.perf_counter() - started
     return {
         "frames_per_run": wal.stat().st_size / FRAME_BYTES / runs,
@@ -240,12 +245,7 @@ def worker_cell(mode: str, runs: int, synchronous: str, concurrency: int = 8) ->
             written = _written_bytes()
             started = time.perf_counter()
             app.worker(concurrency=concurrency).run(until_idle=True)
-            seconds = time.perf_counter() - started
-            return {
-                "frames_per_run": Path(f"{path}-wal").stat().st_size / FRAME_BYTES / runs,
-                "kb_written_per_run": (_written_bytes() - written) / 1024 / runs,
-                "us_per_run": seconds / runs * 1e6,
-            }
+            return _figures(Path(f"{path}-wal"), written, started, runs)
         finally:
             app.close()
 

@@ -519,3 +519,35 @@ def test_a_dead_idle_connection_is_found_without_poll_as_on_windows(
     terminate_sessions(postgres_database.server, postgres_database.name)
 
     assert backend.load_run("run-1") is not None
+
+
+def test_a_batch_of_checkpoints_chosen_as_a_deadlock_victim_is_written_on_its_next_try(
+    postgres_database: PostgresDatabase, open_backend: OpenBackend
+) -> None:
+    """Another session holds run-2's row and then waits for run-1's, which the batch locked first: a real
+    deadlock. The batch's session detects it first (the other waits 30 s before it looks), so the server
+    aborts the batch; it wrote nothing, and it is tried again and written once the other session is gone."""
+    backend = open_backend(postgres_database.url)
+    backend.migrate()
+    for workflow_id in ("run-1", "run-2"):
+        backend.start_run(new_run(workflow_id), owner="inline", now=T0)
+    with psycopg.connect(postgres_database.url) as other:
+        other.execute("SET deadlock_timeout = '30s'")
+        other.execute("SELECT 1 FROM conveyor_runs WHERE workflow_id = 'run-2' FOR UPDATE")
+        with ThreadPoolExecutor(1) as pool:
+            batch = pool.submit(backend.record_checkpoints, [complete_a("run-1"), complete_a("run-2")])
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while not query(  # the batch holds run-1 and waits for run-2
+                postgres_database.url,
+                "SELECT 1 FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'",
+            ):
+                assert time.monotonic() < deadline, "the batch never waited for run-2's row"
+                time.sleep(0.01)
+            # waits for run-1 until the batch is aborted as the deadlock's victim (after its 1 s timeout)
+            other.execute("SELECT 1 FROM conveyor_runs WHERE workflow_id = 'run-1' FOR UPDATE")
+            other.rollback()
+            assert batch.result(timeout=DEADLINE_SECONDS) == set()
+    for workflow_id in ("run-1", "run-2"):
+        record = backend.load_run(workflow_id)
+        assert record is not None
+        assert record.steps["a"].state is StepState.COMPLETED

@@ -44,6 +44,8 @@ READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"
 """The sessions of a read-only backend: the server refuses every write in them."""
 READ_ONLY_SQLSTATE = "25006"
 """``read_only_sql_transaction``: what the server answers a write in such a session."""
+DEADLOCK_SQLSTATE = "40P01"
+"""``deadlock_detected``: the server aborted the transaction to break a deadlock (it wrote nothing)."""
 CLAIM_PLANNER_OPTIONS = "-c enable_sort=off"
 """Set (after any ``options`` of the URL) on the connections claims run on, which run nothing else. A claim
 must walk the claim-order index and stop at its limit; on a table not yet analyzed (a new database meeting

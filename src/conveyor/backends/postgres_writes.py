@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from conveyor.backends.history import failure_data
+from conveyor.backends.postgres_connections import DEADLOCK_SQLSTATE
 from conveyor.backends.postgres_history import NO_EVENTS, PostgresHistory, events_json, stored_rows
 from conveyor.backends.postgres_reads import EPOCH_COLUMN, PostgresReads, record_from_row
 from conveyor.backends.postgres_sql import batch_statement
@@ -21,12 +22,6 @@ from conveyor.core.history import EventKind, EventRow, checkpoint_events, run_ev
 from conveyor.core.records import Checkpoint, NewRun, RunRecord
 from conveyor.core.states import RunState
 from conveyor.errors import BackendError
-
-try:
-    import psycopg
-except ImportError as exc:  # the [postgres] extra is not installed: PostgresBackend says so when built
-    if not (exc.name or "").startswith("psycopg"):
-        raise
 
 if TYPE_CHECKING:
     from conveyor.backends.postgres_connections import Cursor
@@ -116,7 +111,7 @@ class PostgresWrites(PostgresReads, PostgresHistory):
             try:
                 return self._write_checkpoints(ordered, "record checkpoints")
             except BackendError as exc:
-                transient = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected)
+                transient = getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_SQLSTATE
                 if not transient or attempt == _TRANSIENT_RETRIES - 1:
                     raise
         raise AssertionError("unreachable")

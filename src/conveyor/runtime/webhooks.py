@@ -188,8 +188,11 @@ def _shut(opened: socket.socket) -> None:
         opened.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTP(http.client.HTTPConnection):
-    """A connection whose sockets its request's :class:`_Watch` shuts down when the attempt's time is up."""
+class _Watched:
+    """Mixed into an HTTP(S) connection: its sockets are added to its request's :class:`_Watch`, which shuts
+    them down when the attempt's time is up (over TLS, the TLS socket too, once the handshake is done)."""
+
+    sock: socket.socket
 
     def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -197,21 +200,16 @@ class _WatchedHTTP(http.client.HTTPConnection):
         self._watch = watch
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         self._watch.add(self.sock)
 
 
-class _WatchedHTTPS(http.client.HTTPSConnection):
-    """:class:`_WatchedHTTP` over TLS (the TLS socket is watched once the handshake is done)."""
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    """A plain-HTTP connection whose sockets are watched."""
 
-    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = lambda *a, **k: watch.add(socket.create_connection(*a, **k))
-        self._watch = watch
 
-    def connect(self) -> None:
-        super().connect()
-        self._watch.add(self.sock)
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    """A TLS connection whose sockets are watched."""
 
 
 def _watch_of(request: urllib.request.Request) -> _Watch:
