@@ -7,6 +7,10 @@ import datetime as dt
 import pytest
 from web_support import ADMIN, CHECKOUT_V1, CHECKOUT_V2, GATEWAY, READ, Site
 
+from conveyor.core.records import RunSummary
+from conveyor.core.states import RunState
+from conveyor.web.api_models import RunSummaryOut
+
 
 def record(site: Site) -> None:
     """Three checkout runs (one of version 2, one failed) and one of another workflow, in that order."""
@@ -59,6 +63,17 @@ def test_the_list_filters_by_workflow_version_state_and_correlation_id(
     answer = site.client.get(f"/runs?{query}", headers=READ)
     assert answer.status_code == 200, answer.text
     assert ids(answer.json()) == expected
+
+
+@pytest.mark.parametrize("created_at", [1_764_000_307.3211179, 1_764_000_000.0, 1_764_000_000.9999999])
+def test_a_creation_time_shown_is_never_after_the_run_s_own(created_at: float) -> None:
+    """Shown cut to the microsecond, so that passed back as ``created_after`` it keeps its run, even where
+    ``created_at * 1e6`` rounds up across a whole microsecond (the first value: it was shown 1 µs late,
+    and the list filtered by its own time left the run out about one time in 170)."""
+    summary = RunSummary("r", "w", "1", RunState.RUNNING, "c", created_at, created_at)
+    shown = RunSummaryOut.of(summary).model_dump(mode="json")["created_at"]
+    assert dt.datetime.fromisoformat(shown).timestamp() <= created_at
+    assert created_at - dt.datetime.fromisoformat(shown).timestamp() < 1e-6
 
 
 def test_the_list_filters_by_a_creation_time_range(site: Site) -> None:
